@@ -1,0 +1,72 @@
+"""Console entry point: `act24 train|params|env`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .config import ConfigError, RunConfig
+
+
+def _train(args) -> int:
+    from .train import train
+
+    with open(args.config) as f:
+        cfg = RunConfig.from_dict(json.load(f))
+    summary = train(cfg, args.train_tokens, args.val_tokens, args.out, progress=not args.quiet)
+    print(f"{cfg.name}: final validation loss {summary['final_val_loss']:.4f} -> {args.out}")
+    return 0
+
+
+def _params(args) -> int:
+    from .config import FFN_KINDS, ModelConfig
+    from .model import parameter_counts
+
+    base = {"d_model": args.d_model, "n_layers": args.n_layers, "n_heads": args.n_heads,
+            "vocab_size": args.vocab_size, "ffn_multiple_of": args.multiple_of}
+    for kind in FFN_KINDS:
+        print(kind, parameter_counts(ModelConfig(**base, ffn=kind)))
+    return 0
+
+
+def _env(_args) -> int:
+    from .io import environment_info
+
+    print(json.dumps(environment_info(), indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="act24", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one model from a run config (JSON of act24.config.RunConfig)")
+    p.add_argument("--config", required=True)
+    p.add_argument("--train-tokens", required=True, help="train.npy from the tokenize rule")
+    p.add_argument("--val-tokens", required=True, help="val.npy from the tokenize rule")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("params", help="parameter counts of each FFN kind for one model shape")
+    p.add_argument("--d-model", type=int, default=4096)
+    p.add_argument("--n-layers", type=int, default=32)
+    p.add_argument("--n-heads", type=int, default=32)
+    p.add_argument("--vocab-size", type=int, default=32000)
+    p.add_argument("--multiple-of", type=int, default=128)
+    p.set_defaults(func=_params)
+
+    p = sub.add_parser("env", help="software versions and devices, as written next to results")
+    p.set_defaults(func=_env)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"act24: config error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

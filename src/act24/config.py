@@ -1,0 +1,128 @@
+"""Typed settings for one training run.
+
+The workflow validates the whole config file against ``workflow/schemas/config.schema.yaml`` before any
+job runs; these dataclasses are what the library consumes. ``from_dict`` rejects unknown keys and wrong
+types with a message that names the key, so the library is safe to call without Snakemake too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+FFN_KINDS = ("swiglu", "sqrelu", "relu", "gelu")
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown or of the wrong type; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = 2048
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    seq_len: int = 128
+    ffn: str = "sqrelu"
+    # Width of a two-matrix FFN (sqrelu/relu/gelu) as a multiple of d_model. SwiGLU has three matrices and
+    # gets 2/3 of it, so every FFN kind has the same parameter count (F_sqrelu = 1.5 F_swiglu).
+    ffn_ratio: float = 4.0
+    # FFN widths are rounded up to this multiple (2:4 needs 4, cuSPARSELt 16/32, CUTLASS tiles 64/128).
+    ffn_multiple_of: int = 64
+    rope_theta: float = 10000.0
+    tie_embeddings: bool = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 300
+    batch_size: int = 16
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 30
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    eval_every: int = 50
+    eval_batches: int = 8
+    stats_every: int = 25
+    stats_batch_size: int = 8
+    seed: int = 0
+    threads: int = 1
+    device: str = "cpu"  # cpu | cuda
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "run"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        return _build(cls, d, "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, d: Any, prefix: str):
+    if not isinstance(d, dict):
+        raise ConfigError(f"config key '{prefix or '<root>'}': expected a mapping, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key '{prefix}{unknown[0]}' (expected one of: {', '.join(sorted(names))})"
+        )
+    kwargs = {}
+    for key, value in d.items():
+        where, typ = f"{prefix}{key}", hints[key]
+        if dataclasses.is_dataclass(typ):
+            kwargs[key] = _build(typ, value, where + ".")
+        else:
+            kwargs[key] = _coerce(value, typ, where)
+    out = cls(**kwargs)
+    if cls is ModelConfig:
+        _check_model(out)
+    if cls is TrainConfig:
+        _check_choice("train.device", out.device, ("cpu", "cuda"))
+        _check_choice("train.precision", out.precision, ("fp32", "bf16"))
+    return out
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"config key '{key}': expected one of {choices}, got {value!r}")
+
+
+def _coerce(value: Any, typ: type, where: str):
+    ok = {
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        bool: isinstance(value, bool),
+        str: isinstance(value, str),
+    }[typ]
+    if not ok:
+        raise ConfigError(f"config key '{where}': expected {typ.__name__}, got {value!r}")
+    return typ(value)
+
+
+def _check_model(m: ModelConfig) -> None:
+    _check_choice("model.ffn", m.ffn, FFN_KINDS)
+    if m.d_model % m.n_heads:
+        raise ConfigError(
+            f"config key 'model.n_heads': d_model={m.d_model} must be divisible by n_heads={m.n_heads}"
+        )
+    if (m.d_model // m.n_heads) % 2:
+        raise ConfigError("config key 'model.n_heads': head dimension d_model/n_heads must be even (RoPE)")
+    if m.ffn_multiple_of % 4:
+        raise ConfigError(
+            f"config key 'model.ffn_multiple_of': must be a multiple of 4 for 2:4 groups, got {m.ffn_multiple_of}"
+        )

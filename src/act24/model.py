@@ -1,0 +1,151 @@
+"""A small Llama-style decoder (RMSNorm, RoPE, causal SDPA attention, no biases) in the spirit of nanoGPT,
+with interchangeable FFN kinds of equal parameter count."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+
+
+def round_up(x: float, multiple: int) -> int:
+    return int(math.ceil(x / multiple) * multiple)
+
+
+def ffn_width(cfg: ModelConfig, kind: str | None = None) -> int:
+    """FFN width F for `kind`, parameter-matched across kinds.
+
+    SwiGLU has three d x F matrices, the other kinds two, so F_two = 1.5 F_swiglu exactly. F_swiglu is
+    rounded to a multiple of 2 * ffn_multiple_of so that both widths are multiples of ffn_multiple_of.
+    """
+    kind = kind or cfg.ffn
+    f_swiglu = round_up(cfg.ffn_ratio * cfg.d_model * 2 / 3, 2 * cfg.ffn_multiple_of)
+    return f_swiglu if kind == "swiglu" else f_swiglu * 3 // 2
+
+
+class FeedForward(nn.Module):
+    """Y1 = X W1ᵀ, Y2 = act(Y1) (SwiGLU: silu(Y1) ⊙ X W3ᵀ), Y3 = Y2 W2ᵀ."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.kind = cfg.ffn
+        width = ffn_width(cfg)
+        self.w1 = nn.Linear(cfg.d_model, width, bias=False)
+        self.w3 = nn.Linear(cfg.d_model, width, bias=False) if self.kind == "swiglu" else None
+        self.w2 = nn.Linear(width, cfg.d_model, bias=False)
+        # Hook point for Y2, the activation that 2:4 sparsity is applied to (see sparsity.stats).
+        self.act_out = nn.Identity()
+
+    def activation(self, y1: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "sqrelu":
+            return F.relu(y1).square()
+        if self.kind == "relu":
+            return F.relu(y1)
+        if self.kind == "gelu":
+            return F.gelu(y1)
+        return F.silu(y1) * self.w3(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y2 = self.act_out(self.activation(self.w1(x), x))
+        return self.w2(y2)
+
+
+def rope_tables(seq_len: int, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    angles = torch.outer(torch.arange(seq_len, dtype=torch.float64), inv_freq)
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs (i, i + head_dim/2) of x (B, H, T, head_dim) by position-dependent angles."""
+    x1, x2 = x.chunk(2, dim=-1)
+    cos, sin = cos[: x.shape[-2]], sin[: x.shape[-2]]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.wqkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.wo = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.wqkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.wo(y.transpose(1, 2).reshape(b, t, d))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.attn_norm = nn.RMSNorm(cfg.d_model, eps=1e-6)
+        self.attn = Attention(cfg)
+        self.ffn_norm = nn.RMSNorm(cfg.d_model, eps=1e-6)
+        self.ffn = FeedForward(cfg)
+
+    def forward(self, x, cos, sin):
+        x = x + self.attn(self.attn_norm(x), cos, sin)
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = nn.RMSNorm(cfg.d_model, eps=1e-6)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.tok_emb.weight
+        cos, sin = rope_tables(cfg.seq_len, cfg.d_model // cfg.n_heads, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init_weights)
+        # GPT-2 / nanoGPT: scale the residual-stream output projections by depth.
+        for name, p in self.named_parameters():
+            if name.endswith(("attn.wo.weight", "ffn.w2.weight")):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        if idx.shape[1] > self.cfg.seq_len:
+            raise ValueError(f"sequence length {idx.shape[1]} exceeds model.seq_len={self.cfg.seq_len}")
+        x = self.tok_emb(idx)
+        for block in self.blocks:
+            x = block(x, self.rope_cos, self.rope_sin)
+        logits = self.lm_head(self.norm(x))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+        return logits, loss
+
+    def ffn_modules(self) -> list[FeedForward]:
+        return [block.ffn for block in self.blocks]
+
+
+def parameter_counts(cfg: ModelConfig) -> dict[str, int]:
+    """Parameter counts of the model `cfg` describes, by part, computed without building it (so paper-scale
+    shapes are cheap). Embedding and (untied) output matrices count as embedding parameters."""
+    d, width = cfg.d_model, ffn_width(cfg)
+    ffn = cfg.n_layers * (3 if cfg.ffn == "swiglu" else 2) * d * width
+    attention = cfg.n_layers * 4 * d * d
+    norms = (2 * cfg.n_layers + 1) * d
+    embedding = cfg.vocab_size * d * (1 if cfg.tie_embeddings else 2)
+    return {
+        "ffn_width": width,
+        "ffn_params": ffn,
+        "non_embedding_params": ffn + attention + norms,
+        "total_params": ffn + attention + norms + embedding,
+    }

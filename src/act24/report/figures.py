@@ -1,0 +1,85 @@
+"""Figures: each takes tidy DataFrames (see report.results) and returns a matplotlib Figure."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+DROP_COLUMNS = {
+    "drop24_features": "along features (forward)",
+    "drop24_tokens": "along tokens, natural order",
+    "drop24_tokens_permuted": "along tokens, permuted",
+    "drop24_tokens_permuted_split": "along tokens, permuted, 5% densest features dense",
+}
+
+
+def sparsity_over_training(stats: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Fig. 1 mirror: fraction of exact zeros of the FFN activations per layer over training
+    (mean over seeds, band = min..max over seeds)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    sns.lineplot(data=stats, x="tokens", y="zero_frac", hue="layer", palette="viridis",
+                 errorbar=("pi", 100), ax=ax, legend="full")
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="training tokens", ylabel="fraction of zero activations", ylim=(0, 1),
+           title=title or "FFN activation sparsity during training")
+    ax.legend(title="layer", ncols=2, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves(metrics: pd.DataFrame, labels: dict[str, str] | None = None) -> plt.Figure:
+    """Training loss (smoothed, mean over seeds) and validation loss against training tokens."""
+    labels = labels or {}
+    df = metrics.assign(label=metrics["variant"].map(lambda v: labels.get(v, v)))
+    train = df[df["split"] == "train"].sort_values("step").copy()
+    train["loss"] = train.groupby(["variant", "seed"])["loss"].transform(
+        lambda s: s.ewm(alpha=0.1).mean())
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, part, title in ((axes[0], train, "training loss (EMA 0.1)"),
+                            (axes[1], df[df["split"] == "val"], "validation loss (held-out documents)")):
+        sns.lineplot(data=part, x="tokens", y="loss", hue="label", errorbar=("pi", 100), ax=ax)
+        ax.set(xlabel="training tokens", ylabel="cross-entropy (nats/token)", title=title)
+        ax.legend(title=None)
+    last = df[df["split"] == "val"]["loss"]
+    axes[0].set_ylim(last.min() - 0.3, last.quantile(0.5) + 1.0)
+    fig.tight_layout()
+    return fig
+
+
+def drop_fractions(stats: pd.DataFrame) -> plt.Figure:
+    """Fraction of non-zeros a 2:4 mask drops over training, per direction (mean over layers and seeds)."""
+    long = stats.melt(id_vars=["tokens", "layer", "seed"], value_vars=list(DROP_COLUMNS),
+                      var_name="mask", value_name="dropped")
+    long["mask"] = long["mask"].map(DROP_COLUMNS)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    sns.lineplot(data=long, x="tokens", y="dropped", hue="mask", errorbar=None, ax=ax)
+    ax.set(xlabel="training tokens", ylabel="fraction of non-zeros dropped by 2:4",
+           title="What a 2:4 mask would drop (mean over layers)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def feature_density(density: np.ndarray, title: str = "") -> plt.Figure:
+    """Per-feature density (fraction of tokens with a non-zero), features sorted densest first, per layer.
+    `density` is (layers, features) at one step."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    n_features = density.shape[1]
+    x = np.arange(1, n_features + 1) / n_features
+    colors = sns.color_palette("viridis", density.shape[0])
+    for layer, row in enumerate(density):
+        ax.plot(x, np.sort(row)[::-1], color=colors[layer], label=f"layer {layer}")
+    ax.axvline(0.05, color="grey", ls=":", lw=0.8)
+    ax.text(0.055, 0.95, "5% densest", transform=ax.get_xaxis_transform(), fontsize=8, va="top")
+    ax.set(xlabel="feature rank / F", ylabel="fraction of tokens active", ylim=(0, 1),
+           title=title or "Per-feature density at the end of training")
+    ax.legend(fontsize=8, ncols=2)
+    fig.tight_layout()
+    return fig
+
+
+def save(fig: plt.Figure, path) -> None:
+    fig.savefig(path, dpi=130)
+    plt.close(fig)

@@ -1,0 +1,55 @@
+"""Tables computed from run results and configs."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ..config import FFN_KINDS, ModelConfig
+from ..model import parameter_counts
+
+
+def quality_table(summaries: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """Final validation loss per variant: mean, sample std, min, max over seeds."""
+    g = summaries.groupby("variant", sort=False)
+    out = g["final_val_loss"].agg(["count", "mean", "std", "min", "max"]).reset_index()
+    out.columns = ["variant", "seeds", "val_loss_mean", "val_loss_std", "val_loss_min", "val_loss_max"]
+    out["ffn_params"] = g["ffn_params"].first().to_numpy()
+    out["non_embedding_params"] = g["non_embedding_params"].first().to_numpy()
+    out["tokens"] = g["tokens"].first().to_numpy()
+    if labels:
+        out.insert(1, "label", out["variant"].map(labels))
+    return out.sort_values("val_loss_mean", kind="stable").reset_index(drop=True)
+
+
+def parameter_table(shapes: dict[str, dict]) -> pd.DataFrame:
+    """Parameter counts of each FFN kind for each named model shape (the FFN widths are parameter-matched)."""
+    rows = []
+    for shape, model in shapes.items():
+        for kind in FFN_KINDS:
+            counts = parameter_counts(ModelConfig(**{**model, "ffn": kind}))
+            rows.append({"shape": shape, "ffn": kind, "d_model": model["d_model"],
+                         "n_layers": model["n_layers"], **counts})
+    return pd.DataFrame(rows)
+
+
+def final_sparsity_table(stats: pd.DataFrame) -> pd.DataFrame:
+    """Per variant and layer: activation statistics at the last logged step, mean over seeds."""
+    last = stats[stats["step"] == stats.groupby(["variant", "seed"])["step"].transform("max")]
+    value_cols = [c for c in last.columns if c.startswith(("zero_frac", "drop24", "dense_"))]
+    out = last.groupby(["variant", "layer"])[value_cols].mean().reset_index()
+    out.insert(2, "step", last.groupby(["variant", "layer"])["step"].max().to_numpy())
+    return out
+
+
+def to_markdown(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
+    """A GitHub-flavoured markdown table (no optional dependency on `tabulate`)."""
+    def fmt(v):
+        if isinstance(v, float):
+            return "" if math.isnan(v) else format(v, floatfmt)
+        return str(v)
+
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""2:4 sparsity patterns (the reference math) and activation statistics."""

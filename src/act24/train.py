@@ -1,0 +1,157 @@
+"""Training loop: AdamW, linear warmup + cosine decay, gradient clipping, seeded data order; writes
+metrics (JSONL), per-layer FFN activation statistics (CSV) and per-feature densities (NPZ)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .config import RunConfig, TrainConfig
+from .data import TokenArray
+from .model import Transformer, parameter_counts
+from .sparsity.pattern import token_permutation
+from .sparsity.stats import activation_stats, feature_density, record_activations
+
+METRICS = "metrics.jsonl"
+STATS = "activation_stats.csv"
+DENSITY = "feature_density.npz"
+CHECKPOINT = "model.pt"
+SUMMARY = "summary.json"
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def lr_at(step: int, t: TrainConfig) -> float:
+    """Linear warmup to `lr`, then cosine decay to `lr * min_lr_ratio` at the last step."""
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
+    floor = t.lr * t.min_lr_ratio
+    return floor + 0.5 * (t.lr - floor) * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.AdamW:
+    # Weight decay on matrices only, not on norms' gains (nanoGPT).
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2))
+
+
+def resolve_device(t: TrainConfig) -> torch.device:
+    if t.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is available (set train.device: cpu)")
+    return torch.device(t.device)
+
+
+def autocast(device: torch.device, precision: str):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+@torch.no_grad()
+def evaluate(model: Transformer, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    model.eval()
+    losses = [model(x, y)[1].item() for x, y in batches]
+    model.train()
+    return sum(losses) / len(losses)
+
+
+@torch.no_grad()
+def layer_statistics(model: Transformer, x: torch.Tensor, perm: torch.Tensor) -> tuple[list[dict], np.ndarray]:
+    """Per-layer activation statistics and per-feature densities (layers x features) on batch `x`."""
+    model.eval()
+    with record_activations(model.ffn_modules()) as acts:
+        model(x)
+    model.train()
+    rows = [{"layer": i, **activation_stats(a.float(), perm.to(a.device))} for i, a in enumerate(acts)]
+    return rows, torch.stack([feature_density(a) for a in acts]).cpu().numpy()
+
+
+def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, progress: bool = True) -> dict:
+    """Train one model; write its metrics, statistics, checkpoint and summary under `out_dir`."""
+    m, t = cfg.model, cfg.train
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(t.threads)
+    torch.manual_seed(t.seed)
+    device = resolve_device(t)
+    train_data, val_data = TokenArray(train_path, m.seq_len), TokenArray(val_path, m.seq_len)
+    model = Transformer(m).to(device)
+    optimizer = make_optimizer(model, t)
+    data_gen = torch.Generator().manual_seed(t.seed)  # on the CPU: the data order is device-independent
+    eval_batches = [(x.to(device), y.to(device)) for x, y in val_data.fixed_batches(t.eval_batches, t.batch_size)]
+    stats_x = val_data.fixed_batches(1, t.stats_batch_size)[0][0].to(device)
+    perm = token_permutation(stats_x.numel(), seed=t.seed)
+
+    stats_fields = None
+    density_steps, densities = [], []
+    start = time.perf_counter()
+    with open(out / METRICS, "w") as metrics_f, open(out / STATS, "w", newline="") as stats_f:
+        def log(row: dict) -> None:
+            metrics_f.write(json.dumps(row) + "\n")
+            metrics_f.flush()
+
+        bar = tqdm(range(t.steps + 1), desc=cfg.name, disable=not progress, mininterval=2.0)
+        for step in bar:
+            tokens = step * t.batch_size * m.seq_len
+            last = step == t.steps
+            if step % t.stats_every == 0 or last:
+                with autocast(device, t.precision):
+                    rows, density = layer_statistics(model, stats_x, perm)
+                if stats_fields is None:
+                    stats_fields = ["step", "tokens", *rows[0].keys()]
+                    writer = csv.DictWriter(stats_f, fieldnames=stats_fields)
+                    writer.writeheader()
+                writer.writerows({"step": step, "tokens": tokens, **r} for r in rows)
+                stats_f.flush()
+                density_steps.append(step)
+                densities.append(density)
+            if step % t.eval_every == 0 or last:
+                with autocast(device, t.precision):
+                    val_loss = evaluate(model, eval_batches)
+                log({"split": "val", "step": step, "tokens": tokens, "loss": val_loss,
+                     "time": time.perf_counter() - start})
+            if last:
+                break
+            lr = lr_at(step, t)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, y = train_data.batch(t.batch_size, data_gen)
+            with autocast(device, t.precision):
+                _, loss = model(x.to(device), y.to(device))
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise NonFiniteLossError(f"{cfg.name}: loss is {loss_value} at step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            optimizer.step()
+            log({"split": "train", "step": step, "tokens": tokens + t.batch_size * m.seq_len,
+                 "loss": loss_value, "lr": lr, "grad_norm": float(grad_norm), "time": time.perf_counter() - start})
+            bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
+
+    np.savez_compressed(out / DENSITY, steps=np.asarray(density_steps), density=np.stack(densities))
+    torch.save({"config": cfg.to_dict(), "model": model.state_dict()}, out / CHECKPOINT)
+    summary = {
+        "name": cfg.name,
+        "final_val_loss": val_loss,
+        "steps": t.steps,
+        "tokens": t.steps * t.batch_size * m.seq_len,
+        "train_seconds": time.perf_counter() - start,
+        **parameter_counts(m),
+        "config": cfg.to_dict(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "versions": {"torch": torch.__version__},
+    }
+    (out / SUMMARY).write_text(json.dumps(summary, indent=2))
+    return summary

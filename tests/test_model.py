@@ -1,0 +1,95 @@
+import pytest
+import torch
+
+from act24.config import FFN_KINDS, ConfigError, ModelConfig, RunConfig
+from act24.model import FeedForward, Transformer, apply_rope, ffn_width, parameter_counts, rope_tables
+
+SMALL = dict(vocab_size=97, d_model=32, n_layers=2, n_heads=4, seq_len=16, ffn_multiple_of=8)
+
+
+@pytest.mark.parametrize("kind", FFN_KINDS)
+def test_logits_shape_and_loss(kind):
+    model = Transformer(ModelConfig(**SMALL, ffn=kind))
+    idx = torch.randint(0, 97, (3, 16))
+    logits, loss = model(idx, torch.randint(0, 97, (3, 16)))
+    assert logits.shape == (3, 16, 97)
+    # Near-uniform predictions at init: loss close to log(vocab).
+    assert abs(loss.item() - torch.log(torch.tensor(97.0)).item()) < 0.5
+
+
+def test_ffn_kinds_have_equal_parameter_counts():
+    counts = {k: sum(p.numel() for p in Transformer(ModelConfig(**SMALL, ffn=k)).parameters()) for k in FFN_KINDS}
+    assert len(set(counts.values())) == 1, counts
+    assert ffn_width(ModelConfig(**SMALL, ffn="sqrelu")) * 2 == ffn_width(ModelConfig(**SMALL, ffn="swiglu")) * 3
+
+
+@pytest.mark.parametrize("kind", FFN_KINDS)
+@pytest.mark.parametrize("tie", [True, False])
+def test_parameter_counts_formula_matches_the_built_model(kind, tie):
+    cfg = ModelConfig(**SMALL, ffn=kind, tie_embeddings=tie)
+    model = Transformer(cfg)
+    counts = parameter_counts(cfg)
+    assert counts["total_params"] == sum(p.numel() for p in model.parameters())
+    assert counts["ffn_params"] == sum(p.numel() for f in model.ffn_modules() for p in f.parameters())
+
+
+def test_ffn_widths_are_multiples_and_llama_7b_like():
+    cfg = ModelConfig(d_model=4096, ffn_multiple_of=128, ffn="swiglu")
+    assert ffn_width(cfg) == 11008  # Llama-7B's SwiGLU width
+    assert ffn_width(cfg, "sqrelu") == 16512 and 16512 % 128 == 0
+
+
+def test_sqrelu_activation_values():
+    ffn = FeedForward(ModelConfig(**SMALL, ffn="sqrelu"))
+    y1 = torch.tensor([[-2.0, -0.0, 0.5, 3.0]])
+    assert torch.equal(ffn.activation(y1, None), torch.tensor([[0.0, 0.0, 0.25, 9.0]]))
+
+
+@pytest.mark.parametrize("kind", ["swiglu", "sqrelu"])
+def test_causal_masking_future_tokens_do_not_change_past_logits(kind):
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(**SMALL, ffn=kind)).eval()
+    a = torch.randint(0, 97, (1, 16))
+    b = a.clone()
+    b[0, 10:] = torch.randint(0, 97, (6,))
+    la, lb = model(a)[0], model(b)[0]
+    torch.testing.assert_close(la[0, :10], lb[0, :10])
+    assert not torch.allclose(la[0, 10:], lb[0, 10:])
+
+
+def test_rope_preserves_norm_and_is_relative():
+    cos, sin = rope_tables(8, 4, 10000.0)
+    q = torch.randn(1, 1, 8, 4)
+    rq = apply_rope(q, cos, sin)
+    torch.testing.assert_close(rq.norm(dim=-1), q.norm(dim=-1))
+    # The same vector at positions (i, j) scores like at (i + s, j + s).
+    v = torch.randn(4).expand(1, 1, 8, 4)
+    rv = apply_rope(v, cos, sin)[0, 0]
+    torch.testing.assert_close(rv[1] @ rv[3], rv[4] @ rv[6])
+
+
+def test_sequence_longer_than_seq_len_is_rejected():
+    model = Transformer(ModelConfig(**SMALL))
+    with pytest.raises(ValueError, match="seq_len=16"):
+        model(torch.zeros(1, 17, dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ({"ffn": "tanh"}, "model.ffn"),
+        ({"d_model": 30, "n_heads": 4}, "model.n_heads"),
+        ({"ffn_multiple_of": 6}, "model.ffn_multiple_of"),
+        ({"d_model": "big"}, "model.d_model': expected int"),
+        ({"widht": 3}, "unknown config key 'model.widht'"),
+    ],
+)
+def test_bad_model_config_names_the_key(model, message):
+    with pytest.raises(ConfigError, match=message):
+        RunConfig.from_dict({"model": model})
+
+
+def test_run_config_round_trips():
+    cfg = RunConfig.from_dict({"name": "x", "model": {"ffn": "relu"}, "train": {"lr": 1}})
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg

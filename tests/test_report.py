@@ -1,0 +1,95 @@
+import pandas as pd
+import pytest
+
+from act24.report import claims, tables
+from act24.report.claims import ClaimThresholds, claims_table, ideal_speedups
+
+
+def summaries(sq=(3.00, 3.02), sw=(3.01, 3.03)):
+    rows = [{"variant": "sqrelu", "seed": i, "final_val_loss": v} for i, v in enumerate(sq)]
+    rows += [{"variant": "swiglu", "seed": i, "final_val_loss": v} for i, v in enumerate(sw)]
+    return pd.DataFrame(rows)
+
+
+def stats(curve, layers=(0.9, 0.95), drop=0.01):
+    """Per-layer stats of variant sqrelu: mean zero_frac follows `curve` (step -> value); the last step's
+    per-layer values are `layers`."""
+    rows = []
+    last = max(curve)
+    for step, z in curve.items():
+        for layer, zl in enumerate(layers):
+            rows.append({"variant": "sqrelu", "seed": 0, "step": step, "layer": layer,
+                         "zero_frac": zl if step == last else z, "drop24_features": drop,
+                         "drop24_features_energy": drop / 10})
+    return pd.DataFrame(rows)
+
+
+def verdicts(df):
+    return dict(zip(df["id"], df["verdict"]))
+
+
+def test_claims_reproduced_when_results_match_the_paper():
+    curve = {0: 0.5, 25: 0.8, 50: 0.88, 75: 0.9, 100: 0.92}
+    df = claims_table(summaries(), stats(curve), {"cuda_available": False}, ClaimThresholds(), "sqrelu", "swiglu")
+    v = verdicts(df)
+    assert list(df["id"]) == [f"C{i}" for i in range(1, 11)]
+    assert v["C1"] == v["C2"] == v["C3"] == v["C4"] == v["C10"] == "reproduced"
+    assert v["C7"] == "not measured: no CUDA device"
+    assert v["C5"].startswith("not measured")
+    assert "-0.010" in df.set_index("id").loc["C1", "ours"]
+
+
+def test_claims_not_reproduced_when_results_differ():
+    late_curve = {0: 0.3, 25: 0.32, 50: 0.35, 75: 0.6, 100: 0.9}
+    df = claims_table(summaries(sq=(3.2, 3.3)), stats(late_curve, layers=(0.5, 0.7), drop=0.2),
+                      {"cuda_available": True}, ClaimThresholds(), "sqrelu", "swiglu")
+    v = verdicts(df)
+    assert v["C1"] == v["C2"] == v["C3"] == v["C4"] == "not reproduced"
+    assert v["C7"] == "not measured: the GPU benchmark rules are not part of this pipeline yet"
+
+
+def test_some_layers_sparse_enough_is_partly_reproduced():
+    df = claims_table(summaries(), stats({0: 0.5, 100: 0.9}, layers=(0.5, 0.95)), {}, ClaimThresholds(),
+                      "sqrelu", "swiglu")
+    assert verdicts(df)["C2"] == "partly reproduced"
+    assert "1 of 2 layers" in df.set_index("id").loc["C2", "ours"]
+
+
+def test_ideal_speedups_from_gemm_counts():
+    ideal = ideal_speedups()
+    assert ideal["forward"] == pytest.approx(4 / 3)
+    assert ideal["forward_backward"] == pytest.approx(1.5)
+    assert ideal["split_gemm"] == pytest.approx(1 / 0.525)
+    assert ideal_speedups(sparse_gemm_speedup=1.0) == {"forward": 1.0, "forward_backward": 1.0, "split_gemm": 1.0}
+
+
+def test_quality_table_mean_and_spread_over_seeds():
+    s = summaries().assign(ffn_params=10, non_embedding_params=20, tokens=30)
+    q = tables.quality_table(s, {"sqrelu": "Squared-ReLU", "swiglu": "SwiGLU"})
+    row = q.set_index("variant").loc["sqrelu"]
+    assert row["seeds"] == 2 and row["label"] == "Squared-ReLU"
+    assert row["val_loss_mean"] == pytest.approx(3.01)
+    assert row["val_loss_std"] == pytest.approx(0.02 / 2**0.5)
+    assert list(q["variant"]) == ["sqrelu", "swiglu"]  # best first
+
+
+def test_final_sparsity_table_takes_the_last_step_of_each_run():
+    df = tables.final_sparsity_table(stats({0: 0.5, 100: 0.9}))
+    assert df["step"].tolist() == [100, 100]
+    assert df["zero_frac"].tolist() == [0.9, 0.95]
+
+
+def test_parameter_table_has_equal_counts_per_shape():
+    shapes = {"small": {"d_model": 64, "n_layers": 2, "n_heads": 2, "vocab_size": 100}}
+    df = tables.parameter_table(shapes)
+    assert set(df["ffn"]) == {"swiglu", "sqrelu", "relu", "gelu"}
+    assert df["non_embedding_params"].nunique() == 1
+
+
+def test_markdown_table():
+    md = tables.to_markdown(pd.DataFrame({"a": [1, 2], "b": [0.123456, float("nan")]}))
+    assert md.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.1235 |", "| 2 |  |"]
+
+
+def test_every_claim_has_paper_text():
+    assert set(claims.PAPER) == {f"C{i}" for i in range(1, 11)}

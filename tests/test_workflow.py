@@ -1,0 +1,134 @@
+"""The Snakemake workflow: dry runs and lint of the shipped configs, config errors, and a tiny end-to-end
+run (local synthetic corpus, tiny models) whose outputs, report and notebook are checked."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, write_corpus
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+SHIPPED = sorted(p.name for p in (REPO / "config").glob("*.yaml") if p.name != "config.yaml")
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True, text=True)
+    if check and proc.returncode:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def write_config(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize("configfile", [None, *SHIPPED])
+def test_dry_run_of_shipped_configs(tmp_path, configfile):
+    args = ["-n", "--quiet", "rules"] + (["--configfile", str(REPO / "config" / configfile)] if configfile else [])
+    proc = snakemake(tmp_path, *args)
+    assert "train" in proc.stdout + proc.stderr
+
+
+def test_lint_is_clean(tmp_path):
+    proc = snakemake(tmp_path, "--lint")
+    assert "Congratulations" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"trian": {"steps": 3}}, "trian"),
+        ({"train": {"lr": "fast"}}, "fast"),
+        ({"train": {"steps": 0}}, "steps"),
+        ({"data": {"source": "wikipedia"}}, "wikipedia"),
+        ({"variants": {"big": {"ffn": "sqrelu", "model": {"widht": 3}}}}, "variants.big: unknown config key 'model.widht'"),
+        ({"variants": {"odd": {"ffn": "sqrelu", "model": {"d_model": 30}}}}, "variants.odd: config key 'model.n_heads'"),
+        ({"analysis": {"sparsity_variant": "nope"}}, "analysis.sparsity_variant: 'nope' is not a variant"),
+    ],
+)
+def test_config_errors_fail_before_any_job_and_name_the_key(tmp_path, bad, message):
+    proc = snakemake(tmp_path, "-n", "--configfile", str(write_config(tmp_path / "bad.yaml", bad)), check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+TINY = {
+    "data": {"source": "local", "local": {"glob": "corpus/*.txt"}, "val_fraction": 0.34, "vocab_size": 300},
+    "model": {"d_model": 32, "n_layers": 2, "n_heads": 2, "seq_len": 16, "ffn_multiple_of": 8},
+    "train": {"steps": 16, "batch_size": 4, "warmup_steps": 4, "eval_every": 8, "eval_batches": 2,
+              "stats_every": 4, "stats_batch_size": 2},
+    "seeds": [0, 1],
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("pipeline")
+    write_corpus(work / "corpus")
+    cfg = write_config(work / "tiny.yaml", TINY)
+    snakemake(work, "--cores", "2", "--configfile", str(cfg))
+    return work, cfg
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_outputs(tiny_run):
+    work, _ = tiny_run
+    res = work / "results"
+    for fig in ("fig1_sparsity", "drop24", "feature_density", "loss_curves"):
+        assert (res / "figures" / f"{fig}.png").stat().st_size > 10_000
+    quality = pd.read_csv(res / "tables" / "quality.csv")
+    assert sorted(quality["variant"]) == ["relu", "sqrelu", "swiglu"]
+    assert (quality["seeds"] == 2).all() and quality["non_embedding_params"].nunique() == 1
+    claims = pd.read_csv(res / "tables" / "claims.csv")
+    assert list(claims["id"]) == [f"C{i}" for i in range(1, 11)]
+    assert claims["verdict"].str.match(r"^(reproduced|partly reproduced|not reproduced|not measured: .+)$").all()
+    assert claims.set_index("id").loc["C7", "verdict"] == "not measured: no CUDA device"
+    sparsity = pd.read_csv(res / "tables" / "sparsity.csv")
+    assert set(sparsity["variant"]) == {"sqrelu", "relu"} and (sparsity["step"] == 16).all()
+    params = pd.read_csv(res / "tables" / "params.csv")
+    assert set(params["shape"]) == {"this config", "1.5B-like", "7B-like"}
+    split = json.loads((res / "data" / "summary.json").read_text())
+    assert len(split["val"]["documents"]) == 2 and len(split["train"]["documents"]) == 4
+    assert (work / "logs" / "train" / "sqrelu" / "seed1.log").exists()
+
+
+@pytest.mark.slow
+def test_single_output_rebuilds_alone(tiny_run):
+    work, cfg = tiny_run
+    target = work / "results" / "figures" / "fig1_sparsity.png"
+    target.unlink()
+    proc = snakemake(work, "-n", "--configfile", str(cfg), "results/figures/fig1_sparsity.png")
+    out = proc.stdout + proc.stderr
+    assert "fig_sparsity" in out and "train " not in out and "total                 1" not in out
+    snakemake(work, "--cores", "1", "--configfile", str(cfg), "results/figures/fig1_sparsity.png")
+    assert target.exists()
+
+
+@pytest.mark.slow
+def test_report_builds(tiny_run):
+    work, cfg = tiny_run
+    snakemake(work, "--configfile", str(cfg), "--report", "report.html")
+    html = (work / "report.html").read_text(errors="replace")
+    assert "fig1_sparsity.png" in html and "claims.md" in html
+
+
+@pytest.mark.slow
+def test_notebook_runs_on_the_tiny_results(tiny_run, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    work, _ = tiny_run
+    nb = nbformat.read(REPO / "notebooks" / "sparsity.ipynb", as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit notebooks without outputs"
+    monkeypatch.setenv("ACT24_RESULTS", str(work / "results"))
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "6 finished runs" in text

@@ -1,0 +1,64 @@
+# Tables computed from the runs: quality, final sparsity per layer, parameter counts.
+TABLES = f"{RESULTS}/tables"
+SPARSE_VARIANT = config["analysis"]["sparsity_variant"]
+
+
+rule environment:
+    output:
+        f"{RESULTS}/environment.json",
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/environment.log",
+    script:
+        "../scripts/environment.py"
+
+
+rule quality_table:
+    input:
+        run_files("summary.json"),
+    output:
+        csv=f"{TABLES}/quality.csv",
+        md=report(f"{TABLES}/quality.md", caption="../report/quality.rst", category="Tables"),
+    params:
+        table="quality",
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/tables/quality.log",
+    script:
+        "../scripts/tables.py"
+
+
+rule sparsity_table:
+    input:
+        run_files("activation_stats.csv", [v for v in VARIANTS if config["variants"][v]["ffn"] != "swiglu"]),
+    output:
+        csv=f"{TABLES}/sparsity.csv",
+        md=report(f"{TABLES}/sparsity.md", caption="../report/sparsity_table.rst", category="Tables"),
+    params:
+        table="sparsity",
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/tables/sparsity.log",
+    script:
+        "../scripts/tables.py"
+
+
+rule params_table:
+    output:
+        csv=f"{TABLES}/params.csv",
+        md=report(f"{TABLES}/params.md", caption="../report/params.rst", category="Tables"),
+    params:
+        table="params",
+        shapes={
+            "this config": {**config["model"], "vocab_size": config["data"]["vocab_size"]},
+            **config["analysis"].get("reference_shapes", {}),
+        },
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/tables/params.log",
+    script:
+        "../scripts/tables.py"

@@ -1,0 +1,33 @@
+# Shared settings: validate the config, resolve every (variant, seed) run before any job starts.
+import sys
+
+from snakemake.utils import validate
+
+try:
+    from act24.config import ConfigError
+    from act24.experiment import resolve_runs
+    from act24.report.results import run_dir
+except ImportError as exc:
+    sys.exit(f"act24 is not importable ({exc}): install it first, e.g. `pip install -e .` (see README)")
+
+
+validate(config, "../schemas/config.schema.yaml")
+try:
+    RUNS = resolve_runs(config)
+except ConfigError as exc:
+    sys.exit(f"config error: {exc}")
+
+RESULTS = config["results"]
+LOGS = config["logs"]
+VARIANTS = list(config["variants"])
+SEEDS = [int(s) for s in config["seeds"]]
+
+
+wildcard_constraints:
+    variant="|".join(VARIANTS),
+    seed=r"\d+",
+
+
+def run_files(name, variants=VARIANTS):
+    """One file (by name) of every run of `variants`, for all seeds."""
+    return [f"{run_dir(RESULTS, v, s)}/{name}" for v in variants for s in SEEDS]

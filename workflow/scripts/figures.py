@@ -1,0 +1,27 @@
+"""Draw one figure named by params.figure."""
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files; never open a window
+
+from act24.experiment import variant_label
+from act24.io import log_to
+from act24.report import figures, results
+
+with log_to(snakemake.log[0]):
+    config, which = snakemake.config, snakemake.params.figure
+    runs = [Path(p).parent for p in snakemake.input]
+    if which == "sparsity":
+        fig = figures.sparsity_over_training(results.read_stats(runs), snakemake.params.title)
+    elif which == "drop24":
+        fig = figures.drop_fractions(results.read_stats(runs))
+    elif which == "density":
+        _, density = results.read_density(runs[0])
+        fig = figures.feature_density(density[-1], snakemake.params.title)
+    elif which == "loss":
+        labels = {v: variant_label(config, v) for v in config["variants"]}
+        fig = figures.loss_curves(results.read_metrics(runs), labels)
+    else:
+        raise ValueError(f"unknown figure {which!r}")
+    figures.save(fig, snakemake.output[0])
