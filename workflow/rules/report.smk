@@ -68,7 +68,7 @@ rule claims:
     input:
         summaries=run_files("summary.json", [SPARSE_VARIANT, config["analysis"]["swiglu_variant"]]),
         stats=run_files("activation_stats.csv", [SPARSE_VARIANT]),
-        environment=rules.environment.output,
+        environment=rules.environment.output[0],
     output:
         csv=f"{TABLES}/claims.csv",
         md=report(f"{TABLES}/claims.md", caption="../report/claims.rst", category="Claims"),
