@@ -66,3 +66,23 @@ def test_another_seed_gives_another_run(tmp_path, token_files):
 def test_non_finite_loss_stops_with_the_step(tmp_path, token_files):
     with pytest.raises(NonFiniteLossError, match="at step"):
         run(tmp_path, "boom", token_files, lr=1e30, grad_clip=1e30, warmup_steps=1)
+
+
+def test_sparse_recipe_switches_on_after_the_dense_warmup(tmp_path, token_files):
+    cfg = RunConfig.from_dict({"name": "s", "model": TINY["model"], "train": TINY["train"],
+                               "sparse": {"enabled": True, "dense_warmup": 0.25, "split_multiple": 8}})
+    summary = train(cfg, *token_files, tmp_path / "s", progress=False)
+    assert summary["sparse_from_step"] == 3 and "reference" in summary["sparse_backend"]
+    m = pd.read_json(tmp_path / "s" / "metrics.jsonl", lines=True)
+    train_rows = m[m["split"] == "train"]
+    assert train_rows["sparse"].tolist() == [False] * 3 + [True] * 9
+    assert np.isfinite(train_rows["loss"]).all()
+    dense, _ = run(tmp_path, "d", token_files)
+    assert summary["final_val_loss"] != dense["final_val_loss"]
+
+
+def test_sparse_recipe_needs_a_sqrelu_model():
+    from act24.config import ConfigError
+
+    with pytest.raises(ConfigError, match="sparse.enabled.*needs model.ffn 'sqrelu'"):
+        RunConfig.from_dict({"model": {"ffn": "relu"}, "sparse": {"enabled": True}})

@@ -1,4 +1,4 @@
-"""Console entry point: `act24 train|params|env`."""
+"""Console entry point: `act24 train|backends|params|env`."""
 
 from __future__ import annotations
 
@@ -30,6 +30,27 @@ def _params(args) -> int:
     return 0
 
 
+def _backends(args) -> int:
+    from .kernels import backend_statuses
+    from .kernels.cuda12 import ensure_cudart12
+
+    import torch
+
+    statuses = backend_statuses()
+    if torch.cuda.is_available():
+        print(f"device: {torch.cuda.get_device_name()}; CUDA 12 runtime for xformers: {ensure_cudart12()}")
+    else:
+        print("device: CPU only (no CUDA device)")
+    for st in statuses:
+        err = "" if st.rel_error is None else f" (rel. error {st.rel_error:.3g}, tolerance {st.tolerance:g})"
+        print(f"{st.name:22s} {st.verdict}{err}\n{'':22s} {st.description}")
+    if args.json:
+        from .io import write_json
+
+        write_json(args.json, [{**st.__dict__, "verdict": st.verdict} for st in statuses])
+    return 0
+
+
 def _env(_args) -> int:
     from .io import environment_info
 
@@ -48,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("backends", help="list the 2:4 GEMM backends, why any is unavailable, and check the "
+                                        "available ones against the dense reference")
+    p.add_argument("--json", help="also write the statuses to this JSON file")
+    p.set_defaults(func=_backends)
 
     p = sub.add_parser("params", help="parameter counts of each FFN kind for one model shape")
     p.add_argument("--d-model", type=int, default=4096)

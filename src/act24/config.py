@@ -58,10 +58,28 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class SparseConfig:
+    """The 2:4 training recipe (see act24.sparsity.ffn.SparseRecipe); switches of the paper's Table 1."""
+
+    enabled: bool = False
+    dense_warmup: float = 0.1  # fraction of train.steps trained dense first (the paper: 1k iterations)
+    backward: str = "sparse"  # sparse | masked_dense | straight_through
+    token_permutation: bool = True
+    dense_fraction: float = 0.05  # 0: the naive backward (no 95/5 feature split)
+    mask_dy1: bool = True
+    split_multiple: int = 32
+    backend: str = "auto"  # auto | reference | cusparselt | xformers_cutlass | xformers_fp8_sm90 ...
+
+    def warmup_steps(self, total_steps: int) -> int:
+        return int(round(self.dense_warmup * total_steps))
+
+
+@dataclass(frozen=True)
 class RunConfig:
     name: str = "run"
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    sparse: SparseConfig = field(default_factory=SparseConfig)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
@@ -94,6 +112,12 @@ def _build(cls, d: Any, prefix: str):
     if cls is TrainConfig:
         _check_choice("train.device", out.device, ("cpu", "cuda"))
         _check_choice("train.precision", out.precision, ("fp32", "bf16"))
+    if cls is RunConfig and out.sparse.enabled and out.model.ffn != "sqrelu":
+        raise ConfigError(f"config key 'sparse.enabled': the 2:4 recipe needs model.ffn 'sqrelu', got {out.model.ffn!r}")
+    if cls is SparseConfig:
+        _check_choice("sparse.backward", out.backward, ("sparse", "masked_dense", "straight_through"))
+        if not (0.0 <= out.dense_warmup < 1.0 and 0.0 <= out.dense_fraction < 1.0):
+            raise ConfigError("config keys 'sparse.dense_warmup' and 'sparse.dense_fraction' must be in [0, 1)")
     return out
 
 

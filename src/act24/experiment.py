@@ -27,9 +27,11 @@ def run_config(config: dict[str, Any], variant: str, seed: int) -> RunConfig:
     model = _merge(config.get("model", {}), spec.get("model", {}))
     train = _merge(config.get("train", {}), spec.get("train", {}))
     model.update(ffn=spec["ffn"], vocab_size=config["data"]["vocab_size"])
+    sparse = _merge(config.get("sparse", {}), spec.get("sparse", {}))
     train.update(seed=seed)
     try:
-        return RunConfig.from_dict({"name": f"{variant}/seed{seed}", "model": model, "train": train})
+        return RunConfig.from_dict({"name": f"{variant}/seed{seed}", "model": model, "train": train,
+                                    "sparse": sparse})
     except ConfigError as exc:
         raise ConfigError(f"variants.{variant}: {exc}") from exc
 

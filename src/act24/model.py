@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
+from .sparsity.ffn import SparseRecipe, sparse_sqrelu_ffn
+from .sparsity.pattern import mask24
 
 
 def round_up(x: float, multiple: int) -> int:
@@ -39,6 +41,8 @@ class FeedForward(nn.Module):
         self.w2 = nn.Linear(width, cfg.d_model, bias=False)
         # Hook point for Y2, the activation that 2:4 sparsity is applied to (see sparsity.stats).
         self.act_out = nn.Identity()
+        self.sparse: SparseRecipe | None = None  # set by Transformer.set_sparse
+        self.backend = None
 
     def activation(self, y1: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "sqrelu":
@@ -50,7 +54,11 @@ class FeedForward(nn.Module):
         return F.silu(y1) * self.w3(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.sparse is not None and self.training and torch.is_grad_enabled():
+            return sparse_sqrelu_ffn(x, self.w1.weight, self.w2.weight, self.sparse, self.backend)
         y2 = self.act_out(self.activation(self.w1(x), x))
+        if self.sparse is not None:  # 2:4 inference: the same forward as the training function
+            y2 = y2 * mask24(y2)
         return self.w2(y2)
 
 
@@ -133,6 +141,13 @@ class Transformer(nn.Module):
 
     def ffn_modules(self) -> list[FeedForward]:
         return [block.ffn for block in self.blocks]
+
+    def set_sparse(self, recipe: SparseRecipe | None, backend=None) -> None:
+        """Switch every FFN to the 2:4 sparse Squared-ReLU FFN (None: back to dense)."""
+        if recipe is not None and self.cfg.ffn != "sqrelu":
+            raise ValueError(f"the 2:4 sparse FFN is a Squared-ReLU FFN; this model's FFN is {self.cfg.ffn!r}")
+        for ffn in self.ffn_modules():
+            ffn.sparse, ffn.backend = recipe, backend
 
 
 def parameter_counts(cfg: ModelConfig) -> dict[str, int]:

@@ -15,7 +15,9 @@ from tqdm.auto import tqdm
 
 from .config import RunConfig, TrainConfig
 from .data import TokenArray
+from .kernels.backends import select_backend
 from .model import Transformer, parameter_counts
+from .sparsity.ffn import SparseRecipe
 from .sparsity.pattern import token_permutation
 from .sparsity.stats import activation_stats, feature_density, record_activations
 
@@ -93,6 +95,16 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
     stats_x = val_data.fixed_batches(1, t.stats_batch_size)[0][0].to(device)
     perm = token_permutation(stats_x.numel(), seed=t.seed)
 
+    sparse_from, recipe, backend, backend_note = None, None, None, "dense run"
+    if cfg.sparse.enabled:
+        s = cfg.sparse
+        recipe = SparseRecipe(backward=s.backward, token_permutation=s.token_permutation,
+                              dense_fraction=s.dense_fraction, mask_dy1=s.mask_dy1, permutation_seed=t.seed,
+                              split_multiple=s.split_multiple)
+        backend, backend_note = select_backend(s.backend, device)
+        sparse_from = s.warmup_steps(t.steps)
+        print(f"{cfg.name}: 2:4 sparse FFN from step {sparse_from}; backend {backend_note}", flush=True)
+
     stats_fields = None
     density_steps, densities = [], []
     start = time.perf_counter()
@@ -105,6 +117,9 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
         for step in bar:
             tokens = step * t.batch_size * m.seq_len
             last = step == t.steps
+            if step == sparse_from:
+                model.set_sparse(recipe, backend)
+            sparse_now = sparse_from is not None and step >= sparse_from
             if step % t.stats_every == 0 or last:
                 with autocast(device, t.precision):
                     rows, density = layer_statistics(model, stats_x, perm)
@@ -119,7 +134,7 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
             if step % t.eval_every == 0 or last:
                 with autocast(device, t.precision):
                     val_loss = evaluate(model, eval_batches)
-                log({"split": "val", "step": step, "tokens": tokens, "loss": val_loss,
+                log({"split": "val", "step": step, "tokens": tokens, "loss": val_loss, "sparse": sparse_now,
                      "time": time.perf_counter() - start})
             if last:
                 break
@@ -137,7 +152,8 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
             optimizer.step()
             log({"split": "train", "step": step, "tokens": tokens + t.batch_size * m.seq_len,
-                 "loss": loss_value, "lr": lr, "grad_norm": float(grad_norm), "time": time.perf_counter() - start})
+                 "loss": loss_value, "lr": lr, "grad_norm": float(grad_norm), "sparse": sparse_now,
+                 "time": time.perf_counter() - start})
             bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
 
     np.savez_compressed(out / DENSITY, steps=np.asarray(density_steps), density=np.stack(densities))
@@ -151,6 +167,8 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
         **parameter_counts(m),
         "config": cfg.to_dict(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "sparse_from_step": sparse_from,
+        "sparse_backend": backend_note,
         "versions": {"torch": torch.__version__},
     }
     (out / SUMMARY).write_text(json.dumps(summary, indent=2))

@@ -1,0 +1,255 @@
+"""The 2:4 GEMM backends: `mm24(a, b) = a @ b` with `a` already 2:4 sparse along K."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..sparsity.pattern import mask24
+from .cuda12 import import_xformers_ops
+
+FP8_MAX = 448.0  # largest finite float8_e4m3fn
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """What `act24 backends` reports for one backend on this machine."""
+
+    name: str
+    description: str
+    available: bool
+    reason: str = ""  # why unavailable / incorrect
+    rel_error: float | None = None  # worst relative error against the dense reference, if checked
+    tolerance: float | None = None
+
+    @property
+    def verdict(self) -> str:
+        if not self.available:
+            return f"unavailable: {self.reason}"
+        if self.rel_error is None:
+            return "available (not checked)"
+        if not math.isfinite(self.rel_error) or self.rel_error > self.tolerance:
+            return f"INCORRECT: {self.reason}"
+        return "ok"
+
+    @property
+    def usable(self) -> bool:
+        return self.verdict == "ok"
+
+
+class Backend:
+    name = "base"
+    description = ""
+    dtype: torch.dtype | None = None  # compute dtype of the inputs; None: keep the caller's
+    tolerance = 1e-5  # relative error allowed against the float64 reference on the same inputs
+    # Sparse operand (M x K) and dense operand (K x N) alignment: M, K, N must be multiples of these.
+    multiples = (1, 4, 1)
+
+    def probe(self) -> str:
+        """'' when this machine can run the backend, else why not."""
+        return ""
+
+    def shape_error(self, m: int, k: int, n: int) -> str:
+        mm, mk, mn = self.multiples
+        if m % mm or k % mk or n % mn:
+            return (f"{self.name}: a ({m} x {k}) @ b ({k} x {n}) needs M % {mm} == 0, K % {mk} == 0 and "
+                    f"N % {mn} == 0")
+        return ""
+
+    def mm24(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class ReferenceBackend(Backend):
+    name = "reference"
+    description = "dense matmul of the masked operand (any device, any dtype); defines the math"
+
+    def mm24(self, a, b):
+        return a @ b
+
+
+def _cuda_capability() -> tuple[int, int] | None:
+    return torch.cuda.get_device_capability() if torch.cuda.is_available() else None
+
+
+class CuSparseLtBackend(Backend):
+    name = "cusparselt"
+    description = "PyTorch's cuSPARSELt: torch._cslt_compress + torch._cslt_sparse_mm (bf16, sm80+)"
+    dtype = torch.bfloat16
+    tolerance = 2e-2
+    multiples = (16, 16, 8)
+
+    def probe(self):
+        cap = _cuda_capability()
+        if cap is None:
+            return "no CUDA device"
+        if cap < (8, 0):
+            return f"needs compute capability >= 8.0, device has {cap[0]}.{cap[1]}"
+        if not torch.backends.cusparselt.is_available():
+            return "this torch build has no cuSPARSELt"
+        return ""
+
+    def mm24(self, a, b):
+        # Algorithm 0 (the default): some tuned algorithms give wrong results (pytorch/pytorch#155333).
+        return torch._cslt_sparse_mm(torch._cslt_compress(a), b)
+
+
+class XformersCutlassBackend(Backend):
+    name = "xformers_cutlass"
+    description = "xformers CUTLASS 2:4 GEMM: sparse24_sparsify_both_ways + _sparse24_gemm (bf16, sm80 only)"
+    dtype = torch.bfloat16
+    tolerance = 2e-2
+    multiples = (32, 64, 8)
+
+    def probe(self):
+        ops, why = import_xformers_ops()
+        if ops is None:
+            return why
+        cap = _cuda_capability()
+        if cap[0] != 8:
+            return f"xformers' _sparse24_gemm supports compute capability 8.x only, device has {cap[0]}.{cap[1]}"
+        return ""
+
+    def mm24(self, a, b):
+        ops, _ = import_xformers_ops()
+        packed, meta, *_ = ops.sparse24_sparsify_both_ways(a, algorithm="", backend="cutlass")
+        return ops._sparse24_gemm(packed, b, meta)[: a.shape[0]]
+
+
+class XformersCusparseLtBackend(Backend):
+    name = "xformers_cusparselt"
+    description = ("xformers' packing for cuSPARSELt (sparse24_sparsify_both_ways backend='cusparselt') + "
+                   "torch._cslt_sparse_mm; known to be wrong on sm90, so it is checked, never trusted")
+    dtype = torch.bfloat16
+    tolerance = 2e-2
+    multiples = (16, 16, 8)
+
+    def probe(self):
+        ops, why = import_xformers_ops()
+        if ops is None:
+            return why
+        if _cuda_capability() < (8, 0):
+            return "needs compute capability >= 8.0"
+        return ""
+
+    def mm24(self, a, b):
+        ops, _ = import_xformers_ops()
+        packed, *_ = ops.sparse24_sparsify_both_ways(a, algorithm="", backend="cusparselt")
+        return torch._cslt_sparse_mm(packed, b)
+
+
+def quantize_rowwise_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """float8_e4m3fn values and float32 scales (rows x 1) with x ≈ values * scales. Zeros stay zero."""
+    scale = x.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / FP8_MAX
+    return (x.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn), scale
+
+
+class XformersFp8Sm90Backend(Backend):
+    name = "xformers_fp8_sm90"
+    description = ("xformers FP8 on sm90: _sparse24_sm90_cutlass_compress + _sparse24_fp8_sm90_cutlass_gemm, "
+                   "row-wise scales for a, column-wise for b; bf16 output")
+    dtype = torch.bfloat16  # inputs arrive in bf16 and are quantized here
+    tolerance = 6e-2  # FP8 (e4m3) quantization of both operands
+    multiples = (64, 128, 64)
+
+    def probe(self):
+        ops, why = import_xformers_ops()
+        if ops is None:
+            return why
+        cap = _cuda_capability()
+        if cap != (9, 0):
+            return f"needs compute capability 9.0 (Hopper), device has {cap[0]}.{cap[1]}"
+        if not hasattr(ops, "_sparse24_fp8_sm90_cutlass_gemm"):
+            return "this xformers build has no _sparse24_fp8_sm90_cutlass_gemm"
+        return ""
+
+    def mm24(self, a, b):
+        ops, _ = import_xformers_ops()
+        a8, a_scale = quantize_rowwise_fp8(a)
+        bt8, b_scale = quantize_rowwise_fp8(b.t())  # per output column of b
+        packed, meta = ops._sparse24_sm90_cutlass_compress(a8)
+        return ops._sparse24_fp8_sm90_cutlass_gemm(packed, meta, bt8.t(), a_scale=a_scale, b_scale=b_scale.t())
+
+
+BACKENDS: dict[str, type[Backend]] = {
+    cls.name: cls
+    for cls in (ReferenceBackend, CuSparseLtBackend, XformersCutlassBackend, XformersCusparseLtBackend,
+                XformersFp8Sm90Backend)
+}
+# Preference order of `select_backend("auto")` on a GPU (bf16 training); FP8 is chosen explicitly.
+AUTO_ORDER = ("cusparselt", "xformers_cutlass")
+
+
+def get_backend(name: str) -> Backend:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown 2:4 backend {name!r}; expected one of {', '.join(BACKENDS)}")
+    return BACKENDS[name]()
+
+
+def random_24_operand(m: int, k: int, device, dtype, gen: torch.Generator) -> torch.Tensor:
+    """relu(.)^2 of Gaussian values, then a 2:4 mask along K: shaped like the FFN's sparse activations."""
+    x = torch.randn(m, k, generator=gen, device="cpu").clamp(min=0).square()
+    return (x * mask24(x)).to(device=device, dtype=dtype)
+
+
+def check_backend(backend: Backend, shapes=((256, 512, 128), (512, 256, 384), (1024, 1024, 256)),
+                  device: str | torch.device | None = None, seed: int = 0,
+                  operands: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> BackendStatus:
+    """Probe `backend`, then compare it with float64 dense math on fresh random 2:4 operands of `shapes`
+    (and on `operands`, e.g. trained-model activations, if given). Never raises for a failing backend."""
+    status = BackendStatus(backend.name, backend.description, available=False, tolerance=backend.tolerance)
+    why = backend.probe()
+    if why:
+        return dataclasses.replace(status, reason=why)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = backend.dtype or torch.float32
+    gen = torch.Generator().manual_seed(seed)
+    cases = [(random_24_operand(m, k, device, dtype, gen),
+              torch.randn(k, n, generator=gen).to(device=device, dtype=dtype)) for m, k, n in shapes]
+    cases += [(a.to(device=device, dtype=dtype), b.to(device=device, dtype=dtype)) for a, b in operands or []]
+    worst, where = 0.0, ""
+    for a, b in cases:
+        try:
+            out = backend.mm24(a, b)
+        except Exception as exc:  # a kernel error is a status to report
+            return dataclasses.replace(status, available=True, rel_error=math.inf,
+                                       reason=f"raised on {tuple(a.shape)} @ {tuple(b.shape)}: {type(exc).__name__}: {exc}")
+        ref = a.double() @ b.double()
+        err = float((out.double() - ref).norm() / ref.norm().clamp(min=1e-30))
+        if not torch.isfinite(out).all():
+            err = math.inf
+        if err > worst or not math.isfinite(err):
+            worst, where = err, f"{tuple(a.shape)} @ {tuple(b.shape)}"
+    reason = f"relative error {worst:.3g} > {backend.tolerance:g} at {where}" if worst > backend.tolerance else ""
+    return dataclasses.replace(status, available=True, rel_error=worst, reason=reason)
+
+
+def backend_statuses(**kwargs) -> list[BackendStatus]:
+    return [check_backend(cls(), **kwargs) for cls in BACKENDS.values()]
+
+
+def select_backend(name: str, device: torch.device) -> tuple[Backend, str]:
+    """The backend to use and a sentence saying why (written to the run's log and summary).
+
+    'auto' picks the reference on CPU and the first correct GPU backend of AUTO_ORDER on CUDA. A named
+    backend must be usable here: if it is unavailable or fails its correctness check, this raises."""
+    if name == "auto":
+        if device.type != "cuda":
+            return ReferenceBackend(), "auto: reference (not on a CUDA device)"
+        rejected = []
+        for candidate in AUTO_ORDER:
+            status = check_backend(get_backend(candidate), device=device)
+            if status.usable:
+                return get_backend(candidate), f"auto: {candidate} (correctness check ok, rel. error {status.rel_error:.2g})"
+            rejected.append(f"{candidate}: {status.verdict}")
+        return ReferenceBackend(), "auto: reference, no GPU 2:4 backend usable (" + "; ".join(rejected) + ")"
+    backend = get_backend(name)
+    if name == "reference":
+        return backend, "reference (requested)"
+    status = check_backend(backend, device=device)
+    if not status.usable:
+        raise RuntimeError(f"2:4 backend {name!r} cannot be used here: {status.verdict}")
+    return backend, f"{name} (requested; correctness check ok, rel. error {status.rel_error:.2g})"

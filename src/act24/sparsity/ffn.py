@@ -1,0 +1,156 @@
+"""The paper's 2:4 activation-sparse Squared-ReLU FFN as one autograd function over a kernel backend.
+
+Forward:  Y1 = X W1ᵀ (dense);  Y2 = relu(Y1)²;  Ỹ2 = Y2 ⊙ M, M the 2:4 mask along features;
+          Y3 = Ỹ2 W2ᵀ (FW2, sparse: Ỹ2 is 2:4 along F = K).
+Backward: dY2 = dY3 W2 (BW1, dense);  dY1 = dY2 ⊙ 2 relu(Y1) ⊙ M ("sparsify y1 in BW");
+          dX  = dY1 W1 (BW3, sparse: dY1 is 2:4 along F by the forward mask);
+          dW2 = dY3ᵀ Ỹ2 and dW1 = dY1ᵀ X (BW2, BW4) reduce over tokens: their sparse operand (Ỹ2, dY1) is made
+          2:4 along tokens after a fixed token permutation, on the sparsest features only; the densest
+          `dense_fraction` of features (by density of Ỹ2) go through a dense GEMM. Token-wise masks apply on
+          top of the forward mask: what the forward dropped stays dropped.
+
+Every switch of the paper's Table 1 ablation is a field of `SparseRecipe`. With the reference backend this
+runs anywhere (masks on dense tensors); with a GPU backend the sparse GEMMs run on sparse tensor cores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..kernels.backends import Backend, ReferenceBackend
+from .pattern import mask24, token_permutation
+
+BACKWARD_MODES = ("sparse", "masked_dense", "straight_through")
+
+
+@dataclass(frozen=True)
+class SparseRecipe:
+    # "sparse": the paper's backward; "masked_dense": exact gradient of the masked forward with dense GEMMs;
+    # "straight_through": the backward ignores the forward mask.
+    backward: str = "sparse"
+    token_permutation: bool = True
+    dense_fraction: float = 0.05  # 0 = the "naive" backward: token-wise 2:4 on every feature
+    mask_dy1: bool = True
+    permutation_seed: int = 0
+    # The sparse-feature count is rounded down to this multiple (GPU kernels need aligned M).
+    split_multiple: int = 32
+
+    def __post_init__(self):
+        if self.backward not in BACKWARD_MODES:
+            raise ValueError(f"sparse.backward: expected one of {BACKWARD_MODES}, got {self.backward!r}")
+        if not 0.0 <= self.dense_fraction < 1.0:
+            raise ValueError(f"sparse.dense_fraction: expected 0 <= x < 1, got {self.dense_fraction}")
+
+
+def n_sparse_features(n_features: int, recipe: SparseRecipe) -> int:
+    """How many features take the token-wise 2:4 path: (1 - dense_fraction) of them, rounded down to a
+    multiple of split_multiple (kernel alignment) unless that would leave none."""
+    n = n_features - int(round(recipe.dense_fraction * n_features))
+    return n - n % recipe.split_multiple if n >= recipe.split_multiple else n
+
+
+def dense_feature_split(y2s: torch.Tensor, recipe: SparseRecipe) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sparse_features, dense_features) indices: the densest features of Ỹ2 (T x F) stay dense."""
+    n_dense = y2s.shape[1] - n_sparse_features(y2s.shape[1], recipe)
+    order = torch.sort((y2s != 0).sum(0), descending=True, stable=True).indices
+    return order[n_dense:], order[:n_dense]
+
+
+def tokenwise_sparse_mm(a: torch.Tensor, b: torch.Tensor, sparse_idx: torch.Tensor, dense_idx: torch.Tensor,
+                        perm: torch.Tensor | None, backend: Backend) -> torch.Tensor:
+    """aᵀ b (F x N) for a (T x F), b (T x N): 2:4 along tokens on the features `sparse_idx`, dense on
+    `dense_idx`. Tokens are reordered by `perm` first (it only changes which values the mask drops)."""
+    if perm is not None:
+        a, b = a[perm], b[perm]
+    out = torch.empty(a.shape[1], b.shape[1], dtype=b.dtype, device=b.device)
+    a_sparse_t = a[:, sparse_idx].t()  # (F_sparse x T): 2:4 along T = K
+    out[sparse_idx] = backend.mm24((a_sparse_t * mask24(a_sparse_t, dim=1)).contiguous(), b).to(out.dtype)
+    if dense_idx.numel():
+        out[dense_idx] = (a[:, dense_idx].t() @ b).to(out.dtype)
+    return out
+
+
+_PERMUTATIONS: dict[tuple[int, int, str], torch.Tensor] = {}
+
+
+def cached_permutation(n_tokens: int, seed: int, device: torch.device) -> torch.Tensor:
+    key = (n_tokens, seed, str(device))
+    if key not in _PERMUTATIONS:
+        _PERMUTATIONS[key] = token_permutation(n_tokens, seed).to(device)
+    return _PERMUTATIONS[key]
+
+
+def check_shapes(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, recipe: SparseRecipe,
+                 backend: Backend) -> None:
+    t, d = x.shape
+    f = w1.shape[0]
+    if w1.shape != (f, d) or w2.shape != (d, f):
+        raise ValueError(f"sparse FFN: expected W1 (F x d) and W2 (d x F) for d={d}, got {tuple(w1.shape)} "
+                         f"and {tuple(w2.shape)}")
+    if f % 4:
+        raise ValueError(f"sparse FFN: F={f} must be a multiple of 4 (2:4 groups along features)")
+    if t % 4:
+        raise ValueError(f"sparse FFN: the token count {t} must be a multiple of 4 (2:4 groups along tokens)")
+    gemms = {"FW2 (Ỹ2 W2ᵀ)": (t, f, d)}
+    if recipe.backward == "sparse":
+        f_sparse = n_sparse_features(f, recipe)
+        gemms.update({"BW3 (dY1 W1)": (t, f, d), "BW2 (Ỹ2ᵀ dY3, 2:4 along tokens)": (f_sparse, t, d),
+                      "BW4 (dY1ᵀ X, 2:4 along tokens)": (f_sparse, t, d)})
+    for what, (m, k, n) in gemms.items():
+        if err := backend.shape_error(m, k, n):
+            raise ValueError(f"sparse FFN {what}: {err}")
+
+
+class SparseSqReluFFNFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w1, w2, recipe: SparseRecipe, backend: Backend):
+        y1 = x @ w1.t()
+        y2 = F.relu(y1).square()
+        mask = mask24(y2, dim=1)
+        y3 = backend.mm24(y2 * mask, w2.t())
+        ctx.save_for_backward(x, w1, w2, y1, mask)
+        ctx.recipe, ctx.backend = recipe, backend
+        return y3.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, dy3):
+        x, w1, w2, y1, mask = ctx.saved_tensors
+        recipe, backend = ctx.recipe, ctx.backend
+        dy3 = dy3.to(x.dtype)
+        relu_y1 = F.relu(y1)
+        y2s = relu_y1.square() * mask
+        dy1 = (dy3 @ w2) * (2 * relu_y1)  # BW1 (dense), then the derivative of relu²
+        if recipe.backward == "straight_through":
+            return dy1 @ w1, dy1.t() @ x, dy3.t() @ y2s, None, None
+        if recipe.mask_dy1:
+            dy1 = dy1 * mask
+        if recipe.backward == "masked_dense":
+            return dy1 @ w1, dy1.t() @ x, dy3.t() @ y2s, None, None
+        # BW3: dY1 is 2:4 along F through the forward mask; without that mask it is dense.
+        dx = backend.mm24(dy1, w1).to(x.dtype) if recipe.mask_dy1 else dy1 @ w1
+        sparse_idx, dense_idx = dense_feature_split(y2s, recipe)
+        perm = cached_permutation(x.shape[0], recipe.permutation_seed, x.device) if recipe.token_permutation else None
+        dw2 = tokenwise_sparse_mm(y2s, dy3, sparse_idx, dense_idx, perm, backend).t()  # BW2
+        dw1 = tokenwise_sparse_mm(dy1, x, sparse_idx, dense_idx, perm, backend)  # BW4
+        return dx, dw1, dw2, None, None
+
+
+def sparse_sqrelu_ffn(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, recipe: SparseRecipe,
+                      backend: Backend | None = None) -> torch.Tensor:
+    """relu(x W1ᵀ)² W2ᵀ with 2:4 activation sparsity. x: (..., d); W1: (F, d); W2: (d, F)."""
+    backend = backend or ReferenceBackend()
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, x.shape[-1])
+    if backend.dtype is not None:
+        # Real kernels run in their dtype; gradients flow back in the callers' dtypes.
+        x2, w1, w2 = x2.to(backend.dtype), w1.to(backend.dtype), w2.to(backend.dtype)
+    elif torch.is_autocast_enabled(x.device.type):
+        dtype = torch.get_autocast_dtype(x.device.type)
+        x2, w1, w2 = x2.to(dtype), w1.to(dtype), w2.to(dtype)
+    check_shapes(x2, w1, w2, recipe, backend)
+    with torch.autocast(x.device.type, enabled=False):
+        y = SparseSqReluFFNFunction.apply(x2, w1, w2, recipe, backend)
+    return y.reshape(*lead, -1)

@@ -1,0 +1,110 @@
+import math
+import sys
+
+import pytest
+import torch
+
+from act24.kernels import backends as B
+from act24.kernels import cuda12
+
+
+def test_reference_backend_is_correct():
+    status = B.check_backend(B.ReferenceBackend(), device="cpu")
+    assert status.usable and status.verdict == "ok"
+    assert status.rel_error < 1e-6
+
+
+class WrongBackend(B.ReferenceBackend):
+    name = "wrong"
+
+    def mm24(self, a, b):
+        return (a @ b) * 1.5
+
+
+class RaisingBackend(B.ReferenceBackend):
+    name = "raising"
+
+    def mm24(self, a, b):
+        raise RuntimeError("kernel exploded")
+
+
+class NanBackend(B.ReferenceBackend):
+    name = "nan"
+
+    def mm24(self, a, b):
+        out = a @ b
+        out[0, 0] = float("nan")
+        return out
+
+
+@pytest.mark.parametrize("backend, message", [
+    (WrongBackend(), "relative error 0.5 > 1e-05"),
+    (RaisingBackend(), "raised on (256, 512) @ (512, 128): RuntimeError: kernel exploded"),
+    (NanBackend(), "relative error inf"),
+])
+def test_wrong_backends_are_reported_incorrect_never_ok(backend, message):
+    status = B.check_backend(backend, device="cpu")
+    assert status.available and not status.usable
+    assert status.verdict.startswith("INCORRECT") and message in status.verdict
+
+
+def test_check_uses_given_operands_too():
+    a = torch.tensor([[1.0, 0, 2, 0]] * 4)
+    status = B.check_backend(WrongBackend(), shapes=(), operands=[(a, torch.ones(4, 4))], device="cpu")
+    assert status.rel_error == pytest.approx(0.5)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only answers")
+@pytest.mark.parametrize("name", ["cusparselt", "xformers_cutlass", "xformers_cusparselt", "xformers_fp8_sm90"])
+def test_gpu_backends_say_why_they_are_unavailable_on_cpu(name):
+    status = B.check_backend(B.get_backend(name))
+    assert not status.available and status.verdict == "unavailable: no CUDA device"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only answers")
+def test_select_backend_on_cpu():
+    backend, note = B.select_backend("auto", torch.device("cpu"))
+    assert backend.name == "reference" and "not on a CUDA device" in note
+    with pytest.raises(RuntimeError, match="'cusparselt' cannot be used here: unavailable: no CUDA device"):
+        B.select_backend("cusparselt", torch.device("cpu"))
+    with pytest.raises(ValueError, match="unknown 2:4 backend 'magic'"):
+        B.select_backend("magic", torch.device("cpu"))
+
+
+def test_shape_constraints_are_named():
+    assert B.CuSparseLtBackend().shape_error(64, 64, 64) == ""
+    assert "N % 8 == 0" in B.CuSparseLtBackend().shape_error(64, 64, 12)
+
+
+def test_fp8_rowwise_quantization_round_trips_and_keeps_zeros():
+    x = torch.tensor([[0.0, 1.0, -2.0, 0.5], [0.0, 0.0, 0.0, 0.0], [300.0, 0.0, -1e-3, 7.0]])
+    q, scale = B.quantize_rowwise_fp8(x)
+    assert q.dtype == torch.float8_e4m3fn and scale.shape == (3, 1)
+    back = q.float() * scale
+    assert bool((back[x == 0] == 0).all())
+    assert torch.allclose(back, x, rtol=0.07, atol=1e-2)
+    assert q.float().abs().amax() <= B.FP8_MAX
+
+
+def test_cudart12_is_found_in_a_wheel_layout(tmp_path, monkeypatch):
+    lib = tmp_path / "site" / "nvidia" / "cuda_runtime" / "lib"
+    lib.mkdir(parents=True)
+    (lib / cuda12.SONAME).write_bytes(b"")
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "site"), *sys.path])
+    monkeypatch.setattr(cuda12.importlib.util, "find_spec", lambda name: None)
+    assert cuda12.find_cudart12() == lib / cuda12.SONAME
+
+
+def test_cudart12_not_needed_without_cuda13(monkeypatch):
+    monkeypatch.setattr(torch.version, "cuda", None)
+    cuda12.ensure_cudart12.cache_clear()
+    try:
+        assert cuda12.ensure_cudart12().startswith("not needed")
+    finally:
+        cuda12.ensure_cudart12.cache_clear()
+
+
+def test_status_verdicts():
+    s = B.BackendStatus("x", "", available=True, rel_error=math.nan, tolerance=1.0, reason="nan")
+    assert s.verdict == "INCORRECT: nan" and not s.usable
+    assert B.BackendStatus("x", "", available=False, reason="no GPU").verdict == "unavailable: no GPU"
