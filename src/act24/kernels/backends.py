@@ -169,9 +169,11 @@ class XformersFp8Sm90Backend(Backend):
     def mm24(self, a, b):
         ops, _ = import_xformers_ops()
         a8, a_scale = quantize_rowwise_fp8(a)
-        bt8, b_scale = quantize_rowwise_fp8(b.t())  # per output column of b
+        bt8, b_scale = quantize_rowwise_fp8(b.t())  # one scale per output column of b
         packed, meta = ops._sparse24_sm90_cutlass_compress(a8)
-        return ops._sparse24_fp8_sm90_cutlass_gemm(packed, meta, bt8.t(), a_scale=a_scale, b_scale=b_scale.t())
+        # The kernel wants b row-major (K x N) and scales shaped (M, 1) and (1, N).
+        return ops._sparse24_fp8_sm90_cutlass_gemm(packed, meta, bt8.t().contiguous(), a_scale=a_scale,
+                                                   b_scale=b_scale.t().contiguous())
 
 
 BACKENDS: dict[str, type[Backend]] = {
