@@ -169,10 +169,11 @@ class XformersFp8Sm90Backend(Backend):
     def mm24(self, a, b):
         ops, _ = import_xformers_ops()
         a8, a_scale = quantize_rowwise_fp8(a)
-        bt8, b_scale = quantize_rowwise_fp8(b.t())  # one scale per output column of b
+        bt8, b_scale = quantize_rowwise_fp8(b.t().contiguous())  # (N x K), one scale per output column
         packed, meta = ops._sparse24_sm90_cutlass_compress(a8)
-        # The kernel wants b row-major (K x N) and scales shaped (M, 1) and (1, N).
-        return ops._sparse24_fp8_sm90_cutlass_gemm(packed, meta, bt8.t().contiguous(), a_scale=a_scale,
+        # The kernel takes b as the transpose of a contiguous (N x K) tensor ("row-major" in its terms; a
+        # contiguous (K x N) b is rejected), and scales shaped (M, 1) and (1, N).
+        return ops._sparse24_fp8_sm90_cutlass_gemm(packed, meta, bt8.t(), a_scale=a_scale,
                                                    b_scale=b_scale.t().contiguous())
 
 
