@@ -48,6 +48,17 @@ def test_claims_not_reproduced_when_results_differ():
     assert v["C7"] == "not measured: the GPU benchmark rules are not part of this pipeline yet"
 
 
+def test_c5_compares_the_24_recipe_with_dense_sqrelu():
+    s = pd.concat([summaries(), pd.DataFrame([{"variant": "sq24", "seed": i, "final_val_loss": v}
+                                              for i, v in enumerate((3.015, 3.025))])])
+    curve = {0: 0.5, 100: 0.9}
+    df = claims_table(s, stats(curve), {}, ClaimThresholds(), "sqrelu", "swiglu", recipe_variant="sq24")
+    row = df.set_index("id").loc["C5"]
+    assert row["verdict"] == "reproduced" and row["ours"].startswith("3.020 vs 3.010 (difference +0.010")
+    worse = ClaimThresholds(c5_loss_tolerance=0.005)
+    assert verdicts(claims_table(s, stats(curve), {}, worse, "sqrelu", "swiglu", "sq24"))["C5"] == "not reproduced"
+
+
 def test_some_layers_sparse_enough_is_partly_reproduced():
     df = claims_table(summaries(), stats({0: 0.5, 100: 0.9}, layers=(0.5, 0.95)), {}, ClaimThresholds(),
                       "sqrelu", "swiglu")

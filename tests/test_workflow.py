@@ -58,6 +58,9 @@ def test_lint_is_clean(tmp_path):
         ({"variants": {"big": {"ffn": "sqrelu", "model": {"widht": 3}}}}, "variants.big: unknown config key 'model.widht'"),
         ({"variants": {"odd": {"ffn": "sqrelu", "model": {"d_model": 30}}}}, "variants.odd: config key 'model.n_heads'"),
         ({"analysis": {"sparsity_variant": "nope"}}, "analysis.sparsity_variant: 'nope' is not a variant"),
+        ({"variants": {"relu": {"ffn": "relu", "sparse": {"enabled": True}}}},
+         "variants.relu: config key 'sparse.enabled': the 2:4 recipe needs model.ffn 'sqrelu'"),
+        ({"sparse": {"backend": "magic"}}, "magic"),
     ],
 )
 def test_config_errors_fail_before_any_job_and_name_the_key(tmp_path, bad, message):
@@ -92,14 +95,19 @@ def test_tiny_pipeline_outputs(tiny_run):
     for fig in ("fig1_sparsity", "drop24", "feature_density", "loss_curves"):
         assert (res / "figures" / f"{fig}.png").stat().st_size > 10_000
     quality = pd.read_csv(res / "tables" / "quality.csv")
-    assert sorted(quality["variant"]) == ["relu", "sqrelu", "swiglu"]
+    assert sorted(quality["variant"]) == ["relu", "sqrelu", "sqrelu_24", "swiglu"]
     assert (quality["seeds"] == 2).all() and quality["non_embedding_params"].nunique() == 1
     claims = pd.read_csv(res / "tables" / "claims.csv")
     assert list(claims["id"]) == [f"C{i}" for i in range(1, 11)]
     assert claims["verdict"].str.match(r"^(reproduced|partly reproduced|not reproduced|not measured: .+)$").all()
     assert claims.set_index("id").loc["C7", "verdict"] == "not measured: no CUDA device"
     sparsity = pd.read_csv(res / "tables" / "sparsity.csv")
-    assert set(sparsity["variant"]) == {"sqrelu", "relu"} and (sparsity["step"] == 16).all()
+    assert set(sparsity["variant"]) == {"sqrelu", "relu", "sqrelu_24"} and (sparsity["step"] == 16).all()
+    assert claims.set_index("id").loc["C5", "verdict"] in ("reproduced", "not reproduced")
+    step_cost = json.loads((res / "bench" / "step_cost.json").read_text())
+    assert step_cost["ratio"] > 0 and "reference" in step_cost["backend"]
+    sparse_run = json.loads((res / "runs" / "sqrelu_24" / "seed0" / "summary.json").read_text())
+    assert sparse_run["sparse_from_step"] == 2  # dense_warmup 0.1 of 16 steps
     params = pd.read_csv(res / "tables" / "params.csv")
     assert set(params["shape"]) == {"this config", "1.5B-like", "7B-like"}
     split = json.loads((res / "data" / "summary.json").read_text())
@@ -138,4 +146,4 @@ def test_notebook_runs_on_the_tiny_results(tiny_run, monkeypatch):
     monkeypatch.setenv("ACT24_RESULTS", str(work / "results"))
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
     text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
-    assert "6 finished runs" in text
+    assert "8 finished runs" in text

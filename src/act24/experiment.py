@@ -43,11 +43,17 @@ def resolve_runs(config: dict[str, Any]) -> dict[tuple[str, int], RunConfig]:
     named = [("analysis.sparsity_variant", analysis["sparsity_variant"]),
              ("analysis.swiglu_variant", analysis["swiglu_variant"])]
     named += [("analysis.loss_curve_variants", v) for v in analysis["loss_curve_variants"]]
+    if analysis.get("sparse_recipe_variant"):
+        named.append(("analysis.sparse_recipe_variant", analysis["sparse_recipe_variant"]))
     for key, name in named:
         if name not in config["variants"]:
             raise ConfigError(f"{key}: {name!r} is not a variant (have: {', '.join(config['variants'])})")
     if config["variants"][analysis["sparsity_variant"]]["ffn"] == "swiglu":
         raise ConfigError("analysis.sparsity_variant: must be a ReLU-family variant, not swiglu")
+    recipe_variant = analysis.get("sparse_recipe_variant")
+    if recipe_variant and not runs[(recipe_variant, config["seeds"][0])].sparse.enabled:
+        raise ConfigError(f"analysis.sparse_recipe_variant: {recipe_variant!r} does not enable the 2:4 recipe "
+                          "(sparse.enabled)")
     return runs
 
 

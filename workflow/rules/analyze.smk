@@ -1,6 +1,7 @@
 # Tables computed from the runs: quality, final sparsity per layer, parameter counts.
 TABLES = f"{RESULTS}/tables"
 SPARSE_VARIANT = config["analysis"]["sparsity_variant"]
+RECIPE_VARIANTS = [v for v in [config["analysis"].get("sparse_recipe_variant")] if v]
 
 
 rule environment:
@@ -62,3 +63,19 @@ rule params_table:
         f"{LOGS}/tables/params.log",
     script:
         "../scripts/tables.py"
+
+
+rule bench_cpu_step:
+    output:
+        json=f"{RESULTS}/bench/step_cost.json",
+        md=report(f"{TABLES}/step_cost.md", caption="../report/step_cost.rst", category="Tables"),
+    params:
+        run=lambda w: RUNS[(RECIPE_VARIANTS[0], SEEDS[0])].to_dict(),
+        repeats=20,
+    threads: config["train"].get("threads", 1)
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/bench/step_cost.log",
+    script:
+        "../scripts/bench_step.py"

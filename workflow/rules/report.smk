@@ -66,7 +66,7 @@ rule fig_loss_curves:
 
 rule claims:
     input:
-        summaries=run_files("summary.json", [SPARSE_VARIANT, config["analysis"]["swiglu_variant"]]),
+        summaries=run_files("summary.json", [SPARSE_VARIANT, config["analysis"]["swiglu_variant"], *RECIPE_VARIANTS]),
         stats=run_files("activation_stats.csv", [SPARSE_VARIANT]),
         environment=rules.environment.output[0],
     output:
@@ -90,3 +90,4 @@ rule report_all:
         rules.sparsity_table.output,
         rules.params_table.output,
         rules.claims.output,
+        rules.bench_cpu_step.output if RECIPE_VARIANTS else [],

@@ -11,7 +11,8 @@ with log_to(snakemake.log[0]):
                                            for k, v in config["claims"].items()})
     df = claims.claims_table(results.read_summaries(runs), results.read_stats(runs),
                              read_json(snakemake.input.environment), thresholds,
-                             config["analysis"]["sparsity_variant"], config["analysis"]["swiglu_variant"])
+                             config["analysis"]["sparsity_variant"], config["analysis"]["swiglu_variant"],
+                             config["analysis"].get("sparse_recipe_variant"))
     df.to_csv(snakemake.output.csv, index=False)
     Path(snakemake.output.md).write_text(tables.to_markdown(df))
     print(df.to_string())

@@ -47,6 +47,8 @@ class Backend:
     tolerance = 1e-5  # relative error allowed against the float64 reference on the same inputs
     # Sparse operand (M x K) and dense operand (K x N) alignment: M, K, N must be multiples of these.
     multiples = (1, 4, 1)
+    # True when mm24 is plain dense math: callers may then fuse masks instead of splitting GEMMs.
+    dense_math = False
 
     def probe(self) -> str:
         """'' when this machine can run the backend, else why not."""
@@ -66,6 +68,7 @@ class Backend:
 class ReferenceBackend(Backend):
     name = "reference"
     description = "dense matmul of the masked operand (any device, any dtype); defines the math"
+    dense_math = True
 
     def mm24(self, a, b):
         return a @ b

@@ -34,6 +34,7 @@ class ClaimThresholds:
     c3_init_range: tuple[float, float] = (0.4, 0.6)
     c3_early_fraction: float = 0.25
     c4_max_drop: float = 0.02
+    c5_loss_tolerance: float = 0.02
 
 
 def ideal_speedups(sparse_gemm_speedup: float = 2.0, dense_fraction: float = 0.05) -> dict[str, float]:
@@ -56,6 +57,18 @@ def _welch_ci95(a: pd.Series, b: pd.Series) -> float:
     return 1.96 * math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
 
 
+def _compare_losses(cid: str, summaries: pd.DataFrame, variant: str, baseline: str, tolerance: float,
+                    names: tuple[str, str], link: str) -> dict:
+    """Row for "`variant` matches `baseline`": mean final losses, difference ± 95% interval, verdict."""
+    a = summaries.loc[summaries["variant"] == variant, "final_val_loss"]
+    b = summaries.loc[summaries["variant"] == baseline, "final_val_loss"]
+    diff, ci = a.mean() - b.mean(), _welch_ci95(a, b)
+    ours = (f"{a.mean():.3f} vs {b.mean():.3f} (difference {diff:+.3f}"
+            + ("" if math.isnan(ci) else f" ± {ci:.3f}") + f"; {len(a)} and {len(b)} seeds)")
+    verdict = "reproduced" if diff <= tolerance else "not reproduced"
+    return _row(cid, ours, verdict, f"{names[0]} mean loss at most {names[1]}'s + {tolerance}", link)
+
+
 def _row(cid: str, ours: str, verdict: str, criterion: str, link: str) -> dict:
     claim, paper = PAPER[cid]
     return {"id": cid, "claim": claim, "paper": paper, "ours": ours, "verdict": verdict,
@@ -63,19 +76,11 @@ def _row(cid: str, ours: str, verdict: str, criterion: str, link: str) -> dict:
 
 
 def claims_table(summaries: pd.DataFrame, stats: pd.DataFrame, environment: dict, th: ClaimThresholds,
-                 sparse_variant: str, swiglu_variant: str) -> pd.DataFrame:
-    """All claims C1-C10. `summaries`: one row per run; `stats`: per-layer statistics of all runs."""
-    rows = []
-
-    # C1: quality at equal parameters.
-    sq = summaries.loc[summaries["variant"] == sparse_variant, "final_val_loss"]
-    sw = summaries.loc[summaries["variant"] == swiglu_variant, "final_val_loss"]
-    diff, ci = sq.mean() - sw.mean(), _welch_ci95(sq, sw)
-    ours = (f"{sq.mean():.3f} vs {sw.mean():.3f} (difference {diff:+.3f}"
-            + ("" if math.isnan(ci) else f" ± {ci:.3f}") + f"; {len(sq)} and {len(sw)} seeds)")
-    rows.append(_row("C1", ours, "reproduced" if diff <= th.c1_loss_tolerance else "not reproduced",
-                     f"Squared-ReLU mean loss at most SwiGLU's + {th.c1_loss_tolerance}",
-                     "tables/quality.md, figures/loss_curves.png"))
+                 sparse_variant: str, swiglu_variant: str, recipe_variant: str | None = None) -> pd.DataFrame:
+    """All claims C1-C10. `summaries`: one row per run; `stats`: per-layer statistics of all runs;
+    `sparse_variant`: dense Squared-ReLU; `recipe_variant`: Squared-ReLU trained with the 2:4 recipe."""
+    rows = [_compare_losses("C1", summaries, sparse_variant, swiglu_variant, th.c1_loss_tolerance,
+                            ("Squared-ReLU", "SwiGLU"), "tables/quality.md, figures/loss_curves.png")]
 
     st = stats[stats["variant"] == sparse_variant]
     last_step = st["step"].max()
@@ -114,9 +119,13 @@ def claims_table(summaries: pd.DataFrame, stats: pd.DataFrame, environment: dict
                      "reproduced" if drop.mean() <= th.c4_max_drop else "not reproduced",
                      f"mean over layers ≤ {th.c4_max_drop:.0%}", "figures/drop24.png, tables/sparsity.md"))
 
-    for cid in ("C5", "C6"):
-        rows.append(_row(cid, "", "not measured: the 2:4 sparse training path is not part of this pipeline yet",
-                         "", ""))
+    if recipe_variant:
+        rows.append(_compare_losses("C5", summaries, recipe_variant, sparse_variant, th.c5_loss_tolerance,
+                                    ("2:4 recipe", "dense Squared-ReLU"), "tables/quality.md, figures/loss_curves.png"))
+    else:
+        rows.append(_row("C5", "", "not measured: no variant trains with the 2:4 recipe "
+                                   "(analysis.sparse_recipe_variant)", "", ""))
+    rows.append(_row("C6", "", "not measured: the Table 1 ablation is not part of this pipeline yet", "", ""))
 
     gpu_reason = ("not measured: no CUDA device" if not environment.get("cuda_available")
                   else "not measured: the GPU benchmark rules are not part of this pipeline yet")

@@ -65,6 +65,11 @@ def tokenwise_sparse_mm(a: torch.Tensor, b: torch.Tensor, sparse_idx: torch.Tens
     `dense_idx`. Tokens are reordered by `perm` first (it only changes which values the mask drops)."""
     if perm is not None:
         a, b = a[perm], b[perm]
+    if backend.dense_math:
+        # Same values as the split below, in one GEMM: the token-wise mask, lifted on the dense features.
+        keep = mask24(a, dim=0)
+        keep[:, dense_idx] = True
+        return (a * keep).t() @ b
     out = torch.empty(a.shape[1], b.shape[1], dtype=b.dtype, device=b.device)
     a_sparse_t = a[:, sparse_idx].t()  # (F_sparse x T): 2:4 along T = K
     out[sparse_idx] = backend.mm24((a_sparse_t * mask24(a_sparse_t, dim=1)).contiguous(), b).to(out.dtype)

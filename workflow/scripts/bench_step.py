@@ -1,0 +1,18 @@
+"""Cost of the emulated 2:4 training step against the dense step (a benchmark, not a test)."""
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
+
+from act24.bench import step_cost
+from act24.config import RunConfig
+from act24.io import log_to, write_json
+from act24.report.tables import to_markdown
+
+with log_to(snakemake.log[0]):
+    cfg = RunConfig.from_dict(snakemake.params.run)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=snakemake.threads))
+    result = step_cost(cfg, repeats=snakemake.params.repeats)
+    write_json(snakemake.output.json, result)
+    Path(snakemake.output.md).write_text(to_markdown(pd.DataFrame([result])))
+    print(result)
