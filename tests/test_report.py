@@ -41,7 +41,7 @@ def test_claims_reproduced_when_results_match_the_paper():
 
 def test_claims_not_reproduced_when_results_differ():
     late_curve = {0: 0.3, 25: 0.32, 50: 0.35, 75: 0.6, 100: 0.9}
-    df = claims_table(summaries(sq=(3.2, 3.3)), stats(late_curve, layers=(0.5, 0.7), drop=0.2),
+    df = claims_table(summaries(sq=(3.2, 3.21)), stats(late_curve, layers=(0.5, 0.7), drop=0.2),
                       {"cuda_available": True}, ClaimThresholds(), "sqrelu", "swiglu")
     v = verdicts(df)
     assert v["C1"] == v["C2"] == v["C3"] == v["C4"] == "not reproduced"
@@ -55,8 +55,9 @@ def test_c5_compares_the_24_recipe_with_dense_sqrelu():
     df = claims_table(s, stats(curve), {}, ClaimThresholds(), "sqrelu", "swiglu", recipe_variant="sq24")
     row = df.set_index("id").loc["C5"]
     assert row["verdict"] == "reproduced" and row["ours"].startswith("3.020 vs 3.010 (difference +0.010")
-    worse = ClaimThresholds(c5_loss_tolerance=0.005)
-    assert verdicts(claims_table(s, stats(curve), {}, worse, "sqrelu", "swiglu", "sq24"))["C5"] == "not reproduced"
+    tight = ClaimThresholds(c5_loss_tolerance=0.005)  # +0.010 > 0.005, but within the seeds' spread
+    assert verdicts(claims_table(s, stats(curve), {}, tight, "sqrelu", "swiglu", "sq24"))["C5"].startswith(
+        "inconclusive: the difference is within the seed-to-seed spread")
 
 
 def test_some_layers_sparse_enough_is_partly_reproduced():

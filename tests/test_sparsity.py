@@ -91,3 +91,18 @@ def test_record_activations_captures_sqrelu_outputs():
     assert all(bool((a >= 0).all()) for a in acts)
     # Hooks are removed afterwards.
     assert all(len(f.act_out._forward_hooks) == 0 for f in model.ffn_modules())
+
+
+def test_feature_split_keeps_the_densest_dense_and_aligns_the_sparse_count():
+    from act24.sparsity.pattern import feature_split
+
+    a = torch.zeros(4, 8)
+    a[:, 5] = 1.0
+    a[:2, 2] = 1.0
+    a[0, 7] = 1.0
+    sparse, dense = feature_split(a, 0.25)  # 2 of 8 dense
+    assert dense.tolist() == [5, 2] and sorted(sparse.tolist()) == [0, 1, 3, 4, 6, 7]
+    sparse, dense = feature_split(a, 0.25, multiple=4)  # 6 sparse rounded down to 4
+    assert len(sparse) == 4 and dense.tolist() == [5, 2, 7, 0]
+    sparse, dense = feature_split(a, 0.0)
+    assert len(sparse) == 8 and len(dense) == 0

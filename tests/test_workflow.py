@@ -99,11 +99,12 @@ def test_tiny_pipeline_outputs(tiny_run):
     assert (quality["seeds"] == 2).all() and quality["non_embedding_params"].nunique() == 1
     claims = pd.read_csv(res / "tables" / "claims.csv")
     assert list(claims["id"]) == [f"C{i}" for i in range(1, 11)]
-    assert claims["verdict"].str.match(r"^(reproduced|partly reproduced|not reproduced|not measured: .+)$").all()
+    assert claims["verdict"].str.match(
+        r"^(reproduced|partly reproduced|not reproduced|inconclusive: .+|not measured: .+)$").all()
     assert claims.set_index("id").loc["C7", "verdict"] == "not measured: no CUDA device"
     sparsity = pd.read_csv(res / "tables" / "sparsity.csv")
     assert set(sparsity["variant"]) == {"sqrelu", "relu", "sqrelu_24"} and (sparsity["step"] == 16).all()
-    assert claims.set_index("id").loc["C5", "verdict"] in ("reproduced", "not reproduced")
+    assert claims.set_index("id").loc["C5", "ours"].count("seeds") == 1
     step_cost = json.loads((res / "bench" / "step_cost.json").read_text())
     assert step_cost["ratio"] > 0 and "reference" in step_cost["backend"]
     sparse_run = json.loads((res / "runs" / "sqrelu_24" / "seed0" / "summary.json").read_text())

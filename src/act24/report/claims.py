@@ -1,6 +1,7 @@
 """The claims table: each claim of the paper with its number, ours, and a verdict computed from results.
 
-Verdicts: "reproduced", "partly reproduced", "not reproduced", or "not measured" with the reason.
+Verdicts: "reproduced", "partly reproduced", "not reproduced", "inconclusive" (a loss difference within the
+seed-to-seed spread), or "not measured" with the reason.
 Thresholds come from the config's `claims` section and are written into each row's `criterion`.
 """
 
@@ -65,8 +66,14 @@ def _compare_losses(cid: str, summaries: pd.DataFrame, variant: str, baseline: s
     diff, ci = a.mean() - b.mean(), _welch_ci95(a, b)
     ours = (f"{a.mean():.3f} vs {b.mean():.3f} (difference {diff:+.3f}"
             + ("" if math.isnan(ci) else f" ± {ci:.3f}") + f"; {len(a)} and {len(b)} seeds)")
-    verdict = "reproduced" if diff <= tolerance else "not reproduced"
-    return _row(cid, ours, verdict, f"{names[0]} mean loss at most {names[1]}'s + {tolerance}", link)
+    if diff <= tolerance:
+        verdict = "reproduced"
+    elif math.isnan(ci) or diff - ci > tolerance:
+        verdict = "not reproduced"
+    else:
+        verdict = f"inconclusive: the difference is within the seed-to-seed spread (95% interval ± {ci:.3f})"
+    return _row(cid, ours, verdict, f"{names[0]} mean loss at most {names[1]}'s + {tolerance}; "
+                                    "worse beyond the 95% interval: not reproduced", link)
 
 
 def _row(cid: str, ours: str, verdict: str, criterion: str, link: str) -> dict:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..kernels.backends import Backend, ReferenceBackend
-from .pattern import mask24, token_permutation
+from .pattern import feature_split, mask24, token_permutation
 
 BACKWARD_MODES = ("sparse", "masked_dense", "straight_through")
 
@@ -43,20 +43,6 @@ class SparseRecipe:
             raise ValueError(f"sparse.backward: expected one of {BACKWARD_MODES}, got {self.backward!r}")
         if not 0.0 <= self.dense_fraction < 1.0:
             raise ValueError(f"sparse.dense_fraction: expected 0 <= x < 1, got {self.dense_fraction}")
-
-
-def n_sparse_features(n_features: int, recipe: SparseRecipe) -> int:
-    """How many features take the token-wise 2:4 path: (1 - dense_fraction) of them, rounded down to a
-    multiple of split_multiple (kernel alignment) unless that would leave none."""
-    n = n_features - int(round(recipe.dense_fraction * n_features))
-    return n - n % recipe.split_multiple if n >= recipe.split_multiple else n
-
-
-def dense_feature_split(y2s: torch.Tensor, recipe: SparseRecipe) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sparse_features, dense_features) indices: the densest features of Ỹ2 (T x F) stay dense."""
-    n_dense = y2s.shape[1] - n_sparse_features(y2s.shape[1], recipe)
-    order = torch.sort((y2s != 0).sum(0), descending=True, stable=True).indices
-    return order[n_dense:], order[:n_dense]
 
 
 def tokenwise_sparse_mm(a: torch.Tensor, b: torch.Tensor, sparse_idx: torch.Tensor, dense_idx: torch.Tensor,
@@ -101,7 +87,7 @@ def check_shapes(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, recipe: Sp
         raise ValueError(f"sparse FFN: the token count {t} must be a multiple of 4 (2:4 groups along tokens)")
     gemms = {"FW2 (Ỹ2 W2ᵀ)": (t, f, d)}
     if recipe.backward == "sparse":
-        f_sparse = n_sparse_features(f, recipe)
+        f_sparse = feature_split(torch.ones(1, f), recipe.dense_fraction, recipe.split_multiple)[0].numel()
         gemms.update({"BW3 (dY1 W1)": (t, f, d), "BW2 (Ỹ2ᵀ dY3, 2:4 along tokens)": (f_sparse, t, d),
                       "BW4 (dY1ᵀ X, 2:4 along tokens)": (f_sparse, t, d)})
     for what, (m, k, n) in gemms.items():
@@ -136,7 +122,7 @@ class SparseSqReluFFNFunction(torch.autograd.Function):
             return dy1 @ w1, dy1.t() @ x, dy3.t() @ y2s, None, None
         # BW3: dY1 is 2:4 along F through the forward mask; without that mask it is dense.
         dx = backend.mm24(dy1, w1).to(x.dtype) if recipe.mask_dy1 else dy1 @ w1
-        sparse_idx, dense_idx = dense_feature_split(y2s, recipe)
+        sparse_idx, dense_idx = feature_split(y2s, recipe.dense_fraction, recipe.split_multiple)
         perm = cached_permutation(x.shape[0], recipe.permutation_seed, x.device) if recipe.token_permutation else None
         dw2 = tokenwise_sparse_mm(y2s, dy3, sparse_idx, dense_idx, perm, backend).t()  # BW2
         dw1 = tokenwise_sparse_mm(dy1, x, sparse_idx, dense_idx, perm, backend)  # BW4

@@ -45,3 +45,15 @@ def token_permutation(n_tokens: int, seed: int = 0) -> torch.Tensor:
     """A fixed random permutation of token positions (the paper permutes tokens before the FFN)."""
     gen = torch.Generator().manual_seed(seed)
     return torch.randperm(n_tokens, generator=gen)
+
+
+def feature_split(a: torch.Tensor, dense_fraction: float, multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sparse_features, dense_features) indices of `a` (tokens x features), the paper's 95/5 split: the
+    densest `dense_fraction` of the features (most non-zeros; ties to the lower index) stay dense. The
+    sparse count is rounded down to a multiple of `multiple` (kernel alignment) unless none would be left."""
+    n_features = a.shape[1]
+    n_sparse = n_features - int(round(dense_fraction * n_features))
+    if n_sparse >= multiple:
+        n_sparse -= n_sparse % multiple
+    order = torch.sort((a != 0).sum(0), descending=True, stable=True).indices
+    return order[n_features - n_sparse:], order[: n_features - n_sparse]

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from .pattern import mask24, token_permutation
+from .pattern import feature_split, mask24
 
 
 def dropped_fraction(a: torch.Tensor, dim: int) -> float:
@@ -44,22 +44,19 @@ def activation_stats(a: torch.Tensor, perm: torch.Tensor, dense_fraction: float 
         raise ValueError(f"activations must be 2-D (tokens x features), got shape {tuple(a.shape)}")
     if perm.numel() != a.shape[0]:
         raise ValueError(f"token permutation has {perm.numel()} entries for {a.shape[0]} tokens")
-    density = feature_density(a)
-    n_dense = int(round(dense_fraction * a.shape[1]))
-    order = torch.sort(density, descending=True, stable=True).indices
-    sparse_part = a[perm][:, order[n_dense:]]
-    nonzero_total = float((a != 0).sum())
+    sparse_features, _ = feature_split(a, dense_fraction)
+    sparse_part = a[perm][:, sparse_features]
+    nonzero = max(float((a != 0).sum()), 1.0)
+    nonzero_sparse_part = float((sparse_part != 0).sum())
     return {
-        "zero_frac": 1.0 - nonzero_total / a.numel(),
+        "zero_frac": 1.0 - float((a != 0).sum()) / a.numel(),
         "drop24_features": dropped_fraction(a, dim=1),
         "drop24_features_energy": dropped_energy_fraction(a, dim=1),
         "drop24_tokens": dropped_fraction(a, dim=0),
         "drop24_tokens_permuted": dropped_fraction(a[perm], dim=0),
-        # The 95/5 split: token-wise 2:4 only on the sparsest features; the densest stay dense.
-        "drop24_tokens_permuted_split": dropped_fraction(sparse_part, dim=0)
-        * float((sparse_part != 0).sum())
-        / max(nonzero_total, 1.0),
-        "dense_features_share": 1.0 - float((sparse_part != 0).sum()) / max(nonzero_total, 1.0),
+        # The 95/5 split: token-wise 2:4 only on the sparsest features (as a share of all non-zeros).
+        "drop24_tokens_permuted_split": dropped_fraction(sparse_part, dim=0) * nonzero_sparse_part / nonzero,
+        "dense_features_share": 1.0 - nonzero_sparse_part / nonzero,
     }
 
 
