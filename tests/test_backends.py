@@ -38,8 +38,8 @@ class NanBackend(B.ReferenceBackend):
 
 
 @pytest.mark.parametrize("backend, message", [
-    (WrongBackend(), "relative error 0.5 > 1e-05"),
-    (RaisingBackend(), "raised on (256, 512) @ (512, 128): RuntimeError: kernel exploded"),
+    (WrongBackend(), "relative error 0.5 > 1e-05 at mm24"),
+    (RaisingBackend(), "mm24 raised on (256, 512) @ (512, 128): RuntimeError: kernel exploded"),
     (NanBackend(), "relative error inf"),
 ])
 def test_wrong_backends_are_reported_incorrect_never_ok(backend, message):
@@ -108,3 +108,15 @@ def test_status_verdicts():
     s = B.BackendStatus("x", "", available=True, rel_error=math.nan, tolerance=1.0, reason="nan")
     assert s.verdict == "INCORRECT: nan" and not s.usable
     assert B.BackendStatus("x", "", available=False, reason="no GPU").verdict == "unavailable: no GPU"
+
+
+class WrongDenseBackend(B.ReferenceBackend):
+    name = "wrong-dense"
+
+    def mm(self, a, b):
+        return 2 * (a @ b)
+
+
+def test_the_dense_mm_of_a_backend_is_checked_too():
+    status = B.check_backend(WrongDenseBackend(), device="cpu")
+    assert not status.usable and "at mm (256, 512) @ (512, 128)" in status.verdict

@@ -212,3 +212,16 @@ def test_set_sparse_refuses_non_sqrelu_models():
                                     ffn_multiple_of=8))
     with pytest.raises(ValueError, match="Squared-ReLU"):
         model.set_sparse(SparseRecipe())
+
+
+def test_dense_ffn_function_is_the_plain_ffn_with_its_gradients():
+    from act24.sparsity.ffn import dense_sqrelu_ffn
+
+    x, w1, w2, dy = inputs()
+    want_y = F.relu(x @ w1.t()).square() @ w2.t()
+    want = torch.autograd.grad(want_y, (x, w1, w2), dy)
+    y = dense_sqrelu_ffn(x, w1, w2, ReferenceBackend())
+    got = torch.autograd.grad(y, (x, w1, w2), dy)
+    torch.testing.assert_close(y, want_y, rtol=1e-12, atol=1e-12)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)

@@ -1,4 +1,4 @@
-"""Console entry point: `act24 train|backends|params|env`."""
+"""Console entry point: `act24 train|backends|bench-gpu|params|env`."""
 
 from __future__ import annotations
 
@@ -51,6 +51,19 @@ def _backends(args) -> int:
     return 0
 
 
+def _bench_gpu(args) -> int:
+    from .gpubench import GpuBenchConfig, write_results
+
+    cfg = GpuBenchConfig()
+    if args.quick:
+        cfg = GpuBenchConfig(shapes={"small": (1024, 3072)}, tokens=(2048, 8192), extra_zero_fracs=(),
+                             extra_tokens=8192, rep_ms=20)
+    results = write_results(args.out, cfg)
+    for row in results["speedups"]:
+        print(row)
+    return 0
+
+
 def _env(_args) -> int:
     from .io import environment_info
 
@@ -74,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
                                         "available ones against the dense reference")
     p.add_argument("--json", help="also write the statuses to this JSON file")
     p.set_defaults(func=_backends)
+
+    p = sub.add_parser("bench-gpu", help="GEMM, sparsify, FFN and split-GEMM benchmarks (CUDA; on a CPU it "
+                                         "writes 'skipped' records)")
+    p.add_argument("--out", required=True, help="output folder for the CSV tables and bench.json")
+    p.add_argument("--quick", action="store_true", help="one small shape, two token counts (a smoke test)")
+    p.set_defaults(func=_bench_gpu)
 
     p = sub.add_parser("params", help="parameter counts of each FFN kind for one model shape")
     p.add_argument("--d-model", type=int, default=4096)

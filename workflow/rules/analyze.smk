@@ -79,3 +79,40 @@ rule bench_cpu_step:
         f"{LOGS}/bench/step_cost.log",
     script:
         "../scripts/bench_step.py"
+
+
+GPU_BENCH = f"{RESULTS}/bench/gpu"
+GPU_TABLES = ["ceilings", "gemm", "sparsify", "ffn", "speedups", "split_gemm"]
+
+
+rule bench_gpu:
+    output:
+        **{t: f"{GPU_BENCH}/{t}.csv" for t in GPU_TABLES},
+        sidecar=f"{GPU_BENCH}/bench.json",
+    params:
+        cfg=config["gpu_bench"],
+    resources:
+        gpu=1,
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/bench/gpu.log",
+    script:
+        "../scripts/bench_gpu.py"
+
+
+rule gpu_tables:
+    input:
+        gemm=rules.bench_gpu.output.gemm,
+        sparsify=rules.bench_gpu.output.sparsify,
+        speedups=rules.bench_gpu.output.speedups,
+    output:
+        gemm=report(f"{TABLES}/gpu_gemm.md", caption="../report/gpu_gemm.rst", category="GPU benchmarks"),
+        sparsify=report(f"{TABLES}/gpu_sparsify.md", caption="../report/gpu_sparsify.rst", category="GPU benchmarks"),
+        speedups=report(f"{TABLES}/gpu_speedups.md", caption="../report/gpu_speedups.rst", category="GPU benchmarks"),
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/tables/gpu_tables.log",
+    script:
+        "../scripts/gpu_tables.py"

@@ -64,11 +64,46 @@ rule fig_loss_curves:
         "../scripts/figures.py"
 
 
+rule fig5_ffn_speedup:
+    input:
+        table=rules.bench_gpu.output.speedups,
+        sidecar=rules.bench_gpu.output.sidecar,
+    output:
+        report(f"{FIGURES}/fig5_ffn_speedup.png", caption="../report/fig5.rst", category="GPU benchmarks"),
+    params:
+        figure="fig5",
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/figures/fig5.log",
+    script:
+        "../scripts/figures.py"
+
+
+rule fig6_split_gemm:
+    input:
+        table=rules.bench_gpu.output.split_gemm,
+        sidecar=rules.bench_gpu.output.sidecar,
+    output:
+        report(f"{FIGURES}/fig6_split_gemm.png", caption="../report/fig6.rst", category="GPU benchmarks"),
+    params:
+        figure="fig6",
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/figures/fig6.log",
+    script:
+        "../scripts/figures.py"
+
+
 rule claims:
     input:
         summaries=run_files("summary.json", [SPARSE_VARIANT, config["analysis"]["swiglu_variant"], *RECIPE_VARIANTS]),
         stats=run_files("activation_stats.csv", [SPARSE_VARIANT]),
         environment=rules.environment.output[0],
+        speedups=rules.bench_gpu.output.speedups,
+        split_gemm=rules.bench_gpu.output.split_gemm,
+        gpu_sidecar=rules.bench_gpu.output.sidecar,
     output:
         csv=f"{TABLES}/claims.csv",
         md=report(f"{TABLES}/claims.md", caption="../report/claims.rst", category="Claims"),
@@ -91,3 +126,6 @@ rule report_all:
         rules.params_table.output,
         rules.claims.output,
         rules.bench_cpu_step.output if RECIPE_VARIANTS else [],
+        rules.gpu_tables.output,
+        rules.fig5_ffn_speedup.output,
+        rules.fig6_split_gemm.output,

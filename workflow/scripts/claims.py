@@ -1,6 +1,8 @@
 """Compute the claims table from the run results."""
 from pathlib import Path
 
+import pandas as pd
+
 from act24.io import log_to, read_json
 from act24.report import claims, results, tables
 
@@ -12,7 +14,10 @@ with log_to(snakemake.log[0]):
     df = claims.claims_table(results.read_summaries(runs), results.read_stats(runs),
                              read_json(snakemake.input.environment), thresholds,
                              config["analysis"]["sparsity_variant"], config["analysis"]["swiglu_variant"],
-                             config["analysis"].get("sparse_recipe_variant"))
+                             config["analysis"].get("sparse_recipe_variant"),
+                             gpu={"sidecar": read_json(snakemake.input.gpu_sidecar),
+                                  "speedups": pd.read_csv(snakemake.input.speedups),
+                                  "split_gemm": pd.read_csv(snakemake.input.split_gemm)})
     df.to_csv(snakemake.output.csv, index=False)
     Path(snakemake.output.md).write_text(tables.to_markdown(df))
     print(df.to_string())

@@ -64,6 +64,10 @@ class Backend:
     def mm24(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def mm(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The dense GEMMs of the FFN, in the backend's precision (FP8 backends: FP8 with row-wise scales)."""
+        return a @ b
+
 
 class ReferenceBackend(Backend):
     name = "reference"
@@ -169,6 +173,13 @@ class XformersFp8Sm90Backend(Backend):
             return "this xformers build has no _sparse24_fp8_sm90_cutlass_gemm"
         return ""
 
+    def mm(self, a, b):
+        a8, a_scale = quantize_rowwise_fp8(a)
+        bt8, b_scale = quantize_rowwise_fp8(b.t().contiguous())
+        # torch._scaled_mm takes b column-major (the transpose of a contiguous (N x K) tensor).
+        return torch._scaled_mm(a8, bt8.t(), scale_a=a_scale, scale_b=b_scale.t().contiguous(),
+                                out_dtype=torch.bfloat16, use_fast_accum=True)
+
     def mm24(self, a, b):
         ops, _ = import_xformers_ops()
         a8, a_scale = quantize_rowwise_fp8(a)
@@ -217,18 +228,23 @@ def check_backend(backend: Backend, shapes=((256, 512, 128), (512, 256, 384), (1
               torch.randn(k, n, generator=gen).to(device=device, dtype=dtype)) for m, k, n in shapes]
     cases += [(a.to(device=device, dtype=dtype), b.to(device=device, dtype=dtype)) for a, b in operands or []]
     worst, where = 0.0, ""
-    for a, b in cases:
+    # mm24 on 2:4 operands, then the backend's dense mm on the first case made dense.
+    dense_a = cases[0][0] + (cases[0][0] == 0) * torch.randn(cases[0][0].shape, generator=gen).to(device, dtype) \
+        if cases else None
+    calls = [(backend.mm24, a, b, "mm24") for a, b in cases]
+    calls += [(backend.mm, dense_a, cases[0][1], "mm")] if cases else []
+    for fn, a, b, what in calls:
         try:
-            out = backend.mm24(a, b)
+            out = fn(a, b)
         except Exception as exc:  # a kernel error is a status to report
-            return dataclasses.replace(status, available=True, rel_error=math.inf,
-                                       reason=f"raised on {tuple(a.shape)} @ {tuple(b.shape)}: {type(exc).__name__}: {exc}")
+            return dataclasses.replace(status, available=True, rel_error=math.inf, reason=(
+                f"{what} raised on {tuple(a.shape)} @ {tuple(b.shape)}: {type(exc).__name__}: {exc}"))
         ref = a.double() @ b.double()
         err = float((out.double() - ref).norm() / ref.norm().clamp(min=1e-30))
         if not torch.isfinite(out).all():
             err = math.inf
         if err > worst or not math.isfinite(err):
-            worst, where = err, f"{tuple(a.shape)} @ {tuple(b.shape)}"
+            worst, where = err, f"{what} {tuple(a.shape)} @ {tuple(b.shape)}"
     reason = f"relative error {worst:.3g} > {backend.tolerance:g} at {where}" if worst > backend.tolerance else ""
     return dataclasses.replace(status, available=True, rel_error=worst, reason=reason)
 

@@ -83,3 +83,47 @@ def feature_density(density: np.ndarray, title: str = "") -> plt.Figure:
 def save(fig: plt.Figure, path) -> None:
     fig.savefig(path, dpi=130)
     plt.close(fig)
+
+
+def not_measured(title: str, reason: str) -> plt.Figure:
+    """A placeholder figure that says why there is nothing to draw (e.g. no CUDA device)."""
+    fig, ax = plt.subplots(figsize=(6.5, 2.5))
+    ax.axis("off")
+    ax.text(0.5, 0.6, title, ha="center", fontsize=12)
+    ax.text(0.5, 0.35, reason, ha="center", fontsize=10, color="firebrick")
+    return fig
+
+
+def ffn_speedups(speedups: pd.DataFrame, ideal: dict[str, float]) -> plt.Figure:
+    """Fig. 5 mirror: FFN speedup (best dense / 2:4) against tokens, per shape and pass, bf16 and FP8."""
+    passes = ["forward", "forward+backward"]
+    shapes = list(dict.fromkeys(speedups["shape"]))
+    fig, axes = plt.subplots(len(passes), len(shapes), figsize=(5.5 * len(shapes), 7), sharex=True, squeeze=False)
+    for i, ps in enumerate(passes):
+        for j, shape in enumerate(shapes):
+            ax = axes[i][j]
+            part = speedups[(speedups["pass"] == ps) & (speedups["shape"] == shape)]
+            sns.lineplot(data=part, x="T", y="speedup", hue="precision", marker="o", ax=ax)
+            ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+            bound = ideal["forward" if ps == "forward" else "forward_backward"]
+            ax.axhline(bound, color="firebrick", lw=0.8, ls=":", label=f"ideal {bound:.2f}x")
+            ax.set(xscale="log", title=f"{shape}: {ps}", xlabel="tokens", ylabel="speedup over dense (x)")
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def split_gemm(split: pd.DataFrame, ideal_split: float) -> plt.Figure:
+    """Fig. 6 mirror: dense-equivalent TFLOP/s of the K = tokens GEMM: dense, 2:4 and the 95/5 split."""
+    shapes = list(dict.fromkeys(split["shape"]))
+    fig, axes = plt.subplots(1, len(shapes), figsize=(5.5 * len(shapes), 4), squeeze=False)
+    for ax, shape in zip(axes[0], shapes):
+        part = split[split["shape"] == shape]
+        sns.lineplot(data=part, x="T", y="TFLOPs_dense_equivalent", hue="gemm", marker="o", ax=ax)
+        dense = part[part["gemm"] == "dense"].sort_values("T")
+        ax.plot(dense["T"], dense["TFLOPs_dense_equivalent"] * ideal_split, color="firebrick", lw=0.8, ls=":",
+                label=f"ideal split ({ideal_split:.2f}x dense)")
+        ax.set(xscale="log", xlabel="tokens (K)", ylabel="TFLOP/s (dense-equivalent)", title=f"{shape}: dW GEMM")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -60,7 +60,7 @@ def tokenwise_sparse_mm(a: torch.Tensor, b: torch.Tensor, sparse_idx: torch.Tens
     a_sparse_t = a[:, sparse_idx].t()  # (F_sparse x T): 2:4 along T = K
     out[sparse_idx] = backend.mm24((a_sparse_t * mask24(a_sparse_t, dim=1)).contiguous(), b).to(out.dtype)
     if dense_idx.numel():
-        out[dense_idx] = (a[:, dense_idx].t() @ b).to(out.dtype)
+        out[dense_idx] = backend.mm(a[:, dense_idx].t().contiguous(), b).to(out.dtype)
     return out
 
 
@@ -98,7 +98,7 @@ def check_shapes(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, recipe: Sp
 class SparseSqReluFFNFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w1, w2, recipe: SparseRecipe, backend: Backend):
-        y1 = x @ w1.t()
+        y1 = backend.mm(x, w1.t())
         y2 = F.relu(y1).square()
         mask = mask24(y2, dim=1)
         y3 = backend.mm24(y2 * mask, w2.t())
@@ -113,7 +113,7 @@ class SparseSqReluFFNFunction(torch.autograd.Function):
         dy3 = dy3.to(x.dtype)
         relu_y1 = F.relu(y1)
         y2s = relu_y1.square() * mask
-        dy1 = (dy3 @ w2) * (2 * relu_y1)  # BW1 (dense), then the derivative of relu²
+        dy1 = backend.mm(dy3, w2) * (2 * relu_y1)  # BW1 (dense), then the derivative of relu²
         if recipe.backward == "straight_through":
             return dy1 @ w1, dy1.t() @ x, dy3.t() @ y2s, None, None
         if recipe.mask_dy1:
@@ -121,7 +121,7 @@ class SparseSqReluFFNFunction(torch.autograd.Function):
         if recipe.backward == "masked_dense":
             return dy1 @ w1, dy1.t() @ x, dy3.t() @ y2s, None, None
         # BW3: dY1 is 2:4 along F through the forward mask; without that mask it is dense.
-        dx = backend.mm24(dy1, w1).to(x.dtype) if recipe.mask_dy1 else dy1 @ w1
+        dx = (backend.mm24(dy1, w1) if recipe.mask_dy1 else backend.mm(dy1, w1)).to(x.dtype)
         sparse_idx, dense_idx = feature_split(y2s, recipe.dense_fraction, recipe.split_multiple)
         perm = cached_permutation(x.shape[0], recipe.permutation_seed, x.device) if recipe.token_permutation else None
         dw2 = tokenwise_sparse_mm(y2s, dy3, sparse_idx, dense_idx, perm, backend).t()  # BW2
@@ -145,3 +145,29 @@ def sparse_sqrelu_ffn(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, recip
     with torch.autocast(x.device.type, enabled=False):
         y = SparseSqReluFFNFunction.apply(x2, w1, w2, recipe, backend)
     return y.reshape(*lead, -1)
+
+
+class DenseSqReluFFNFunction(torch.autograd.Function):
+    """The dense Squared-ReLU FFN with all six GEMMs in the backend's dense precision (`backend.mm`):
+    the like-for-like baseline of the sparse FFN (e.g. FP8 dense against FP8 2:4)."""
+
+    @staticmethod
+    def forward(ctx, x, w1, w2, backend: Backend):
+        y1 = backend.mm(x, w1.t())
+        ctx.save_for_backward(x, w1, w2, y1)
+        ctx.backend = backend
+        return backend.mm(F.relu(y1).square(), w2.t()).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, dy3):
+        x, w1, w2, y1 = ctx.saved_tensors
+        mm, dy3 = ctx.backend.mm, dy3.to(x.dtype)
+        relu_y1 = F.relu(y1)
+        dy1 = (mm(dy3, w2) * (2 * relu_y1)).to(x.dtype)
+        dw2 = mm(dy3.t().contiguous(), relu_y1.square().to(x.dtype))
+        return mm(dy1, w1), mm(dy1.t().contiguous(), x), dw2, None
+
+
+def dense_sqrelu_ffn(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, backend: Backend) -> torch.Tensor:
+    """relu(x W1ᵀ)² W2ᵀ with every GEMM through `backend.mm` (x: (T, d), W1: (F, d), W2: (d, F))."""
+    return DenseSqReluFFNFunction.apply(x, w1, w2, backend)

@@ -1,0 +1,360 @@
+"""GPU benchmarks mirroring the paper's Fig. 5 (FFN speedup vs tokens) and Fig. 6 (split GEMM), plus the
+GEMM-level and sparsify-step tables, with a correctness gate and measured ceilings, all in one run.
+
+Every sparse result is compared with the dense masked reference on the same inputs before it is timed; a
+failing path is written as a row with status "incorrect: ..." and no time. Times are medians of
+`triton.testing.do_bench` (CUDA events). Speedups are ratios of times measured side by side in this run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .kernels.backends import CuSparseLtBackend, ReferenceBackend, XformersFp8Sm90Backend, quantize_rowwise_fp8
+from .kernels.cuda12 import import_xformers_ops
+from .sparsity.ffn import SparseRecipe, dense_sqrelu_ffn, sparse_sqrelu_ffn
+from .sparsity.pattern import feature_split, mask24
+
+PRECISIONS = ("bf16", "fp8")
+
+
+def _dense_ffn(x, w1, w2):
+    return F.linear(F.relu(F.linear(x, w1)).square(), w2)
+
+
+# The dense baseline at its best: cuBLAS GEMMs with the activation fused by inductor.
+COMPILED_DENSE_FFN = torch.compile(_dense_ffn)
+
+
+@dataclass(frozen=True)
+class GpuBenchConfig:
+    # FFN shapes: name -> (d_model, F of the parameter-matched Squared-ReLU FFN).
+    shapes: dict[str, tuple[int, int]] = field(default_factory=lambda: {
+        "1.5B-like": (2048, 8448), "7B-like": (4096, 16512)})
+    tokens: tuple[int, ...] = (1024, 2048, 4096, 8192, 16384, 32768, 65536)
+    sweep_zero_frac: float = 0.95  # share of zeros of the synthetic activations in the token sweep
+    # At `extra_tokens` only: more sparsity levels, and the GEMM and sparsify-step tables.
+    extra_zero_fracs: tuple[float, ...] = (0.5, 0.85)
+    extra_tokens: int = 16384
+    rep_ms: int = 200
+    warmup_ms: int = 25
+    dense_fraction: float = 0.05
+    split_multiple: int = 128
+    # Relative error allowed for bf16 paths (FP8: 2x). Rounding flips some 2:4 choices, so correct paths
+    # land at 0.01-0.07 against the fp32 reference; a wrong kernel lands near 1.
+    tolerance: float = 0.1
+
+
+def bench_ms(fn: Callable[[], object], cfg: GpuBenchConfig) -> float:
+    """Median milliseconds of `fn` (CUDA events via triton.testing.do_bench)."""
+    from triton.testing import do_bench
+
+    return float(do_bench(fn, warmup=cfg.warmup_ms, rep=cfg.rep_ms, return_mode="median"))
+
+
+def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    if not torch.isfinite(out).all():
+        return math.inf
+    return float((out.double() - ref.double()).norm() / ref.double().norm().clamp(min=1e-30))
+
+
+def ceilings(cfg: GpuBenchConfig) -> dict[str, float]:
+    """Device copy bandwidth (bytes read + written) and dense bf16 GEMM throughput, measured here."""
+    src = torch.randn(256 * 2**20, device="cuda", dtype=torch.bfloat16)  # 512 MiB
+    dst = torch.empty_like(src)
+    copy_ms = bench_ms(lambda: dst.copy_(src), cfg)
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    mm_ms = bench_ms(lambda: a @ b, cfg)
+    return {"copy_GBps": 2 * src.numel() * 2 / copy_ms / 1e6, "dense_bf16_TFLOPs": 2 * 8192**3 / mm_ms / 1e9}
+
+
+def ffn_inputs(t: int, d: int, f: int, zero_frac: float, seed: int = 0):
+    """x (t x d), W1 (f x d), W2 (d x f), dY (t x d) in bf16 on the GPU, never zeros. W1's first column
+    and x's first feature (constant 1) shift Y1 so that a `zero_frac` share of relu(Y1) is zero."""
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    x = torch.randn(t, d, device="cuda", generator=g)
+    x[:, 0] = 1.0
+    w1 = torch.randn(f, d, device="cuda", generator=g) / math.sqrt(d - 1)
+    w1[:, 0] = -torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(1.0 - zero_frac)).item()
+    w2 = torch.randn(d, f, device="cuda", generator=g) / math.sqrt(f * (1 - zero_frac))
+    dy = torch.randn(t, d, device="cuda", generator=g)
+    return [v.bfloat16() for v in (x, w1, w2, dy)]
+
+
+def gated(rows: list[dict], base: dict, check: Callable[[], float], tol: float, time_it: Callable[[], float]):
+    """Append a row: the correctness check first; only a correct path is timed."""
+    try:
+        err = check()
+    except Exception as exc:  # a failing kernel is a result to report
+        rows.append({**base, "status": f"failed: {type(exc).__name__}: {str(exc)[:200]}", "rel_error": math.nan,
+                     "ms": math.nan})
+        return
+    if not err <= tol:
+        rows.append({**base, "status": f"incorrect: relative error {err:.3g} > {tol}", "rel_error": err,
+                     "ms": math.nan})
+        return
+    rows.append({**base, "status": "ok", "rel_error": err, "ms": time_it()})
+
+
+def gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, shape: str) -> list[dict]:
+    """The down-projection GEMM Y3 = Ỹ2 W2ᵀ (M = T, K = F, N = d), dense and 2:4, bf16 and FP8."""
+    x, w1, w2, _ = ffn_inputs(t, d, f, zero_frac)
+    y2 = F.relu(x @ w1.t()).square()
+    y2s = y2 * mask24(y2)
+    ref = y2s.float() @ w2.t().float()
+    base = {"shape": shape, "M": t, "K": f, "N": d, "zero_frac": zero_frac}
+    rows: list[dict] = []
+    cusp, fp8 = CuSparseLtBackend(), XformersFp8Sm90Backend()
+    w2t = w2.t()
+    gated(rows, {**base, "gemm": "dense bf16"}, lambda: rel_error(y2s @ w2t, ref), cfg.tolerance,
+          lambda: bench_ms(lambda: y2s @ w2t, cfg))
+    if not cusp.probe():
+        packed = torch._cslt_compress(y2s)
+        gated(rows, {**base, "gemm": "2:4 bf16 cuSPARSELt"},
+              lambda: rel_error(torch._cslt_sparse_mm(packed, w2t), ref), cfg.tolerance,
+              lambda: bench_ms(lambda: torch._cslt_sparse_mm(packed, w2t), cfg))
+    else:
+        rows.append({**base, "gemm": "2:4 bf16 cuSPARSELt", "status": f"unavailable: {cusp.probe()}"})
+    if not fp8.probe():
+        a8, a_scale = quantize_rowwise_fp8(y2s)
+        w8, w_scale = quantize_rowwise_fp8(w2)  # (d x F): one scale per output column of W2ᵀ
+        w_scale_t = w_scale.t().contiguous()
+        dense8 = lambda: torch._scaled_mm(a8, w8.t(), scale_a=a_scale, scale_b=w_scale_t,  # noqa: E731
+                                          out_dtype=torch.bfloat16, use_fast_accum=True)
+        gated(rows, {**base, "gemm": "dense FP8 (row-wise scales)"}, lambda: rel_error(dense8(), ref),
+              2 * cfg.tolerance, lambda: bench_ms(dense8, cfg))
+        ops, _ = import_xformers_ops()
+        packed8, meta8 = ops._sparse24_sm90_cutlass_compress(a8)
+        sparse8 = lambda: ops._sparse24_fp8_sm90_cutlass_gemm(packed8, meta8, w8.t(), a_scale=a_scale,  # noqa: E731
+                                                              b_scale=w_scale_t)
+        gated(rows, {**base, "gemm": "2:4 FP8 xformers sm90"}, lambda: rel_error(sparse8(), ref),
+              2 * cfg.tolerance, lambda: bench_ms(sparse8, cfg))
+    else:
+        for g in ("dense FP8 (row-wise scales)", "2:4 FP8 xformers sm90"):
+            rows.append({**base, "gemm": g, "status": f"unavailable: {fp8.probe()}"})
+    for r in rows:
+        if r.get("ms") == r.get("ms") and "ms" in r:  # not nan
+            r["TFLOPs_dense_equivalent"] = 2 * t * f * d / r["ms"] / 1e9
+    return rows
+
+
+def sparsify_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, copy_gbps: float) -> list[dict]:
+    """The sparsify step alone (Y1 -> what the sparse GEMM consumes). Achieved GB/s counts the fewest bytes
+    the step must move: Y1 read once (bf16) and its output written once (dense bf16 for the mask alone; half
+    the values plus 4 bits of metadata per group of 4 once packed). Each output is checked through the GEMM
+    it feeds."""
+    x, w1, w2, _ = ffn_inputs(t, d, f, zero_frac)
+    y1 = x @ w1.t()
+    masked_ref = F.relu(y1.float()).square()
+    masked_ref = masked_ref * mask24(masked_ref)
+    gemm_ref = masked_ref @ w2.t().float()
+    relu2_mask = torch.compile(lambda y: (lambda y2: y2 * mask24(y2))(F.relu(y).square()))
+    w2t = w2.t()
+    # name: (step, check of its output, output bytes per element of Y1, tolerance)
+    steps = {"relu² + 2:4 mask, dense output (torch.compile)": (
+        lambda: relu2_mask(y1), lambda: rel_error(relu2_mask(y1), masked_ref), 2.0, cfg.tolerance)}
+    if not CuSparseLtBackend().probe():
+        steps["relu² + 2:4 mask + cuSPARSELt compress (bf16)"] = (
+            lambda: torch._cslt_compress(relu2_mask(y1)),
+            lambda: rel_error(torch._cslt_sparse_mm(torch._cslt_compress(relu2_mask(y1)), w2t), gemm_ref),
+            1.0 + 1 / 8, cfg.tolerance)
+    if not XformersFp8Sm90Backend().probe():
+        ops, _ = import_xformers_ops()
+        w8, w_scale = quantize_rowwise_fp8(w2)
+
+        def fp8_step():
+            a8, a_scale = quantize_rowwise_fp8(relu2_mask(y1))
+            return ops._sparse24_sm90_cutlass_compress(a8), a_scale
+
+        def fp8_check():
+            (packed, meta), a_scale = fp8_step()
+            out = ops._sparse24_fp8_sm90_cutlass_gemm(packed, meta, w8.t(), a_scale=a_scale,
+                                                      b_scale=w_scale.t().contiguous())
+            return rel_error(out, gemm_ref)
+
+        steps["relu² + 2:4 mask + FP8 quantize + xformers sm90 compress"] = (
+            fp8_step, fp8_check, 0.5 + 1 / 8, 2 * cfg.tolerance)
+    rows: list[dict] = []
+    for name, (fn, check, out_bytes, tol) in steps.items():
+        gated(rows, {"T": t, "F": f, "zero_frac": zero_frac, "step": name}, check, tol,
+              lambda fn=fn: bench_ms(fn, cfg))
+        if rows[-1]["status"] == "ok":
+            rows[-1]["GBps"] = t * f * (2 + out_bytes) / rows[-1]["ms"] / 1e6
+            rows[-1]["share_of_copy_bandwidth"] = rows[-1]["GBps"] / copy_gbps
+    return rows
+
+
+def ffn_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, shape: str) -> list[dict]:
+    """FFN forward and forward+backward: dense baseline against the 2:4 path, bf16 and FP8."""
+    x, w1, w2, dy = ffn_inputs(t, d, f, zero_frac)
+    recipe = SparseRecipe(dense_fraction=cfg.dense_fraction, split_multiple=cfg.split_multiple)
+    ref_backend = ReferenceBackend()
+    rows: list[dict] = []
+    for precision, backend in (("bf16", CuSparseLtBackend()), ("fp8", XformersFp8Sm90Backend())):
+        base = {"shape": shape, "T": t, "d": d, "F": f, "zero_frac": zero_frac, "precision": precision}
+        if why := backend.probe():
+            rows.append({**base, "pass": "forward", "path": "2:4", "status": f"unavailable: {why}"})
+            continue
+        tol = cfg.tolerance * (2 if precision == "fp8" else 1)
+        dense_backend = backend if precision == "fp8" else ref_backend
+        with torch.no_grad():
+            ref_dense = dense_sqrelu_ffn(x.float(), w1.float(), w2.float(), ref_backend)
+            ref_sparse = sparse_sqrelu_ffn(x.float(), w1.float(), w2.float(), recipe, ref_backend)
+            fwd = {"dense": lambda: dense_sqrelu_ffn(x, w1, w2, dense_backend),
+                   "2:4": lambda: sparse_sqrelu_ffn(x, w1, w2, recipe, backend)}
+            if precision == "bf16":
+                fwd["dense (torch.compile)"] = lambda: COMPILED_DENSE_FFN(x, w1, w2)
+            for path, fn in fwd.items():
+                ref = ref_sparse if path == "2:4" else ref_dense
+                gated(rows, {**base, "pass": "forward", "path": path}, lambda fn=fn, ref=ref: rel_error(fn(), ref),
+                      tol, lambda fn=fn: bench_ms(fn, cfg))
+        params = [v.clone().requires_grad_() for v in (x, w1, w2)]
+
+        def step(path):
+            for p in params:
+                p.grad = None
+            if path == "2:4":
+                y = sparse_sqrelu_ffn(*params, recipe, backend)
+            elif path == "dense":
+                y = dense_sqrelu_ffn(*params, dense_backend)
+            else:
+                y = COMPILED_DENSE_FFN(*params)
+            y.backward(dy)
+            return params[1].grad
+
+        ref_params = [v.float().requires_grad_() for v in (x, w1, w2)]
+        sparse_sqrelu_ffn(*ref_params, recipe, ref_backend).backward(dy.float())
+        ref_dw1_sparse = ref_params[1].grad
+        ref_params = [v.float().requires_grad_() for v in (x, w1, w2)]
+        dense_sqrelu_ffn(*ref_params, ref_backend).backward(dy.float())
+        ref_dw1_dense = ref_params[1].grad
+        paths = [("dense", ref_dw1_dense), ("2:4", ref_dw1_sparse)]
+        if precision == "bf16":
+            paths.append(("dense (torch.compile)", ref_dw1_dense))
+        for path, ref in paths:
+            gated(rows, {**base, "pass": "forward+backward", "path": path},
+                  lambda path=path, ref=ref: rel_error(step(path), ref), tol, lambda path=path: bench_ms(
+                      lambda: step(path), cfg))
+    return rows
+
+
+def speedups(ffn: list[dict]) -> list[dict]:
+    """Best dense ms / 2:4 ms for each (shape, T, zero_frac, precision, pass) where both were timed."""
+    best_dense, sparse = {}, {}
+    for r in ffn:
+        if r.get("status") != "ok":
+            continue
+        key = (r["shape"], r["T"], r["zero_frac"], r["precision"], r["pass"])
+        if r["path"] == "2:4":
+            sparse[key] = r["ms"]
+        elif r["ms"] < best_dense.get(key, (math.inf, ""))[0]:
+            best_dense[key] = (r["ms"], r["path"])
+    return [{"shape": k[0], "T": k[1], "zero_frac": k[2], "precision": k[3], "pass": k[4],
+             "dense_path": best_dense[k][1], "dense_ms": best_dense[k][0], "sparse_ms": ms,
+             "speedup": best_dense[k][0] / ms} for k, ms in sparse.items() if k in best_dense]
+
+
+def split_gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, shape: str) -> list[dict]:
+    """Fig. 6: dW2ᵀ = Ỹ2ᵀ dY3 with K = tokens. Dense, fully 2:4 (along tokens), and split (the densest
+    features dense, the rest 2:4), in dense-equivalent TFLOP/s. bf16, cuSPARSELt."""
+    backend = CuSparseLtBackend()
+    base = {"shape": shape, "T": t, "d": d, "F": f, "zero_frac": zero_frac}
+    if why := backend.probe():
+        return [{**base, "gemm": "split", "status": f"unavailable: {why}"}]
+    x, w1, _, dy = ffn_inputs(t, d, f, zero_frac)
+    y2 = F.relu(x @ w1.t()).square()
+    y2s = (y2 * mask24(y2)).t().contiguous()  # (F x T), forward-masked
+    full = y2s * mask24(y2s, dim=1)
+    sparse_idx, dense_idx = feature_split(y2s.t(), cfg.dense_fraction, cfg.split_multiple)
+    sp = y2s[sparse_idx]
+    sp = sp * mask24(sp, dim=1)
+    dn = y2s[dense_idx]
+    packed_full, packed_sp = torch._cslt_compress(full), torch._cslt_compress(sp)
+    rows: list[dict] = []
+
+    def split():
+        return torch._cslt_sparse_mm(packed_sp, dy), dn @ dy
+
+    def split_ref():
+        out = torch.empty(f, d, device="cuda", dtype=torch.float32)
+        out[sparse_idx], out[dense_idx] = sp.float() @ dy.float(), dn.float() @ dy.float()
+        return out
+
+    ref_split = split_ref()
+    variants = {
+        "dense": (lambda: y2s @ dy, y2s.float() @ dy.float()),
+        "2:4 (all features)": (lambda: torch._cslt_sparse_mm(packed_full, dy), full.float() @ dy.float()),
+        f"split ({1 - cfg.dense_fraction:.0%} 2:4 + {cfg.dense_fraction:.0%} dense)": (
+            split, ref_split),
+    }
+    for name, (fn, ref) in variants.items():
+        def check(fn=fn, ref=ref, name=name):
+            out = fn()
+            if isinstance(out, tuple):
+                whole = torch.empty(f, d, device="cuda", dtype=torch.float32)
+                whole[sparse_idx], whole[dense_idx] = out[0].float(), out[1].float()
+                out = whole
+            return rel_error(out, ref)
+        gated(rows, {**base, "gemm": name}, check, cfg.tolerance, lambda fn=fn: bench_ms(fn, cfg))
+        if rows[-1]["status"] == "ok":
+            rows[-1]["TFLOPs_dense_equivalent"] = 2 * f * t * d / rows[-1]["ms"] / 1e9
+    return rows
+
+
+def run_all(cfg: GpuBenchConfig, progress: Callable[[str], None] = print) -> dict[str, list[dict]]:
+    """Every table of the benchmark. Raises if there is no CUDA device (callers write a skip record)."""
+    if not torch.cuda.is_available():
+        raise RuntimeError("no CUDA device")
+    ceil = ceilings(cfg)
+    progress(f"ceilings: {ceil}")
+    out: dict[str, list[dict]] = {"ceilings": [ceil], "gemm": [], "sparsify": [], "ffn": [], "split_gemm": []}
+    for shape, (d, f) in cfg.shapes.items():
+        points = [(t, cfg.sweep_zero_frac) for t in cfg.tokens] + [(cfg.extra_tokens, z) for z in cfg.extra_zero_fracs]
+        for t, z in points:
+            progress(f"{shape} T={t} zero_frac={z}")
+            out["ffn"] += ffn_rows(cfg, t, d, f, z, shape)
+            out["split_gemm"] += split_gemm_rows(cfg, t, d, f, z, shape)
+            if t == cfg.extra_tokens:
+                out["gemm"] += gemm_rows(cfg, t, d, f, z, shape)
+                out["sparsify"] += [{**r, "shape": shape} for r in sparsify_rows(cfg, t, d, f, z, ceil["copy_GBps"])]
+            torch.cuda.empty_cache()
+    out["speedups"] = speedups(out["ffn"])
+    return out
+
+
+TABLES = ("ceilings", "gemm", "sparsify", "ffn", "speedups", "split_gemm")
+
+
+def write_results(out_dir, cfg: GpuBenchConfig, progress: Callable[[str], None] = print) -> dict:
+    """Run everything and write one CSV per table plus `bench.json` (settings, versions, date). Without a
+    CUDA device every table is one row saying so, and the sidecar records why."""
+    import dataclasses
+    import datetime
+    from pathlib import Path
+
+    import pandas as pd
+
+    from .io import environment_info, write_json
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sidecar = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "config": dataclasses.asdict(cfg), "environment": environment_info()}
+    if torch.cuda.is_available():
+        results = run_all(cfg, progress)
+        sidecar["status"] = "ok"
+        sidecar["environment"]["cusparselt"] = torch.backends.cusparselt.version()
+        sidecar["environment"]["triton"] = __import__("triton").__version__
+    else:
+        sidecar["status"] = "skipped: no CUDA device"
+        results = {name: [{"status": sidecar["status"]}] for name in TABLES}
+    for name in TABLES:
+        pd.DataFrame(results[name]).to_csv(out / f"{name}.csv", index=False)
+    write_json(out / "bench.json", sidecar)
+    return results

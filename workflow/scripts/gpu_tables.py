@@ -1,0 +1,13 @@
+"""The GPU benchmark CSVs as markdown tables (a 'skipped' record stays a one-row table)."""
+from pathlib import Path
+
+import pandas as pd
+
+from act24.io import log_to
+from act24.report.tables import to_markdown
+
+with log_to(snakemake.log[0]):
+    for name in ("gemm", "sparsify", "speedups"):
+        df = pd.read_csv(snakemake.input[name])
+        Path(snakemake.output[name]).write_text(to_markdown(df))
+        print(name, len(df), "rows")
