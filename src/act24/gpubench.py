@@ -180,6 +180,20 @@ def sparsify_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float,
 
         steps["relu² + 2:4 mask + FP8 quantize + xformers sm90 compress"] = (
             fp8_step, fp8_check, 0.5 + 1 / 8, 2 * cfg.tolerance)
+    # The step exactly as act24's sparse FFN forward runs it (eager mask24, then the backend's packing).
+    for precision, backend in (("bf16", CuSparseLtBackend()), ("fp8", XformersFp8Sm90Backend())):
+        if backend.probe():
+            continue
+        pack = (torch._cslt_compress if precision == "bf16"
+                else lambda a: import_xformers_ops()[0]._sparse24_sm90_cutlass_compress(quantize_rowwise_fp8(a)[0]))
+
+        def ffn_step(pack=pack):
+            y2 = F.relu(y1).square()
+            return pack(y2 * mask24(y2, dim=1))
+
+        steps[f"as in act24's sparse FFN ({precision}): eager relu² + mask24 + pack"] = (
+            ffn_step, lambda: rel_error(relu2_mask(y1), masked_ref), 1.0 + 1 / 8 if precision == "bf16" else 0.5 + 1 / 8,
+            cfg.tolerance)
     rows: list[dict] = []
     for name, (fn, check, out_bytes, tol) in steps.items():
         gated(rows, {"T": t, "F": f, "zero_frac": zero_frac, "step": name}, check, tol,
@@ -242,6 +256,23 @@ def ffn_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, shap
                   lambda path=path, ref=ref: rel_error(step(path), ref), tol, lambda path=path: bench_ms(
                       lambda: step(path), cfg))
     return rows
+
+
+def sparsify_share(sparsify: list[dict], ffn: list[dict]) -> list[dict]:
+    """Share of the 2:4 FFN forward time spent in its sparsify step (timed alone, as the FFN runs it)."""
+    forward = {(r["shape"], r["T"], r["zero_frac"], r["precision"]): r["ms"] for r in ffn
+               if r.get("status") == "ok" and r["pass"] == "forward" and r["path"] == "2:4"}
+    out = []
+    for r in sparsify:
+        if r.get("status") != "ok" or not r["step"].startswith("as in act24"):
+            continue
+        precision = "bf16" if "(bf16)" in r["step"] else "fp8"
+        key = (r["shape"], r["T"], r["zero_frac"], precision)
+        if key in forward:
+            out.append({"shape": key[0], "T": key[1], "zero_frac": key[2], "precision": precision,
+                        "sparsify_ms": r["ms"], "sparse_ffn_forward_ms": forward[key],
+                        "sparsify_share": r["ms"] / forward[key]})
+    return out
 
 
 def speedups(ffn: list[dict]) -> list[dict]:
@@ -325,10 +356,11 @@ def run_all(cfg: GpuBenchConfig, progress: Callable[[str], None] = print) -> dic
                 out["sparsify"] += [{**r, "shape": shape} for r in sparsify_rows(cfg, t, d, f, z, ceil["copy_GBps"])]
             torch.cuda.empty_cache()
     out["speedups"] = speedups(out["ffn"])
+    out["sparsify_share"] = sparsify_share(out["sparsify"], out["ffn"])
     return out
 
 
-TABLES = ("ceilings", "gemm", "sparsify", "ffn", "speedups", "split_gemm")
+TABLES = ("ceilings", "gemm", "sparsify", "sparsify_share", "ffn", "speedups", "split_gemm")
 
 
 def write_results(out_dir, cfg: GpuBenchConfig, progress: Callable[[str], None] = print) -> dict:

@@ -82,7 +82,7 @@ rule bench_cpu_step:
 
 
 GPU_BENCH = f"{RESULTS}/bench/gpu"
-GPU_TABLES = ["ceilings", "gemm", "sparsify", "ffn", "speedups", "split_gemm"]
+GPU_TABLES = ["ceilings", "gemm", "sparsify", "sparsify_share", "ffn", "speedups", "split_gemm"]
 
 
 rule bench_gpu:
@@ -106,10 +106,13 @@ rule gpu_tables:
         gemm=rules.bench_gpu.output.gemm,
         sparsify=rules.bench_gpu.output.sparsify,
         speedups=rules.bench_gpu.output.speedups,
+        sparsify_share=rules.bench_gpu.output.sparsify_share,
     output:
         gemm=report(f"{TABLES}/gpu_gemm.md", caption="../report/gpu_gemm.rst", category="GPU benchmarks"),
         sparsify=report(f"{TABLES}/gpu_sparsify.md", caption="../report/gpu_sparsify.rst", category="GPU benchmarks"),
         speedups=report(f"{TABLES}/gpu_speedups.md", caption="../report/gpu_speedups.rst", category="GPU benchmarks"),
+        sparsify_share=report(f"{TABLES}/gpu_sparsify_share.md", caption="../report/gpu_sparsify.rst",
+                              category="GPU benchmarks"),
     conda:
         "../../environment.yml"
     log:
