@@ -92,7 +92,7 @@ def tiny_run(tmp_path_factory):
 def test_tiny_pipeline_outputs(tiny_run):
     work, _ = tiny_run
     res = work / "results"
-    for fig in ("fig1_sparsity", "drop24", "feature_density", "loss_curves"):
+    for fig in ("fig1_sparsity", "drop24", "feature_density", "loss_curves", "fig5_ffn_speedup", "fig6_split_gemm"):
         assert (res / "figures" / f"{fig}.png").stat().st_size > 10_000
     quality = pd.read_csv(res / "tables" / "quality.csv")
     assert sorted(quality["variant"]) == ["relu", "sqrelu", "sqrelu_24", "swiglu"]
@@ -102,6 +102,10 @@ def test_tiny_pipeline_outputs(tiny_run):
     assert claims["verdict"].str.match(
         r"^(reproduced|partly reproduced|not reproduced|inconclusive: .+|not measured: .+)$").all()
     assert claims.set_index("id").loc["C7", "verdict"] == "not measured: no CUDA device"
+    gpu = json.loads((res / "bench" / "gpu" / "bench.json").read_text())
+    assert gpu["status"] == "skipped: no CUDA device"
+    assert pd.read_csv(res / "bench" / "gpu" / "speedups.csv")["status"].tolist() == ["skipped: no CUDA device"]
+    assert "skipped: no CUDA device" in (res / "tables" / "gpu_speedups.md").read_text()
     sparsity = pd.read_csv(res / "tables" / "sparsity.csv")
     assert set(sparsity["variant"]) == {"sqrelu", "relu", "sqrelu_24"} and (sparsity["step"] == 16).all()
     assert claims.set_index("id").loc["C5", "ours"].count("seeds") == 1
