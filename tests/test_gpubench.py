@@ -1,0 +1,49 @@
+"""The GPU benchmark's pure parts (run anywhere); the timings themselves need a CUDA device."""
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from act24 import gpubench as G
+
+
+def ffn_row(path, ms, precision="bf16", ps="forward", status="ok"):
+    return {"shape": "7B-like", "T": 16384, "zero_frac": 0.95, "precision": precision, "pass": ps,
+            "path": path, "status": status, "ms": ms}
+
+
+def test_speedup_uses_the_best_dense_path_and_skips_failed_rows():
+    rows = [ffn_row("dense", 10.0), ffn_row("dense (torch.compile)", 8.0), ffn_row("2:4", 5.0),
+            ffn_row("dense", 4.0, precision="fp8"), ffn_row("2:4", math.nan, precision="fp8", status="incorrect: x")]
+    out = G.speedups(rows)
+    assert out == [{"shape": "7B-like", "T": 16384, "zero_frac": 0.95, "precision": "bf16", "pass": "forward",
+                    "dense_path": "dense (torch.compile)", "dense_ms": 8.0, "sparse_ms": 5.0, "speedup": 1.6}]
+
+
+def test_sparsify_share_matches_steps_to_the_ffn_forward_of_their_precision():
+    sparsify = [{"shape": "7B-like", "T": 16384, "zero_frac": 0.95, "status": "ok", "ms": 2.0,
+                 "step": "as in act24's sparse FFN (fp8): eager relu² + mask24 + pack"},
+                {"shape": "7B-like", "T": 16384, "zero_frac": 0.95, "status": "ok", "ms": 1.0,
+                 "step": "relu² + 2:4 mask, dense output (torch.compile)"}]
+    out = G.sparsify_share(sparsify, [ffn_row("2:4", 8.0, precision="fp8"), ffn_row("2:4", 9.0)])
+    assert len(out) == 1 and out[0]["precision"] == "fp8" and out[0]["sparsify_share"] == 0.25
+
+
+def test_gate_times_only_correct_paths():
+    rows = []
+    G.gated(rows, {"name": "good"}, lambda: 0.01, 0.1, lambda: 1.5)
+    G.gated(rows, {"name": "wrong"}, lambda: 1.07, 0.1, lambda: pytest.fail("a wrong path must not be timed"))
+    G.gated(rows, {"name": "broken"}, lambda: 1 / 0, 0.1, lambda: pytest.fail("must not be timed"))
+    assert rows[0] == {"name": "good", "status": "ok", "rel_error": 0.01, "ms": 1.5}
+    assert rows[1]["status"] == "incorrect: relative error 1.07 > 0.1" and math.isnan(rows[1]["ms"])
+    assert rows[2]["status"].startswith("failed: ZeroDivisionError")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only answer")
+def test_without_cuda_every_table_is_a_skipped_record(tmp_path):
+    G.write_results(tmp_path, G.GpuBenchConfig())
+    for name in G.TABLES:
+        assert pd.read_csv(tmp_path / f"{name}.csv")["status"].tolist() == ["skipped: no CUDA device"]
+    assert '"status": "skipped: no CUDA device"' in (tmp_path / "bench.json").read_text()
