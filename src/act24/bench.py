@@ -11,7 +11,6 @@ import torch
 from .config import RunConfig
 from .kernels.backends import select_backend
 from .model import Transformer
-from .sparsity.ffn import SparseRecipe
 from .train import make_optimizer, resolve_device
 
 
@@ -36,8 +35,7 @@ def step_cost(cfg: RunConfig, repeats: int = 20, warmup: int = 3) -> dict:
     device = resolve_device(t)
     model = Transformer(m).to(device)
     optimizer = make_optimizer(model, t)
-    recipe = SparseRecipe(backward=s.backward, token_permutation=s.token_permutation,
-                          dense_fraction=s.dense_fraction, mask_dy1=s.mask_dy1, split_multiple=s.split_multiple)
+    recipe = s.recipe(permutation_seed=t.seed)
     backend, note = select_backend(s.backend, device)
     gen = torch.Generator().manual_seed(t.seed)
     x = torch.randint(0, m.vocab_size, (t.batch_size, m.seq_len), generator=gen).to(device)

@@ -73,6 +73,14 @@ class SparseConfig:
     def warmup_steps(self, total_steps: int) -> int:
         return int(round(self.dense_warmup * total_steps))
 
+    def recipe(self, permutation_seed: int = 0):
+        """The act24.sparsity.ffn.SparseRecipe these settings describe."""
+        from .sparsity.ffn import SparseRecipe
+
+        return SparseRecipe(backward=self.backward, token_permutation=self.token_permutation,
+                            dense_fraction=self.dense_fraction, mask_dy1=self.mask_dy1,
+                            permutation_seed=permutation_seed, split_multiple=self.split_multiple)
+
 
 @dataclass(frozen=True)
 class RunConfig:

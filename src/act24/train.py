@@ -17,7 +17,6 @@ from .config import RunConfig, TrainConfig
 from .data import TokenArray
 from .kernels.backends import select_backend
 from .model import Transformer, parameter_counts
-from .sparsity.ffn import SparseRecipe
 from .sparsity.pattern import token_permutation
 from .sparsity.stats import activation_stats, feature_density, record_activations
 
@@ -97,12 +96,9 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
 
     sparse_from, recipe, backend, backend_note = None, None, None, "dense run"
     if cfg.sparse.enabled:
-        s = cfg.sparse
-        recipe = SparseRecipe(backward=s.backward, token_permutation=s.token_permutation,
-                              dense_fraction=s.dense_fraction, mask_dy1=s.mask_dy1, permutation_seed=t.seed,
-                              split_multiple=s.split_multiple)
-        backend, backend_note = select_backend(s.backend, device)
-        sparse_from = s.warmup_steps(t.steps)
+        recipe = cfg.sparse.recipe(permutation_seed=t.seed)
+        backend, backend_note = select_backend(cfg.sparse.backend, device)
+        sparse_from = cfg.sparse.warmup_steps(t.steps)
         print(f"{cfg.name}: 2:4 sparse FFN from step {sparse_from}; backend {backend_note}", flush=True)
 
     stats_fields = None
