@@ -10,7 +10,8 @@ from act24 import gpubench as G
 
 
 def ffn_row(path, ms, precision="bf16", ps="forward", status="ok"):
-    return {"shape": "7B-like", "T": 16384, "zero_frac": 0.95, "precision": precision, "pass": ps,
+    return {"shape": "7B-like", "T": 16384, "activations": "synthetic", "zero_frac": 0.95, "precision": precision,
+            "pass": ps,
             "path": path, "status": status, "ms": ms}
 
 
@@ -18,14 +19,15 @@ def test_speedup_uses_the_best_dense_path_and_skips_failed_rows():
     rows = [ffn_row("dense", 10.0), ffn_row("dense (torch.compile)", 8.0), ffn_row("2:4", 5.0),
             ffn_row("dense", 4.0, precision="fp8"), ffn_row("2:4", math.nan, precision="fp8", status="incorrect: x")]
     out = G.speedups(rows)
-    assert out == [{"shape": "7B-like", "T": 16384, "zero_frac": 0.95, "precision": "bf16", "pass": "forward",
+    assert out == [{"shape": "7B-like", "T": 16384, "activations": "synthetic", "zero_frac": 0.95,
+                    "precision": "bf16", "pass": "forward",
                     "dense_path": "dense (torch.compile)", "dense_ms": 8.0, "sparse_ms": 5.0, "speedup": 1.6}]
 
 
 def test_sparsify_share_matches_steps_to_the_ffn_forward_of_their_precision():
-    sparsify = [{"shape": "7B-like", "T": 16384, "zero_frac": 0.95, "status": "ok", "ms": 2.0,
+    sparsify = [{"shape": "7B-like", "T": 16384, "activations": "synthetic", "zero_frac": 0.95, "status": "ok", "ms": 2.0,
                  "step": "as in act24's sparse FFN (fp8): eager relu² + mask24 + pack"},
-                {"shape": "7B-like", "T": 16384, "zero_frac": 0.95, "status": "ok", "ms": 1.0,
+                {"shape": "7B-like", "T": 16384, "activations": "synthetic", "zero_frac": 0.95, "status": "ok", "ms": 1.0,
                  "step": "relu² + 2:4 mask, dense output (torch.compile)"}]
     out = G.sparsify_share(sparsify, [ffn_row("2:4", 8.0, precision="fp8"), ffn_row("2:4", 9.0)])
     assert len(out) == 1 and out[0]["precision"] == "fp8" and out[0]["sparsify_share"] == 0.25
@@ -47,3 +49,15 @@ def test_without_cuda_every_table_is_a_skipped_record(tmp_path):
     for name in G.TABLES:
         assert pd.read_csv(tmp_path / f"{name}.csv")["status"].tolist() == ["skipped: no CUDA device"]
     assert '"status": "skipped: no CUDA device"' in (tmp_path / "bench.json").read_text()
+
+
+def test_trained_profile_is_resampled_to_the_ffn_width(tmp_path):
+    import numpy as np
+
+    density = np.array([[0.0] * 4, [0.9, 0.5, 0.1, 0.1]])  # layer 1: one dense feature, three sparse
+    np.savez(tmp_path / "d.npz", density=density)
+    cfg = G.GpuBenchConfig(trained_profile=str(tmp_path / "d.npz"), trained_layer=1)
+    z = G.trained_zero_fracs(cfg, 16)
+    assert z.shape == (16,) and float(z.min()) == pytest.approx(0.1) and float(z.max()) == pytest.approx(0.9)
+    assert G.label(z) == {"activations": "trained profile", "zero_frac": round(float(z.mean()), 4)}
+    assert G.label(0.95) == {"activations": "synthetic", "zero_frac": 0.95}

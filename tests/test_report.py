@@ -112,9 +112,11 @@ def gpu_tables(fwd=(1.1, 1.3), fwd_bwd=(0.9, 1.0), split_ms=(2.0, 1.5)):
                                           "extra_tokens": 16384, "sweep_zero_frac": 0.95}}
     rows = []
     for ps, values in (("forward", fwd), ("forward+backward", fwd_bwd)):
-        rows += [{"shape": "7B-like", "T": 16384, "zero_frac": 0.95, "precision": p, "pass": ps, "speedup": v}
+        rows += [{"shape": "7B-like", "T": 16384, "activations": "synthetic", "zero_frac": 0.95, "precision": p,
+                  "pass": ps, "speedup": v}
                  for p, v in zip(("bf16", "fp8"), values)]
-    split = pd.DataFrame([{"shape": "7B-like", "T": 65536, "zero_frac": 0.95, "gemm": g, "status": "ok", "ms": ms}
+    split = pd.DataFrame([{"shape": "7B-like", "T": 65536, "activations": "synthetic", "zero_frac": 0.95, "gemm": g,
+                           "status": "ok", "ms": ms}
                           for g, ms in zip(("dense", "split (95% 2:4 + 5% dense)"), split_ms)])
     return {"sidecar": sidecar, "speedups": pd.DataFrame(rows), "split_gemm": split}
 

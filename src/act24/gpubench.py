@@ -45,6 +45,29 @@ class GpuBenchConfig:
     # Relative error allowed for bf16 paths (FP8: 2x). Rounding flips some 2:4 choices, so correct paths
     # land at 0.01-0.07 against the fp32 reference; a wrong kernel lands near 1.
     tolerance: float = 0.1
+    # Optional: per-feature densities of a trained Squared-ReLU model (an .npz with `density`, layers x
+    # features, as written by training); its `trained_layer` profile, resampled to F, is benchmarked at
+    # `extra_tokens` beside the synthetic levels.
+    trained_profile: str | None = None
+    trained_layer: int = 2
+
+
+def trained_zero_fracs(cfg: GpuBenchConfig, f: int, seed: int = 0) -> torch.Tensor:
+    """Per-feature zero fractions (f,) following the trained profile's distribution, features shuffled."""
+    import numpy as np
+
+    with np.load(cfg.trained_profile) as z:
+        density = np.sort(z["density"][cfg.trained_layer])
+    density = np.interp(np.linspace(0, 1, f), np.linspace(0, 1, len(density)), density)
+    density = np.clip(density, 1e-4, 1 - 1e-4)[np.random.default_rng(seed).permutation(f)]
+    return torch.tensor(1 - density, dtype=torch.float32)
+
+
+def label(zero_frac) -> dict:
+    """Row columns for a sparsity level: a float (synthetic, uniform) or per-feature zero fractions."""
+    if isinstance(zero_frac, torch.Tensor):
+        return {"activations": "trained profile", "zero_frac": round(float(zero_frac.mean()), 4)}
+    return {"activations": "synthetic", "zero_frac": zero_frac}
 
 
 def bench_ms(fn: Callable[[], object], cfg: GpuBenchConfig) -> float:
@@ -71,15 +94,17 @@ def ceilings(cfg: GpuBenchConfig) -> dict[str, float]:
     return {"copy_GBps": 2 * src.numel() * 2 / copy_ms / 1e6, "dense_bf16_TFLOPs": 2 * 8192**3 / mm_ms / 1e9}
 
 
-def ffn_inputs(t: int, d: int, f: int, zero_frac: float, seed: int = 0):
+def ffn_inputs(t: int, d: int, f: int, zero_frac, seed: int = 0):
     """x (t x d), W1 (f x d), W2 (d x f), dY (t x d) in bf16 on the GPU, never zeros. W1's first column
-    and x's first feature (constant 1) shift Y1 so that a `zero_frac` share of relu(Y1) is zero."""
+    and x's first feature (constant 1) shift Y1 so that a `zero_frac` share of relu(Y1) is zero (a float,
+    or one value per feature)."""
     g = torch.Generator(device="cuda").manual_seed(seed)
     x = torch.randn(t, d, device="cuda", generator=g)
     x[:, 0] = 1.0
     w1 = torch.randn(f, d, device="cuda", generator=g) / math.sqrt(d - 1)
-    w1[:, 0] = -torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(1.0 - zero_frac)).item()
-    w2 = torch.randn(d, f, device="cuda", generator=g) / math.sqrt(f * (1 - zero_frac))
+    keep = 1.0 - torch.as_tensor(zero_frac, dtype=torch.float32)
+    w1[:, 0] = -torch.distributions.Normal(0.0, 1.0).icdf(keep).to("cuda")
+    w2 = torch.randn(d, f, device="cuda", generator=g) / math.sqrt(f * float(keep.mean()))
     dy = torch.randn(t, d, device="cuda", generator=g)
     return [v.bfloat16() for v in (x, w1, w2, dy)]
 
@@ -105,7 +130,7 @@ def gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, sha
     y2 = F.relu(x @ w1.t()).square()
     y2s = y2 * mask24(y2)
     ref = y2s.float() @ w2.t().float()
-    base = {"shape": shape, "M": t, "K": f, "N": d, "zero_frac": zero_frac}
+    base = {"shape": shape, "M": t, "K": f, "N": d, **label(zero_frac)}
     rows: list[dict] = []
     cusp, fp8 = CuSparseLtBackend(), XformersFp8Sm90Backend()
     w2t = w2.t()
@@ -193,7 +218,7 @@ def sparsify_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float,
             cfg.tolerance)
     rows: list[dict] = []
     for name, (fn, check, out_bytes, tol) in steps.items():
-        gated(rows, {"T": t, "F": f, "zero_frac": zero_frac, "step": name}, check, tol,
+        gated(rows, {"T": t, "F": f, **label(zero_frac), "step": name}, check, tol,
               lambda fn=fn: bench_ms(fn, cfg))
         if rows[-1]["status"] == "ok":
             rows[-1]["GBps"] = t * f * (2 + out_bytes) / rows[-1]["ms"] / 1e6
@@ -208,7 +233,7 @@ def ffn_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, shap
     ref_backend = ReferenceBackend()
     rows: list[dict] = []
     for precision, backend in (("bf16", CuSparseLtBackend()), ("fp8", XformersFp8Sm90Backend())):
-        base = {"shape": shape, "T": t, "d": d, "F": f, "zero_frac": zero_frac, "precision": precision}
+        base = {"shape": shape, "T": t, "d": d, "F": f, **label(zero_frac), "precision": precision}
         if why := backend.probe():
             rows.append({**base, "pass": "forward", "path": "2:4", "status": f"unavailable: {why}"})
             continue
@@ -257,16 +282,17 @@ def ffn_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, shap
 
 def sparsify_share(sparsify: list[dict], ffn: list[dict]) -> list[dict]:
     """Share of the 2:4 FFN forward time spent in its sparsify step (timed alone, as the FFN runs it)."""
-    forward = {(r["shape"], r["T"], r["zero_frac"], r["precision"]): r["ms"] for r in ffn
+    forward = {(r["shape"], r["T"], r["activations"], r["zero_frac"], r["precision"]): r["ms"] for r in ffn
                if r.get("status") == "ok" and r["pass"] == "forward" and r["path"] == "2:4"}
     out = []
     for r in sparsify:
         if r.get("status") != "ok" or not r["step"].startswith("as in act24"):
             continue
         precision = "bf16" if "(bf16)" in r["step"] else "fp8"
-        key = (r["shape"], r["T"], r["zero_frac"], precision)
+        key = (r["shape"], r["T"], r["activations"], r["zero_frac"], precision)
         if key in forward:
-            out.append({"shape": key[0], "T": key[1], "zero_frac": key[2], "precision": precision,
+            out.append({"shape": key[0], "T": key[1], "activations": key[2], "zero_frac": key[3],
+                        "precision": precision,
                         "sparsify_ms": r["ms"], "sparse_ffn_forward_ms": forward[key],
                         "sparsify_share": r["ms"] / forward[key]})
     return out
@@ -278,12 +304,12 @@ def speedups(ffn: list[dict]) -> list[dict]:
     for r in ffn:
         if r.get("status") != "ok":
             continue
-        key = (r["shape"], r["T"], r["zero_frac"], r["precision"], r["pass"])
+        key = (r["shape"], r["T"], r["activations"], r["zero_frac"], r["precision"], r["pass"])
         if r["path"] == "2:4":
             sparse[key] = r["ms"]
         elif r["ms"] < best_dense.get(key, (math.inf, ""))[0]:
             best_dense[key] = (r["ms"], r["path"])
-    return [{"shape": k[0], "T": k[1], "zero_frac": k[2], "precision": k[3], "pass": k[4],
+    return [{"shape": k[0], "T": k[1], "activations": k[2], "zero_frac": k[3], "precision": k[4], "pass": k[5],
              "dense_path": best_dense[k][1], "dense_ms": best_dense[k][0], "sparse_ms": ms,
              "speedup": best_dense[k][0] / ms} for k, ms in sparse.items() if k in best_dense]
 
@@ -292,7 +318,7 @@ def split_gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: floa
     """Fig. 6: dW2ᵀ = Ỹ2ᵀ dY3 with K = tokens. Dense, fully 2:4 (along tokens), and split (the densest
     features dense, the rest 2:4), in dense-equivalent TFLOP/s. bf16, cuSPARSELt."""
     backend = CuSparseLtBackend()
-    base = {"shape": shape, "T": t, "d": d, "F": f, "zero_frac": zero_frac}
+    base = {"shape": shape, "T": t, "d": d, "F": f, **label(zero_frac)}
     if why := backend.probe():
         return [{**base, "gemm": "split", "status": f"unavailable: {why}"}]
     x, w1, _, dy = ffn_inputs(t, d, f, zero_frac)
@@ -344,8 +370,10 @@ def run_all(cfg: GpuBenchConfig, progress: Callable[[str], None] = print) -> dic
     out: dict[str, list[dict]] = {"ceilings": [ceil], "gemm": [], "sparsify": [], "ffn": [], "split_gemm": []}
     for shape, (d, f) in cfg.shapes.items():
         points = [(t, cfg.sweep_zero_frac) for t in cfg.tokens] + [(cfg.extra_tokens, z) for z in cfg.extra_zero_fracs]
+        if cfg.trained_profile:
+            points.append((cfg.extra_tokens, trained_zero_fracs(cfg, f)))
         for t, z in points:
-            progress(f"{shape} T={t} zero_frac={z}")
+            progress(f"{shape} T={t} {label(z)}")
             out["ffn"] += ffn_rows(cfg, t, d, f, z, shape)
             out["split_gemm"] += split_gemm_rows(cfg, t, d, f, z, shape)
             if t == cfg.extra_tokens:

@@ -82,15 +82,21 @@ rule bench_cpu_step:
 
 
 GPU_BENCH = f"{RESULTS}/bench/gpu"
+# The trained density profile ships with the repository: resolve it next to the Snakefile.
+TRAINED_PROFILE = config["gpu_bench"].get("trained_profile")
+if TRAINED_PROFILE and not os.path.isabs(TRAINED_PROFILE):
+    TRAINED_PROFILE = os.path.join(workflow.basedir, TRAINED_PROFILE)
 GPU_TABLES = ["ceilings", "gemm", "sparsify", "sparsify_share", "ffn", "speedups", "split_gemm"]
 
 
 rule bench_gpu:
+    input:
+        [TRAINED_PROFILE] if TRAINED_PROFILE else [],
     output:
         **{t: f"{GPU_BENCH}/{t}.csv" for t in GPU_TABLES},
         sidecar=f"{GPU_BENCH}/bench.json",
     params:
-        cfg=config["gpu_bench"],
+        cfg={**config["gpu_bench"], "trained_profile": TRAINED_PROFILE},
     resources:
         gpu=1,
     conda:

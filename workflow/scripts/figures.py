@@ -29,7 +29,8 @@ with log_to(snakemake.log[0]):
         title = "Fig. 5: FFN speedup" if which == "fig5" else "Fig. 6: split GEMM"
         data = pd.read_csv(snakemake.input.table)
         if sidecar["status"] == "ok":
-            data = data[data["zero_frac"] == sidecar["config"]["sweep_zero_frac"]]
+            data = data[(data["zero_frac"] == sidecar["config"]["sweep_zero_frac"])
+                        & (data["activations"] == "synthetic")]
             if which == "fig6":
                 data = data[data["status"] == "ok"]
         if sidecar["status"] != "ok" or data.empty:

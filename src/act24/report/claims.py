@@ -95,7 +95,8 @@ def _speed_claims(gpu: dict | None, environment: dict, th: ClaimThresholds) -> l
     t, z = cfg["extra_tokens"], cfg["sweep_zero_frac"]
     rows = []
     for cid, ps, floor in (("C7", "forward", th.c7_min_speedup), ("C8", "forward+backward", th.c8_min_speedup)):
-        pts = sp[(sp["shape"] == shape) & (sp["T"] == t) & (sp["zero_frac"] == z) & (sp["pass"] == ps)]
+        pts = sp[(sp["shape"] == shape) & (sp["T"] == t) & (sp["zero_frac"] == z) & (sp["pass"] == ps)
+                 & (sp["activations"] == "synthetic")]
         if pts.empty:
             rows.append(_row(cid, "", "not measured: no 2:4 path passed its correctness check here", "", ""))
             continue
@@ -103,7 +104,8 @@ def _speed_claims(gpu: dict | None, environment: dict, th: ClaimThresholds) -> l
         ours = ", ".join(f"{r.precision} {r.speedup:.2f}x" for r in pts.itertuples()) + f" ({shape}, T={t}, {z:.0%} zeros)"
         rows.append(_row(cid, ours, "reproduced" if best >= floor else "not reproduced",
                          f"best precision ≥ {floor}x over the best dense path", "figures/fig5_ffn_speedup.png"))
-    ok = split[(split["status"] == "ok") & (split["shape"] == shape) & (split["zero_frac"] == z)]
+    ok = split[(split["status"] == "ok") & (split["shape"] == shape) & (split["zero_frac"] == z)
+               & (split["activations"] == "synthetic")]
     big = ok[ok["T"] == ok["T"].max()] if not ok.empty else ok
     dense = big[big["gemm"] == "dense"]["ms"]
     splits = big[big["gemm"].str.startswith("split")]["ms"]
