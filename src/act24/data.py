@@ -194,7 +194,7 @@ def encode_documents(tokenizer, docs: list[Document]) -> np.ndarray:
     eos = tokenizer.token_to_id(EOS)
     dtype = np.uint16 if tokenizer.get_vocab_size() <= 65536 else np.uint32
     ids: list[int] = []
-    for enc, _ in zip(tokenizer.encode_batch([d.text for d in docs]), docs):
+    for enc in tokenizer.encode_batch([d.text for d in docs]):
         ids.extend(enc.ids)
         ids.append(eos)
     return np.asarray(ids, dtype=dtype)

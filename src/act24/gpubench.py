@@ -231,6 +231,15 @@ def ffn_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, shap
     x, w1, w2, dy = ffn_inputs(t, d, f, zero_frac)
     recipe = SparseRecipe(dense_fraction=cfg.dense_fraction, split_multiple=cfg.split_multiple)
     ref_backend = ReferenceBackend()
+    refs = {}  # fp32 references on the same inputs, shared by both precisions: (pass, dense|sparse) -> tensor
+    for kind in ("dense", "sparse"):
+        ffn = (lambda *a: dense_sqrelu_ffn(*a, ref_backend)) if kind == "dense" else (
+            lambda *a: sparse_sqrelu_ffn(*a, recipe, ref_backend))
+        ref_params = [v.float().requires_grad_() for v in (x, w1, w2)]
+        y = ffn(*ref_params)
+        y.backward(dy.float())
+        refs["forward", kind], refs["forward+backward", kind] = y.detach(), ref_params[1].grad
+        del y, ref_params
     rows: list[dict] = []
     for precision, backend in (("bf16", CuSparseLtBackend()), ("fp8", XformersFp8Sm90Backend())):
         base = {"shape": shape, "T": t, "d": d, "F": f, **label(zero_frac), "precision": precision}
@@ -239,15 +248,17 @@ def ffn_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, shap
             continue
         tol = cfg.tolerance * (2 if precision == "fp8" else 1)
         dense_backend = backend if precision == "fp8" else ref_backend
+        paths = ["dense", "2:4"] + (["dense (torch.compile)"] if precision == "bf16" else [])
+
+        def ffn(path, *args):
+            if path == "2:4":
+                return sparse_sqrelu_ffn(*args, recipe, backend)
+            return dense_sqrelu_ffn(*args, dense_backend) if path == "dense" else COMPILED_DENSE_FFN(*args)
+
         with torch.no_grad():
-            ref_dense = dense_sqrelu_ffn(x.float(), w1.float(), w2.float(), ref_backend)
-            ref_sparse = sparse_sqrelu_ffn(x.float(), w1.float(), w2.float(), recipe, ref_backend)
-            fwd = {"dense": lambda: dense_sqrelu_ffn(x, w1, w2, dense_backend),
-                   "2:4": lambda: sparse_sqrelu_ffn(x, w1, w2, recipe, backend)}
-            if precision == "bf16":
-                fwd["dense (torch.compile)"] = lambda: COMPILED_DENSE_FFN(x, w1, w2)
-            for path, fn in fwd.items():
-                ref = ref_sparse if path == "2:4" else ref_dense
+            for path in paths:
+                fn = lambda path=path: ffn(path, x, w1, w2)  # noqa: E731
+                ref = refs["forward", "sparse" if path == "2:4" else "dense"]
                 gated(rows, {**base, "pass": "forward", "path": path}, lambda fn=fn, ref=ref: rel_error(fn(), ref),
                       tol, lambda fn=fn: bench_ms(fn, cfg))
         params = [v.clone().requires_grad_() for v in (x, w1, w2)]
@@ -255,28 +266,14 @@ def ffn_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, shap
         def step(path):
             for p in params:
                 p.grad = None
-            if path == "2:4":
-                y = sparse_sqrelu_ffn(*params, recipe, backend)
-            elif path == "dense":
-                y = dense_sqrelu_ffn(*params, dense_backend)
-            else:
-                y = COMPILED_DENSE_FFN(*params)
-            y.backward(dy)
+            ffn(path, *params).backward(dy)
             return params[1].grad
 
-        ref_params = [v.float().requires_grad_() for v in (x, w1, w2)]
-        sparse_sqrelu_ffn(*ref_params, recipe, ref_backend).backward(dy.float())
-        ref_dw1_sparse = ref_params[1].grad
-        ref_params = [v.float().requires_grad_() for v in (x, w1, w2)]
-        dense_sqrelu_ffn(*ref_params, ref_backend).backward(dy.float())
-        ref_dw1_dense = ref_params[1].grad
-        paths = [("dense", ref_dw1_dense), ("2:4", ref_dw1_sparse)]
-        if precision == "bf16":
-            paths.append(("dense (torch.compile)", ref_dw1_dense))
-        for path, ref in paths:
+        for path in paths:
+            ref = refs["forward+backward", "sparse" if path == "2:4" else "dense"]
             gated(rows, {**base, "pass": "forward+backward", "path": path},
-                  lambda path=path, ref=ref: rel_error(step(path), ref), tol, lambda path=path: bench_ms(
-                      lambda: step(path), cfg))
+                  lambda path=path, ref=ref: rel_error(step(path), ref), tol,
+                  lambda path=path: bench_ms(lambda: step(path), cfg))
     return rows
 
 
@@ -332,30 +329,22 @@ def split_gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: floa
     packed_full, packed_sp = torch._cslt_compress(full), torch._cslt_compress(sp)
     rows: list[dict] = []
 
-    def split():
-        return torch._cslt_sparse_mm(packed_sp, dy), dn @ dy
-
-    def split_ref():
+    def assemble(sparse_part, dense_part):  # the (F x d) result, features back in place
         out = torch.empty(f, d, device="cuda", dtype=torch.float32)
-        out[sparse_idx], out[dense_idx] = sp.float() @ dy.float(), dn.float() @ dy.float()
+        out[sparse_idx], out[dense_idx] = sparse_part.float(), dense_part.float()
         return out
 
-    ref_split = split_ref()
-    variants = {
-        "dense": (lambda: y2s @ dy, y2s.float() @ dy.float()),
-        "2:4 (all features)": (lambda: torch._cslt_sparse_mm(packed_full, dy), full.float() @ dy.float()),
-        f"split ({1 - cfg.dense_fraction:.0%} 2:4 + {cfg.dense_fraction:.0%} dense)": (
-            split, ref_split),
+    split_name = f"split ({1 - cfg.dense_fraction:.0%} 2:4 + {cfg.dense_fraction:.0%} dense)"
+    variants = {  # name: (timed GEMM(s), their result as one (F x d) tensor, fp32 reference)
+        "dense": (lambda: y2s @ dy, lambda out: out, y2s.float() @ dy.float()),
+        "2:4 (all features)": (lambda: torch._cslt_sparse_mm(packed_full, dy), lambda out: out,
+                               full.float() @ dy.float()),
+        split_name: (lambda: (torch._cslt_sparse_mm(packed_sp, dy), dn @ dy), lambda out: assemble(*out),
+                     assemble(sp.float() @ dy.float(), dn.float() @ dy.float())),
     }
-    for name, (fn, ref) in variants.items():
-        def check(fn=fn, ref=ref, name=name):
-            out = fn()
-            if isinstance(out, tuple):
-                whole = torch.empty(f, d, device="cuda", dtype=torch.float32)
-                whole[sparse_idx], whole[dense_idx] = out[0].float(), out[1].float()
-                out = whole
-            return rel_error(out, ref)
-        gated(rows, {**base, "gemm": name}, check, cfg.tolerance, lambda fn=fn: bench_ms(fn, cfg))
+    for name, (fn, whole, ref) in variants.items():
+        gated(rows, {**base, "gemm": name}, lambda fn=fn, whole=whole, ref=ref: rel_error(whole(fn()), ref),
+              cfg.tolerance, lambda fn=fn: bench_ms(fn, cfg))
         if rows[-1]["status"] == "ok":
             rows[-1]["TFLOPs_dense_equivalent"] = 2 * f * t * d / rows[-1]["ms"] / 1e9
     return rows

@@ -77,7 +77,7 @@ rule fig5_ffn_speedup:
     log:
         f"{LOGS}/figures/fig5.log",
     script:
-        "../scripts/figures.py"
+        "../scripts/gpu_figures.py"
 
 
 rule fig6_split_gemm:
@@ -93,7 +93,7 @@ rule fig6_split_gemm:
     log:
         f"{LOGS}/figures/fig6.log",
     script:
-        "../scripts/figures.py"
+        "../scripts/gpu_figures.py"
 
 
 rule claims:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..kernels.backends import Backend, ReferenceBackend
-from .pattern import feature_split, mask24, token_permutation
+from .pattern import feature_split, mask24, n_sparse_features, token_permutation
 
 BACKWARD_MODES = ("sparse", "masked_dense", "straight_through")
 
@@ -87,7 +87,7 @@ def check_shapes(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, recipe: Sp
         raise ValueError(f"sparse FFN: the token count {t} must be a multiple of 4 (2:4 groups along tokens)")
     gemms = {"FW2 (Ỹ2 W2ᵀ)": (t, f, d)}
     if recipe.backward == "sparse":
-        f_sparse = feature_split(torch.ones(1, f), recipe.dense_fraction, recipe.split_multiple)[0].numel()
+        f_sparse = n_sparse_features(f, recipe.dense_fraction, recipe.split_multiple)
         gemms.update({"BW3 (dY1 W1)": (t, f, d), "BW2 (Ỹ2ᵀ dY3, 2:4 along tokens)": (f_sparse, t, d),
                       "BW4 (dY1ᵀ X, 2:4 along tokens)": (f_sparse, t, d)})
     for what, (m, k, n) in gemms.items():

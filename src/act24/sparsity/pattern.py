@@ -47,13 +47,18 @@ def token_permutation(n_tokens: int, seed: int = 0) -> torch.Tensor:
     return torch.randperm(n_tokens, generator=gen)
 
 
+def n_sparse_features(n_features: int, dense_fraction: float, multiple: int = 1) -> int:
+    """How many features the 95/5 split sends through 2:4: (1 - dense_fraction) of them, rounded down to a
+    multiple of `multiple` (kernel alignment) unless none would be left."""
+    n_sparse = n_features - int(round(dense_fraction * n_features))
+    return n_sparse - n_sparse % multiple if n_sparse >= multiple else n_sparse
+
+
 def feature_split(a: torch.Tensor, dense_fraction: float, multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """(sparse_features, dense_features) indices of `a` (tokens x features), the paper's 95/5 split: the
-    densest `dense_fraction` of the features (most non-zeros; ties to the lower index) stay dense. The
-    sparse count is rounded down to a multiple of `multiple` (kernel alignment) unless none would be left."""
+    densest `dense_fraction` of the features (most non-zeros; ties to the lower index) stay dense; see
+    n_sparse_features for the count."""
     n_features = a.shape[1]
-    n_sparse = n_features - int(round(dense_fraction * n_features))
-    if n_sparse >= multiple:
-        n_sparse -= n_sparse % multiple
+    n_sparse = n_sparse_features(n_features, dense_fraction, multiple)
     order = torch.sort((a != 0).sum(0), descending=True, stable=True).indices
     return order[n_features - n_sparse:], order[: n_features - n_sparse]

@@ -1,0 +1,28 @@
+"""Fig. 5 / Fig. 6 mirrors from the GPU benchmark; a figure saying why when it did not run."""
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files; never open a window
+
+import pandas as pd
+
+from act24.io import log_to, read_json
+from act24.report import figures
+from act24.report.claims import ideal_speedups
+
+with log_to(snakemake.log[0]):
+    which, sidecar = snakemake.params.figure, read_json(snakemake.input.sidecar)
+    title = "Fig. 5: FFN speedup" if which == "fig5" else "Fig. 6: split GEMM"
+    data = pd.read_csv(snakemake.input.table)
+    reason = sidecar["status"]
+    if reason == "ok":
+        data = data[(data["zero_frac"] == sidecar["config"]["sweep_zero_frac"]) & (data["activations"] == "synthetic")]
+        if which == "fig6":
+            data = data[data["status"] == "ok"]
+        reason = "ok" if not data.empty else "no path passed its correctness check"
+    if reason != "ok":
+        fig = figures.not_measured(title, reason)
+    elif which == "fig5":
+        fig = figures.ffn_speedups(data, ideal_speedups())
+    else:
+        fig = figures.split_gemm(data, ideal_speedups()["split_gemm"])
+    figures.save(fig, snakemake.output[0])
