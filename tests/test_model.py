@@ -93,3 +93,33 @@ def test_run_config_round_trips():
     cfg = RunConfig.from_dict({"name": "x", "model": {"ffn": "relu"}, "train": {"lr": 1}})
     assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("kind", FFN_KINDS)
+def test_inference24_keeps_the_two_largest_of_four_activations(kind):
+    from act24.sparsity.pattern import is_24_sparse, mask24
+    from act24.sparsity.stats import record_activations
+
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(**SMALL, ffn=kind)).eval()
+    ffn = model.ffn_modules()[0]
+    x = torch.randn(5, 32)
+    dense = ffn(x)
+    model.set_inference24(True)
+    with record_activations([ffn]) as acts:
+        sparse = ffn(x)
+    y2 = acts[0]  # the activation before the mask
+    assert torch.allclose(sparse, ffn.w2(y2 * mask24(y2)), atol=1e-6)
+    assert is_24_sparse(y2 * mask24(y2)) and not torch.allclose(sparse, dense)
+    model.set_inference24(False)
+    assert torch.equal(ffn(x), dense)
+
+
+def test_set_sparse_turns_the_inference_mask_on_and_off():
+    from act24.sparsity.ffn import SparseRecipe
+
+    model = Transformer(ModelConfig(**SMALL, ffn="sqrelu"))
+    model.set_sparse(SparseRecipe())
+    assert all(f.mask24_forward and f.sparse is not None for f in model.ffn_modules())
+    model.set_sparse(None)
+    assert not any(f.mask24_forward or f.sparse is not None for f in model.ffn_modules())

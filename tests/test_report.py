@@ -1,7 +1,9 @@
+import math
+
 import pandas as pd
 import pytest
 
-from act24.report import claims, tables
+from act24.report import ablation, claims, compare, tables
 from act24.report.claims import ClaimThresholds, claims_table, ideal_speedups
 
 
@@ -131,3 +133,98 @@ def test_speed_claims_from_gpu_tables():
     skipped = {"sidecar": {"status": "skipped: no CUDA device"}}
     v = verdicts(claims_table(summaries(), stats(curve), {}, ClaimThresholds(), "sqrelu", "swiglu", gpu=skipped))
     assert v["C7"] == v["C9"] == "not measured: no CUDA device"
+
+
+def ablation_summaries(losses: dict[str, tuple], diverged: dict[str, int] | None = None) -> pd.DataFrame:
+    """Summaries of variants named by Table 1 row: `losses` row -> per-seed losses; `diverged` row -> how
+    many further seeds diverged (null loss)."""
+    rows, diverged = [], diverged or {}
+    for row in dict.fromkeys([*losses, *diverged]):
+        vals = losses.get(row, ())
+        rows += [{"variant": row, "seed": i, "final_val_loss": v, "diverged_at_step": None}
+                 for i, v in enumerate(vals)]
+        rows += [{"variant": row, "seed": len(vals) + i, "final_val_loss": None, "diverged_at_step": 7}
+                 for i in range(diverged.get(row, 0))]
+    return pd.DataFrame(rows)
+
+
+ALL_ROWS = {r: r for r in ablation.PAPER_TABLE1}
+
+
+def test_table1_differences_intervals_and_effects():
+    s = ablation_summaries({"dense_swiglu": (3.0, 3.02, 3.04), "dense_sqrelu": (3.0, 3.01, 3.02),
+                            "full_recipe": (3.01, 3.02, 3.03), "no_dense_warmup": (3.5, 3.52, 3.54),
+                            "context_relu": (2.5, 2.51, 2.52)}, diverged={"no_dy1_mask": 3})
+    rows = {"dense_swiglu": "dense_swiglu", "dense_sqrelu": "dense_sqrelu", "full_recipe": "full_recipe",
+            "no_dense_warmup": "no_dense_warmup", "no_dy1_mask": "no_dy1_mask"}
+    t = ablation.table1(s, rows, {"full_recipe": "Full"}).set_index("row")
+    assert list(t.index[:7]) == list(ablation.PAPER_TABLE1) and t.index[7] == "context"
+    assert t.loc["full_recipe", "label"] == "Full"
+    assert t.loc["dense_sqrelu", "effect"] == "baseline" and t.loc["dense_sqrelu", "diff_vs_dense_sqrelu"] == 0
+    full = t.loc["full_recipe"]
+    assert full["diff_vs_dense_sqrelu"] == pytest.approx(0.01)
+    assert full["ci95"] == pytest.approx(1.96 * (2 * 0.01**2 / 3) ** 0.5)
+    assert full["effect"] == "within seed noise" and full["seeds"] == 3 and full["val_loss_std"] == pytest.approx(0.01)
+    assert t.loc["no_dense_warmup", "effect"] == "worse"
+    assert t.loc["context", "effect"] == "better" and t.loc["context", "paper"] == "(not in Table 1)"
+    dy1 = t.loc["no_dy1_mask"]
+    assert dy1["effect"] == "diverged" and dy1["diverged"] == 3 and dy1["seeds"] == 3
+    assert t.loc["naive_backward", "effect"] == "not run" and t.loc["naive_backward", "seeds"] == 0
+    assert t.loc["no_token_permutation", "paper_diff"] == pytest.approx(2.919 - 2.651)
+
+
+@pytest.mark.parametrize(
+    "losses, diverged, verdict",
+    [
+        # The paper's order, each step beyond the seed spread.
+        ({"full_recipe": (3.0, 3.01), "no_dense_warmup": (3.1, 3.11), "naive_backward": (3.2, 3.21),
+          "no_token_permutation": (3.3, 3.31)}, {"no_dy1_mask": 2}, "reproduced"),
+        # Two neighbours swapped: tau = 0.8.
+        ({"full_recipe": (3.0, 3.01), "no_dense_warmup": (3.2, 3.21), "naive_backward": (3.1, 3.11),
+          "no_token_permutation": (3.3, 3.31), "no_dy1_mask": (3.4, 3.41)}, {}, "partly reproduced"),
+        # Reversed.
+        ({"full_recipe": (3.4, 3.41), "no_dense_warmup": (3.3, 3.31), "naive_backward": (3.2, 3.21),
+          "no_token_permutation": (3.1, 3.11), "no_dy1_mask": (3.0, 3.01)}, {}, "not reproduced"),
+        # Everything within noise, even in the paper's order.
+        ({"full_recipe": (3.0, 3.2), "no_dense_warmup": (3.01, 3.21), "naive_backward": (3.02, 3.22),
+          "no_token_permutation": (3.03, 3.23), "no_dy1_mask": (3.04, 3.24)}, {}, "inconclusive: "),
+    ],
+)
+def test_c6_ordering_verdict(losses, diverged, verdict):
+    ours, got, criterion = ablation.ordering_verdict(ablation_summaries(losses, diverged), ALL_ROWS, 0.5)
+    assert got.startswith(verdict) and "Kendall tau" in ours and "0.5" in criterion
+    if diverged:
+        assert "no_dy1_mask diverged" in ours
+
+
+def test_c6_not_measured_names_the_missing_rows():
+    s = ablation_summaries({"full_recipe": (3.0, 3.1)})
+    _, verdict, _ = ablation.ordering_verdict(s, {"full_recipe": "full_recipe"}, 0.5)
+    assert verdict.startswith("not measured: Table 1 rows not run here (no_dense_warmup, naive_backward")
+    assert "config/ablation.yaml" in verdict
+
+
+def test_kendall_tau_counts_ties_as_neither():
+    assert compare.kendall_tau([1, 2, 3], [10, 20, 30]) == 1.0
+    assert compare.kendall_tau([1, 2, 3], [30, 20, 10]) == -1.0
+    assert compare.kendall_tau([1, 2, 3], [1, math.inf, math.inf]) == pytest.approx(2 / 3)
+
+
+def test_a_diverged_run_fails_c5():
+    s = pd.concat([summaries(), pd.DataFrame([{"variant": "sq24", "seed": 0, "final_val_loss": 3.0},
+                                              {"variant": "sq24", "seed": 1, "final_val_loss": None}])])
+    df = claims_table(s, stats({0: 0.5, 100: 0.9}), {}, ClaimThresholds(), "sqrelu", "swiglu", "sq24")
+    row = df.set_index("id").loc["C5"]
+    assert row["verdict"] == "not reproduced" and row["ours"].startswith("1 of 2 2:4 recipe")
+
+
+def test_inference_table_pairs_dense_and_24_losses():
+    rows = [{"variant": v, "seed": s, "ffn": "sqrelu", "trained_sparse": False, "val_loss_dense": 3.0 + s,
+             "val_loss_24": 3.0 + s + d, "delta_24": d, "eval_tokens": 64, "zero_frac": 0.9,
+             "drop24_features": 0.01, "drop24_features_energy": 0.001}
+            for v, deltas in (("a", (0.01, 0.03)), ("b", (0.2,))) for s, d in enumerate(deltas)]
+    t = tables.inference_table(pd.DataFrame(rows), {"a": "A"}).set_index("variant")
+    assert t.loc["a", "label"] == "A" and t.loc["a", "seeds"] == 2
+    assert t.loc["a", "delta_24_mean"] == pytest.approx(0.02)
+    assert t.loc["a", "delta_24_ci95"] == pytest.approx(1.96 * 0.01414213 / 2**0.5, rel=1e-5)
+    assert t.loc["a", "val_loss_dense"] == pytest.approx(3.5) and math.isnan(t.loc["b", "delta_24_ci95"])

@@ -68,6 +68,17 @@ def test_non_finite_loss_stops_with_the_step(tmp_path, token_files):
         run(tmp_path, "boom", token_files, lr=1e30, grad_clip=1e30, warmup_steps=1)
 
 
+def test_on_nonfinite_stop_records_a_diverged_run(tmp_path, token_files):
+    summary, out = run(tmp_path, "diverge", token_files, lr=1e30, grad_clip=1e30, warmup_steps=1,
+                       on_nonfinite="stop")
+    assert summary["final_val_loss"] is None and summary["diverged_at_step"] > 0
+    m = pd.read_json(out / "metrics.jsonl", lines=True)
+    last = m.iloc[-1]
+    assert last["diverged"] and last["step"] == summary["diverged_at_step"] and pd.isna(last["loss"])
+    assert (out / "model.pt").exists() and (out / "activation_stats.csv").exists()
+    assert json.loads((out / "summary.json").read_text())["final_val_loss"] is None
+
+
 def test_sparse_recipe_switches_on_after_the_dense_warmup(tmp_path, token_files):
     cfg = RunConfig.from_dict({"name": "s", "model": TINY["model"], "train": TINY["train"],
                                "sparse": {"enabled": True, "dense_warmup": 0.25, "split_multiple": 8}})

@@ -55,6 +55,9 @@ class TrainConfig:
     threads: int = 1
     device: str = "cpu"  # cpu | cuda
     precision: str = "fp32"  # fp32 | bf16 (autocast)
+    # A non-finite training loss: "error" fails the run; "stop" ends it and records it as diverged (an
+    # ablation's result, e.g. the paper's "no dY1 mask" run, rather than a failure).
+    on_nonfinite: str = "error"
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ def _build(cls, d: Any, prefix: str):
     if cls is TrainConfig:
         _check_choice("train.device", out.device, ("cpu", "cuda"))
         _check_choice("train.precision", out.precision, ("fp32", "bf16"))
+        _check_choice("train.on_nonfinite", out.on_nonfinite, ("error", "stop"))
     if cls is RunConfig and out.sparse.enabled and out.model.ffn != "sqrelu":
         raise ConfigError(f"config key 'sparse.enabled': the 2:4 recipe needs model.ffn 'sqrelu', got {out.model.ffn!r}")
     if cls is SparseConfig:

@@ -45,6 +45,8 @@ def resolve_runs(config: dict[str, Any]) -> dict[tuple[str, int], RunConfig]:
     named += [("analysis.loss_curve_variants", v) for v in analysis["loss_curve_variants"]]
     if analysis.get("sparse_recipe_variant"):
         named.append(("analysis.sparse_recipe_variant", analysis["sparse_recipe_variant"]))
+    table1 = analysis.get("table1") or {}
+    named += [(f"analysis.table1.{row}", v) for row, v in table1.items()]
     for key, name in named:
         if name not in config["variants"]:
             raise ConfigError(f"{key}: {name!r} is not a variant (have: {', '.join(config['variants'])})")
@@ -54,6 +56,11 @@ def resolve_runs(config: dict[str, Any]) -> dict[tuple[str, int], RunConfig]:
     if recipe_variant and not runs[(recipe_variant, config["seeds"][0])].sparse.enabled:
         raise ConfigError(f"analysis.sparse_recipe_variant: {recipe_variant!r} does not enable the 2:4 recipe "
                           "(sparse.enabled)")
+    for row, name in table1.items():
+        sparse_row = row not in ("dense_swiglu", "dense_sqrelu")
+        if runs[(name, config["seeds"][0])].sparse.enabled != sparse_row:
+            raise ConfigError(f"analysis.table1.{row}: variant {name!r} must "
+                              f"{'enable' if sparse_row else 'not enable'} the 2:4 recipe (sparse.enabled)")
     return runs
 
 

@@ -43,6 +43,8 @@ class FeedForward(nn.Module):
         self.act_out = nn.Identity()
         self.sparse: SparseRecipe | None = None  # set by Transformer.set_sparse
         self.backend = None
+        # 2:4 along features on Y2 outside training (inference), for any FFN kind: set_sparse / set_inference24.
+        self.mask24_forward = False
 
     def activation(self, y1: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "sqrelu":
@@ -57,7 +59,7 @@ class FeedForward(nn.Module):
         if self.sparse is not None and self.training and torch.is_grad_enabled():
             return sparse_sqrelu_ffn(x, self.w1.weight, self.w2.weight, self.sparse, self.backend)
         y2 = self.act_out(self.activation(self.w1(x), x))
-        if self.sparse is not None:  # 2:4 inference: the same forward as the training function
+        if self.mask24_forward:  # 2:4 inference: the same forward as the training function
             y2 = y2 * mask24(y2)
         return self.w2(y2)
 
@@ -147,7 +149,13 @@ class Transformer(nn.Module):
         if recipe is not None and self.cfg.ffn != "sqrelu":
             raise ValueError(f"the 2:4 sparse FFN is a Squared-ReLU FFN; this model's FFN is {self.cfg.ffn!r}")
         for ffn in self.ffn_modules():
-            ffn.sparse, ffn.backend = recipe, backend
+            ffn.sparse, ffn.backend, ffn.mask24_forward = recipe, backend, recipe is not None
+
+    def set_inference24(self, enabled: bool) -> None:
+        """Keep the 2 largest of every 4 FFN activations (Y2, along features) in evaluation, for any FFN kind:
+        the paper's sparse inference for Squared-ReLU; forced 2:4 for SwiGLU / ReLU / GELU, for context."""
+        for ffn in self.ffn_modules():
+            ffn.mask24_forward = enabled
 
 
 def parameter_counts(cfg: ModelConfig) -> dict[str, int]:

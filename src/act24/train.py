@@ -101,7 +101,7 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
         sparse_from = cfg.sparse.warmup_steps(t.steps)
         print(f"{cfg.name}: 2:4 sparse FFN from step {sparse_from}; backend {backend_note}", flush=True)
 
-    stats_fields = None
+    stats_fields, diverged_at = None, None
     density_steps, densities = [], []
     start = time.perf_counter()
     with open(out / METRICS, "w") as metrics_f, open(out / STATS, "w", newline="") as stats_f:
@@ -142,7 +142,14 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
                 _, loss = model(x.to(device), y.to(device))
             loss_value = loss.item()
             if not math.isfinite(loss_value):
-                raise NonFiniteLossError(f"{cfg.name}: loss is {loss_value} at step {step}")
+                if t.on_nonfinite == "error":
+                    raise NonFiniteLossError(f"{cfg.name}: loss is {loss_value} at step {step} "
+                                             "(train.on_nonfinite: stop records such a run as diverged)")
+                print(f"{cfg.name}: loss is {loss_value} at step {step}: stopped, recorded as diverged", flush=True)
+                diverged_at, val_loss = step, math.nan
+                log({"split": "train", "step": step, "tokens": tokens, "loss": None, "diverged": True,
+                     "time": time.perf_counter() - start})
+                break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
@@ -156,7 +163,8 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
     torch.save({"config": cfg.to_dict(), "model": model.state_dict()}, out / CHECKPOINT)
     summary = {
         "name": cfg.name,
-        "final_val_loss": val_loss,
+        "final_val_loss": None if math.isnan(val_loss) else val_loss,  # null: diverged
+        "diverged_at_step": diverged_at,
         "steps": t.steps,
         "tokens": t.steps * t.batch_size * m.seq_len,
         "train_seconds": time.perf_counter() - start,

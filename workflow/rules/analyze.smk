@@ -2,6 +2,7 @@
 TABLES = f"{RESULTS}/tables"
 SPARSE_VARIANT = config["analysis"]["sparsity_variant"]
 RECIPE_VARIANTS = [v for v in [config["analysis"].get("sparse_recipe_variant")] if v]
+TABLE1_VARIANTS = list(dict.fromkeys((config["analysis"].get("table1") or {}).values()))
 
 
 rule environment:
@@ -43,6 +44,55 @@ rule sparsity_table:
         "../../environment.yml"
     log:
         f"{LOGS}/tables/sparsity.log",
+    script:
+        "../scripts/tables.py"
+
+
+rule sparse_inference:
+    input:
+        checkpoint=rules.train.output.checkpoint,
+        val=rules.tokenize.output.val,
+    output:
+        f"{RESULTS}/runs/{{variant}}/seed{{seed}}/sparse_inference.json",
+    params:
+        n_batches=config["analysis"].get("inference_eval_batches", 32),
+    threads: config["train"].get("threads", 1)
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/sparse_inference/{{variant}}/seed{{seed}}.log",
+    script:
+        "../scripts/sparse_inference.py"
+
+
+rule inference_table:
+    input:
+        run_files("sparse_inference.json"),
+    output:
+        csv=f"{TABLES}/sparse_inference.csv",
+        md=report(f"{TABLES}/sparse_inference.md", caption="../report/sparse_inference.rst", category="Tables"),
+    params:
+        table="inference",
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/tables/sparse_inference.log",
+    script:
+        "../scripts/tables.py"
+
+
+rule table1:
+    input:
+        run_files("summary.json"),
+    output:
+        csv=f"{TABLES}/table1.csv",
+        md=report(f"{TABLES}/table1.md", caption="../report/table1.rst", category="Tables"),
+    params:
+        table="table1",
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/tables/table1.log",
     script:
         "../scripts/tables.py"
 

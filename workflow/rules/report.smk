@@ -64,6 +64,22 @@ rule fig_loss_curves:
         "../scripts/figures.py"
 
 
+rule fig_table1:
+    input:
+        metrics=run_files("metrics.jsonl", TABLE1_VARIANTS),
+        summaries=run_files("summary.json"),
+    output:
+        report(f"{FIGURES}/table1_ablation.png", caption="../report/table1.rst", category="Figures"),
+    params:
+        figure="table1",
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/figures/table1_ablation.log",
+    script:
+        "../scripts/figures.py"
+
+
 rule fig5_ffn_speedup:
     input:
         table=rules.bench_gpu.output.speedups,
@@ -98,7 +114,9 @@ rule fig6_split_gemm:
 
 rule claims:
     input:
-        summaries=run_files("summary.json", [SPARSE_VARIANT, config["analysis"]["swiglu_variant"], *RECIPE_VARIANTS]),
+        summaries=run_files("summary.json", [SPARSE_VARIANT, config["analysis"]["swiglu_variant"], *RECIPE_VARIANTS,
+                                             *TABLE1_VARIANTS]),
+        inference=rules.inference_table.output.csv,
         stats=run_files("activation_stats.csv", [SPARSE_VARIANT]),
         environment=rules.environment.output[0],
         speedups=rules.bench_gpu.output.speedups,
@@ -123,6 +141,9 @@ rule report_all:
         rules.fig_loss_curves.output,
         rules.quality_table.output,
         rules.sparsity_table.output,
+        rules.inference_table.output,
+        rules.table1.output,
+        rules.fig_table1.output,
         rules.params_table.output,
         rules.claims.output,
         rules.bench_cpu_step.output if RECIPE_VARIANTS else [],

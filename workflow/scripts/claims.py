@@ -17,7 +17,9 @@ with log_to(snakemake.log[0]):
                              config["analysis"].get("sparse_recipe_variant"),
                              gpu={"sidecar": read_json(snakemake.input.gpu_sidecar),
                                   "speedups": pd.read_csv(snakemake.input.speedups),
-                                  "split_gemm": pd.read_csv(snakemake.input.split_gemm)})
+                                  "split_gemm": pd.read_csv(snakemake.input.split_gemm)},
+                             table1_rows=config["analysis"].get("table1"),
+                             inference=pd.read_csv(snakemake.input.inference))
     df.to_csv(snakemake.output.csv, index=False)
     Path(snakemake.output.md).write_text(tables.to_markdown(df))
     print(df.to_string())

@@ -3,16 +3,20 @@ from pathlib import Path
 
 from act24.experiment import variant_label
 from act24.io import log_to
-from act24.report import results, tables
+from act24.report import ablation, results, tables
 
 with log_to(snakemake.log[0]):
     config, which = snakemake.config, snakemake.params.table
     runs = [Path(p).parent for p in snakemake.input]
+    labels = {v: variant_label(config, v) for v in config["variants"]}
     if which == "quality":
-        labels = {v: variant_label(config, v) for v in config["variants"]}
         df = tables.quality_table(results.read_summaries(runs), labels)
     elif which == "sparsity":
         df = tables.final_sparsity_table(results.read_stats(runs))
+    elif which == "inference":
+        df = tables.inference_table(results.read_inference(runs), labels)
+    elif which == "table1":
+        df = ablation.table1(results.read_summaries(runs), config["analysis"].get("table1") or {}, labels)
     elif which == "params":
         df = tables.parameter_table(snakemake.params.shapes)
     else:

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from .ablation import ordering_verdict
+from .compare import welch_ci95
+
 PAPER = {
     "C1": ("Squared-ReLU matches SwiGLU quality at equal parameters and tokens",
            "final loss 2.651 vs 2.654 (1.5B model, 63B tokens; unconfirmed)"),
@@ -36,6 +39,7 @@ class ClaimThresholds:
     c3_early_fraction: float = 0.25
     c4_max_drop: float = 0.02
     c5_loss_tolerance: float = 0.02
+    c6_min_kendall_tau: float = 0.5
     c7_min_speedup: float = 1.2
     c8_min_speedup: float = 1.2
 
@@ -53,19 +57,17 @@ def ideal_speedups(sparse_gemm_speedup: float = 2.0, dense_fraction: float = 0.0
     }
 
 
-def _welch_ci95(a: pd.Series, b: pd.Series) -> float:
-    """Half-width of a normal-approximation 95% interval of mean(a) - mean(b); nan below 2 seeds each."""
-    if len(a) < 2 or len(b) < 2:
-        return math.nan
-    return 1.96 * math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
-
-
 def _compare_losses(cid: str, summaries: pd.DataFrame, variant: str, baseline: str, tolerance: float,
                     names: tuple[str, str], link: str) -> dict:
     """Row for "`variant` matches `baseline`": mean final losses, difference ± 95% interval, verdict."""
-    a = summaries.loc[summaries["variant"] == variant, "final_val_loss"]
-    b = summaries.loc[summaries["variant"] == baseline, "final_val_loss"]
-    diff, ci = a.mean() - b.mean(), _welch_ci95(a, b)
+    a = summaries.loc[summaries["variant"] == variant, "final_val_loss"].astype(float)
+    b = summaries.loc[summaries["variant"] == baseline, "final_val_loss"].astype(float)
+    criterion = (f"{names[0]} mean loss at most {names[1]}'s + {tolerance}; worse beyond the 95% interval: "
+                 "not reproduced")
+    if a.isna().any() or b.isna().any():  # a null final loss: the run diverged
+        return _row(cid, f"{int(a.isna().sum())} of {len(a)} {names[0]} and {int(b.isna().sum())} of {len(b)} "
+                         f"{names[1]} runs diverged", "not reproduced", criterion, link)
+    diff, ci = a.mean() - b.mean(), welch_ci95(a, b)
     ours = (f"{a.mean():.3f} vs {b.mean():.3f} (difference {diff:+.3f}"
             + ("" if math.isnan(ci) else f" ± {ci:.3f}") + f"; {len(a)} and {len(b)} seeds)")
     if diff <= tolerance:
@@ -74,8 +76,7 @@ def _compare_losses(cid: str, summaries: pd.DataFrame, variant: str, baseline: s
         verdict = "not reproduced"
     else:
         verdict = f"inconclusive: the difference is within the seed-to-seed spread (95% interval ± {ci:.3f})"
-    return _row(cid, ours, verdict, f"{names[0]} mean loss at most {names[1]}'s + {tolerance}; "
-                                    "worse beyond the 95% interval: not reproduced", link)
+    return _row(cid, ours, verdict, criterion, link)
 
 
 def _row(cid: str, ours: str, verdict: str, criterion: str, link: str) -> dict:
@@ -121,10 +122,12 @@ def _speed_claims(gpu: dict | None, environment: dict, th: ClaimThresholds) -> l
 
 def claims_table(summaries: pd.DataFrame, stats: pd.DataFrame, environment: dict, th: ClaimThresholds,
                  sparse_variant: str, swiglu_variant: str, recipe_variant: str | None = None,
-                 gpu: dict | None = None) -> pd.DataFrame:
+                 gpu: dict | None = None, table1_rows: dict[str, str] | None = None,
+                 inference: pd.DataFrame | None = None) -> pd.DataFrame:
     """All claims C1-C10. `summaries`: one row per run; `stats`: per-layer statistics of all runs;
     `sparse_variant`: dense Squared-ReLU; `recipe_variant`: Squared-ReLU trained with the 2:4 recipe;
-    `gpu`: the GPU benchmark's sidecar and its speedups / split_gemm tables."""
+    `gpu`: the GPU benchmark's sidecar and its speedups / split_gemm tables; `table1_rows`: Table 1 row ->
+    variant (analysis.table1); `inference`: the sparse-inference table (report.tables.inference_table)."""
     rows = [_compare_losses("C1", summaries, sparse_variant, swiglu_variant, th.c1_loss_tolerance,
                             ("Squared-ReLU", "SwiGLU"), "tables/quality.md, figures/loss_curves.png")]
 
@@ -160,10 +163,15 @@ def claims_table(summaries: pd.DataFrame, stats: pd.DataFrame, environment: dict
     # C4: what the forward 2:4 mask (along features) drops.
     drop = final["drop24_features"]
     energy = final["drop24_features_energy"]
+    effect = ""
+    if inference is not None and (inference["variant"] == sparse_variant).any():
+        r = inference[inference["variant"] == sparse_variant].iloc[0]
+        effect = f"; 2:4 inference changes the validation loss by {r.delta_24_mean:+.4f} nats"
     rows.append(_row("C4", f"{drop.mean():.2%} of non-zeros dropped (layers {drop.min():.2%}-{drop.max():.2%}); "
-                           f"{energy.mean():.3%} of the activation energy",
+                           f"{energy.mean():.3%} of the activation energy{effect}",
                      "reproduced" if drop.mean() <= th.c4_max_drop else "not reproduced",
-                     f"mean over layers ≤ {th.c4_max_drop:.0%}", "figures/drop24.png, tables/sparsity.md"))
+                     f"mean over layers ≤ {th.c4_max_drop:.0%}",
+                     "figures/drop24.png, tables/sparsity.md, tables/sparse_inference.md"))
 
     if recipe_variant:
         rows.append(_compare_losses("C5", summaries, recipe_variant, sparse_variant, th.c5_loss_tolerance,
@@ -171,7 +179,8 @@ def claims_table(summaries: pd.DataFrame, stats: pd.DataFrame, environment: dict
     else:
         rows.append(_row("C5", "", "not measured: no variant trains with the 2:4 recipe "
                                    "(analysis.sparse_recipe_variant)", "", ""))
-    rows.append(_row("C6", "", "not measured: the Table 1 ablation is not part of this pipeline yet", "", ""))
+    ours, verdict, criterion = ordering_verdict(summaries, table1_rows or {}, th.c6_min_kendall_tau)
+    rows.append(_row("C6", ours, verdict, criterion, "tables/table1.md, figures/table1_ablation.png"))
 
     rows += _speed_claims(gpu, environment, th)
 

@@ -48,6 +48,36 @@ def loss_curves(metrics: pd.DataFrame, labels: dict[str, str] | None = None) -> 
     return fig
 
 
+def table1_ablation(metrics: pd.DataFrame, table: pd.DataFrame) -> plt.Figure:
+    """Table 1 mirror: validation loss over training per Table 1 variant (mean over seeds, band min..max),
+    and each row's final-loss difference to dense Squared-ReLU with its 95% interval over seeds (diverged
+    rows marked); the paper's difference is in the row label. `table`: report.ablation.table1."""
+    rows = table[(table["row"] != "context") & (table["variant"] != "")]
+    labels = {r.variant: f"{r.label}\n(paper {r.paper_diff:+.3f})" for r in rows.itertuples()}
+    val = metrics[(metrics["split"] == "val") & metrics["variant"].isin(labels)]
+    val = val.assign(label=val["variant"].map(lambda v: labels[v].split("\n")[0]))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [1.1, 1]})
+    sns.lineplot(data=val, x="tokens", y="loss", hue="label", errorbar=("pi", 100), ax=axes[0])
+    axes[0].set(xlabel="training tokens", ylabel="validation loss (nats/token)", title="validation loss")
+    axes[0].set_ylim(val["loss"].min() - 0.2, val["loss"].quantile(0.6) + 0.8)
+    axes[0].legend(fontsize=7, title=None)
+    ax = axes[1]
+    y = np.arange(len(rows))[::-1]
+    finite = rows["diff_vs_dense_sqrelu"].notna()
+    ax.errorbar(rows.loc[finite, "diff_vs_dense_sqrelu"], y[finite.to_numpy()],
+                xerr=rows.loc[finite, "ci95"].fillna(0), fmt="o", color="black", capsize=3)
+    for yi, r in zip(y, rows.itertuples()):
+        if r.diverged:
+            ax.annotate(f"diverged ({r.diverged}/{r.seeds} seeds)", (0, yi), color="firebrick", fontsize=8,
+                        va="center")
+    ax.axvline(0, color="grey", lw=0.8, ls="--")
+    ax.set_yticks(y, [labels[v] for v in rows["variant"]], fontsize=7)
+    ax.set(xlabel="final validation loss − dense Squared-ReLU (nats), 95% interval",
+           title="difference to dense Squared-ReLU")
+    fig.tight_layout()
+    return fig
+
+
 def drop_fractions(stats: pd.DataFrame) -> plt.Figure:
     """Fraction of non-zeros a 2:4 mask drops over training, per direction (mean over layers and seeds)."""
     long = stats.melt(id_vars=["tokens", "layer", "seed"], value_vars=list(DROP_COLUMNS),

@@ -11,6 +11,8 @@ import pandas as pd
 
 from .. import train as T
 
+INFERENCE = "sparse_inference.json"  # written by the sparse_inference rule, next to the run's outputs
+
 
 def run_dir(results: str | Path, variant: str, seed: int) -> Path:
     return Path(results) / "runs" / variant / f"seed{seed}"
@@ -52,6 +54,12 @@ def read_summaries(runs: Iterable[str | Path]) -> pd.DataFrame:
         s = json.loads((run / T.SUMMARY).read_text())
         rows.append({**_identify(run), **{k: v for k, v in s.items() if not isinstance(v, dict)}})
     return _concat([pd.DataFrame(rows)] if rows else [], "run summaries")
+
+
+def read_inference(runs: Iterable[str | Path]) -> pd.DataFrame:
+    """Sparse-inference evaluations (act24.evaluate.sparse_inference), one row per run."""
+    rows = [{**_identify(Path(r)), **json.loads((Path(r) / INFERENCE).read_text())} for r in runs]
+    return _concat([pd.DataFrame(rows)] if rows else [], "sparse-inference evaluations")
 
 
 def read_density(run: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,7 @@ def quality_table(summaries: pd.DataFrame, labels: dict[str, str] | None = None)
     out["ffn_params"] = g["ffn_params"].first().to_numpy()
     out["non_embedding_params"] = g["non_embedding_params"].first().to_numpy()
     out["tokens"] = g["tokens"].first().to_numpy()
+    out["diverged"] = g["final_val_loss"].agg(lambda s: int(s.isna().sum())).to_numpy()  # null loss: diverged
     if labels:
         out.insert(1, "label", out["variant"].map(labels))
     return out.sort_values("val_loss_mean", kind="stable").reset_index(drop=True)
@@ -40,6 +41,23 @@ def final_sparsity_table(stats: pd.DataFrame) -> pd.DataFrame:
     value_cols = [c for c in last.columns if c.startswith(("zero_frac", "drop24", "dense_"))]
     out = last.groupby(["variant", "layer"])[value_cols].mean().reset_index()
     out.insert(2, "step", last.groupby(["variant", "layer"])["step"].max().to_numpy())
+    return out
+
+
+def inference_table(inference: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """Sparse inference per variant: validation loss dense and with 2:4 forced on the FFN activations, the
+    paired change (mean over seeds, 95% interval), and what the mask drops (mean over layers and seeds)."""
+    g = inference.groupby("variant", sort=False)
+    out = g.agg(ffn=("ffn", "first"), trained_sparse=("trained_sparse", "first"), seeds=("seed", "count"),
+                val_loss_dense=("val_loss_dense", "mean"), val_loss_24=("val_loss_24", "mean"),
+                delta_24_mean=("delta_24", "mean"), zero_frac=("zero_frac", "mean"),
+                drop24_features=("drop24_features", "mean"),
+                drop24_features_energy=("drop24_features_energy", "mean"),
+                eval_tokens=("eval_tokens", "first")).reset_index()
+    n = out["seeds"].where(out["seeds"] > 1)
+    out.insert(7, "delta_24_ci95", (1.96 * g["delta_24"].std(ddof=1).to_numpy() / n.pow(0.5)).to_numpy())
+    if labels:
+        out.insert(1, "label", out["variant"].map(labels))
     return out
 
 

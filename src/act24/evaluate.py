@@ -1,0 +1,69 @@
+"""Sparse inference: the validation loss of a trained model with its FFNs dense and with 2:4 forced on every
+FFN activation Y2 (the 2 largest of every 4 along features kept, the paper's inference forward).
+
+For a Squared-ReLU model this is the paper's sparse inference; for SwiGLU / ReLU / GELU models it is context
+(their activations are not sparse, so 2:4 drops much more). Both losses use the same validation windows, so
+their difference is paired: it measures the mask, not the data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pickle
+
+import torch
+
+from .config import RunConfig
+from .data import TokenArray
+from .model import Transformer
+from .sparsity.stats import activation_stats, record_activations
+from .sparsity.pattern import token_permutation
+from .train import autocast, evaluate, resolve_device
+
+
+def load_model(checkpoint: str | Path, device: torch.device | None = None) -> tuple[Transformer, RunConfig]:
+    """The model and run config saved by act24.train (a missing or unreadable file names itself)."""
+    try:
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        cfg = RunConfig.from_dict(saved["config"])
+        model = Transformer(cfg.model)
+        model.load_state_dict(saved["model"])
+    except (OSError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError) as exc:
+        raise RuntimeError(f"{checkpoint}: not a readable act24 checkpoint ({type(exc).__name__}: {exc}); "
+                           "rerun its train rule") from exc
+    return model.to(device or resolve_device(cfg.train)).eval(), cfg
+
+
+@torch.no_grad()
+def sparse_inference(checkpoint: str | Path, val_path: str | Path, n_batches: int) -> dict:
+    """Validation loss dense and with 2:4 forward sparsity, and what the mask drops, for one checkpoint."""
+    model, cfg = load_model(checkpoint)
+    t, device = cfg.train, next(model.parameters()).device
+    torch.set_num_threads(t.threads)
+    batches = [(x.to(device), y.to(device))
+               for x, y in TokenArray(val_path, cfg.model.seq_len).fixed_batches(n_batches, t.batch_size)]
+    losses = {}
+    for mode in ("dense", "24"):
+        model.set_inference24(mode == "24")
+        with autocast(device, t.precision):
+            losses[mode] = evaluate(model, batches)
+    model.set_inference24(False)
+    # What the forward mask drops, on the first evaluation batch (unmasked activations, per layer).
+    x = batches[0][0]
+    with record_activations(model.ffn_modules()) as acts, autocast(device, t.precision):
+        model(x)
+    perm = token_permutation(x.numel(), seed=t.seed).to(device)
+    layers = [activation_stats(a.float(), perm) for a in acts]
+    mean = lambda key: sum(row[key] for row in layers) / len(layers)  # noqa: E731
+    return {
+        "ffn": cfg.model.ffn,
+        "trained_sparse": cfg.sparse.enabled,
+        "val_loss_dense": losses["dense"],
+        "val_loss_24": losses["24"],
+        "delta_24": losses["24"] - losses["dense"],
+        "eval_tokens": n_batches * t.batch_size * cfg.model.seq_len,
+        "zero_frac": mean("zero_frac"),
+        "drop24_features": mean("drop24_features"),
+        "drop24_features_energy": mean("drop24_features_energy"),
+    }

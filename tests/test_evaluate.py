@@ -1,0 +1,48 @@
+import math
+
+import pytest
+import torch
+
+from act24.config import RunConfig
+from act24.data import TokenArray
+from act24.evaluate import load_model, sparse_inference
+from act24.train import evaluate, train
+
+MODEL = {"vocab_size": 300, "d_model": 32, "n_layers": 2, "n_heads": 2, "seq_len": 16, "ffn_multiple_of": 8}
+TRAIN = {"steps": 6, "batch_size": 4, "warmup_steps": 2, "eval_every": 3, "eval_batches": 2, "stats_every": 3,
+         "stats_batch_size": 2}
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory, token_files):
+    out = {}
+    for kind in ("sqrelu", "swiglu"):
+        d = tmp_path_factory.mktemp(kind)
+        train(RunConfig.from_dict({"name": kind, "model": {**MODEL, "ffn": kind}, "train": TRAIN}), *token_files, d,
+              progress=False)
+        out[kind] = d / "model.pt"
+    return out
+
+
+@pytest.mark.parametrize("kind", ["sqrelu", "swiglu"])
+def test_sparse_inference_pairs_dense_and_24_losses(checkpoints, token_files, kind):
+    r = sparse_inference(checkpoints[kind], token_files[1], n_batches=3)
+    model, cfg = load_model(checkpoints[kind])
+    batches = TokenArray(token_files[1], 16).fixed_batches(3, cfg.train.batch_size)
+    assert r["val_loss_dense"] == pytest.approx(evaluate(model, batches), rel=1e-6)
+    model.set_inference24(True)
+    assert r["val_loss_24"] == pytest.approx(evaluate(model, batches), rel=1e-6)
+    assert r["delta_24"] == pytest.approx(r["val_loss_24"] - r["val_loss_dense"]) and r["delta_24"] != 0
+    assert r["eval_tokens"] == 3 * 4 * 16 and r["ffn"] == kind and r["trained_sparse"] is False
+    if kind == "swiglu":  # no exact zeros: 2:4 drops half of the values
+        assert r["zero_frac"] == 0 and r["drop24_features"] == pytest.approx(0.5)
+    else:
+        assert 0.3 < r["zero_frac"] < 0.9 and 0 < r["drop24_features"] < 0.5
+    assert all(math.isfinite(v) for v in (r["val_loss_dense"], r["val_loss_24"]))
+
+
+def test_a_corrupt_checkpoint_names_the_file(tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match=r"model\.pt: not a readable act24 checkpoint.*rerun its train rule"):
+        load_model(bad, torch.device("cpu"))
