@@ -30,7 +30,8 @@ def load_model(checkpoint: str | Path, device: torch.device | None = None) -> tu
         model = Transformer(cfg.model)
         model.load_state_dict(saved["model"])
     except (OSError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError) as exc:
-        raise RuntimeError(f"{checkpoint}: not a readable act24 checkpoint ({type(exc).__name__}: {exc}); "
+        first_line = (str(exc).splitlines() or [""])[0]
+        raise RuntimeError(f"{checkpoint}: not a readable act24 checkpoint ({type(exc).__name__}: {first_line}); "
                            "rerun its train rule") from exc
     return model.to(device or resolve_device(cfg.train)).eval(), cfg
 

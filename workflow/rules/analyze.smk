@@ -123,6 +123,8 @@ rule bench_cpu_step:
         run=lambda w: RUNS[(RECIPE_VARIANTS[0], SEEDS[0])].to_dict(),
         repeats=20,
     threads: config["train"].get("threads", 1)
+    resources:
+        gpu=1,  # on a GPU config it times the GPU: with `--resources gpu=1` nothing else times it alongside
     conda:
         "../../environment.yml"
     log:
