@@ -114,8 +114,8 @@ rule fig6_split_gemm:
 
 rule claims:
     input:
-        summaries=run_files("summary.json", [SPARSE_VARIANT, config["analysis"]["swiglu_variant"], *RECIPE_VARIANTS,
-                                             *TABLE1_VARIANTS]),
+        summaries=run_files("summary.json", list(dict.fromkeys([SPARSE_VARIANT, config["analysis"]["swiglu_variant"],
+                                                                *RECIPE_VARIANTS, *TABLE1_VARIANTS]))),
         inference=rules.inference_table.output.csv,
         stats=run_files("activation_stats.csv", [SPARSE_VARIANT]),
         environment=rules.environment.output[0],
