@@ -70,13 +70,19 @@ def test_config_errors_fail_before_any_job_and_name_the_key(tmp_path, bad, messa
     assert not (tmp_path / "results").exists()
 
 
+# The shipped ablation config (every Table 1 variant), shrunk: tiny models, a local synthetic corpus.
 TINY = {
+    "results": "results", "logs": "logs",
     "data": {"source": "local", "local": {"glob": "corpus/*.txt"}, "val_fraction": 0.34, "vocab_size": 300},
     "model": {"d_model": 32, "n_layers": 2, "n_heads": 2, "seq_len": 16, "ffn_multiple_of": 8},
     "train": {"steps": 16, "batch_size": 4, "warmup_steps": 4, "eval_every": 8, "eval_batches": 2,
               "stats_every": 4, "stats_batch_size": 2},
     "seeds": [0, 1],
+    "analysis": {"inference_eval_batches": 2},
 }
+ABLATION = str(REPO / "config" / "ablation.yaml")
+VARIANTS = sorted(["swiglu", "sqrelu", "relu", "gelu", "sqrelu_24", "sqrelu_24_no_warmup", "sqrelu_24_naive_bwd",
+                   "sqrelu_24_no_perm", "sqrelu_24_no_dy1_mask"])
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +90,7 @@ def tiny_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("pipeline")
     write_corpus(work / "corpus")
     cfg = write_config(work / "tiny.yaml", TINY)
-    snakemake(work, "--cores", "2", "--configfile", str(cfg))
+    snakemake(work, "--cores", "2", "--configfile", ABLATION, str(cfg))
     return work, cfg
 
 
@@ -92,10 +98,11 @@ def tiny_run(tmp_path_factory):
 def test_tiny_pipeline_outputs(tiny_run):
     work, _ = tiny_run
     res = work / "results"
-    for fig in ("fig1_sparsity", "drop24", "feature_density", "loss_curves", "fig5_ffn_speedup", "fig6_split_gemm"):
+    for fig in ("fig1_sparsity", "drop24", "feature_density", "loss_curves", "fig5_ffn_speedup", "fig6_split_gemm",
+                "table1_ablation"):
         assert (res / "figures" / f"{fig}.png").stat().st_size > 10_000
     quality = pd.read_csv(res / "tables" / "quality.csv")
-    assert sorted(quality["variant"]) == ["relu", "sqrelu", "sqrelu_24", "swiglu"]
+    assert sorted(quality["variant"]) == VARIANTS
     assert (quality["seeds"] == 2).all() and quality["non_embedding_params"].nunique() == 1
     claims = pd.read_csv(res / "tables" / "claims.csv")
     assert list(claims["id"]) == [f"C{i}" for i in range(1, 11)]
@@ -107,7 +114,7 @@ def test_tiny_pipeline_outputs(tiny_run):
     assert pd.read_csv(res / "bench" / "gpu" / "speedups.csv")["status"].tolist() == ["skipped: no CUDA device"]
     assert "skipped: no CUDA device" in (res / "tables" / "gpu_speedups.md").read_text()
     sparsity = pd.read_csv(res / "tables" / "sparsity.csv")
-    assert set(sparsity["variant"]) == {"sqrelu", "relu", "sqrelu_24"} and (sparsity["step"] == 16).all()
+    assert set(sparsity["variant"]) == set(VARIANTS) - {"swiglu"} and (sparsity["step"] == 16).all()
     assert claims.set_index("id").loc["C5", "ours"].count("seeds") == 1
     step_cost = json.loads((res / "bench" / "step_cost.json").read_text())
     assert step_cost["ratio"] > 0 and "reference" in step_cost["backend"]
@@ -118,6 +125,16 @@ def test_tiny_pipeline_outputs(tiny_run):
     split = json.loads((res / "data" / "summary.json").read_text())
     assert len(split["val"]["documents"]) == 2 and len(split["train"]["documents"]) == 4
     assert (work / "logs" / "train" / "sqrelu" / "seed1.log").exists()
+    table1 = pd.read_csv(res / "tables" / "table1.csv")
+    assert table1["row"].tolist()[:7] == ["dense_swiglu", "dense_sqrelu", "full_recipe", "no_dense_warmup",
+                                          "naive_backward", "no_token_permutation", "no_dy1_mask"]
+    assert (table1["seeds"] == 2).all() and set(table1["variant"]) == set(VARIANTS)
+    c6 = claims.set_index("id").loc["C6"]
+    assert "Kendall tau" in c6["ours"] and not c6["verdict"].startswith("not measured")
+    inference = pd.read_csv(res / "tables" / "sparse_inference.csv").set_index("variant")
+    assert set(inference.index) == set(VARIANTS) and (inference["seeds"] == 2).all()
+    assert inference.loc["swiglu", "drop24_features"] == pytest.approx(0.5)
+    assert (inference["eval_tokens"] == 2 * 4 * 16).all()
 
 
 @pytest.mark.slow
@@ -126,16 +143,16 @@ def test_single_output_rebuilds_alone(tiny_run):
     target = work / "results" / "figures" / "fig1_sparsity.png"
     target.unlink()
     # Targets go before --configfile, which takes several values.
-    proc = snakemake(work, "results/figures/fig1_sparsity.png", "-n", "--configfile", str(cfg))
+    proc = snakemake(work, "results/figures/fig1_sparsity.png", "-n", "--configfile", ABLATION, str(cfg))
     assert planned_jobs(proc.stdout + proc.stderr) == {"fig_sparsity": 1, "total": 1}
-    snakemake(work, "results/figures/fig1_sparsity.png", "--cores", "1", "--configfile", str(cfg))
+    snakemake(work, "results/figures/fig1_sparsity.png", "--cores", "1", "--configfile", ABLATION, str(cfg))
     assert target.exists()
 
 
 @pytest.mark.slow
 def test_report_builds(tiny_run):
     work, cfg = tiny_run
-    snakemake(work, "--configfile", str(cfg), "--report", "report.html")
+    snakemake(work, "--configfile", ABLATION, str(cfg), "--report", "report.html")
     html = (work / "report.html").read_text(errors="replace")
     assert "fig1_sparsity.png" in html and "claims.md" in html
 
@@ -151,4 +168,26 @@ def test_notebook_runs_on_the_tiny_results(tiny_run, monkeypatch):
     monkeypatch.setenv("ACT24_RESULTS", str(work / "results"))
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
     text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
-    assert "8 finished runs" in text
+    assert "18 finished runs" in text
+
+
+@pytest.mark.slow
+def test_ablation_notebook_runs_on_the_tiny_results(tiny_run, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    work, _ = tiny_run
+    nb = nbformat.read(REPO / "notebooks" / "ablation.ipynb", as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit notebooks without outputs"
+    monkeypatch.setenv("ACT24_RESULTS", str(work / "results"))
+    monkeypatch.setenv("ACT24_REFERENCE", str(REPO / "reference"))
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "18 finished runs" in text and "C6: Ablation order" in text
+
+
+def test_cpu_and_gpu_ablation_configs_run_the_same_variants():
+    cpu, gpu = (yaml.safe_load((REPO / "config" / f).read_text()) for f in ("ablation.yaml", "gpu_ablation.yaml"))
+    assert cpu["variants"] == gpu["variants"] and cpu["analysis"]["table1"] == gpu["analysis"]["table1"]
+    assert cpu["seeds"] == gpu["seeds"] and len(cpu["seeds"]) >= 3
+    assert cpu["train"]["on_nonfinite"] == gpu["train"]["on_nonfinite"] == "stop"
