@@ -97,3 +97,86 @@ def test_sparse_recipe_needs_a_sqrelu_model():
 
     with pytest.raises(ConfigError, match="sparse.enabled.*needs model.ffn 'sqrelu'"):
         RunConfig.from_dict({"model": {"ffn": "relu"}, "sparse": {"enabled": True}})
+
+
+RESUMABLE = {"name": "r", "model": {"vocab_size": 300, "d_model": 16, "n_layers": 1, "n_heads": 2, "seq_len": 8,
+                                   "ffn": "sqrelu", "ffn_multiple_of": 8},
+             "train": {"steps": 1500, "batch_size": 2, "lr": 3e-3, "warmup_steps": 10, "eval_every": 50,
+                       "eval_batches": 1, "stats_every": 50, "stats_batch_size": 1, "checkpoint_every": 50},
+             "sparse": {"enabled": True, "dense_warmup": 0.1, "split_multiple": 8}}
+
+
+def logged_step(path) -> int:
+    try:
+        lines = path.read_text().splitlines()
+        return json.loads(lines[-2])["step"] if len(lines) > 1 else -1
+    except (OSError, ValueError):
+        return -1
+
+
+def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_result(tmp_path, token_files):
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    cfg_path = tmp_path / "run.json"
+    cfg_path.write_text(json.dumps(RESUMABLE))
+    resume, killed_out = tmp_path / "resume", tmp_path / "killed"
+    cmd = [sys.executable, "-m", "act24.cli", "train", "--config", str(cfg_path), "--train-tokens",
+           str(token_files[0]), "--val-tokens", str(token_files[1]), "--out", str(killed_out),
+           "--resume-dir", str(resume), "--quiet"]
+    proc = subprocess.Popen(cmd)
+    deadline = time.time() + 120
+    while logged_step(resume / "metrics.jsonl") < 420 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.kill()  # SIGKILL: no chance to clean up
+    assert proc.wait() == -9, "the run finished before it could be killed: make it longer"
+    assert (resume / "resume.pt").exists() and not (killed_out / "summary.json").exists()
+
+    cfg = RunConfig.from_dict(RESUMABLE)
+    resumed = train(cfg, *token_files, killed_out, progress=False, resume_dir=resume)
+    assert resumed["resumed_from_step"] >= 400 and not (resume / "resume.pt").exists()
+    whole = train(cfg, *token_files, tmp_path / "whole", progress=False)
+    assert resumed["final_val_loss"] == whole["final_val_loss"]
+    for name in ("metrics.jsonl", "activation_stats.csv"):
+        a = pd.read_json(killed_out / name, lines=True) if name.endswith("jsonl") else pd.read_csv(killed_out / name)
+        b = pd.read_json(tmp_path / "whole" / name, lines=True) if name.endswith("jsonl") else pd.read_csv(
+            tmp_path / "whole" / name)
+        pd.testing.assert_frame_equal(a.drop(columns="time", errors="ignore"), b.drop(columns="time", errors="ignore"))
+    with np.load(killed_out / "feature_density.npz") as za, np.load(tmp_path / "whole" / "feature_density.npz") as zb:
+        assert np.array_equal(za["density"], zb["density"]) and np.array_equal(za["steps"], zb["steps"])
+    wa = torch.load(killed_out / "model.pt", weights_only=True)["model"]
+    wb = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_resume_checkpoint_of_other_settings_is_not_used(tmp_path, token_files, capsys):
+    short = {**RESUMABLE, "train": {**RESUMABLE["train"], "steps": 60, "checkpoint_every": 20}}
+    cfg = RunConfig.from_dict(short)
+    resume = tmp_path / "resume"
+    train(cfg, *token_files, tmp_path / "a", progress=False, resume_dir=resume)
+    other = RunConfig.from_dict({**short, "train": {**short["train"], "lr": 1e-3}})
+    from act24.train import save_resume
+
+    save_resume(resume / "resume.pt", {"config": cfg.to_dict(), "step": 40})
+    summary = train(other, *token_files, tmp_path / "b", progress=False, resume_dir=resume)
+    assert summary["resumed_from_step"] is None and "other settings: training from the start" in capsys.readouterr().out
+
+
+def test_an_unreadable_resume_checkpoint_names_the_file(tmp_path, token_files):
+    resume = tmp_path / "resume"
+    resume.mkdir()
+    (resume / "resume.pt").write_bytes(b"garbage")
+    with pytest.raises(RuntimeError, match=r"resume\.pt: unreadable resume checkpoint .*delete it"):
+        train(RunConfig.from_dict(RESUMABLE), *token_files, tmp_path / "o", progress=False, resume_dir=resume)
+
+
+def test_non_finite_loss_keeps_the_last_good_checkpoint(tmp_path, token_files):
+    cfg = RunConfig.from_dict({"name": "boom", "model": TINY["model"],
+                               "train": {**TINY["train"], "lr": 1e30, "grad_clip": 1e30, "warmup_steps": 1,
+                                         "checkpoint_every": 1}})
+    with pytest.raises(NonFiniteLossError, match=r"at step \d+; the last good checkpoint is kept in .*resume\.pt"):
+        train(cfg, *token_files, tmp_path / "o", progress=False, resume_dir=tmp_path / "resume")
+    assert (tmp_path / "resume" / "resume.pt").exists()

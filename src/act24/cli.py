@@ -10,12 +10,13 @@ from .config import ConfigError, RunConfig
 
 
 def _train(args) -> int:
-    from .train import train
+    from .train import describe, train
 
     with open(args.config) as f:
         cfg = RunConfig.from_dict(json.load(f))
-    summary = train(cfg, args.train_tokens, args.val_tokens, args.out, progress=not args.quiet)
-    print(f"{cfg.name}: final validation loss {summary['final_val_loss']:.4f} -> {args.out}")
+    summary = train(cfg, args.train_tokens, args.val_tokens, args.out, progress=not args.quiet,
+                    resume_dir=args.resume_dir)
+    print(f"{describe(summary)} -> {args.out}")
     return 0
 
 
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-tokens", required=True, help="train.npy from the tokenize rule")
     p.add_argument("--val-tokens", required=True, help="val.npy from the tokenize rule")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--resume-dir", help="folder for resumable checkpoints: a rerun continues from the last one")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_train)
 

@@ -58,6 +58,9 @@ class TrainConfig:
     # A non-finite training loss: "error" fails the run; "stop" ends it and records it as diverged (an
     # ablation's result, e.g. the paper's "no dY1 mask" run, rather than a failure).
     on_nonfinite: str = "error"
+    # Steps between resumable checkpoints (model, optimizer, data order, RNG states) when training is given a
+    # resume folder (the workflow always gives one); 0: none.
+    checkpoint_every: int = 100
 
 
 @dataclass(frozen=True)

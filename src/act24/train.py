@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -25,10 +27,18 @@ STATS = "activation_stats.csv"
 DENSITY = "feature_density.npz"
 CHECKPOINT = "model.pt"
 SUMMARY = "summary.json"
+RESUME = "resume.pt"  # the resumable training state, in the run's resume folder
 
 
 class NonFiniteLossError(RuntimeError):
     pass
+
+
+def describe(summary: dict) -> str:
+    """One line for logs: the final validation loss, or where the run diverged."""
+    if summary["final_val_loss"] is None:
+        return f"{summary['name']}: diverged at step {summary['diverged_at_step']}"
+    return f"{summary['name']}: final validation loss {summary['final_val_loss']:.4f}"
 
 
 def lr_at(step: int, t: TrainConfig) -> float:
@@ -78,11 +88,44 @@ def layer_statistics(model: Transformer, x: torch.Tensor, perm: torch.Tensor) ->
     return rows, torch.stack([feature_density(a) for a in acts]).cpu().numpy()
 
 
-def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, progress: bool = True) -> dict:
-    """Train one model; write its metrics, statistics, checkpoint and summary under `out_dir`."""
+def save_resume(path: Path, state: dict) -> None:
+    """Write a resumable checkpoint atomically: a crash mid-write leaves the previous one intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_resume(path: Path, cfg: RunConfig) -> dict | None:
+    """The resumable checkpoint at `path` if it belongs to this exact run config, else None (said why)."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise RuntimeError(f"{path}: unreadable resume checkpoint ({type(exc).__name__}: "
+                           f"{(str(exc).splitlines() or [''])[0]}); delete it to train from the start") from exc
+    if state.get("config") != cfg.to_dict():
+        print(f"{cfg.name}: {path} was written with other settings: training from the start", flush=True)
+        return None
+    return state
+
+
+def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, progress: bool = True,
+          resume_dir: str | Path | None = None) -> dict:
+    """Train one model; write its metrics, statistics, checkpoint and summary under `out_dir`.
+
+    With `resume_dir`, every `train.checkpoint_every` steps the whole training state (model, optimizer, data
+    order and RNG states, the logs written so far) is saved there atomically, and a later call with the same
+    config continues from it: the result is bitwise the same as an uninterrupted run on the CPU. The logs are
+    written in `resume_dir` and copied to `out_dir` at the end, so nothing that a workflow manager deletes
+    after a failure is needed to resume. The checkpoint is removed once the run has finished."""
     m, t = cfg.model, cfg.train
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    work = Path(resume_dir) if resume_dir else out
+    work.mkdir(parents=True, exist_ok=True)
+    resume_path = work / RESUME
     torch.set_num_threads(t.threads)
     torch.manual_seed(t.seed)
     device = resolve_device(t)
@@ -101,27 +144,51 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
         sparse_from = cfg.sparse.warmup_steps(t.steps)
         print(f"{cfg.name}: 2:4 sparse FFN from step {sparse_from}; backend {backend_note}", flush=True)
 
-    stats_fields, diverged_at = None, None
-    density_steps, densities = [], []
-    start = time.perf_counter()
-    with open(out / METRICS, "w") as metrics_f, open(out / STATS, "w", newline="") as stats_f:
+    first_step, diverged_at, val_loss, elapsed = 0, None, math.nan, 0.0
+    density_steps, densities, offsets = [], [], {METRICS: 0, STATS: 0}
+    state = load_resume(resume_path, cfg) if resume_dir else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        data_gen.set_state(state["data_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        first_step, val_loss, elapsed = state["step"], state["val_loss"], state["elapsed"]
+        density_steps, densities, offsets = state["density_steps"], state["densities"], state["offsets"]
+        print(f"{cfg.name}: resuming at step {first_step} from {resume_path}", flush=True)
+    for name, size in offsets.items():  # drop whatever was logged after the checkpoint
+        with open(work / name, "a+b") as f:
+            f.truncate(size)
+
+    start = time.perf_counter() - elapsed
+    with open(work / METRICS, "a") as metrics_f, open(work / STATS, "a", newline="") as stats_f:
         def log(row: dict) -> None:
             metrics_f.write(json.dumps(row) + "\n")
             metrics_f.flush()
 
-        bar = tqdm(range(t.steps + 1), desc=cfg.name, disable=not progress, mininterval=2.0)
+        writer = None
+        bar = tqdm(range(first_step, t.steps + 1), desc=cfg.name, disable=not progress, mininterval=2.0)
         for step in bar:
             tokens = step * t.batch_size * m.seq_len
             last = step == t.steps
-            if step == sparse_from:
-                model.set_sparse(recipe, backend)
+            if resume_dir and t.checkpoint_every and step % t.checkpoint_every == 0 and step > first_step:
+                save_resume(resume_path, {
+                    "config": cfg.to_dict(), "step": step, "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "data_rng": data_gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                    "val_loss": val_loss, "elapsed": time.perf_counter() - start,
+                    "density_steps": density_steps, "densities": densities,
+                    "offsets": {METRICS: metrics_f.tell(), STATS: stats_f.tell()}})
             sparse_now = sparse_from is not None and step >= sparse_from
+            if sparse_now and model.ffn_modules()[0].sparse is None:
+                model.set_sparse(recipe, backend)
             if step % t.stats_every == 0 or last:
                 with autocast(device, t.precision):
                     rows, density = layer_statistics(model, stats_x, perm)
-                if stats_fields is None:
-                    stats_fields = ["step", "tokens", *rows[0].keys()]
-                    writer = csv.DictWriter(stats_f, fieldnames=stats_fields)
+                writer = writer or csv.DictWriter(stats_f, fieldnames=["step", "tokens", *rows[0].keys()])
+                if stats_f.tell() == 0:
                     writer.writeheader()
                 writer.writerows({"step": step, "tokens": tokens, **r} for r in rows)
                 stats_f.flush()
@@ -143,7 +210,8 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
             loss_value = loss.item()
             if not math.isfinite(loss_value):
                 if t.on_nonfinite == "error":
-                    raise NonFiniteLossError(f"{cfg.name}: loss is {loss_value} at step {step} "
+                    kept = f"; the last good checkpoint is kept in {resume_path}" if resume_path.exists() else ""
+                    raise NonFiniteLossError(f"{cfg.name}: loss is {loss_value} at step {step}{kept} "
                                              "(train.on_nonfinite: stop records such a run as diverged)")
                 print(f"{cfg.name}: loss is {loss_value} at step {step}: stopped, recorded as diverged", flush=True)
                 diverged_at, val_loss = step, math.nan
@@ -159,6 +227,9 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
                  "time": time.perf_counter() - start})
             bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
 
+    if work != out:
+        for name in (METRICS, STATS):
+            shutil.copyfile(work / name, out / name)
     np.savez_compressed(out / DENSITY, steps=np.asarray(density_steps), density=np.stack(densities))
     torch.save({"config": cfg.to_dict(), "model": model.state_dict()}, out / CHECKPOINT)
     summary = {
@@ -168,6 +239,7 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
         "steps": t.steps,
         "tokens": t.steps * t.batch_size * m.seq_len,
         "train_seconds": time.perf_counter() - start,
+        "resumed_from_step": first_step or None,
         **parameter_counts(m),
         "config": cfg.to_dict(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -176,4 +248,6 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
         "versions": {"torch": torch.__version__},
     }
     (out / SUMMARY).write_text(json.dumps(summary, indent=2))
+    if resume_dir:
+        resume_path.unlink(missing_ok=True)  # finished: a forced rerun starts from scratch
     return summary

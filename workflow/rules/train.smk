@@ -14,6 +14,8 @@ rule train:
     params:
         run=lambda w: RUNS[(w.variant, int(w.seed))].to_dict(),
         out_dir=lambda w, output: os.path.dirname(output.summary),
+        # Not an output: Snakemake never deletes it, so a rerun after a crash resumes from it.
+        resume_dir=lambda w: f"{RESULTS}/checkpoints/{w.variant}/seed{w.seed}",
     threads: config["train"].get("threads", 1)
     conda:
         "../../environment.yml"

@@ -3,10 +3,11 @@ import dataclasses
 
 from act24.config import RunConfig
 from act24.io import log_to
-from act24.train import train
+from act24.train import describe, train
 
 with log_to(snakemake.log[0]):
     cfg = RunConfig.from_dict(snakemake.params.run)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=snakemake.threads))
-    summary = train(cfg, snakemake.input.train, snakemake.input.val, snakemake.params.out_dir)
-    print(f"{cfg.name}: final validation loss {summary['final_val_loss']:.4f}")
+    summary = train(cfg, snakemake.input.train, snakemake.input.val, snakemake.params.out_dir,
+                    resume_dir=snakemake.params.resume_dir)
+    print(describe(summary))
