@@ -191,3 +191,29 @@ def test_cpu_and_gpu_ablation_configs_run_the_same_variants():
     assert cpu["variants"] == gpu["variants"] and cpu["analysis"]["table1"] == gpu["analysis"]["table1"]
     assert cpu["seeds"] == gpu["seeds"] and len(cpu["seeds"]) >= 3
     assert cpu["train"]["on_nonfinite"] == gpu["train"]["on_nonfinite"] == "stop"
+
+
+def job_resources(output: str, rule: str) -> list[str]:
+    """The `resources:` lines of every job of `rule` in a dry run's output."""
+    blocks = output.split("\nrule ")[1:] + output.split("\nlocalrule ")[1:]
+    return [line.strip() for b in blocks if b.startswith(f"{rule}:") for line in b.splitlines()
+            if line.strip().startswith("resources:")]
+
+
+def test_default_profile_keeps_gpu_jobs_within_one_gpu(tmp_path):
+    proc = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "gpu_ablation.yaml"))
+    out = proc.stdout + proc.stderr
+    assert "workflow specific profile" in out and "profiles/default" in out
+    assert all("gpu_percent=6" in r for r in job_resources(out, "train")) and len(job_resources(out, "train")) == 27
+    assert all("gpu_percent=100" in r for r in job_resources(out, "bench_gpu"))
+    cpu = snakemake(tmp_path, "-n")  # CPU runs take no GPU share
+    assert all("gpu_percent=0" in r for r in job_resources(cpu.stdout + cpu.stderr, "train"))
+
+
+def test_slurm_profile_dry_run_requests_gpus_for_gpu_rules(tmp_path):
+    proc = snakemake(tmp_path, "-n", "--workflow-profile", str(REPO / "profiles" / "slurm"),
+                     "--configfile", str(REPO / "config" / "gpu.yaml"))
+    out = proc.stdout + proc.stderr
+    train = job_resources(out, "train")
+    assert len(train) == 12 and all("gres=gpu:1" in r and "slurm_partition=gpu" in r for r in train)
+    assert all("gres" not in r and "slurm_partition=cpu" in r for r in job_resources(out, "tokenize"))

@@ -57,6 +57,8 @@ rule sparse_inference:
     params:
         n_batches=config["analysis"].get("inference_eval_batches", 32),
     threads: config["train"].get("threads", 1)
+    resources:
+        gpu_percent=gpu_percent,
     conda:
         "../../environment.yml"
     log:
@@ -124,7 +126,7 @@ rule bench_cpu_step:
         repeats=20,
     threads: config["train"].get("threads", 1)
     resources:
-        gpu=1,  # on a GPU config it times the GPU: with `--resources gpu=1` nothing else times it alongside
+        gpu_percent=100,  # on a GPU config it times the GPU: the whole GPU, nothing else alongside
     conda:
         "../../environment.yml"
     log:
@@ -150,7 +152,7 @@ rule bench_gpu:
     params:
         cfg={**config["gpu_bench"], "trained_profile": TRAINED_PROFILE},
     resources:
-        gpu=1,
+        gpu_percent=100,  # times the GPU: the whole GPU, nothing else alongside
     conda:
         "../../environment.yml"
     log:

@@ -28,6 +28,12 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+def gpu_percent(wildcards):
+    """Share of the local GPU (resource gpu_percent, capped at 100 by profiles/default) a run's job takes."""
+    on_gpu = RUNS[(wildcards.variant, int(wildcards.seed))].train.device == "cuda"
+    return config.get("gpu_percent_per_run", 100) if on_gpu else 0
+
+
 def run_files(name, variants=VARIANTS):
     """One file (by name) of every run of `variants`, for all seeds."""
     return [f"{run_dir(RESULTS, v, s)}/{name}" for v in variants for s in SEEDS]

@@ -17,6 +17,8 @@ rule train:
         # Not an output: Snakemake never deletes it, so a rerun after a crash resumes from it.
         resume_dir=lambda w: f"{RESULTS}/checkpoints/{w.variant}/seed{w.seed}",
     threads: config["train"].get("threads", 1)
+    resources:
+        gpu_percent=gpu_percent,
     conda:
         "../../environment.yml"
     log:
