@@ -180,3 +180,32 @@ def test_non_finite_loss_keeps_the_last_good_checkpoint(tmp_path, token_files):
     with pytest.raises(NonFiniteLossError, match=r"at step \d+; the last good checkpoint is kept in .*resume\.pt"):
         train(cfg, *token_files, tmp_path / "o", progress=False, resume_dir=tmp_path / "resume")
     assert (tmp_path / "resume" / "resume.pt").exists()
+
+
+def test_two_gloo_processes_follow_the_single_process_trajectory(tmp_path, token_files):
+    from act24.distributed import train_data_parallel
+
+    spec = {**TINY, "name": "ddp", "train": {**TINY["train"], "steps": 10, "batch_size": 4}}
+    single = train(RunConfig.from_dict(spec), *token_files, tmp_path / "one", progress=False)
+    spec["train"]["processes"] = 2
+    ddp = train_data_parallel(RunConfig.from_dict(spec), *token_files, str(tmp_path / "two"), str(tmp_path / "ck"))
+    assert ddp["processes"] == 2 and single["processes"] == 1
+    a = pd.read_json(tmp_path / "one" / "metrics.jsonl", lines=True)
+    b = pd.read_json(tmp_path / "two" / "metrics.jsonl", lines=True)
+    assert a["step"].tolist() == b["step"].tolist()
+    # Same global batches and mean gradients; only the floating-point summation order differs.
+    np.testing.assert_allclose(b["loss"], a["loss"], rtol=0, atol=2e-4)
+    assert ddp["final_val_loss"] == pytest.approx(single["final_val_loss"], abs=2e-4)
+
+
+def test_processes_without_torchrun_is_a_clear_error(tmp_path, token_files):
+    cfg = RunConfig.from_dict({**TINY, "train": {**TINY["train"], "processes": 2}})
+    with pytest.raises(RuntimeError, match=r"train.processes is 2 but this process is 1 of 1: launch it with"):
+        train(cfg, *token_files, tmp_path / "o", progress=False)
+
+
+def test_processes_must_divide_the_batch():
+    from act24.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train.processes.*divide train.batch_size=4"):
+        RunConfig.from_dict({"train": {"batch_size": 4, "processes": 3}})

@@ -61,6 +61,8 @@ class TrainConfig:
     # Steps between resumable checkpoints (model, optimizer, data order, RNG states) when training is given a
     # resume folder (the workflow always gives one); 0: none.
     checkpoint_every: int = 100
+    # Data-parallel processes (torchrun, one per GPU; gloo on the CPU). batch_size stays the global batch.
+    processes: int = 1
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,9 @@ def _build(cls, d: Any, prefix: str):
         _check_choice("train.device", out.device, ("cpu", "cuda"))
         _check_choice("train.precision", out.precision, ("fp32", "bf16"))
         _check_choice("train.on_nonfinite", out.on_nonfinite, ("error", "stop"))
+        if out.processes < 1 or out.batch_size % out.processes:
+            raise ConfigError(f"config key 'train.processes': must be ≥ 1 and divide train.batch_size="
+                              f"{out.batch_size} (each process takes an equal slice), got {out.processes}")
     if cls is RunConfig and out.sparse.enabled and out.model.ffn != "sqrelu":
         raise ConfigError(f"config key 'sparse.enabled': the 2:4 recipe needs model.ffn 'sqrelu', got {out.model.ffn!r}")
     if cls is SparseConfig:

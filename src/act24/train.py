@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .config import RunConfig, TrainConfig
 from .data import TokenArray
+from .distributed import init_world, shutdown
 from .kernels.backends import select_backend
 from .model import Transformer, parameter_counts
 from .sparsity.pattern import token_permutation
@@ -36,6 +38,8 @@ class NonFiniteLossError(RuntimeError):
 
 def describe(summary: dict) -> str:
     """One line for logs: the final validation loss, or where the run diverged."""
+    if "final_val_loss" not in summary:  # a data-parallel worker: the main process reports
+        return f"{summary['name']}: process {summary['rank']} done"
     if summary["final_val_loss"] is None:
         return f"{summary['name']}: diverged at step {summary['diverged_at_step']}"
     return f"{summary['name']}: final validation loss {summary['final_val_loss']:.4f}"
@@ -59,10 +63,10 @@ def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2))
 
 
-def resolve_device(t: TrainConfig) -> torch.device:
+def resolve_device(t: TrainConfig, local_rank: int = 0) -> torch.device:
     if t.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("train.device is 'cuda' but no CUDA device is available (set train.device: cpu)")
-    return torch.device(t.device)
+    return torch.device("cuda", local_rank) if t.device == "cuda" else torch.device("cpu")
 
 
 def autocast(device: torch.device, precision: str):
@@ -121,16 +125,19 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
     written in `resume_dir` and copied to `out_dir` at the end, so nothing that a workflow manager deletes
     after a failure is needed to resume. The checkpoint is removed once the run has finished."""
     m, t = cfg.model, cfg.train
+    world = init_world(t.processes, t.device)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     work = Path(resume_dir) if resume_dir else out
-    work.mkdir(parents=True, exist_ok=True)
+    if world.main:
+        out.mkdir(parents=True, exist_ok=True)
+        work.mkdir(parents=True, exist_ok=True)
     resume_path = work / RESUME
     torch.set_num_threads(t.threads)
     torch.manual_seed(t.seed)
-    device = resolve_device(t)
+    device = resolve_device(t, world.local_rank)
     train_data, val_data = TokenArray(train_path, m.seq_len), TokenArray(val_path, m.seq_len)
     model = Transformer(m).to(device)
+    stepper = DistributedDataParallel(model) if world.size > 1 else model  # runs the training steps
     optimizer = make_optimizer(model, t)
     data_gen = torch.Generator().manual_seed(t.seed)  # on the CPU: the data order is device-independent
     eval_batches = [(x.to(device), y.to(device)) for x, y in val_data.fixed_batches(t.eval_batches, t.batch_size)]
@@ -157,22 +164,27 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
         first_step, val_loss, elapsed = state["step"], state["val_loss"], state["elapsed"]
         density_steps, densities, offsets = state["density_steps"], state["densities"], state["offsets"]
         print(f"{cfg.name}: resuming at step {first_step} from {resume_path}", flush=True)
-    for name, size in offsets.items():  # drop whatever was logged after the checkpoint
-        with open(work / name, "a+b") as f:
-            f.truncate(size)
+    if world.main:
+        for name, size in offsets.items():  # drop whatever was logged after the checkpoint
+            with open(work / name, "a+b") as f:
+                f.truncate(size)
 
     start = time.perf_counter() - elapsed
-    with open(work / METRICS, "a") as metrics_f, open(work / STATS, "a", newline="") as stats_f:
+    # Only the main process writes; the others log into the void.
+    metrics_path, stats_path = (work / METRICS, work / STATS) if world.main else (os.devnull, os.devnull)
+    with open(metrics_path, "a") as metrics_f, open(stats_path, "a", newline="") as stats_f:
         def log(row: dict) -> None:
             metrics_f.write(json.dumps(row) + "\n")
             metrics_f.flush()
 
         writer = None
-        bar = tqdm(range(first_step, t.steps + 1), desc=cfg.name, disable=not progress, mininterval=2.0)
+        bar = tqdm(range(first_step, t.steps + 1), desc=cfg.name, disable=not (progress and world.main),
+                   mininterval=2.0)
         for step in bar:
             tokens = step * t.batch_size * m.seq_len
             last = step == t.steps
-            if resume_dir and t.checkpoint_every and step % t.checkpoint_every == 0 and step > first_step:
+            if (world.main and resume_dir and t.checkpoint_every and step % t.checkpoint_every == 0
+                    and step > first_step):
                 save_resume(resume_path, {
                     "config": cfg.to_dict(), "step": step, "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "data_rng": data_gen.get_state(),
@@ -184,7 +196,7 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
             sparse_now = sparse_from is not None and step >= sparse_from
             if sparse_now and model.ffn_modules()[0].sparse is None:
                 model.set_sparse(recipe, backend)
-            if step % t.stats_every == 0 or last:
+            if world.main and (step % t.stats_every == 0 or last):
                 with autocast(device, t.precision):
                     rows, density = layer_statistics(model, stats_x, perm)
                 writer = writer or csv.DictWriter(stats_f, fieldnames=["step", "tokens", *rows[0].keys()])
@@ -194,7 +206,7 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
                 stats_f.flush()
                 density_steps.append(step)
                 densities.append(density)
-            if step % t.eval_every == 0 or last:
+            if world.main and (step % t.eval_every == 0 or last):
                 with autocast(device, t.precision):
                     val_loss = evaluate(model, eval_batches)
                 log({"split": "val", "step": step, "tokens": tokens, "loss": val_loss, "sparse": sparse_now,
@@ -204,10 +216,10 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
             lr = lr_at(step, t)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x, y = train_data.batch(t.batch_size, data_gen)
+            x, y = (world.slice(b) for b in train_data.batch(t.batch_size, data_gen))  # same global batch everywhere
             with autocast(device, t.precision):
-                _, loss = model(x.to(device), y.to(device))
-            loss_value = loss.item()
+                _, loss = stepper(x.to(device), y.to(device))
+            loss_value = world.mean(loss.item(), device)
             if not math.isfinite(loss_value):
                 if t.on_nonfinite == "error":
                     kept = f"; the last good checkpoint is kept in {resume_path}" if resume_path.exists() else ""
@@ -227,6 +239,9 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
                  "time": time.perf_counter() - start})
             bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
 
+    shutdown(world)
+    if not world.main:
+        return {"name": cfg.name, "rank": world.rank}
     if work != out:
         for name in (METRICS, STATS):
             shutil.copyfile(work / name, out / name)
@@ -240,6 +255,7 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
         "tokens": t.steps * t.batch_size * m.seq_len,
         "train_seconds": time.perf_counter() - start,
         "resumed_from_step": first_step or None,
+        "processes": world.size,
         **parameter_counts(m),
         "config": cfg.to_dict(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
