@@ -217,3 +217,37 @@ def test_slurm_profile_dry_run_requests_gpus_for_gpu_rules(tmp_path):
     train = job_resources(out, "train")
     assert len(train) == 12 and all("gres=gpu:1" in r and "slurm_partition=gpu" in r for r in train)
     assert all("gres" not in r and "slurm_partition=cpu" in r for r in job_resources(out, "tokenize"))
+
+
+@pytest.mark.slow
+def test_a_killed_training_job_resumes_when_the_workflow_reruns(tmp_path):
+    import signal
+    import time
+
+    write_corpus(tmp_path / "corpus")
+    cfg = write_config(tmp_path / "long.yaml", {
+        **{k: TINY[k] for k in ("data", "seeds")},
+        "model": {"d_model": 16, "n_layers": 1, "n_heads": 2, "seq_len": 8, "ffn_multiple_of": 8},
+        "train": {"steps": 1500, "batch_size": 2, "warmup_steps": 10, "eval_every": 100, "eval_batches": 1,
+                  "stats_every": 100, "stats_batch_size": 1, "checkpoint_every": 50}})
+    target = "results/runs/sqrelu/seed0/summary.json"
+    snakemake(tmp_path, "results/data/train.npy", "--cores", "1", "--configfile", str(cfg))
+    proc = subprocess.Popen([*SNAKEMAKE, "--directory", str(tmp_path), target, "--cores", "1", "--configfile",
+                             str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    metrics = tmp_path / "results" / "checkpoints" / "sqrelu" / "seed0" / "metrics.jsonl"
+    deadline = time.time() + 180
+    while proc.poll() is None and time.time() < deadline:
+        lines = metrics.read_text().splitlines() if metrics.exists() else []
+        if len(lines) > 1 and json.loads(lines[-2])["step"] >= 400:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole job: Snakemake and the training process
+    proc.wait()
+    assert not (tmp_path / target).exists(), "the job finished before it could be killed: make it longer"
+    snakemake(tmp_path, "--unlock", "--configfile", str(cfg))
+    snakemake(tmp_path, target, "--cores", "1", "--rerun-incomplete", "--configfile", str(cfg))
+    summary = json.loads((tmp_path / target).read_text())
+    assert summary["resumed_from_step"] >= 400
+    m = pd.read_json(tmp_path / "results" / "runs" / "sqrelu" / "seed0" / "metrics.jsonl", lines=True)
+    assert m[m["split"] == "train"]["step"].tolist() == list(range(1500))  # each step logged once
+    assert "resuming at step" in (tmp_path / "logs" / "train" / "sqrelu" / "seed0.log").read_text()
