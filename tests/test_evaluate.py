@@ -1,5 +1,7 @@
 import math
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -46,3 +48,23 @@ def test_a_corrupt_checkpoint_names_the_file(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(RuntimeError, match=r"model\.pt: not a readable act24 checkpoint.*rerun its train rule"):
         load_model(bad, torch.device("cpu"))
+
+
+def test_gradient_fidelity_is_zero_for_the_exact_recipe_and_small_for_the_paper_one(checkpoints, token_files):
+    from act24.evaluate import gradient_fidelity
+    from act24.sparsity.ffn import SparseRecipe
+
+    recipes = {"exact": SparseRecipe(backward="masked_dense"), "full": SparseRecipe(split_multiple=8),
+               "no_dy1": SparseRecipe(split_multiple=8, mask_dy1=False)}
+    rows = pd.DataFrame(gradient_fidelity(checkpoints["sqrelu"], token_files[1], recipes, n_batches=1))
+    assert len(rows) == 3 * 2 * 2  # recipes x layers x (w1, w2)
+    exact = rows[rows["recipe"] == "exact"]
+    assert (exact["rel_error"] == 0).all() and np.allclose(exact["cosine"], 1)
+    full = rows[rows["recipe"] == "full"]
+    assert (full["rel_error"] > 0).all() and (full["cosine"] > 0.5).all()
+    # The dY1 mask enters W1's gradient (dY1ᵀ X) directly.
+    no_dy1 = rows[rows["recipe"] == "no_dy1"].set_index(["layer", "weight"])["rel_error"]
+    assert (no_dy1.xs("w1", level="weight") != full.set_index(["layer", "weight"])["rel_error"].xs(
+        "w1", level="weight")).all()
+    with pytest.raises(ValueError, match="needs a Squared-ReLU model"):
+        gradient_fidelity(checkpoints["swiglu"], token_files[1], recipes)

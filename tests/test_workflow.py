@@ -135,6 +135,9 @@ def test_tiny_pipeline_outputs(tiny_run):
     assert set(inference.index) == set(VARIANTS) and (inference["seeds"] == 2).all()
     assert inference.loc["swiglu", "drop24_features"] == pytest.approx(0.5)
     assert (inference["eval_tokens"] == 2 * 4 * 16).all()
+    fidelity = pd.read_csv(res / "tables" / "gradient_fidelity.csv")
+    assert set(fidelity["recipe"]) == {v for v in VARIANTS if v.startswith("sqrelu_24")}
+    assert fidelity["cosine"].between(-1, 1).all() and (fidelity["rel_error"] >= 0).all()
 
 
 @pytest.mark.slow

@@ -68,3 +68,41 @@ def sparse_inference(checkpoint: str | Path, val_path: str | Path, n_batches: in
         "drop24_features": mean("drop24_features"),
         "drop24_features_energy": mean("drop24_features_energy"),
     }
+
+
+def gradient_fidelity(checkpoint: str | Path, val_path: str | Path, recipes: dict[str, "SparseRecipe"],
+                      n_batches: int = 1) -> list[dict]:
+    """How far each 2:4 recipe's FFN weight gradients are from the exact gradient of the 2:4-masked forward
+    (`backward: masked_dense`), on a trained Squared-ReLU model and fixed validation batches.
+
+    One row per recipe, layer and weight (w1, w2): relative error ||g - g_exact|| / ||g_exact|| and cosine
+    similarity. This is the mechanism behind Table 1: what each part of the recipe costs the gradient."""
+    from .sparsity.ffn import SparseRecipe
+
+    model, cfg = load_model(checkpoint)
+    if cfg.model.ffn != "sqrelu":
+        raise ValueError(f"{checkpoint}: gradient fidelity needs a Squared-ReLU model, got {cfg.model.ffn!r}")
+    device = next(model.parameters()).device
+    torch.set_num_threads(cfg.train.threads)
+    batches = TokenArray(val_path, cfg.model.seq_len).fixed_batches(n_batches, cfg.train.batch_size)
+    model.train()
+
+    def ffn_grads(recipe: SparseRecipe) -> list[dict[str, torch.Tensor]]:
+        model.set_sparse(recipe)
+        model.zero_grad(set_to_none=True)
+        for x, y in batches:
+            model(x.to(device), y.to(device))[1].backward()
+        return [{"w1": f.w1.weight.grad.double().clone(), "w2": f.w2.weight.grad.double().clone()}
+                for f in model.ffn_modules()]
+
+    exact = ffn_grads(SparseRecipe(backward="masked_dense"))
+    rows = []
+    for name, recipe in recipes.items():
+        for layer, (got, ref) in enumerate(zip(ffn_grads(recipe), exact)):
+            for w in ("w1", "w2"):
+                g, r = got[w].flatten(), ref[w].flatten()
+                rows.append({"recipe": name, "layer": layer, "weight": w,
+                             "rel_error": float((g - r).norm() / r.norm()),
+                             "cosine": float(torch.nn.functional.cosine_similarity(g, r, dim=0))})
+    model.set_sparse(None)
+    return rows

@@ -83,6 +83,28 @@ rule inference_table:
         "../scripts/tables.py"
 
 
+rule gradient_fidelity:
+    input:
+        checkpoint=f"{RESULTS}/runs/{SPARSE_VARIANT}/seed{SEEDS[0]}/model.pt",
+        val=rules.tokenize.output.val,
+    output:
+        csv=f"{TABLES}/gradient_fidelity.csv",
+        md=report(f"{TABLES}/gradient_fidelity.md", caption="../report/gradient_fidelity.rst", category="Tables"),
+    params:
+        # The sparse Table 1 rows' recipes (the full recipe and its ablations), by variant.
+        recipes=lambda w: {v: RUNS[(v, SEEDS[0])].to_dict()["sparse"]
+                           for v in dict.fromkeys([*TABLE1_VARIANTS, *RECIPE_VARIANTS])
+                           if RUNS[(v, SEEDS[0])].sparse.enabled},
+        n_batches=4,
+    threads: config["train"].get("threads", 1)
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/tables/gradient_fidelity.log",
+    script:
+        "../scripts/gradient_fidelity.py"
+
+
 rule table1:
     input:
         run_files("summary.json"),

@@ -143,6 +143,7 @@ rule report_all:
         rules.sparsity_table.output,
         rules.inference_table.output,
         rules.table1.output,
+        rules.gradient_fidelity.output,
         rules.fig_table1.output,
         rules.params_table.output,
         rules.claims.output,

@@ -61,6 +61,18 @@ def inference_table(inference: pd.DataFrame, labels: dict[str, str] | None = Non
     return out
 
 
+def gradient_fidelity_table(rows: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """Per recipe: relative error and cosine of the FFN weight gradients against the exact gradient of the
+    masked forward (act24.evaluate.gradient_fidelity), mean over layers, for W1 and W2."""
+    out = rows.pivot_table(index="recipe", columns="weight", values=["rel_error", "cosine"], aggfunc="mean",
+                           sort=False)
+    out.columns = [f"{w}_{stat}" for stat, w in out.columns]
+    out = out[["w1_rel_error", "w2_rel_error", "w1_cosine", "w2_cosine"]].reset_index()
+    if labels:
+        out.insert(1, "label", out["recipe"].map(labels))
+    return out
+
+
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
     """A GitHub-flavoured markdown table (no optional dependency on `tabulate`)."""
     def fmt(v):
