@@ -161,32 +161,20 @@ def test_report_builds(tiny_run):
 
 
 @pytest.mark.slow
-def test_notebook_runs_on_the_tiny_results(tiny_run, monkeypatch):
+@pytest.mark.parametrize("notebook, expected", [("sparsity.ipynb", ["18 finished runs"]),
+                                                ("ablation.ipynb", ["18 finished runs", "C6: Ablation order"])])
+def test_notebooks_run_on_the_tiny_results(tiny_run, monkeypatch, notebook, expected):
     import nbformat
     from nbclient import NotebookClient
 
     work, _ = tiny_run
-    nb = nbformat.read(REPO / "notebooks" / "sparsity.ipynb", as_version=4)
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit notebooks without outputs"
-    monkeypatch.setenv("ACT24_RESULTS", str(work / "results"))
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
-    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
-    assert "18 finished runs" in text
-
-
-@pytest.mark.slow
-def test_ablation_notebook_runs_on_the_tiny_results(tiny_run, monkeypatch):
-    import nbformat
-    from nbclient import NotebookClient
-
-    work, _ = tiny_run
-    nb = nbformat.read(REPO / "notebooks" / "ablation.ipynb", as_version=4)
+    nb = nbformat.read(REPO / "notebooks" / notebook, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit notebooks without outputs"
     monkeypatch.setenv("ACT24_RESULTS", str(work / "results"))
     monkeypatch.setenv("ACT24_REFERENCE", str(REPO / "reference"))
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
     text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
-    assert "18 finished runs" in text and "C6: Ablation order" in text
+    assert all(e in text for e in expected)
 
 
 def test_cpu_and_gpu_ablation_configs_run_the_same_variants():

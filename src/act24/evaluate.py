@@ -17,8 +17,9 @@ import torch
 from .config import RunConfig
 from .data import TokenArray
 from .model import Transformer
-from .sparsity.stats import activation_stats, record_activations
+from .sparsity.ffn import SparseRecipe
 from .sparsity.pattern import token_permutation
+from .sparsity.stats import activation_stats, record_activations
 from .train import autocast, evaluate, resolve_device
 
 
@@ -70,15 +71,13 @@ def sparse_inference(checkpoint: str | Path, val_path: str | Path, n_batches: in
     }
 
 
-def gradient_fidelity(checkpoint: str | Path, val_path: str | Path, recipes: dict[str, "SparseRecipe"],
+def gradient_fidelity(checkpoint: str | Path, val_path: str | Path, recipes: dict[str, SparseRecipe],
                       n_batches: int = 1) -> list[dict]:
     """How far each 2:4 recipe's FFN weight gradients are from the exact gradient of the 2:4-masked forward
     (`backward: masked_dense`), on a trained Squared-ReLU model and fixed validation batches.
 
     One row per recipe, layer and weight (w1, w2): relative error ||g - g_exact|| / ||g_exact|| and cosine
     similarity. This is the mechanism behind Table 1: what each part of the recipe costs the gradient."""
-    from .sparsity.ffn import SparseRecipe
-
     model, cfg = load_model(checkpoint)
     if cfg.model.ffn != "sqrelu":
         raise ValueError(f"{checkpoint}: gradient fidelity needs a Squared-ReLU model, got {cfg.model.ffn!r}")
