@@ -36,10 +36,11 @@ def loss_curves(metrics: pd.DataFrame, labels: dict[str, str] | None = None) -> 
     train = df[df["split"] == "train"].sort_values("step").copy()
     train["loss"] = train.groupby(["variant", "seed"])["loss"].transform(
         lambda s: s.ewm(alpha=0.1).mean())
+    order = list(dict.fromkeys(df["label"]))  # one colour per variant in both panels
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, part, title in ((axes[0], train, "training loss (EMA 0.1)"),
                             (axes[1], df[df["split"] == "val"], "validation loss (held-out documents)")):
-        sns.lineplot(data=part, x="tokens", y="loss", hue="label", errorbar=("pi", 100), ax=ax)
+        sns.lineplot(data=part, x="tokens", y="loss", hue="label", hue_order=order, errorbar=("pi", 100), ax=ax)
         ax.set(xlabel="training tokens", ylabel="cross-entropy (nats/token)", title=title)
         ax.legend(title=None)
     last = df[df["split"] == "val"]["loss"]
