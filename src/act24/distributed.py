@@ -7,9 +7,12 @@ summation order). Only the main process evaluates and writes files.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -65,10 +68,6 @@ def launch_prefix(processes: int) -> list[str]:
 def train_data_parallel(cfg, train_path: str, val_path: str, out_dir: str, resume_dir: str) -> dict:
     """Run act24.train.train in `cfg.train.processes` processes under torchrun (output to this process's
     stdout / stderr, e.g. a Snakemake log) and return the run's summary."""
-    import json
-    import subprocess
-    from pathlib import Path
-
     Path(resume_dir).mkdir(parents=True, exist_ok=True)
     run_json = Path(resume_dir) / "run.json"
     run_json.write_text(json.dumps(cfg.to_dict()))
@@ -76,7 +75,6 @@ def train_data_parallel(cfg, train_path: str, val_path: str, out_dir: str, resum
            "--train-tokens", str(train_path), "--val-tokens", str(val_path), "--out", str(out_dir),
            "--resume-dir", str(resume_dir), "--quiet"]
     print("launching:", " ".join(cmd), flush=True)
-    sys.stdout.flush()
     proc = subprocess.run(cmd, stdout=sys.stdout, stderr=sys.stderr)
     if proc.returncode:
         raise RuntimeError(f"{cfg.name}: data-parallel training exited with {proc.returncode} (see the log above)")

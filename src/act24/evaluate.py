@@ -8,9 +8,8 @@ their difference is paired: it measures the mask, not the data.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pickle
+from pathlib import Path
 
 import torch
 
@@ -19,8 +18,7 @@ from .data import TokenArray
 from .model import Transformer
 from .sparsity.ffn import SparseRecipe
 from .sparsity.pattern import token_permutation
-from .sparsity.stats import activation_stats, record_activations
-from .train import autocast, evaluate, resolve_device
+from .train import autocast, evaluate, layer_statistics, resolve_device
 
 
 def load_model(checkpoint: str | Path, device: torch.device | None = None) -> tuple[Transformer, RunConfig]:
@@ -53,10 +51,8 @@ def sparse_inference(checkpoint: str | Path, val_path: str | Path, n_batches: in
     model.set_inference24(False)
     # What the forward mask drops, on the first evaluation batch (unmasked activations, per layer).
     x = batches[0][0]
-    with record_activations(model.ffn_modules()) as acts, autocast(device, t.precision):
-        model(x)
-    perm = token_permutation(x.numel(), seed=t.seed).to(device)
-    layers = [activation_stats(a.float(), perm) for a in acts]
+    with autocast(device, t.precision):
+        layers, _ = layer_statistics(model, x, token_permutation(x.numel(), seed=t.seed))
     mean = lambda key: sum(row[key] for row in layers) / len(layers)  # noqa: E731
     return {
         "ffn": cfg.model.ffn,
