@@ -49,6 +49,8 @@ class Backend:
     multiples = (1, 4, 1)
     # True when mm24 is plain dense math: callers may then fuse masks instead of splitting GEMMs.
     dense_math = False
+    # True when the sparse FFN can run its fused kernels on this backend (act24.sparsity.fused_ffn).
+    fused = False
 
     def probe(self) -> str:
         """'' when this machine can run the backend, else why not."""
@@ -191,13 +193,46 @@ class XformersFp8Sm90Backend(Backend):
                                                    b_scale=b_scale.t().contiguous())
 
 
+class FusedFp8Sm90Backend(XformersFp8Sm90Backend):
+    """Our fused Triton sparsify kernels (act24.kernels.fused) feeding xformers' sm90 FP8 sparse GEMM. The sparse
+    FFN runs its fused forward and backward on it (act24.sparsity.fused_ffn); `mm24` packs an already 2:4
+    operand with the same kernel (no CUTLASS compressor)."""
+
+    name = "fused_fp8_sm90"
+    description = ("act24's fused Triton sparsify (relu² + 2:4 + row-wise FP8 + sm90 packing in one pass) + "
+                   "xformers' _sparse24_fp8_sm90_cutlass_gemm; bf16 output")
+    fused = True
+
+    def probe(self):
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return "triton is not installed"
+        return super().probe()
+
+    def sparse_gemm(self, a, b: torch.Tensor) -> torch.Tensor:
+        """a @ b for a packed 2:4 FP8 operand `a` (kernels.fused.Packed24) and a dense bf16 `b` (K x N)."""
+        bt8, b_scale = quantize_rowwise_fp8(b.t().contiguous())
+        return self.packed_gemm(a.values, a.meta, bt8.t(), a.scale, b_scale.t().contiguous())
+
+    @staticmethod
+    def packed_gemm(values, meta, b8, a_scale, b_scale):
+        ops, _ = import_xformers_ops()
+        return ops._sparse24_fp8_sm90_cutlass_gemm(values, meta, b8, a_scale=a_scale, b_scale=b_scale)
+
+    def mm24(self, a, b):
+        from .fused import PLAIN, sparsify24_rows
+
+        return self.sparse_gemm(sparsify24_rows(a.to(torch.bfloat16), mode=PLAIN)[0], b)
+
+
 BACKENDS: dict[str, type[Backend]] = {
     cls.name: cls
     for cls in (ReferenceBackend, CuSparseLtBackend, XformersCutlassBackend, XformersCusparseLtBackend,
-                XformersFp8Sm90Backend)
+                XformersFp8Sm90Backend, FusedFp8Sm90Backend)
 }
-# Preference order of `select_backend("auto")` on a GPU (bf16 training); FP8 is chosen explicitly.
-AUTO_ORDER = ("cusparselt", "xformers_cutlass")
+# Preference order of `select_backend("auto")` on a GPU: the fused FP8 path where it runs (Hopper), else bf16.
+AUTO_ORDER = ("fused_fp8_sm90", "cusparselt", "xformers_cutlass")
 
 
 def get_backend(name: str) -> Backend:

@@ -142,8 +142,14 @@ def sparse_sqrelu_ffn(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, recip
         dtype = torch.get_autocast_dtype(x.device.type)
         x2, w1, w2 = x2.to(dtype), w1.to(dtype), w2.to(dtype)
     check_shapes(x2, w1, w2, recipe, backend)
+    function = SparseSqReluFFNFunction
+    if backend.fused:
+        from .fused_ffn import FusedSparseSqReluFFNFunction, fused_recipe_supported
+
+        if fused_recipe_supported(recipe, backend):
+            function = FusedSparseSqReluFFNFunction
     with torch.autocast(x.device.type, enabled=False):
-        y = SparseSqReluFFNFunction.apply(x2, w1, w2, recipe, backend)
+        y = function.apply(x2, w1, w2, recipe, backend)
     return y.reshape(*lead, -1)
 
 

@@ -1,0 +1,66 @@
+"""The sparse FFN of `sparsity.ffn` on fused kernels: the same math and recipe, fewer passes over memory.
+
+Forward:  Y1 = X W1ᵀ (FP8 GEMM); one kernel: relu², 2:4 along F, row-wise FP8, packing; Y3 = Ỹ2 W2ᵀ (2:4 GEMM).
+Backward: dY2 = dY3 W2 (FP8 GEMM); one kernel reads Y1 and dY2 once and writes dY1 = dY2 ⊙ 2 relu(Y1) ⊙ M
+          packed for BW3 (dX = dY1 W1, 2:4 along F) plus dY1 and Ỹ2 dense for the token-wise GEMMs; one kernel
+          per token-wise operand writes its permuted transpose: 2:4 along tokens on the sparse features and FP8
+          rows for the dense ones (BW2: dW2 = dY3ᵀ Ỹ2, BW4: dW1 = dY1ᵀ X).
+
+Results equal `SparseSqReluFFNFunction` on the unfused FP8 backend (same quantization, same masks, same GEMMs);
+the tests check that. Only the paper's recipe runs fused (backward "sparse" with the dY1 mask); other settings
+use the unfused function.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..kernels import fused
+from ..kernels.backends import Backend, quantize_rowwise_fp8
+from .pattern import feature_split
+
+
+def fused_recipe_supported(recipe, backend: Backend) -> bool:
+    return backend.fused and recipe.backward == "sparse" and recipe.mask_dy1
+
+
+def tokenwise_fused_mm(a: torch.Tensor, b: torch.Tensor, sparse_idx: torch.Tensor, dense_idx: torch.Tensor,
+                       perm: torch.Tensor | None, backend) -> torch.Tensor:
+    """a[perm]ᵀ b[perm] (F x N): 2:4 along tokens on `sparse_idx`, dense FP8 on `dense_idx` (as
+    sparsity.ffn.tokenwise_sparse_mm computes it on an FP8 backend)."""
+    packed, dense8, dense_scale = fused.sparsify24_tokens(a, perm, sparse_idx, dense_idx)
+    b = b[perm] if perm is not None else b
+    bt8, b_scale = quantize_rowwise_fp8(b.t().contiguous())  # (N x T): one scale per output column
+    b_scale = b_scale.t().contiguous()
+    out = torch.empty(a.shape[1], b.shape[1], dtype=torch.bfloat16, device=a.device)
+    out[sparse_idx] = backend.packed_gemm(packed.values, packed.meta, bt8.t(), packed.scale, b_scale)
+    if dense_idx.numel():
+        out[dense_idx] = torch._scaled_mm(dense8, bt8.t(), scale_a=dense_scale, scale_b=b_scale,
+                                          out_dtype=torch.bfloat16, use_fast_accum=True)
+    return out
+
+
+class FusedSparseSqReluFFNFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w1, w2, recipe, backend):
+        y1 = backend.mm(x, w1.t())
+        y3 = backend.sparse_gemm(fused.sparsify24_rows(y1)[0], w2.t())
+        ctx.save_for_backward(x, w1, w2, y1)
+        ctx.recipe, ctx.backend = recipe, backend
+        return y3.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, dy3):
+        from .ffn import cached_permutation
+
+        x, w1, w2, y1 = ctx.saved_tensors
+        recipe, backend = ctx.recipe, ctx.backend
+        dy3 = dy3.to(x.dtype)
+        dy2 = backend.mm(dy3, w2)  # BW1 (dense)
+        packed_dy1, dy1, y2s = fused.sparsify24_rows(y1, grad=dy2.to(y1.dtype), write_dense=True, write_y2=True)
+        dx = backend.sparse_gemm(packed_dy1, w1).to(x.dtype)  # BW3
+        sparse_idx, dense_idx = feature_split(y2s, recipe.dense_fraction, recipe.split_multiple)
+        perm = cached_permutation(x.shape[0], recipe.permutation_seed, x.device) if recipe.token_permutation else None
+        dw2 = tokenwise_fused_mm(y2s, dy3, sparse_idx, dense_idx, perm, backend).t()  # BW2
+        dw1 = tokenwise_fused_mm(dy1, x, sparse_idx, dense_idx, perm, backend)  # BW4
+        return dx, dw1, dw2, None, None

@@ -1,0 +1,188 @@
+"""The fused sparsify kernels against the reference path (mask24 -> quantize -> CUTLASS's compress format),
+bit for bit. On the CPU they run in Triton's interpreter (small shapes); tests/test_gpu.py repeats the checks on
+the GPU against CUTLASS's own compressor."""
+
+import pytest
+import torch
+
+from act24.kernels import backends as B
+from act24.kernels import fused
+from act24.kernels import sm90_layout as L
+from act24.kernels.backends import quantize_rowwise_fp8
+from act24.sparsity.ffn import SparseRecipe, sparse_sqrelu_ffn
+from act24.sparsity.pattern import feature_split, mask24, token_permutation
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+SMALL = fused.LaunchConfig(block_m=4, block_k=128)
+
+
+def activations(m, k, seed=0):
+    """bf16 pre-activations: half of relu² is zero, some ties (values on a coarse grid), tiny rows whose values
+    quantize to zero."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randn(m, k, generator=g)
+    y = torch.where(torch.rand(m, k, generator=g) < 0.1, torch.round(y * 4) / 4, y)  # ties
+    y[: m // 8] *= 1e-3
+    return y.bfloat16().to(DEVICE)
+
+
+def reference_packed(x_masked, fp8):
+    if fp8:
+        a8, scale = quantize_rowwise_fp8(x_masked)
+        vals, meta = L.compress(a8.cpu())
+        return vals, meta, scale.cpu()
+    vals, meta = L.compress(x_masked.cpu())
+    return vals, meta, None
+
+
+def assert_packed_equal(p: fused.Packed24, vals, meta, scale):
+    raw = torch.uint8 if vals.dtype == torch.float8_e4m3fn else torch.int16
+    assert torch.equal(p.values.cpu().view(raw), vals.view(raw))
+    assert torch.equal(p.meta.cpu(), meta)
+    if scale is not None:
+        assert torch.equal(p.scale.cpu(), scale)
+
+
+@pytest.mark.parametrize("fp8", [True, False], ids=["fp8", "bf16"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_forward_kernel_matches_reference_bit_for_bit(fp8, seed):
+    y = activations(128, 256, seed)
+    packed, dense, _ = fused.sparsify24_rows(y, fp8=fp8, write_dense=True, cfg=SMALL)
+    y2 = torch.relu(y).square()
+    y2s = y2 * mask24(y2)
+    assert torch.equal(dense, y2s)
+    assert_packed_equal(packed, *reference_packed(y2s, fp8))
+
+
+def test_backward_kernel_uses_the_forward_mask_on_the_gradient():
+    y, g = activations(64, 256, 2), activations(64, 256, 3)
+    packed, dy1, y2s = fused.sparsify24_rows(y, grad=g, write_dense=True, write_y2=True, cfg=SMALL)
+    relu = torch.relu(y)
+    mask = mask24(relu.square())
+    assert torch.equal(y2s, relu.square() * mask)
+    assert torch.equal(dy1, g * (2 * relu) * mask)
+    assert_packed_equal(packed, *reference_packed(dy1, True))
+
+
+def test_plain_mode_packs_an_already_sparse_operand():
+    x = activations(64, 256, 4).float()
+    x = (x * mask24(x)).bfloat16()
+    packed, _, _ = fused.sparsify24_rows(x, mode=fused.PLAIN, cfg=SMALL)
+    assert_packed_equal(packed, *reference_packed(x, True))
+    assert torch.equal(L.decompress(packed.values.cpu(), packed.meta.cpu()).float() * packed.scale.cpu(),
+                       quantize_rowwise_fp8(x)[0].cpu().float() * packed.scale.cpu())
+
+
+def test_dense_baseline_kernel_is_relu2_then_rowwise_fp8():
+    y = activations(64, 256, 5)
+    out, scale = fused.relu2_quantize_rows(y, cfg=SMALL)
+    ref, ref_scale = quantize_rowwise_fp8(torch.relu(y).square())
+    assert torch.equal(out.view(torch.uint8), ref.view(torch.uint8)) and torch.equal(scale, ref_scale)
+
+
+@pytest.mark.parametrize("fp8", [True, False], ids=["fp8", "bf16"])
+@pytest.mark.parametrize("dense_fraction", [0.0, 0.25])
+def test_tokenwise_kernel_matches_the_split_reference(fp8, dense_fraction):
+    t, f = 256, 128
+    y = activations(t, f, 6)
+    y2 = torch.relu(y).square()
+    a = y2 * mask24(y2)  # forward-masked, as in the backward
+    perm = token_permutation(t, seed=1).to(DEVICE)
+    sparse_idx, dense_idx = feature_split(a, dense_fraction, 64)
+    packed, dense, dense_scale = fused.sparsify24_tokens(a, perm, sparse_idx, dense_idx, fp8=fp8,
+                                                         cfg=fused.LaunchConfig(block_m=32, block_k=128))
+    at = a[perm].t()
+    sp = at[sparse_idx]
+    sp = sp * mask24(sp, dim=1)
+    assert_packed_equal(packed, *reference_packed(sp, fp8))
+    if fp8:
+        ref_dense, ref_scale = quantize_rowwise_fp8(at[dense_idx])
+        assert torch.equal(dense.view(torch.uint8), ref_dense.view(torch.uint8))
+        assert torch.equal(dense_scale, ref_scale)
+    else:
+        assert torch.equal(dense, at[dense_idx])
+
+
+def test_layout_roundtrip_and_compressor_conventions():
+    # One group of each kind in the first row: two non-zeros, one at index 1, one at index 3, none.
+    a = torch.zeros(64, 128)
+    a[0, 0:16] = torch.tensor([0, 5, 0, 7, 0, 3, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0.0])
+    vals, meta = L.compress(a.bfloat16())
+    assert vals[0, :8].tolist() == [5, 7, 3, 0, 0, 2, 0, 0]
+    # nibbles: (1,3) -> 0b1101, (1,3) -> 0b1101, (0,3) -> 0b1100, (0,0) -> 0
+    first = L.meta_byte_offset(torch.tensor(0), torch.tensor([0, 8]), 64, 16)
+    assert meta[first].tolist() == [0xDD, 0x0C]
+    assert torch.equal(L.decompress(vals, meta), a.bfloat16())
+
+
+def test_layout_rejects_unaligned_shapes_and_dense_groups():
+    with pytest.raises(ValueError, match="multiple of 64 and columns of 128"):
+        L.compress(torch.zeros(64, 64, dtype=torch.float8_e4m3fn))
+    with pytest.raises(ValueError, match="more than 2 non-zeros"):
+        L.compress(torch.ones(64, 64, dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match="reduction dimension a multiple of 128"):
+        fused.sparsify24_rows(torch.zeros(64, 64, dtype=torch.bfloat16, device=DEVICE))
+
+
+def emulated_scaled_mm(a8, b8, scale_a, scale_b, out_dtype=torch.bfloat16, use_fast_accum=True):
+    return ((a8.float() * scale_a) @ (b8.float() * scale_b)).to(out_dtype)
+
+
+class EmulatedFusedBackend(B.FusedFp8Sm90Backend):
+    """The fused backend with its FP8 sparse GEMM emulated in fp32 from the packed format (CPU)."""
+
+    def probe(self):
+        return ""
+
+    @staticmethod
+    def packed_gemm(values, meta, b8, a_scale, b_scale):
+        a = L.decompress(values.cpu(), meta.cpu()).float().to(b8.device) * a_scale
+        return (a @ (b8.float() * b_scale)).to(torch.bfloat16)
+
+
+class EmulatedUnfusedBackend(B.XformersFp8Sm90Backend):
+    """The stock FP8 path (mask24, quantize, compress, GEMM), its compressor and GEMM emulated the same way."""
+
+    def probe(self):
+        return ""
+
+    def mm24(self, a, b):
+        a8, a_scale = quantize_rowwise_fp8(a)
+        bt8, b_scale = quantize_rowwise_fp8(b.t().contiguous())
+        values, meta = L.compress(a8.cpu())
+        return EmulatedFusedBackend.packed_gemm(values, meta, bt8.t(), a_scale, b_scale.t().contiguous())
+
+
+@pytest.mark.parametrize("recipe", [SparseRecipe(split_multiple=64),
+                                    SparseRecipe(split_multiple=64, token_permutation=False, dense_fraction=0.0)],
+                         ids=["full", "no_perm_no_split"])
+def test_fused_ffn_equals_the_unfused_fp8_path(monkeypatch, recipe):
+    """Same inputs, same quantization, same masks: the fused FFN's output and all gradients equal the unfused
+    FP8 FFN's exactly (GEMMs emulated identically on the CPU; tests/test_gpu.py runs the real ones)."""
+    if DEVICE == "cpu":
+        monkeypatch.setattr(torch, "_scaled_mm", emulated_scaled_mm)
+    t, d, f = 256, 64, 256
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(t, d, generator=g).bfloat16().to(DEVICE)
+    w1 = (torch.randn(f, d, generator=g) / 8).bfloat16().to(DEVICE)
+    w2 = (torch.randn(d, f, generator=g) / 16).bfloat16().to(DEVICE)
+    dy = torch.randn(t, d, generator=g).bfloat16().to(DEVICE)
+    results = []
+    for backend in (EmulatedFusedBackend(), EmulatedUnfusedBackend()):
+        params = [v.clone().requires_grad_() for v in (x, w1, w2)]
+        y = sparse_sqrelu_ffn(*params, recipe, backend)
+        y.backward(dy)
+        results.append([y.detach()] + [p.grad for p in params])
+    for name, fused_out, unfused_out in zip(("Y", "dX", "dW1", "dW2"), *results):
+        assert torch.isfinite(fused_out).all(), name
+        assert torch.equal(fused_out, unfused_out), name
+
+
+def test_backend_dispatch_runs_the_fused_function_only_for_the_papers_recipe():
+    from act24.sparsity.fused_ffn import fused_recipe_supported
+
+    fused_backend = EmulatedFusedBackend()
+    assert fused_recipe_supported(SparseRecipe(), fused_backend)
+    assert not fused_recipe_supported(SparseRecipe(mask_dy1=False), fused_backend)
+    assert not fused_recipe_supported(SparseRecipe(backward="masked_dense"), fused_backend)
+    assert not fused_recipe_supported(SparseRecipe(), B.ReferenceBackend())
