@@ -8,13 +8,14 @@ import torch
 
 from act24.config import ModelConfig
 from act24.kernels import backends as B
+from act24.kernels.cuda12 import import_xformers_ops
 from act24.model import Transformer
 from act24.sparsity.ffn import SparseRecipe, sparse_sqrelu_ffn
 from act24.sparsity.pattern import mask24
 from act24.sparsity.stats import record_activations
 
 pytestmark = pytest.mark.gpu
-GPU_BACKENDS = ["cusparselt", "xformers_cutlass", "xformers_cusparselt", "xformers_fp8_sm90"]
+GPU_BACKENDS = ["cusparselt", "xformers_cutlass", "xformers_cusparselt", "xformers_fp8_sm90", "fused_fp8_sm90"]
 # Known from ../shared/gpu/README.md: on sm90 xformers' cuSPARSELt packing gives wrong results.
 KNOWN_WRONG = {("xformers_cusparselt", (9, 0))}
 
@@ -59,7 +60,7 @@ def test_backend_against_reference_random_and_trained(name, trained_activations)
         assert status.usable, status.verdict
 
 
-@pytest.mark.parametrize("name", ["cusparselt", "xformers_cutlass", "xformers_fp8_sm90"])
+@pytest.mark.parametrize("name", ["cusparselt", "xformers_cutlass", "xformers_fp8_sm90", "fused_fp8_sm90"])
 @pytest.mark.parametrize("t, d, f", [(1024, 256, 768), (4096, 512, 1536)])
 def test_sparse_ffn_forward_backward_with_backend(name, t, d, f):
     backend = B.get_backend(name)
@@ -103,7 +104,7 @@ def test_training_with_the_sparse_ffn_on_gpu(tmp_path, token_files):
     summary = train(cfg, *token_files, tmp_path / "run", progress=False)
     print(f"\n[gpu training] backend: {summary['sparse_backend']}; final val loss {summary['final_val_loss']:.3f}")
     assert summary["sparse_from_step"] == 15
-    assert "cusparselt" in summary["sparse_backend"] or "xformers" in summary["sparse_backend"]
+    assert any(name in summary["sparse_backend"] for name in ("fused_fp8_sm90", "cusparselt", "xformers"))
     assert summary["final_val_loss"] < 5.0  # from log(300) = 5.7 at init
 
 
@@ -133,3 +134,77 @@ def test_data_parallel_on_two_gpus_follows_one_gpu(tmp_path, token_files, sparse
     print(f"\nDDP 2 GPUs vs 1 (sparse={sparse}): max |loss difference| {diff.max():.2e} over {len(diff)} records; "
           f"final val {two['final_val_loss']:.4f} vs {one['final_val_loss']:.4f}")
     assert two["processes"] == 2 and diff.max() < 0.05  # bf16: rounding differs with the batch split
+
+
+def cutlass_compress(a):
+    ops, _ = import_xformers_ops()
+    return ops._sparse24_sm90_cutlass_compress(a.contiguous())
+
+
+def assert_same_bits(ours, values, meta):
+    raw = torch.uint8 if values.dtype == torch.float8_e4m3fn else torch.int16
+    assert torch.equal(ours.values.view(raw), values.view(raw)), "packed values differ from CUTLASS's"
+    assert torch.equal(ours.meta, meta), "metadata differs from CUTLASS's"
+
+
+def pre_activations(trained_activations):
+    """Y1-like bf16 inputs: fresh random (half zeros after relu, some ties, tiny rows) and, from each trained layer,
+    sqrt of its Y2 where non-zero and small negatives elsewhere (so relu(Y1)² is the trained pattern)."""
+    g = torch.Generator().manual_seed(3)
+    rnd = torch.randn(4096, 2048, generator=g)
+    rnd = torch.where(torch.rand(rnd.shape, generator=g) < 0.1, torch.round(rnd * 4) / 4, rnd)
+    rnd[:256] *= 1e-3
+    trained = [torch.where(a > 0, a.float().sqrt(), -torch.rand(a.shape, device=a.device)) for a in trained_activations]
+    return [rnd.cuda().bfloat16()] + [t.bfloat16() for t in trained]
+
+
+@pytest.mark.parametrize("fp8", [True, False], ids=["fp8", "bf16"])
+def test_fused_kernels_pack_exactly_like_cutlass(trained_activations, fp8):
+    """Our fused kernels (compiled, on the GPU) write the same bits as CUTLASS's compressor applied to the
+    reference path's output: forward (relu² + 2:4 + quantize), backward dY1, and token-wise with the split."""
+    from act24.kernels import fused
+    from act24.sparsity.pattern import feature_split, token_permutation
+
+    if why := B.XformersFp8Sm90Backend().probe():
+        pytest.skip(f"needs CUTLASS's sm90 compressor: {why}")
+    quant = (lambda a: B.quantize_rowwise_fp8(a)[0]) if fp8 else (lambda a: a)
+    for y in pre_activations(trained_activations):
+        y2 = torch.relu(y).square()
+        mask = mask24(y2)
+        packed, _, _ = fused.sparsify24_rows(y, fp8=fp8)
+        assert_same_bits(packed, *cutlass_compress(quant(y2 * mask)))
+        grad = torch.randn_like(y)
+        packed, dy1, y2s = fused.sparsify24_rows(y, grad=grad, fp8=fp8, write_dense=True, write_y2=True)
+        assert torch.equal(dy1, grad * (2 * torch.relu(y)) * mask) and torch.equal(y2s, y2 * mask)
+        assert_same_bits(packed, *cutlass_compress(quant(dy1)))
+        t = y.shape[0]
+        perm = token_permutation(t, seed=1).cuda()
+        sparse_idx, dense_idx = feature_split(y2s, 0.05, 128)
+        packed, dense, _ = fused.sparsify24_tokens(y2s, perm, sparse_idx, dense_idx, fp8=fp8)
+        sp = y2s[perm].t()[sparse_idx]
+        assert_same_bits(packed, *cutlass_compress(quant(sp * mask24(sp, dim=1))))
+        assert torch.equal(dense.float(), quant(y2s[perm].t()[dense_idx]).float())
+
+
+def test_fused_ffn_equals_the_stock_fp8_ffn():
+    """The fused FFN (our kernels) and the stock FP8 path (mask24, quantize, CUTLASS compress) run the same GEMMs on
+    the same operands: output and gradients agree to the last bit, or nearly (GEMM scheduling)."""
+    fused_backend, stock = B.FusedFp8Sm90Backend(), B.XformersFp8Sm90Backend()
+    if why := fused_backend.probe():
+        pytest.skip(f"fused_fp8_sm90 unavailable here: {why}")
+    g = torch.Generator().manual_seed(5)
+    t, d, f = 4096, 512, 2048
+    x = torch.randn(t, d, generator=g).cuda().bfloat16()
+    w1 = (torch.randn(f, d, generator=g) / d**0.5).cuda().bfloat16()
+    w2 = (torch.randn(d, f, generator=g) / f**0.5).cuda().bfloat16()
+    dy = torch.randn(t, d, generator=g).cuda().bfloat16()
+    outs = []
+    for backend in (fused_backend, stock):
+        params = [v.clone().requires_grad_() for v in (x, w1, w2)]
+        y = sparse_sqrelu_ffn(*params, SparseRecipe(split_multiple=128), backend)
+        y.backward(dy)
+        outs.append([y.detach()] + [p.grad for p in params])
+    for name, a, b in zip(("y", "dx", "dw1", "dw2"), *outs):
+        err = float((a.double() - b.double()).norm() / b.double().norm())
+        print(f"\n[fused vs stock FP8] {name}: relative difference {err:.2e}, identical: {torch.equal(a, b)}")
+        assert err < 1e-3, name

@@ -17,11 +17,14 @@ def ffn_row(path, ms, precision="bf16", ps="forward", status="ok"):
 
 def test_speedup_uses_the_best_dense_path_and_skips_failed_rows():
     rows = [ffn_row("dense", 10.0), ffn_row("dense (torch.compile)", 8.0), ffn_row("2:4", 5.0),
-            ffn_row("dense", 4.0, precision="fp8"), ffn_row("2:4", math.nan, precision="fp8", status="incorrect: x")]
+            ffn_row("dense", 4.0, precision="fp8"), ffn_row("2:4", math.nan, precision="fp8", status="incorrect: x"),
+            ffn_row("2:4 fused", 2.0, precision="fp8")]
     out = G.speedups(rows)
-    assert out == [{"shape": "7B-like", "T": 16384, "activations": "synthetic", "zero_frac": 0.95,
-                    "precision": "bf16", "pass": "forward",
-                    "dense_path": "dense (torch.compile)", "dense_ms": 8.0, "sparse_ms": 5.0, "speedup": 1.6}]
+    common = {"shape": "7B-like", "T": 16384, "activations": "synthetic", "zero_frac": 0.95, "pass": "forward"}
+    assert out == [{**common, "precision": "bf16", "sparse_path": "2:4", "dense_path": "dense (torch.compile)",
+                    "dense_ms": 8.0, "sparse_ms": 5.0, "speedup": 1.6},
+                   {**common, "precision": "fp8", "sparse_path": "2:4 fused", "dense_path": "dense",
+                    "dense_ms": 4.0, "sparse_ms": 2.0, "speedup": 2.0}]
 
 
 def test_sparsify_share_matches_steps_to_the_ffn_forward_of_their_precision():
@@ -29,8 +32,11 @@ def test_sparsify_share_matches_steps_to_the_ffn_forward_of_their_precision():
                  "step": "as in act24's sparse FFN (fp8): eager relu² + mask24 + pack"},
                 {"shape": "7B-like", "T": 16384, "activations": "synthetic", "zero_frac": 0.95, "status": "ok", "ms": 1.0,
                  "step": "relu² + 2:4 mask, dense output (torch.compile)"}]
-    out = G.sparsify_share(sparsify, [ffn_row("2:4", 8.0, precision="fp8"), ffn_row("2:4", 9.0)])
-    assert len(out) == 1 and out[0]["precision"] == "fp8" and out[0]["sparsify_share"] == 0.25
+    sparsify.append({**sparsify[0], "ms": 0.5, "step": G.FUSED_FORWARD_STEP})
+    out = G.sparsify_share(sparsify, [ffn_row("2:4", 8.0, precision="fp8"), ffn_row("2:4", 9.0),
+                                      ffn_row("2:4 fused", 5.0, precision="fp8")])
+    assert [(r["precision"], r["sparse_path"], r["sparsify_share"]) for r in out] == [
+        ("fp8", "2:4", 0.25), ("fp8", "2:4 fused", 0.1)]
 
 
 def test_gate_times_only_correct_paths():

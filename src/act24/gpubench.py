@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .kernels.backends import CuSparseLtBackend, ReferenceBackend, XformersFp8Sm90Backend, quantize_rowwise_fp8
+from .kernels.backends import (CuSparseLtBackend, FusedFp8Sm90Backend, ReferenceBackend, XformersFp8Sm90Backend,
+                               quantize_rowwise_fp8)
 from .kernels.cuda12 import import_xformers_ops
 from .sparsity.ffn import SparseRecipe, dense_sqrelu_ffn, sparse_sqrelu_ffn
 from .sparsity.pattern import feature_split, mask24
@@ -26,6 +27,27 @@ def _dense_ffn(x, w1, w2):
 
 # The dense baseline at its best: cuBLAS GEMMs with the activation fused by inductor.
 COMPILED_DENSE_FFN = torch.compile(_dense_ffn)
+
+
+def _dense_fp8_forward(x, w1, w2):
+    mm = XformersFp8Sm90Backend().mm  # row-wise FP8 operands, bf16 out, as the sparse FFN's dense GEMMs
+    return mm(F.relu(mm(x, w1.t())).square(), w2.t())
+
+
+def _dense_fp8_step(x, w1, w2, dy):
+    """Forward and backward of the dense FP8 FFN written out (DenseSqReluFFNFunction's math), for inductor to
+    fuse the activation, its derivative and every quantization into the neighbouring kernels."""
+    mm = XformersFp8Sm90Backend().mm
+    y1 = mm(x, w1.t())
+    y2 = F.relu(y1).square()
+    y3 = mm(y2, w2.t())
+    dy1 = mm(dy, w2) * (2 * F.relu(y1))
+    return y3, mm(dy1, w1), mm(dy1.t().contiguous(), x), mm(dy.t().contiguous(), y2)
+
+
+# The dense FP8 baseline at its best: FP8 GEMMs, everything between them fused by inductor.
+COMPILED_DENSE_FP8_FORWARD = torch.compile(_dense_fp8_forward)
+COMPILED_DENSE_FP8_STEP = torch.compile(_dense_fp8_step)
 
 
 @dataclass(frozen=True)
@@ -202,6 +224,52 @@ def sparsify_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float,
 
         steps["relu² + 2:4 mask + FP8 quantize + xformers sm90 compress"] = (
             fp8_step, fp8_check, 0.5 + 1 / 8, 2 * cfg.tolerance)
+    if not FusedFp8Sm90Backend().probe():
+        from .kernels import fused
+
+        ops, _ = import_xformers_ops()
+        w8, w_scale = quantize_rowwise_fp8(w2)
+        masked_bf16 = (F.relu(y1).square() * mask24(F.relu(y1).square())).contiguous()
+
+        def same_as_cutlass(ours, a):  # 0 when our packing equals CUTLASS's compressor bit for bit, else inf
+            values, meta = ops._sparse24_sm90_cutlass_compress(a)
+            raw = torch.uint8 if a.dtype == torch.float8_e4m3fn else torch.int16
+            same = torch.equal(ours.values.view(raw), values.view(raw)) and torch.equal(ours.meta, meta)
+            return 0.0 if same else math.inf
+
+        def fused_check():
+            packed = fused.sparsify24_rows(y1)[0]
+            if same_as_cutlass(packed, quantize_rowwise_fp8(masked_bf16)[0]):
+                return math.inf
+            out = FusedFp8Sm90Backend.packed_gemm(packed.values, packed.meta, w8.t(), packed.scale,
+                                                  w_scale.t().contiguous())
+            return rel_error(out, gemm_ref)
+
+        steps[FUSED_FORWARD_STEP] = (
+            lambda: fused.sparsify24_rows(y1), fused_check, 0.5 + 1 / 8, 2 * cfg.tolerance)
+        steps["fused (act24, Triton): relu² + 2:4 + sm90 packing, bf16"] = (
+            lambda: fused.sparsify24_rows(y1, fp8=False),
+            lambda: same_as_cutlass(fused.sparsify24_rows(y1, fp8=False)[0], masked_bf16), 1.0 + 1 / 8, 0.0)
+        def dense_check():
+            y8, y_scale = fused.relu2_quantize_rows(y1)
+            out = torch._scaled_mm(y8, w8.t(), scale_a=y_scale, scale_b=w_scale.t().contiguous(),
+                                   out_dtype=torch.bfloat16)
+            return rel_error(out, F.relu(y1.float()).square() @ w2.t().float())
+
+        steps["fused (act24, Triton): relu² + FP8, dense (the dense FFN's step)"] = (
+            lambda: fused.relu2_quantize_rows(y1), dense_check, 1.0, 2 * cfg.tolerance)
+        split = feature_split(masked_bf16, cfg.dense_fraction, cfg.split_multiple)
+        perm = torch.randperm(t, device="cuda")
+
+        def tokens_check():
+            packed, _, _ = fused.sparsify24_tokens(masked_bf16, perm, *split)
+            sp = masked_bf16[perm].t()[split[0]]
+            return same_as_cutlass(packed, quantize_rowwise_fp8(sp * mask24(sp, dim=1))[0])
+
+        frac = len(split[0]) / f
+        steps["fused (act24, Triton): token-wise, permute + transpose + 2:4 + FP8 + packing, 95/5 split"] = (
+            lambda: fused.sparsify24_tokens(masked_bf16, perm, *split), tokens_check,
+            frac * (0.5 + 1 / 8) + (1 - frac) * 1.0, 0.0)
     # The step exactly as act24's sparse FFN forward runs it (eager mask24, then the backend's packing).
     for precision, backend in (("bf16", CuSparseLtBackend()), ("fp8", XformersFp8Sm90Backend())):
         if backend.probe():
@@ -241,74 +309,91 @@ def ffn_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, shap
         refs["forward", kind], refs["forward+backward", kind] = y.detach(), ref_params[1].grad
         del y, ref_params
     rows: list[dict] = []
-    for precision, backend in (("bf16", CuSparseLtBackend()), ("fp8", XformersFp8Sm90Backend())):
+    fp8_sparse = {"2:4": XformersFp8Sm90Backend(), "2:4 fused": FusedFp8Sm90Backend()}
+    for precision, sparse_backends in (("bf16", {"2:4": CuSparseLtBackend()}), ("fp8", fp8_sparse)):
         base = {"shape": shape, "T": t, "d": d, "F": f, **label(zero_frac), "precision": precision}
-        if why := backend.probe():
-            rows.append({**base, "pass": "forward", "path": "2:4", "status": f"unavailable: {why}"})
+        for path, backend in list(sparse_backends.items()):
+            if why := backend.probe():
+                rows.append({**base, "pass": "forward", "path": path, "status": f"unavailable: {why}"})
+                del sparse_backends[path]
+        if not sparse_backends:
             continue
         tol = cfg.tolerance * (2 if precision == "fp8" else 1)
-        dense_backend = backend if precision == "fp8" else ref_backend
-        paths = ["dense", "2:4"] + (["dense (torch.compile)"] if precision == "bf16" else [])
+        dense_backend = XformersFp8Sm90Backend() if precision == "fp8" else ref_backend
+        paths = ["dense", "dense (torch.compile)", *sparse_backends]
 
         def ffn(path, *args):
-            if path == "2:4":
-                return sparse_sqrelu_ffn(*args, recipe, backend)
-            return dense_sqrelu_ffn(*args, dense_backend) if path == "dense" else COMPILED_DENSE_FFN(*args)
+            if path in sparse_backends:
+                return sparse_sqrelu_ffn(*args, recipe, sparse_backends[path])
+            if path == "dense":
+                return dense_sqrelu_ffn(*args, dense_backend)
+            return (COMPILED_DENSE_FP8_FORWARD if precision == "fp8" else COMPILED_DENSE_FFN)(*args)
 
         with torch.no_grad():
             for path in paths:
                 fn = lambda path=path: ffn(path, x, w1, w2)  # noqa: E731
-                ref = refs["forward", "sparse" if path == "2:4" else "dense"]
+                ref = refs["forward", "sparse" if path.startswith("2:4") else "dense"]
                 gated(rows, {**base, "pass": "forward", "path": path}, lambda fn=fn, ref=ref: rel_error(fn(), ref),
                       tol, lambda fn=fn: bench_ms(fn, cfg))
         params = [v.clone().requires_grad_() for v in (x, w1, w2)]
 
         def step(path):
+            if path == "dense (torch.compile)" and precision == "fp8":
+                return COMPILED_DENSE_FP8_STEP(x, w1, w2, dy)[2]
             for p in params:
                 p.grad = None
             ffn(path, *params).backward(dy)
             return params[1].grad
 
         for path in paths:
-            ref = refs["forward+backward", "sparse" if path == "2:4" else "dense"]
+            ref = refs["forward+backward", "sparse" if path.startswith("2:4") else "dense"]
             gated(rows, {**base, "pass": "forward+backward", "path": path},
                   lambda path=path, ref=ref: rel_error(step(path), ref), tol,
                   lambda path=path: bench_ms(lambda: step(path), cfg))
     return rows
 
 
+FUSED_FORWARD_STEP = "fused (act24, Triton): relu² + 2:4 + FP8 + sm90 packing"
+
+
 def sparsify_share(sparsify: list[dict], ffn: list[dict]) -> list[dict]:
     """Share of the 2:4 FFN forward time spent in its sparsify step (timed alone, as the FFN runs it)."""
-    forward = {(r["shape"], r["T"], r["activations"], r["zero_frac"], r["precision"]): r["ms"] for r in ffn
-               if r.get("status") == "ok" and r["pass"] == "forward" and r["path"] == "2:4"}
+    forward = {(r["shape"], r["T"], r["activations"], r["zero_frac"], r["precision"], r["path"]): r["ms"]
+               for r in ffn if r.get("status") == "ok" and r["pass"] == "forward" and r["path"].startswith("2:4")}
     out = []
     for r in sparsify:
-        if r.get("status") != "ok" or not r["step"].startswith("as in act24"):
+        if r.get("status") != "ok":
             continue
-        precision = "bf16" if "(bf16)" in r["step"] else "fp8"
-        key = (r["shape"], r["T"], r["activations"], r["zero_frac"], precision)
+        if r["step"].startswith("as in act24"):
+            precision, path = ("bf16" if "(bf16)" in r["step"] else "fp8"), "2:4"
+        elif r["step"] == FUSED_FORWARD_STEP:
+            precision, path = "fp8", "2:4 fused"
+        else:
+            continue
+        key = (r["shape"], r["T"], r["activations"], r["zero_frac"], precision, path)
         if key in forward:
             out.append({"shape": key[0], "T": key[1], "activations": key[2], "zero_frac": key[3],
-                        "precision": precision,
+                        "precision": precision, "sparse_path": path,
                         "sparsify_ms": r["ms"], "sparse_ffn_forward_ms": forward[key],
                         "sparsify_share": r["ms"] / forward[key]})
     return out
 
 
 def speedups(ffn: list[dict]) -> list[dict]:
-    """Best dense ms / 2:4 ms for each (shape, T, zero_frac, precision, pass) where both were timed."""
+    """Best dense ms / 2:4 ms for each (shape, T, zero_frac, precision, pass) and 2:4 path where both were
+    timed."""
     best_dense, sparse = {}, {}
     for r in ffn:
         if r.get("status") != "ok":
             continue
         key = (r["shape"], r["T"], r["activations"], r["zero_frac"], r["precision"], r["pass"])
-        if r["path"] == "2:4":
-            sparse[key] = r["ms"]
+        if r["path"].startswith("2:4"):
+            sparse[key, r["path"]] = r["ms"]
         elif r["ms"] < best_dense.get(key, (math.inf, ""))[0]:
             best_dense[key] = (r["ms"], r["path"])
     return [{"shape": k[0], "T": k[1], "activations": k[2], "zero_frac": k[3], "precision": k[4], "pass": k[5],
-             "dense_path": best_dense[k][1], "dense_ms": best_dense[k][0], "sparse_ms": ms,
-             "speedup": best_dense[k][0] / ms} for k, ms in sparse.items() if k in best_dense]
+             "sparse_path": path, "dense_path": best_dense[k][1], "dense_ms": best_dense[k][0], "sparse_ms": ms,
+             "speedup": best_dense[k][0] / ms} for (k, path), ms in sparse.items() if k in best_dense]
 
 
 def split_gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, shape: str) -> list[dict]:

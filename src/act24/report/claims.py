@@ -102,7 +102,11 @@ def _speed_claims(gpu: dict | None, environment: dict, th: ClaimThresholds) -> l
             rows.append(_row(cid, "", "not measured: no 2:4 path passed its correctness check here", "", ""))
             continue
         best = pts["speedup"].max()
-        ours = ", ".join(f"{r.precision} {r.speedup:.2f}x" for r in pts.itertuples()) + f" ({shape}, T={t}, {z:.0%} zeros)"
+        paths = pts.get("sparse_path", pd.Series("2:4", index=pts.index))  # tables before the fused kernels
+        names = [r.precision + ("" if p == "2:4" else f" {p.removeprefix('2:4 ')}") for p, r in
+                 zip(paths, pts.itertuples())]
+        ours = ", ".join(f"{n} {r.speedup:.2f}x" for n, r in zip(names, pts.itertuples())) + (
+            f" ({shape}, T={t}, {z:.0%} zeros)")
         rows.append(_row(cid, ours, "reproduced" if best >= floor else "not reproduced",
                          f"best precision ≥ {floor}x over the best dense path", "figures/fig5_ffn_speedup.png"))
     ok = split[(split["status"] == "ok") & (split["shape"] == shape) & (split["zero_frac"] == z)

@@ -133,7 +133,8 @@ def not_measured(title: str, reason: str) -> plt.Figure:
 
 
 def ffn_speedups(speedups: pd.DataFrame, ideal: dict[str, float]) -> plt.Figure:
-    """Fig. 5 mirror: FFN speedup (best dense / 2:4) against tokens, per shape and pass, bf16 and FP8."""
+    """Fig. 5 mirror: FFN speedup (best dense / 2:4) against tokens, per shape and pass, for each precision and
+    2:4 path (stock packing, or act24's fused kernels)."""
     passes = ["forward", "forward+backward"]
     shapes = list(dict.fromkeys(speedups["shape"]))
     fig, axes = plt.subplots(len(passes), len(shapes), figsize=(5.5 * len(shapes), 7), sharex=True, squeeze=False)
@@ -141,7 +142,9 @@ def ffn_speedups(speedups: pd.DataFrame, ideal: dict[str, float]) -> plt.Figure:
         for j, shape in enumerate(shapes):
             ax = axes[i][j]
             part = speedups[(speedups["pass"] == ps) & (speedups["shape"] == shape)]
-            sns.lineplot(data=part, x="T", y="speedup", hue="precision", marker="o", ax=ax)
+            paths = part.get("sparse_path", pd.Series("2:4", index=part.index))  # older tables: one 2:4 path
+            part = part.assign(path=part["precision"] + " " + paths)
+            sns.lineplot(data=part, x="T", y="speedup", hue="path", marker="o", ax=ax)
             ax.axhline(1.0, color="grey", lw=0.8, ls="--")
             bound = ideal["forward" if ps == "forward" else "forward_backward"]
             ax.axhline(bound, color="firebrick", lw=0.8, ls=":", label=f"ideal {bound:.2f}x")

@@ -15,6 +15,7 @@ runs anywhere (masks on dense tensors); with a GPU backend the sparse GEMMs run 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -74,6 +75,12 @@ def cached_permutation(n_tokens: int, seed: int, device: torch.device) -> torch.
     return _PERMUTATIONS[key]
 
 
+def split_multiple(recipe: SparseRecipe, backend: Backend) -> int:
+    """The sparse-feature count's multiple: the recipe's, raised to what the backend's sparse operand rows need
+    (FP8 sm90: 64); the reference backend keeps the recipe's."""
+    return math.lcm(recipe.split_multiple, backend.multiples[0])
+
+
 def check_shapes(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, recipe: SparseRecipe,
                  backend: Backend) -> None:
     t, d = x.shape
@@ -87,7 +94,7 @@ def check_shapes(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, recipe: Sp
         raise ValueError(f"sparse FFN: the token count {t} must be a multiple of 4 (2:4 groups along tokens)")
     gemms = {"FW2 (Ỹ2 W2ᵀ)": (t, f, d)}
     if recipe.backward == "sparse":
-        f_sparse = n_sparse_features(f, recipe.dense_fraction, recipe.split_multiple)
+        f_sparse = n_sparse_features(f, recipe.dense_fraction, split_multiple(recipe, backend))
         gemms.update({"BW3 (dY1 W1)": (t, f, d), "BW2 (Ỹ2ᵀ dY3, 2:4 along tokens)": (f_sparse, t, d),
                       "BW4 (dY1ᵀ X, 2:4 along tokens)": (f_sparse, t, d)})
     for what, (m, k, n) in gemms.items():
@@ -122,7 +129,7 @@ class SparseSqReluFFNFunction(torch.autograd.Function):
             return dy1 @ w1, dy1.t() @ x, dy3.t() @ y2s, None, None
         # BW3: dY1 is 2:4 along F through the forward mask; without that mask it is dense.
         dx = (backend.mm24(dy1, w1) if recipe.mask_dy1 else backend.mm(dy1, w1)).to(x.dtype)
-        sparse_idx, dense_idx = feature_split(y2s, recipe.dense_fraction, recipe.split_multiple)
+        sparse_idx, dense_idx = feature_split(y2s, recipe.dense_fraction, split_multiple(recipe, backend))
         perm = cached_permutation(x.shape[0], recipe.permutation_seed, x.device) if recipe.token_permutation else None
         dw2 = tokenwise_sparse_mm(y2s, dy3, sparse_idx, dense_idx, perm, backend).t()  # BW2
         dw1 = tokenwise_sparse_mm(dy1, x, sparse_idx, dense_idx, perm, backend)  # BW4

@@ -51,7 +51,7 @@ class FusedSparseSqReluFFNFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy3):
-        from .ffn import cached_permutation
+        from .ffn import cached_permutation, split_multiple
 
         x, w1, w2, y1 = ctx.saved_tensors
         recipe, backend = ctx.recipe, ctx.backend
@@ -59,7 +59,7 @@ class FusedSparseSqReluFFNFunction(torch.autograd.Function):
         dy2 = backend.mm(dy3, w2)  # BW1 (dense)
         packed_dy1, dy1, y2s = fused.sparsify24_rows(y1, grad=dy2.to(y1.dtype), write_dense=True, write_y2=True)
         dx = backend.sparse_gemm(packed_dy1, w1).to(x.dtype)  # BW3
-        sparse_idx, dense_idx = feature_split(y2s, recipe.dense_fraction, recipe.split_multiple)
+        sparse_idx, dense_idx = feature_split(y2s, recipe.dense_fraction, split_multiple(recipe, backend))
         perm = cached_permutation(x.shape[0], recipe.permutation_seed, x.device) if recipe.token_permutation else None
         dw2 = tokenwise_fused_mm(y2s, dy3, sparse_idx, dense_idx, perm, backend).t()  # BW2
         dw1 = tokenwise_fused_mm(dy1, x, sparse_idx, dense_idx, perm, backend)  # BW4
