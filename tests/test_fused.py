@@ -73,10 +73,11 @@ def test_plain_mode_packs_an_already_sparse_operand():
                        quantize_rowwise_fp8(x)[0].cpu().float() * packed.scale.cpu())
 
 
-def test_dense_baseline_kernel_is_relu2_then_rowwise_fp8():
+@pytest.mark.parametrize("mode", [fused.FORWARD, fused.PLAIN], ids=["relu2", "plain"])
+def test_quantize_kernel_is_rowwise_fp8_bit_for_bit(mode):
     y = activations(64, 256, 5)
-    out, scale = fused.relu2_quantize_rows(y, cfg=SMALL)
-    ref, ref_scale = quantize_rowwise_fp8(torch.relu(y).square())
+    out, scale = fused.quantize_rows(y, mode, cfg=SMALL)
+    ref, ref_scale = quantize_rowwise_fp8(torch.relu(y).square() if mode == fused.FORWARD else y)
     assert torch.equal(out.view(torch.uint8), ref.view(torch.uint8)) and torch.equal(scale, ref_scale)
 
 

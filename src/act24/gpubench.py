@@ -251,13 +251,13 @@ def sparsify_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float,
             lambda: fused.sparsify24_rows(y1, fp8=False),
             lambda: same_as_cutlass(fused.sparsify24_rows(y1, fp8=False)[0], masked_bf16), 1.0 + 1 / 8, 0.0)
         def dense_check():
-            y8, y_scale = fused.relu2_quantize_rows(y1)
+            y8, y_scale = fused.quantize_rows(y1, fused.FORWARD)
             out = torch._scaled_mm(y8, w8.t(), scale_a=y_scale, scale_b=w_scale.t().contiguous(),
                                    out_dtype=torch.bfloat16)
             return rel_error(out, F.relu(y1.float()).square() @ w2.t().float())
 
         steps["fused (act24, Triton): relu² + FP8, dense (the dense FFN's step)"] = (
-            lambda: fused.relu2_quantize_rows(y1), dense_check, 1.0, 2 * cfg.tolerance)
+            lambda: fused.quantize_rows(y1, fused.FORWARD), dense_check, 1.0, 2 * cfg.tolerance)
         split = feature_split(masked_bf16, cfg.dense_fraction, cfg.split_multiple)
         perm = torch.randperm(t, device="cuda")
 

@@ -150,10 +150,21 @@ class XformersCusparseLtBackend(Backend):
         return torch._cslt_sparse_mm(packed, b)
 
 
+def fp8_scale(amax: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, 1 / scale) in float32 for row maxima `amax`: scale = amax / 448, each an IEEE division.
+
+    Divisions by tensors, not by Python numbers: CUDA torch multiplies by a rounded reciprocal when dividing by
+    a Python number, the CPU divides; this way both devices and the fused kernels give the same bits."""
+    amax = amax.float().clamp(min=1e-12)
+    scale = amax / torch.full_like(amax, FP8_MAX)
+    return scale, torch.ones_like(scale) / scale
+
+
 def quantize_rowwise_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """float8_e4m3fn values and float32 scales (rows x 1) with x ≈ values * scales. Zeros stay zero."""
-    scale = x.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / FP8_MAX
-    return (x.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn), scale
+    """float8_e4m3fn values and float32 scales (rows x 1) with x ≈ values * scales. Zeros stay zero. Values are
+    x * (1 / scale), rounded to nearest even (the fused kernels reproduce this bit for bit)."""
+    scale, inv = fp8_scale(x.abs().amax(dim=1, keepdim=True))
+    return (x.float() * inv).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn), scale
 
 
 class XformersFp8Sm90Backend(Backend):
@@ -210,9 +221,22 @@ class FusedFp8Sm90Backend(XformersFp8Sm90Backend):
             return "triton is not installed"
         return super().probe()
 
+    @staticmethod
+    def quantize(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`quantize_rowwise_fp8` in one Triton kernel where the shape allows (same bits)."""
+        from .fused import quantize_fits, quantize_rows
+
+        return quantize_rows(x) if quantize_fits(x) else quantize_rowwise_fp8(x)
+
+    def mm(self, a, b):
+        a8, a_scale = self.quantize(a)
+        bt8, b_scale = self.quantize(b.t().contiguous())
+        return torch._scaled_mm(a8, bt8.t(), scale_a=a_scale, scale_b=b_scale.t().contiguous(),
+                                out_dtype=torch.bfloat16, use_fast_accum=True)
+
     def sparse_gemm(self, a, b: torch.Tensor) -> torch.Tensor:
         """a @ b for a packed 2:4 FP8 operand `a` (kernels.fused.Packed24) and a dense bf16 `b` (K x N)."""
-        bt8, b_scale = quantize_rowwise_fp8(b.t().contiguous())
+        bt8, b_scale = self.quantize(b.t().contiguous())
         return self.packed_gemm(a.values, a.meta, bt8.t(), a.scale, b_scale.t().contiguous())
 
     @staticmethod

@@ -6,7 +6,7 @@
     row-wise FP8 scale + quantize (or bf16, unquantized)
     packed values + metadata      (CUTLASS sm90 layout, `kernels.sm90_layout`)
 and, when asked, the masked values and masked relu(Y1)² as dense bf16 (the backward's other operands).
-Without selection it is the dense baseline's fused relu² + FP8 quantize.
+Without selection it is a row-wise FP8 quantization (of relu(Y1)²: the dense FFN's fused step).
 
 `sparsify24_tokens` (backward BW2 / BW4): the transpose of a (T x F) forward-masked operand, tokens permuted,
 2:4 along tokens on the sparse features and quantized dense rows for the dense features of the 95/5 split,
@@ -29,9 +29,10 @@ import torch
 import triton
 import triton.language as tl
 
+from .backends import fp8_scale
 from .sm90_layout import ATOM_M, atom_k
 
-FP8_MAX = 448.0
+FP8_MAX = tl.constexpr(448.0)  # largest finite float8 e4m3 (a constexpr: kernels read it)
 FORWARD, BACKWARD, PLAIN = 0, 1, 2  # how values and selection scores come from the inputs
 
 
@@ -111,16 +112,20 @@ def _round_e4m3(x):
     bits = x.to(tl.uint32, bitcast=True)
     normal = ((bits + 0x7FFFF + ((bits >> 20) & 1)) & 0xFFF00000).to(tl.float32, bitcast=True)  # 3 mantissa bits
     subnormal = (x + 24576.0) - 24576.0  # multiples of 2^-9, by fp32 addition (round to nearest even)
+    subnormal = tl.where(subnormal == 0.0, x * 0.0, subnormal)  # keep the sign of zero (-0.0 as torch)
     return tl.where(tl.abs(x) < 0.015625, subnormal, normal)
 
 
 @triton.jit
-def _encode(x, scale, FP8: tl.constexpr):
-    """Values in the output format, as raw integer bits, and whether each is non-zero (sign bit ignored)."""
-    if FP8:
-        q = _round_e4m3(tl.clamp(tl.math.div_rn(x, scale), -FP8_MAX, FP8_MAX)).to(tl.float8e4nv)
-        bits = q.to(tl.uint8, bitcast=True)
-        return bits, (bits & 0x7F) != 0
+def _encode_fp8(x, inv_scale):
+    """FP8 bits of x * (1 / scale) (as `quantize_rowwise_fp8`) and whether each is non-zero (sign bit ignored)."""
+    q = _round_e4m3(tl.clamp(x * inv_scale, -FP8_MAX, FP8_MAX)).to(tl.float8e4nv)
+    bits = q.to(tl.uint8, bitcast=True)
+    return bits, (bits & 0x7F) != 0
+
+
+@triton.jit
+def _encode_bf16(x):
     bits = (_round_bf16(x).to(tl.uint32, bitcast=True) >> 16).to(tl.int16)
     return bits, (bits & 0x7FFF) != 0
 
@@ -156,18 +161,39 @@ def _meta_offset(rows, cols, M, META16: tl.constexpr):
 
 
 @triton.jit
-def _store_packed(vals_ptr, meta_ptr, rows, cols0, M, K, ok, j0, j1, w0, w1,
-                  BM: tl.constexpr, G: tl.constexpr, META16: tl.constexpr):
-    """Store packed values (rows x 2G at column cols0/2) and the metadata of 4G columns from cols0."""
+def _pack_and_store(vals_ptr, meta_ptr, rows, cols0, M, K, ok, i0, i1, v0, v1, inv_scale,
+                    BM: tl.constexpr, G: tl.constexpr, FP8: tl.constexpr, META16: tl.constexpr):
+    """Encode the kept values (FP8 with the rows' scales, or bf16), order them as the compressor does, and store
+    packed values (rows x 2G at column cols0/2) and the metadata of the 4G columns from cols0."""
+    if FP8:
+        b0, nz0 = _encode_fp8(v0, inv_scale[:, None])
+        b1, nz1 = _encode_fp8(v1, inv_scale[:, None])
+        ptr = vals_ptr.to(tl.pointer_type(tl.uint8))
+    else:
+        b0, nz0 = _encode_bf16(v0)
+        b1, nz1 = _encode_bf16(v1)
+        ptr = vals_ptr.to(tl.pointer_type(tl.int16))
+    j0, j1, w0, w1 = _compressor_order(i0, i1, b0, b1, nz0, nz1)
     vals = tl.reshape(tl.join(w0, w1), (BM, 2 * G))
     vcols = cols0 // 2 + tl.arange(0, 2 * G)
-    tl.store(vals_ptr + rows[:, None].to(tl.int64) * (K // 2) + vcols[None, :], vals, mask=ok[:, None])
+    tl.store(ptr + rows[:, None].to(tl.int64) * (K // 2) + vcols[None, :], vals, mask=ok[:, None])
     nib = j0 | (j1 << 2)
     lo, hi = tl.split(tl.reshape(nib, (BM, G // 2, 2)))
     byte = (lo | (hi << 4)).to(tl.uint8)
     mcols = cols0 + 8 * tl.arange(0, G // 2)
     off = _meta_offset(rows[:, None].to(tl.int64), mcols[None, :], M, META16)
     tl.store(meta_ptr + off, byte, mask=ok[:, None])
+
+
+@triton.jit
+def _store_dense(ptr, offsets, x, inv_scale, mask, FP8: tl.constexpr):
+    """Store x dense: FP8 with the rows' scales, or bf16."""
+    if FP8:
+        bits, _ = _encode_fp8(x, inv_scale[:, None])
+        tl.store(ptr.to(tl.pointer_type(tl.uint8)) + offsets, bits, mask=mask)
+    else:
+        bits, _ = _encode_bf16(x)
+        tl.store(ptr.to(tl.pointer_type(tl.int16)) + offsets, bits, mask=mask)
 
 
 @triton.jit
@@ -193,20 +219,29 @@ def _rows_kernel(y_ptr, g_ptr, vals_ptr, meta_ptr, scale_ptr, dense_ptr, y2_ptr,
     G: tl.constexpr = BK // 4
     rows = tl.program_id(0) * BM + tl.arange(0, BM)
     ok = rows < M
-    scale = tl.full((BM,), 1.0, tl.float32)
+    inv = tl.full((BM,), 1.0, tl.float32)
     if FP8:  # pass 1: the row maximum of what will be kept
         amax = tl.zeros((BM,), tl.float32)
         for k0 in range(0, K, BK):
-            x, s = _row_tile(y_ptr, g_ptr, rows, k0, stride_y, stride_g, MODE, BM, BK)
-            if SELECT:
-                x0, x1, x2, x3 = _split4(x, BM, G)
-                s0, s1, s2, s3 = _split4(s, BM, G)
-                k_0, k_1, k_2, k_3 = _select24(s0, s1, s2, s3)
-                i0, i1, v0, v1 = _kept(k_0, k_1, k_2, k_3, x0, x1, x2, x3)
-                amax = tl.maximum(amax, tl.max(tl.maximum(tl.abs(v0), tl.abs(v1)), axis=1))
+            if MODE == 0:  # FORWARD: max relu(y)² = relu(max y)², and the largest of a group is always kept
+                cols = k0 + tl.arange(0, BK)
+                y = tl.load(y_ptr + rows[:, None].to(tl.int64) * stride_y + cols[None, :]).to(tl.float32)
+                amax = tl.maximum(amax, tl.max(y, axis=1))
             else:
-                amax = tl.maximum(amax, tl.max(tl.abs(x), axis=1))
+                x, s = _row_tile(y_ptr, g_ptr, rows, k0, stride_y, stride_g, MODE, BM, BK)
+                if SELECT:
+                    x0, x1, x2, x3 = _split4(x, BM, G)
+                    s0, s1, s2, s3 = _split4(s, BM, G)
+                    k_0, k_1, k_2, k_3 = _select24(s0, s1, s2, s3)
+                    i0, i1, v0, v1 = _kept(k_0, k_1, k_2, k_3, x0, x1, x2, x3)
+                    amax = tl.maximum(amax, tl.max(tl.maximum(tl.abs(v0), tl.abs(v1)), axis=1))
+                else:
+                    amax = tl.maximum(amax, tl.max(tl.abs(x), axis=1))
+        if MODE == 0:
+            r = tl.maximum(amax, 0.0)
+            amax = _round_bf16(r * r)
         scale = tl.math.div_rn(tl.maximum(amax, 1e-12), FP8_MAX)
+        inv = tl.math.div_rn(tl.full((BM,), 1.0, tl.float32), scale)
         tl.store(scale_ptr + rows, scale, mask=ok)
     for k0 in range(0, K, BK):
         x, s = _row_tile(y_ptr, g_ptr, rows, k0, stride_y, stride_g, MODE, BM, BK)
@@ -217,15 +252,7 @@ def _rows_kernel(y_ptr, g_ptr, vals_ptr, meta_ptr, scale_ptr, dense_ptr, y2_ptr,
             s0, s1, s2, s3 = _split4(s, BM, G)
             k_0, k_1, k_2, k_3 = _select24(s0, s1, s2, s3)
             i0, i1, v0, v1 = _kept(k_0, k_1, k_2, k_3, x0, x1, x2, x3)
-            b0, nz0 = _encode(v0, scale[:, None], FP8)
-            b1, nz1 = _encode(v1, scale[:, None], FP8)
-            j0, j1, w0, w1 = _compressor_order(i0, i1, b0, b1, nz0, nz1)
-            if FP8:
-                _store_packed(vals_ptr.to(tl.pointer_type(tl.uint8)), meta_ptr, rows, k0, M, K, ok, j0, j1, w0, w1,
-                              BM, G, META16)
-            else:
-                _store_packed(vals_ptr.to(tl.pointer_type(tl.int16)), meta_ptr, rows, k0, M, K, ok, j0, j1, w0, w1,
-                              BM, G, META16)
+            _pack_and_store(vals_ptr, meta_ptr, rows, k0, M, K, ok, i0, i1, v0, v1, inv, BM, G, FP8, META16)
             if WRITE_DENSE:
                 zero = x0 * 0.0
                 masked = _join4(tl.where(k_0, x0, zero), tl.where(k_1, x1, zero), tl.where(k_2, x2, zero),
@@ -237,12 +264,11 @@ def _rows_kernel(y_ptr, g_ptr, vals_ptr, meta_ptr, scale_ptr, dense_ptr, y2_ptr,
                                 tl.where(k_3, s3, zero), BM, BK)
                 tl.store(y2_ptr + doff, masked.to(tl.bfloat16), mask=ok[:, None])
         else:
-            bits, _ = _encode(x, scale[:, None], FP8)
-            tl.store(dense_ptr.to(tl.pointer_type(tl.uint8)) + doff, bits, mask=ok[:, None])
+            _store_dense(dense_ptr, doff, x, inv, ok[:, None], FP8)
 
 
 @triton.jit
-def _tokens_kernel(a_ptr, perm_ptr, dest_ptr, scale_ptr, vals_ptr, meta_ptr, dense_ptr,
+def _tokens_kernel(a_ptr, perm_ptr, dest_ptr, inv_scale_ptr, vals_ptr, meta_ptr, dense_ptr,
                    T, F, M_SPARSE, stride_a,
                    FP8: tl.constexpr, META16: tl.constexpr, BF: tl.constexpr, BT: tl.constexpr):
     G: tl.constexpr = BT // 4
@@ -251,32 +277,19 @@ def _tokens_kernel(a_ptr, perm_ptr, dest_ptr, scale_ptr, vals_ptr, meta_ptr, den
     src = tl.load(perm_ptr + t0 + tl.arange(0, BT)).to(tl.int64)
     x = tl.trans(tl.load(a_ptr + src[:, None] * stride_a + feats[None, :]).to(tl.float32))  # (BF, BT)
     dest = tl.load(dest_ptr + feats)
-    scale = tl.full((BF,), 1.0, tl.float32)
+    inv = tl.full((BF,), 1.0, tl.float32)
     if FP8:
-        scale = tl.load(scale_ptr + feats)
+        inv = tl.load(inv_scale_ptr + feats)
     is_sparse = dest >= 0
     x0, x1, x2, x3 = _split4(x, BF, G)
     k_0, k_1, k_2, k_3 = _select24(tl.abs(x0), tl.abs(x1), tl.abs(x2), tl.abs(x3))
     i0, i1, v0, v1 = _kept(k_0, k_1, k_2, k_3, x0, x1, x2, x3)
-    b0, nz0 = _encode(v0, scale[:, None], FP8)
-    b1, nz1 = _encode(v1, scale[:, None], FP8)
-    j0, j1, w0, w1 = _compressor_order(i0, i1, b0, b1, nz0, nz1)
     rows = tl.where(is_sparse, dest, 0)
-    if FP8:
-        _store_packed(vals_ptr.to(tl.pointer_type(tl.uint8)), meta_ptr, rows, t0, M_SPARSE, T, is_sparse,
-                      j0, j1, w0, w1, BF, G, META16)
-    else:
-        _store_packed(vals_ptr.to(tl.pointer_type(tl.int16)), meta_ptr, rows, t0, M_SPARSE, T, is_sparse,
-                      j0, j1, w0, w1, BF, G, META16)
-    drows = tl.where(is_sparse, 0, -dest - 1).to(tl.int64)
-    bits, _ = _encode(x, scale[:, None], FP8)
-    dcols = t0 + tl.arange(0, BT)
-    if FP8:
-        tl.store(dense_ptr.to(tl.pointer_type(tl.uint8)) + drows[:, None] * T + dcols[None, :], bits,
-                 mask=(~is_sparse)[:, None])
-    else:
-        tl.store(dense_ptr.to(tl.pointer_type(tl.int16)) + drows[:, None] * T + dcols[None, :], bits,
-                 mask=(~is_sparse)[:, None])
+    _pack_and_store(vals_ptr, meta_ptr, rows, t0, M_SPARSE, T, is_sparse, i0, i1, v0, v1, inv, BF, G, FP8, META16)
+    if tl.sum((~is_sparse).to(tl.int32)) > 0:  # most blocks hold sparse features only
+        drows = tl.where(is_sparse, 0, -dest - 1).to(tl.int64)
+        dcols = t0 + tl.arange(0, BT)
+        _store_dense(dense_ptr, drows[:, None] * T + dcols[None, :], x, inv, (~is_sparse)[:, None], FP8)
 
 
 def fit_block_k(cfg: LaunchConfig, k: int) -> LaunchConfig:
@@ -324,20 +337,26 @@ def sparsify24_rows(y: torch.Tensor, grad: torch.Tensor | None = None, *, fp8: b
     return Packed24(vals, meta, scale), dense, y2
 
 
-def relu2_quantize_rows(y: torch.Tensor, cfg: LaunchConfig = ROWS_CONFIG) -> tuple[torch.Tensor, torch.Tensor]:
-    """The dense FP8 baseline's fused step: relu(y)² quantized to FP8 with row-wise scales (no 2:4)."""
+def quantize_rows(y: torch.Tensor, mode: int = PLAIN, cfg: LaunchConfig = ROWS_CONFIG) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row-wise FP8 of y (PLAIN) or of relu(y)² (FORWARD: the dense FFN's fused step), no 2:4: (values, scales
+    (M x 1)), bit for bit as `backends.quantize_rowwise_fp8`. y: bf16, K a multiple of 128, M of 4."""
     m, k = y.shape
     cfg = fit_block_k(cfg, k)
     if y.dtype != torch.bfloat16 or k % cfg.block_k or m % cfg.block_m:
-        raise ValueError(f"relu2_quantize_rows: bf16 input with K % {cfg.block_k} == 0 and M % {cfg.block_m} "
-                         f"== 0, got {tuple(y.shape)} {y.dtype}")
+        raise ValueError(f"quantize_rows: bf16 input with K % {cfg.block_k} == 0 and M % {cfg.block_m} == 0, got "
+                         f"{tuple(y.shape)} {y.dtype}")
     y = y.contiguous()
     out = torch.empty(m, k, dtype=torch.float8_e4m3fn, device=y.device)
     scale = torch.empty(m, 1, dtype=torch.float32, device=y.device)
     _rows_kernel[(m // cfg.block_m,)](
-        y, y, out, out, scale, out, out, m, k, y.stride(0), y.stride(0), MODE=FORWARD, FP8=True, SELECT=False,
+        y, y, out, out, scale, out, out, m, k, y.stride(0), y.stride(0), MODE=mode, FP8=True, SELECT=False,
         META16=False, WRITE_DENSE=False, WRITE_Y2=False, BM=cfg.block_m, BK=cfg.block_k, num_warps=cfg.num_warps)
     return out, scale
+
+
+def quantize_fits(y: torch.Tensor, cfg: LaunchConfig = ROWS_CONFIG) -> bool:
+    """Whether `quantize_rows` takes y (else callers use the eager `quantize_rowwise_fp8`: same bits, slower)."""
+    return y.dtype == torch.bfloat16 and y.shape[1] % 128 == 0 and y.shape[0] % cfg.block_m == 0
 
 
 def feature_destinations(n_features: int, sparse_idx: torch.Tensor, dense_idx: torch.Tensor) -> torch.Tensor:
@@ -348,9 +367,6 @@ def feature_destinations(n_features: int, sparse_idx: torch.Tensor, dense_idx: t
     return dest
 
 
-def column_scales(a: torch.Tensor) -> torch.Tensor:
-    """Row-wise FP8 scales of aᵀ: one per column of `a`, as `quantize_rowwise_fp8(a.t())` computes them."""
-    return (a.abs().amax(dim=0).float().clamp(min=1e-12) / FP8_MAX).contiguous()
 
 
 def sparsify24_tokens(a: torch.Tensor, perm: torch.Tensor | None, sparse_idx: torch.Tensor,
@@ -369,9 +385,10 @@ def sparsify24_tokens(a: torch.Tensor, perm: torch.Tensor | None, sparse_idx: to
     vals = torch.empty(m_sparse, t // 2, dtype=dtype, device=a.device)
     meta = torch.empty(m_sparse * t // 8, dtype=torch.uint8, device=a.device)
     dense = torch.empty(len(dense_idx), t, dtype=dtype, device=a.device)
-    scale = column_scales(a) if fp8 else None
+    # Row-wise scales of aᵀ (one per column of a), as quantize_rowwise_fp8(aᵀ) computes them.
+    scale, inv = fp8_scale(a.abs().amax(dim=0)) if fp8 else (None, dest)
     _tokens_kernel[(f // cfg.block_m, t // cfg.block_k)](
-        a, perm, dest, scale if fp8 else dest, vals, meta, dense, t, f, m_sparse, a.stride(0),
+        a, perm, dest, inv, vals, meta, dense, t, f, m_sparse, a.stride(0),
         FP8=fp8, META16=not fp8, BF=cfg.block_m, BT=cfg.block_k, num_warps=cfg.num_warps)
     sparse_scale = scale[sparse_idx.long()].unsqueeze(1) if fp8 else None
     dense_scale = scale[dense_idx.long()].unsqueeze(1) if fp8 else None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from ..kernels import fused
-from ..kernels.backends import Backend, quantize_rowwise_fp8
+from ..kernels.backends import Backend
 from .pattern import feature_split
 
 
@@ -30,7 +30,7 @@ def tokenwise_fused_mm(a: torch.Tensor, b: torch.Tensor, sparse_idx: torch.Tenso
     sparsity.ffn.tokenwise_sparse_mm computes it on an FP8 backend)."""
     packed, dense8, dense_scale = fused.sparsify24_tokens(a, perm, sparse_idx, dense_idx)
     b = b[perm] if perm is not None else b
-    bt8, b_scale = quantize_rowwise_fp8(b.t().contiguous())  # (N x T): one scale per output column
+    bt8, b_scale = backend.quantize(b.t().contiguous())  # (N x T): one scale per output column
     b_scale = b_scale.t().contiguous()
     out = torch.empty(a.shape[1], b.shape[1], dtype=torch.bfloat16, device=a.device)
     out[sparse_idx] = backend.packed_gemm(packed.values, packed.meta, bt8.t(), packed.scale, b_scale)
