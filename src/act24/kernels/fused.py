@@ -57,20 +57,6 @@ TOKENS_CONFIG = LaunchConfig(block_m=32, block_k=128, num_warps=4)  # block_m: f
 
 
 @triton.jit
-def _split4(x, BM: tl.constexpr, G: tl.constexpr):
-    """(BM, 4G) -> the four (BM, G) columns of every group of 4."""
-    lo, hi = tl.split(tl.reshape(x, (BM, G, 2, 2)))  # lo: elements 0, 2; hi: 1, 3
-    x0, x2 = tl.split(lo)
-    x1, x3 = tl.split(hi)
-    return x0, x1, x2, x3
-
-
-@triton.jit
-def _join4(x0, x1, x2, x3, BM: tl.constexpr, BK: tl.constexpr):
-    return tl.reshape(tl.join(tl.join(x0, x2), tl.join(x1, x3)), (BM, BK))
-
-
-@triton.jit
 def _select24(s0, s1, s2, s3):
     """Keep flags of the 2 largest scores of each group (ties: the lower index wins), as in `mask24`."""
     c01 = (s1 > s0).to(tl.int32)
@@ -117,32 +103,90 @@ def _round_e4m3(x):
 
 
 @triton.jit
-def _encode_fp8(x, inv_scale):
-    """FP8 bits of x * (1 / scale) (as `quantize_rowwise_fp8`) and whether each is non-zero (sign bit ignored)."""
-    q = _round_e4m3(tl.clamp(x * inv_scale, -FP8_MAX, FP8_MAX)).to(tl.float8e4nv)
-    bits = q.to(tl.uint8, bitcast=True)
-    return bits, (bits & 0x7F) != 0
+def _encode(x, inv_scale, FP8: tl.constexpr):
+    """Raw bits (uint32: 8 low bits for FP8 of x * inv_scale, 16 for bf16 of x) and whether each is non-zero
+    (sign bit ignored, as CUTLASS's compressor)."""
+    if FP8:
+        q = _round_e4m3(tl.clamp(x * inv_scale, -FP8_MAX, FP8_MAX)).to(tl.float8e4nv)
+        bits = q.to(tl.uint8, bitcast=True).to(tl.uint32)
+        nz = (bits & 0x7F) != 0
+    else:
+        bits = _round_bf16(x).to(tl.uint32, bitcast=True) >> 16
+        nz = (bits & 0x7FFF) != 0
+    return bits, nz
 
 
 @triton.jit
-def _encode_bf16(x):
-    bits = (_round_bf16(x).to(tl.uint32, bitcast=True) >> 16).to(tl.int16)
-    return bits, (bits & 0x7FFF) != 0
+def _unpack4(u):
+    """The four bf16 of a uint64 (one group of 4 consecutive elements), as fp32."""
+    x0 = ((u & 0xFFFF) << 16).to(tl.uint32).to(tl.float32, bitcast=True)
+    x1 = (((u >> 16) & 0xFFFF) << 16).to(tl.uint32).to(tl.float32, bitcast=True)
+    x2 = (((u >> 32) & 0xFFFF) << 16).to(tl.uint32).to(tl.float32, bitcast=True)
+    x3 = (((u >> 48) & 0xFFFF) << 16).to(tl.uint32).to(tl.float32, bitcast=True)
+    return x0, x1, x2, x3
 
 
 @triton.jit
-def _compressor_order(i0, i1, b0, b1, nz0, nz1):
-    """Indices and values of a group as CUTLASS's sm90 compressor writes them (see sm90_layout)."""
+def _pack4_bf16(x0, x1, x2, x3):
+    """Four fp32 holding bf16 values -> one uint64."""
+    b0 = (x0.to(tl.uint32, bitcast=True) >> 16).to(tl.uint64)
+    b1 = (x1.to(tl.uint32, bitcast=True) >> 16).to(tl.uint64)
+    b2 = (x2.to(tl.uint32, bitcast=True) >> 16).to(tl.uint64)
+    b3 = (x3.to(tl.uint32, bitcast=True) >> 16).to(tl.uint64)
+    return b0 | (b1 << 16) | (b2 << 32) | (b3 << 48)
+
+
+@triton.jit
+def _values_scores(uy, ug, MODE: tl.constexpr):
+    """A group's values and selection scores (fp32, rounded as the bf16 reference) from its uint64 words."""
+    y0, y1, y2, y3 = _unpack4(uy)
+    if MODE == 2:  # PLAIN: values y, selection by |y|
+        return y0, y1, y2, y3, tl.abs(y0), tl.abs(y1), tl.abs(y2), tl.abs(y3)
+    r0 = tl.maximum(y0, 0.0)
+    r1 = tl.maximum(y1, 0.0)
+    r2 = tl.maximum(y2, 0.0)
+    r3 = tl.maximum(y3, 0.0)
+    s0 = _round_bf16(r0 * r0)
+    s1 = _round_bf16(r1 * r1)
+    s2 = _round_bf16(r2 * r2)
+    s3 = _round_bf16(r3 * r3)
+    if MODE == 0:  # FORWARD: values relu(y)²
+        return s0, s1, s2, s3, s0, s1, s2, s3
+    g0, g1, g2, g3 = _unpack4(ug)  # BACKWARD: values g ⊙ 2 relu(y), selection by relu(y)²
+    return (_round_bf16(g0 * (2.0 * r0)), _round_bf16(g1 * (2.0 * r1)), _round_bf16(g2 * (2.0 * r2)),
+            _round_bf16(g3 * (2.0 * r3)), s0, s1, s2, s3)
+
+
+@triton.jit
+def _compress_group(x0, x1, x2, x3, s0, s1, s2, s3, inv_scale, FP8: tl.constexpr):
+    """One group, 2:4-selected by its scores and encoded as CUTLASS's sm90 compressor writes it: (metadata
+    nibble, the two kept values' bits in one word (8 or 16 bits each), keep flags, the largest kept |value|)."""
+    k0, k1, k2, k3 = _select24(s0, s1, s2, s3)
+    i0, i1, v0, v1 = _kept(k0, k1, k2, k3, x0, x1, x2, x3)
+    b0, nz0 = _encode(v0, inv_scale, FP8)
+    b1, nz1 = _encode(v1, inv_scale, FP8)
+    # The compressor lists non-zeros in order; one non-zero at p < 3 gives (p, 3), one at 3 gives (0, 3) with
+    # the value second, none gives (0, 0); the other slot holds a zero.
     both = nz0 & nz1
     only0 = nz0 & (~nz1)
     only1 = nz1 & (~nz0)
-    move1 = only1 & (i1 < 3)  # [.. x ..] -> (x at first slot, index 3 with a zero)
+    move1 = only1 & (i1 < 3)
     zero = b0 * 0
     j0 = tl.where(both | only0, i0, tl.where(move1, i1, 0))
     j1 = tl.where(both, i1, tl.where(only0 | only1, 3, 0))
     w0 = tl.where(both | only0, b0, tl.where(move1, b1, zero))
     w1 = tl.where(both | (only1 & (i1 == 3)), b1, zero)
-    return j0, j1, w0, w1
+    nibble = (j0 | (j1 << 2)).to(tl.uint32)
+    word = w0 | (w1 << (8 if FP8 else 16))
+    vmax = tl.maximum(tl.abs(v0), tl.abs(v1))
+    return nibble, word, k0, k1, k2, k3, vmax
+
+
+@triton.jit
+def _kept_max(x0, x1, x2, x3, s0, s1, s2, s3):
+    k0, k1, k2, k3 = _select24(s0, s1, s2, s3)
+    _, _, v0, v1 = _kept(k0, k1, k2, k3, x0, x1, x2, x3)
+    return tl.maximum(tl.abs(v0), tl.abs(v1))
 
 
 @triton.jit
@@ -161,135 +205,131 @@ def _meta_offset(rows, cols, M, META16: tl.constexpr):
 
 
 @triton.jit
-def _pack_and_store(vals_ptr, meta_ptr, rows, cols0, M, K, ok, i0, i1, v0, v1, inv_scale,
-                    BM: tl.constexpr, G: tl.constexpr, FP8: tl.constexpr, META16: tl.constexpr):
-    """Encode the kept values (FP8 with the rows' scales, or bf16), order them as the compressor does, and store
-    packed values (rows x 2G at column cols0/2) and the metadata of the 4G columns from cols0."""
-    if FP8:
-        b0, nz0 = _encode_fp8(v0, inv_scale[:, None])
-        b1, nz1 = _encode_fp8(v1, inv_scale[:, None])
-        ptr = vals_ptr.to(tl.pointer_type(tl.uint8))
-    else:
-        b0, nz0 = _encode_bf16(v0)
-        b1, nz1 = _encode_bf16(v1)
-        ptr = vals_ptr.to(tl.pointer_type(tl.int16))
-    j0, j1, w0, w1 = _compressor_order(i0, i1, b0, b1, nz0, nz1)
-    vals = tl.reshape(tl.join(w0, w1), (BM, 2 * G))
-    vcols = cols0 // 2 + tl.arange(0, 2 * G)
-    tl.store(ptr + rows[:, None].to(tl.int64) * (K // 2) + vcols[None, :], vals, mask=ok[:, None])
-    nib = j0 | (j1 << 2)
-    lo, hi = tl.split(tl.reshape(nib, (BM, G // 2, 2)))
-    byte = (lo | (hi << 4)).to(tl.uint8)
-    mcols = cols0 + 8 * tl.arange(0, G // 2)
-    off = _meta_offset(rows[:, None].to(tl.int64), mcols[None, :], M, META16)
-    tl.store(meta_ptr + off, byte, mask=ok[:, None])
-
-
-@triton.jit
-def _store_dense(ptr, offsets, x, inv_scale, mask, FP8: tl.constexpr):
-    """Store x dense: FP8 with the rows' scales, or bf16."""
-    if FP8:
-        bits, _ = _encode_fp8(x, inv_scale[:, None])
-        tl.store(ptr.to(tl.pointer_type(tl.uint8)) + offsets, bits, mask=mask)
-    else:
-        bits, _ = _encode_bf16(x)
-        tl.store(ptr.to(tl.pointer_type(tl.int16)) + offsets, bits, mask=mask)
-
-
-@triton.jit
-def _row_tile(y_ptr, g_ptr, rows, k0, stride_y, stride_g, MODE: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr):
-    """Values and selection scores (fp32, exactly as the bf16 reference rounds them) of one tile."""
-    cols = k0 + tl.arange(0, BK)
-    y = tl.load(y_ptr + rows[:, None].to(tl.int64) * stride_y + cols[None, :]).to(tl.float32)
-    if MODE == 2:  # PLAIN
-        return y, tl.abs(y)
-    r = tl.maximum(y, 0.0)
-    y2 = _round_bf16(r * r)
-    if MODE == 0:  # FORWARD
-        return y2, y2
-    g = tl.load(g_ptr + rows[:, None].to(tl.int64) * stride_g + cols[None, :]).to(tl.float32)
-    return _round_bf16(g * (2.0 * r)), y2  # BACKWARD
-
-
-@triton.jit
 def _rows_kernel(y_ptr, g_ptr, vals_ptr, meta_ptr, scale_ptr, dense_ptr, y2_ptr,
                  M, K: tl.constexpr, stride_y, stride_g,
                  MODE: tl.constexpr, FP8: tl.constexpr, SELECT: tl.constexpr, META16: tl.constexpr,
                  WRITE_DENSE: tl.constexpr, WRITE_Y2: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr):
-    G: tl.constexpr = BK // 4
+    # Each element of a (BM, P) tile is a pair of consecutive groups (8 columns), read as two uint64 words, so
+    # that no data moves between threads.
+    P: tl.constexpr = BK // 8
     rows = tl.program_id(0) * BM + tl.arange(0, BM)
-    ok = rows < M
-    inv = tl.full((BM,), 1.0, tl.float32)
+    ok = rows[:, None] < M
+    y64 = y_ptr.to(tl.pointer_type(tl.uint64))
+    g64 = g_ptr.to(tl.pointer_type(tl.uint64))
+    yrow = rows[:, None].to(tl.int64) * (stride_y // 4)
+    grow = rows[:, None].to(tl.int64) * (stride_g // 4)
+    pairs = tl.arange(0, P)[None, :]
+    inv = tl.full((BM, 1), 1.0, tl.float32)
     if FP8:  # pass 1: the row maximum of what will be kept
         amax = tl.zeros((BM,), tl.float32)
         for k0 in range(0, K, BK):
-            if MODE == 0:  # FORWARD: max relu(y)² = relu(max y)², and the largest of a group is always kept
+            if MODE == 0 or not SELECT:
                 cols = k0 + tl.arange(0, BK)
                 y = tl.load(y_ptr + rows[:, None].to(tl.int64) * stride_y + cols[None, :]).to(tl.float32)
-                amax = tl.maximum(amax, tl.max(y, axis=1))
+                # FORWARD: max relu(y)² = relu(max y)² (the largest of a group is always kept)
+                amax = tl.maximum(amax, tl.max(y if MODE == 0 else tl.abs(y), axis=1))
             else:
-                x, s = _row_tile(y_ptr, g_ptr, rows, k0, stride_y, stride_g, MODE, BM, BK)
-                if SELECT:
-                    x0, x1, x2, x3 = _split4(x, BM, G)
-                    s0, s1, s2, s3 = _split4(s, BM, G)
-                    k_0, k_1, k_2, k_3 = _select24(s0, s1, s2, s3)
-                    i0, i1, v0, v1 = _kept(k_0, k_1, k_2, k_3, x0, x1, x2, x3)
-                    amax = tl.maximum(amax, tl.max(tl.maximum(tl.abs(v0), tl.abs(v1)), axis=1))
-                else:
-                    amax = tl.maximum(amax, tl.max(tl.abs(x), axis=1))
+                w = k0 // 4 + 2 * pairs
+                me = _kept_max(*_values_scores(tl.load(y64 + yrow + w), tl.load(g64 + grow + w), MODE))
+                mo = _kept_max(*_values_scores(tl.load(y64 + yrow + w + 1), tl.load(g64 + grow + w + 1), MODE))
+                amax = tl.maximum(amax, tl.max(tl.maximum(me, mo), axis=1))
         if MODE == 0:
             r = tl.maximum(amax, 0.0)
             amax = _round_bf16(r * r)
         scale = tl.math.div_rn(tl.maximum(amax, 1e-12), FP8_MAX)
-        inv = tl.math.div_rn(tl.full((BM,), 1.0, tl.float32), scale)
-        tl.store(scale_ptr + rows, scale, mask=ok)
+        inv = tl.math.div_rn(tl.full((BM,), 1.0, tl.float32), scale)[:, None]
+        tl.store(scale_ptr + rows, scale, mask=rows < M)
+    orow = rows[:, None].to(tl.int64) * (K // 8)  # a row of packed values (or of dense FP8) in 8-byte words
     for k0 in range(0, K, BK):
-        x, s = _row_tile(y_ptr, g_ptr, rows, k0, stride_y, stride_g, MODE, BM, BK)
-        cols = k0 + tl.arange(0, BK)
-        doff = rows[:, None].to(tl.int64) * K + cols[None, :]
+        w = k0 // 4 + 2 * pairs
+        x0, x1, x2, x3, s0, s1, s2, s3 = _values_scores(tl.load(y64 + yrow + w), tl.load(g64 + grow + w), MODE)
+        x4, x5, x6, x7, s4, s5, s6, s7 = _values_scores(tl.load(y64 + yrow + w + 1), tl.load(g64 + grow + w + 1),
+                                                        MODE)
         if SELECT:
-            x0, x1, x2, x3 = _split4(x, BM, G)
-            s0, s1, s2, s3 = _split4(s, BM, G)
-            k_0, k_1, k_2, k_3 = _select24(s0, s1, s2, s3)
-            i0, i1, v0, v1 = _kept(k_0, k_1, k_2, k_3, x0, x1, x2, x3)
-            _pack_and_store(vals_ptr, meta_ptr, rows, k0, M, K, ok, i0, i1, v0, v1, inv, BM, G, FP8, META16)
+            ne, we, k0_, k1_, k2_, k3_, _ = _compress_group(x0, x1, x2, x3, s0, s1, s2, s3, inv, FP8)
+            no, wo, k4_, k5_, k6_, k7_, _ = _compress_group(x4, x5, x6, x7, s4, s5, s6, s7, inv, FP8)
+            # Packed values of the two groups: one uint32 (FP8) or uint64 (bf16), 1/8 of the row's columns each.
+            if FP8:
+                tl.store(vals_ptr.to(tl.pointer_type(tl.uint32)) + orow + k0 // 8 + pairs, we | (wo << 16), mask=ok)
+            else:
+                tl.store(vals_ptr.to(tl.pointer_type(tl.uint64)) + orow + k0 // 8 + pairs,
+                         we.to(tl.uint64) | (wo.to(tl.uint64) << 32), mask=ok)
+            moff = _meta_offset(rows[:, None].to(tl.int64), k0 + 8 * pairs, M, META16)
+            tl.store(meta_ptr + moff, (ne | (no << 4)).to(tl.uint8), mask=ok)
+            d64 = dense_ptr.to(tl.pointer_type(tl.uint64)) + yrow + w  # dense bf16 outputs, shaped like y
             if WRITE_DENSE:
-                zero = x0 * 0.0
-                masked = _join4(tl.where(k_0, x0, zero), tl.where(k_1, x1, zero), tl.where(k_2, x2, zero),
-                                tl.where(k_3, x3, zero), BM, BK)
-                tl.store(dense_ptr + doff, masked.to(tl.bfloat16), mask=ok[:, None])
+                tl.store(d64, _pack4_bf16(tl.where(k0_, x0, 0.0), tl.where(k1_, x1, 0.0), tl.where(k2_, x2, 0.0),
+                                          tl.where(k3_, x3, 0.0)), mask=ok)
+                tl.store(d64 + 1, _pack4_bf16(tl.where(k4_, x4, 0.0), tl.where(k5_, x5, 0.0),
+                                              tl.where(k6_, x6, 0.0), tl.where(k7_, x7, 0.0)), mask=ok)
+            s64 = y2_ptr.to(tl.pointer_type(tl.uint64)) + yrow + w
             if WRITE_Y2:
-                zero = s0 * 0.0
-                masked = _join4(tl.where(k_0, s0, zero), tl.where(k_1, s1, zero), tl.where(k_2, s2, zero),
-                                tl.where(k_3, s3, zero), BM, BK)
-                tl.store(y2_ptr + doff, masked.to(tl.bfloat16), mask=ok[:, None])
-        else:
-            _store_dense(dense_ptr, doff, x, inv, ok[:, None], FP8)
+                tl.store(s64, _pack4_bf16(tl.where(k0_, s0, 0.0), tl.where(k1_, s1, 0.0), tl.where(k2_, s2, 0.0),
+                                          tl.where(k3_, s3, 0.0)), mask=ok)
+                tl.store(s64 + 1, _pack4_bf16(tl.where(k4_, s4, 0.0), tl.where(k5_, s5, 0.0),
+                                              tl.where(k6_, s6, 0.0), tl.where(k7_, s7, 0.0)), mask=ok)
+        else:  # row-wise FP8 of all 8 values
+            lo = (_encode(x0, inv, True)[0] | (_encode(x1, inv, True)[0] << 8) | (_encode(x2, inv, True)[0] << 16)
+                  | (_encode(x3, inv, True)[0] << 24))
+            hi = (_encode(x4, inv, True)[0] | (_encode(x5, inv, True)[0] << 8) | (_encode(x6, inv, True)[0] << 16)
+                  | (_encode(x7, inv, True)[0] << 24))
+            tl.store(dense_ptr.to(tl.pointer_type(tl.uint64)) + orow + k0 // 8 + pairs,
+                     lo.to(tl.uint64) | (hi.to(tl.uint64) << 32), mask=ok)
+
+
+@triton.jit
+def _token_tile(a_ptr, perm_ptr, t0, pairs, j: tl.constexpr, feats, stride_a):
+    """Tokens t0 + 8 i + j (after the permutation) for all pair indices i, features `feats`: (BT/8, BF) fp32."""
+    src = tl.load(perm_ptr + t0 + 8 * pairs + j).to(tl.int64)
+    return tl.load(a_ptr + src[:, None] * stride_a + feats[None, :]).to(tl.float32)
 
 
 @triton.jit
 def _tokens_kernel(a_ptr, perm_ptr, dest_ptr, inv_scale_ptr, vals_ptr, meta_ptr, dense_ptr,
                    T, F, M_SPARSE, stride_a,
                    FP8: tl.constexpr, META16: tl.constexpr, BF: tl.constexpr, BT: tl.constexpr):
-    G: tl.constexpr = BT // 4
+    # Tiles are (token pairs of groups, features): the 8 tokens of a pair of groups are 8 gathered row tiles,
+    # so selection needs no data movement; only the packed results are transposed (to rows = features).
     feats = tl.program_id(0) * BF + tl.arange(0, BF)
     t0 = tl.program_id(1) * BT
-    src = tl.load(perm_ptr + t0 + tl.arange(0, BT)).to(tl.int64)
-    x = tl.trans(tl.load(a_ptr + src[:, None] * stride_a + feats[None, :]).to(tl.float32))  # (BF, BT)
+    pairs = tl.arange(0, BT // 8)
+    x0 = _token_tile(a_ptr, perm_ptr, t0, pairs, 0, feats, stride_a)
+    x1 = _token_tile(a_ptr, perm_ptr, t0, pairs, 1, feats, stride_a)
+    x2 = _token_tile(a_ptr, perm_ptr, t0, pairs, 2, feats, stride_a)
+    x3 = _token_tile(a_ptr, perm_ptr, t0, pairs, 3, feats, stride_a)
+    x4 = _token_tile(a_ptr, perm_ptr, t0, pairs, 4, feats, stride_a)
+    x5 = _token_tile(a_ptr, perm_ptr, t0, pairs, 5, feats, stride_a)
+    x6 = _token_tile(a_ptr, perm_ptr, t0, pairs, 6, feats, stride_a)
+    x7 = _token_tile(a_ptr, perm_ptr, t0, pairs, 7, feats, stride_a)
     dest = tl.load(dest_ptr + feats)
-    inv = tl.full((BF,), 1.0, tl.float32)
+    inv = tl.full((1, BF), 1.0, tl.float32)
     if FP8:
-        inv = tl.load(inv_scale_ptr + feats)
-    is_sparse = dest >= 0
-    x0, x1, x2, x3 = _split4(x, BF, G)
-    k_0, k_1, k_2, k_3 = _select24(tl.abs(x0), tl.abs(x1), tl.abs(x2), tl.abs(x3))
-    i0, i1, v0, v1 = _kept(k_0, k_1, k_2, k_3, x0, x1, x2, x3)
-    rows = tl.where(is_sparse, dest, 0)
-    _pack_and_store(vals_ptr, meta_ptr, rows, t0, M_SPARSE, T, is_sparse, i0, i1, v0, v1, inv, BF, G, FP8, META16)
-    if tl.sum((~is_sparse).to(tl.int32)) > 0:  # most blocks hold sparse features only
-        drows = tl.where(is_sparse, 0, -dest - 1).to(tl.int64)
-        dcols = t0 + tl.arange(0, BT)
-        _store_dense(dense_ptr, drows[:, None] * T + dcols[None, :], x, inv, (~is_sparse)[:, None], FP8)
+        inv = tl.load(inv_scale_ptr + feats)[None, :]
+    is_sparse = (dest >= 0)[:, None]
+    ne, we, _, _, _, _, _ = _compress_group(x0, x1, x2, x3, tl.abs(x0), tl.abs(x1), tl.abs(x2), tl.abs(x3), inv, FP8)
+    no, wo, _, _, _, _, _ = _compress_group(x4, x5, x6, x7, tl.abs(x4), tl.abs(x5), tl.abs(x6), tl.abs(x7), inv, FP8)
+    rows = tl.where(dest >= 0, dest, 0).to(tl.int64)[:, None]
+    out = rows * (T // 8) + t0 // 8 + pairs[None, :]
+    if FP8:
+        tl.store(vals_ptr.to(tl.pointer_type(tl.uint32)) + out, tl.trans(we | (wo << 16)), mask=is_sparse)
+    else:
+        tl.store(vals_ptr.to(tl.pointer_type(tl.uint64)) + out,
+                 tl.trans(we.to(tl.uint64) | (wo.to(tl.uint64) << 32)), mask=is_sparse)
+    moff = _meta_offset(rows, t0 + 8 * pairs[None, :], M_SPARSE, META16)
+    tl.store(meta_ptr + moff, tl.trans((ne | (no << 4)).to(tl.uint8)), mask=is_sparse)
+    if tl.sum((dest < 0).to(tl.int32)) > 0:  # most blocks hold sparse features only
+        drows = tl.where(dest >= 0, 0, -dest - 1).to(tl.int64)[:, None]
+        if FP8:
+            lo = (_encode(x0, inv, True)[0] | (_encode(x1, inv, True)[0] << 8) | (_encode(x2, inv, True)[0] << 16)
+                  | (_encode(x3, inv, True)[0] << 24))
+            hi = (_encode(x4, inv, True)[0] | (_encode(x5, inv, True)[0] << 8) | (_encode(x6, inv, True)[0] << 16)
+                  | (_encode(x7, inv, True)[0] << 24))
+            tl.store(dense_ptr.to(tl.pointer_type(tl.uint64)) + drows * (T // 8) + t0 // 8 + pairs[None, :],
+                     tl.trans(lo.to(tl.uint64) | (hi.to(tl.uint64) << 32)), mask=~is_sparse)
+        else:
+            d64 = dense_ptr.to(tl.pointer_type(tl.uint64)) + drows * (T // 4) + t0 // 4 + 2 * pairs[None, :]
+            tl.store(d64, tl.trans(_pack4_bf16(x0, x1, x2, x3)), mask=~is_sparse)
+            tl.store(d64 + 1, tl.trans(_pack4_bf16(x4, x5, x6, x7)), mask=~is_sparse)
 
 
 def fit_block_k(cfg: LaunchConfig, k: int) -> LaunchConfig:
