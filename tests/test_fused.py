@@ -13,7 +13,8 @@ from act24.sparsity.ffn import SparseRecipe, sparse_sqrelu_ffn
 from act24.sparsity.pattern import feature_split, mask24, token_permutation
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-SMALL = fused.LaunchConfig(block_m=4, block_k=128)
+SMALL = fused.LaunchConfig(block_m=4, block_k=128)  # K = 256: two blocks
+TAIL = fused.LaunchConfig(block_m=2, block_k=512)  # K = 384: one partial block
 
 
 def activations(m, k, seed=0):
@@ -52,6 +53,14 @@ def test_forward_kernel_matches_reference_bit_for_bit(fp8, seed):
     y2s = y2 * mask24(y2)
     assert torch.equal(dense, y2s)
     assert_packed_equal(packed, *reference_packed(y2s, fp8))
+
+
+@pytest.mark.parametrize("fp8", [True, False], ids=["fp8", "bf16"])
+def test_forward_kernel_handles_a_partial_last_block(fp8):
+    y = activations(64, 384, 7)
+    packed, _, _ = fused.sparsify24_rows(y, fp8=fp8, cfg=TAIL)
+    y2 = torch.relu(y).square()
+    assert_packed_equal(packed, *reference_packed(y2 * mask24(y2), fp8))
 
 
 def test_backward_kernel_uses_the_forward_mask_on_the_gradient():

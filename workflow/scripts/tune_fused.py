@@ -28,7 +28,7 @@ def main(out: str, t: int = 16384, f: int = 16384) -> None:
     y = torch.randn(t, f, device="cuda", dtype=torch.bfloat16) - 1.6  # about 95% zeros after relu
     rows = []
     ref = fused.sparsify24_rows(y)[0]
-    for bm, bk, warps in itertools.product((1, 2, 4, 8), (256, 512, 1024, 2048), (4, 8)):
+    for bm, bk, warps in itertools.product((1, 2, 4), (512, 1024, 2048, 4096), (4, 8)):
         lc = fused.LaunchConfig(bm, bk, warps)
         if f % bk or bm * bk > 16384:
             continue
@@ -42,7 +42,7 @@ def main(out: str, t: int = 16384, f: int = 16384) -> None:
     split = feature_split(y2s, 0.05, 128)
     ref = fused.sparsify24_tokens(y2s, perm, *split)[0]
     frac = len(split[0]) / f
-    for bf, bt, warps in itertools.product((32, 64, 128), (64, 128, 256), (4, 8)):
+    for bf, bt, warps in itertools.product((16, 32, 64), (64, 128), (2, 4, 8)):
         lc = fused.LaunchConfig(bf, bt, warps)
         try:
             ok = same(fused.sparsify24_tokens(y2s, perm, *split, cfg=lc)[0], ref)

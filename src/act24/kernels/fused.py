@@ -23,6 +23,7 @@ Run on the CPU under `TRITON_INTERPRET=1` (slow; the tests use small shapes).
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 
 import torch
@@ -52,8 +53,11 @@ class LaunchConfig:
     num_warps: int = 4
 
 
-ROWS_CONFIG = LaunchConfig()
-TOKENS_CONFIG = LaunchConfig(block_m=32, block_k=128, num_warps=4)  # block_m: features, block_k: tokens
+# Picked on an H200 at T = F = 16384 (workflow/scripts/tune_fused.py; reference/h200/fused/tuning.csv).
+ROWS_CONFIG = LaunchConfig(block_m=1, block_k=2048, num_warps=4)
+TOKENS_CONFIG = LaunchConfig(block_m=32, block_k=64, num_warps=4)  # block_m: features, block_k: tokens
+if os.environ.get("TRITON_INTERPRET", "0") == "1":  # the interpreter's cost is per program: fewer, larger ones
+    ROWS_CONFIG, TOKENS_CONFIG = LaunchConfig(block_m=64, block_k=512), LaunchConfig(block_m=64, block_k=128)
 
 
 @triton.jit
@@ -82,24 +86,31 @@ def _kept(k0, k1, k2, k3, x0, x1, x2, x3):
     return i0, i1, v0, v1
 
 
+# Triton's interpreter truncates in float casts; compiled kernels round to nearest even in one instruction.
+# Under the interpreter the kernels round on the bits instead, so that both give the GPU's (and torch's) bits.
+EMULATE_ROUNDING = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") == "1")
+
+
 @triton.jit
 def _round_bf16(x):
-    """x (fp32) rounded to the nearest bf16, ties to even, kept in fp32: what torch's bf16 ops produce. Done
-    on the bits so that Triton's interpreter (which truncates in casts) agrees with the GPU."""
-    bits = x.to(tl.uint32, bitcast=True)
-    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
-    return bits.to(tl.float32, bitcast=True)
+    """x (fp32) rounded to the nearest bf16, ties to even, kept in fp32: what torch's bf16 ops produce."""
+    if EMULATE_ROUNDING:
+        bits = x.to(tl.uint32, bitcast=True)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        return bits.to(tl.float32, bitcast=True)
+    return x.to(tl.bfloat16).to(tl.float32)
 
 
 @triton.jit
-def _round_e4m3(x):
-    """x (fp32, |x| <= 448) rounded to the nearest float8 e4m3 value, ties to even, kept in fp32; the cast
-    that follows is then exact on the GPU and in the interpreter alike."""
-    bits = x.to(tl.uint32, bitcast=True)
-    normal = ((bits + 0x7FFFF + ((bits >> 20) & 1)) & 0xFFF00000).to(tl.float32, bitcast=True)  # 3 mantissa bits
-    subnormal = (x + 24576.0) - 24576.0  # multiples of 2^-9, by fp32 addition (round to nearest even)
-    subnormal = tl.where(subnormal == 0.0, x * 0.0, subnormal)  # keep the sign of zero (-0.0 as torch)
-    return tl.where(tl.abs(x) < 0.015625, subnormal, normal)
+def _to_e4m3(x):
+    """x (fp32, |x| <= 448) as float8 e4m3, rounded to nearest even."""
+    if EMULATE_ROUNDING:
+        bits = x.to(tl.uint32, bitcast=True)
+        normal = ((bits + 0x7FFFF + ((bits >> 20) & 1)) & 0xFFF00000).to(tl.float32, bitcast=True)  # 3 mantissa bits
+        subnormal = (x + 24576.0) - 24576.0  # multiples of 2^-9, by fp32 addition (round to nearest even)
+        subnormal = tl.where(subnormal == 0.0, x * 0.0, subnormal)  # keep the sign of zero (-0.0 as torch)
+        x = tl.where(tl.abs(x) < 0.015625, subnormal, normal)  # now exact in e4m3: the cast cannot round
+    return x.to(tl.float8e4nv)
 
 
 @triton.jit
@@ -107,7 +118,7 @@ def _encode(x, inv_scale, FP8: tl.constexpr):
     """Raw bits (uint32: 8 low bits for FP8 of x * inv_scale, 16 for bf16 of x) and whether each is non-zero
     (sign bit ignored, as CUTLASS's compressor)."""
     if FP8:
-        q = _round_e4m3(tl.clamp(x * inv_scale, -FP8_MAX, FP8_MAX)).to(tl.float8e4nv)
+        q = _to_e4m3(tl.clamp(x * inv_scale, -FP8_MAX, FP8_MAX))
         bits = q.to(tl.uint8, bitcast=True).to(tl.uint32)
         nz = (bits & 0x7F) != 0
     else:
@@ -224,14 +235,18 @@ def _rows_kernel(y_ptr, g_ptr, vals_ptr, meta_ptr, scale_ptr, dense_ptr, y2_ptr,
         amax = tl.zeros((BM,), tl.float32)
         for k0 in range(0, K, BK):
             if MODE == 0 or not SELECT:
-                cols = k0 + tl.arange(0, BK)
-                y = tl.load(y_ptr + rows[:, None].to(tl.int64) * stride_y + cols[None, :]).to(tl.float32)
+                cols = (k0 + tl.arange(0, BK))[None, :]
+                y = tl.load(y_ptr + rows[:, None].to(tl.int64) * stride_y + cols, mask=ok & (cols < K),
+                            other=0.0).to(tl.float32)
                 # FORWARD: max relu(y)² = relu(max y)² (the largest of a group is always kept)
                 amax = tl.maximum(amax, tl.max(y if MODE == 0 else tl.abs(y), axis=1))
             else:
                 w = k0 // 4 + 2 * pairs
-                me = _kept_max(*_values_scores(tl.load(y64 + yrow + w), tl.load(g64 + grow + w), MODE))
-                mo = _kept_max(*_values_scores(tl.load(y64 + yrow + w + 1), tl.load(g64 + grow + w + 1), MODE))
+                m = ok & (k0 + 8 * pairs < K)
+                me = _kept_max(*_values_scores(tl.load(y64 + yrow + w, mask=m, other=0),
+                                               tl.load(g64 + grow + w, mask=m, other=0), MODE))
+                mo = _kept_max(*_values_scores(tl.load(y64 + yrow + w + 1, mask=m, other=0),
+                                               tl.load(g64 + grow + w + 1, mask=m, other=0), MODE))
                 amax = tl.maximum(amax, tl.max(tl.maximum(me, mo), axis=1))
         if MODE == 0:
             r = tl.maximum(amax, 0.0)
@@ -242,39 +257,41 @@ def _rows_kernel(y_ptr, g_ptr, vals_ptr, meta_ptr, scale_ptr, dense_ptr, y2_ptr,
     orow = rows[:, None].to(tl.int64) * (K // 8)  # a row of packed values (or of dense FP8) in 8-byte words
     for k0 in range(0, K, BK):
         w = k0 // 4 + 2 * pairs
-        x0, x1, x2, x3, s0, s1, s2, s3 = _values_scores(tl.load(y64 + yrow + w), tl.load(g64 + grow + w), MODE)
-        x4, x5, x6, x7, s4, s5, s6, s7 = _values_scores(tl.load(y64 + yrow + w + 1), tl.load(g64 + grow + w + 1),
-                                                        MODE)
+        ok2 = (rows[:, None] < M) & (k0 + 8 * pairs < K)  # K need not be a multiple of BK
+        x0, x1, x2, x3, s0, s1, s2, s3 = _values_scores(tl.load(y64 + yrow + w, mask=ok2, other=0),
+                                                        tl.load(g64 + grow + w, mask=ok2, other=0), MODE)
+        x4, x5, x6, x7, s4, s5, s6, s7 = _values_scores(tl.load(y64 + yrow + w + 1, mask=ok2, other=0),
+                                                        tl.load(g64 + grow + w + 1, mask=ok2, other=0), MODE)
         if SELECT:
             ne, we, k0_, k1_, k2_, k3_, _ = _compress_group(x0, x1, x2, x3, s0, s1, s2, s3, inv, FP8)
             no, wo, k4_, k5_, k6_, k7_, _ = _compress_group(x4, x5, x6, x7, s4, s5, s6, s7, inv, FP8)
             # Packed values of the two groups: one uint32 (FP8) or uint64 (bf16), 1/8 of the row's columns each.
             if FP8:
-                tl.store(vals_ptr.to(tl.pointer_type(tl.uint32)) + orow + k0 // 8 + pairs, we | (wo << 16), mask=ok)
+                tl.store(vals_ptr.to(tl.pointer_type(tl.uint32)) + orow + k0 // 8 + pairs, we | (wo << 16), mask=ok2)
             else:
                 tl.store(vals_ptr.to(tl.pointer_type(tl.uint64)) + orow + k0 // 8 + pairs,
-                         we.to(tl.uint64) | (wo.to(tl.uint64) << 32), mask=ok)
+                         we.to(tl.uint64) | (wo.to(tl.uint64) << 32), mask=ok2)
             moff = _meta_offset(rows[:, None].to(tl.int64), k0 + 8 * pairs, M, META16)
-            tl.store(meta_ptr + moff, (ne | (no << 4)).to(tl.uint8), mask=ok)
+            tl.store(meta_ptr + moff, (ne | (no << 4)).to(tl.uint8), mask=ok2)
             d64 = dense_ptr.to(tl.pointer_type(tl.uint64)) + yrow + w  # dense bf16 outputs, shaped like y
             if WRITE_DENSE:
                 tl.store(d64, _pack4_bf16(tl.where(k0_, x0, 0.0), tl.where(k1_, x1, 0.0), tl.where(k2_, x2, 0.0),
-                                          tl.where(k3_, x3, 0.0)), mask=ok)
+                                          tl.where(k3_, x3, 0.0)), mask=ok2)
                 tl.store(d64 + 1, _pack4_bf16(tl.where(k4_, x4, 0.0), tl.where(k5_, x5, 0.0),
-                                              tl.where(k6_, x6, 0.0), tl.where(k7_, x7, 0.0)), mask=ok)
+                                              tl.where(k6_, x6, 0.0), tl.where(k7_, x7, 0.0)), mask=ok2)
             s64 = y2_ptr.to(tl.pointer_type(tl.uint64)) + yrow + w
             if WRITE_Y2:
                 tl.store(s64, _pack4_bf16(tl.where(k0_, s0, 0.0), tl.where(k1_, s1, 0.0), tl.where(k2_, s2, 0.0),
-                                          tl.where(k3_, s3, 0.0)), mask=ok)
+                                          tl.where(k3_, s3, 0.0)), mask=ok2)
                 tl.store(s64 + 1, _pack4_bf16(tl.where(k4_, s4, 0.0), tl.where(k5_, s5, 0.0),
-                                              tl.where(k6_, s6, 0.0), tl.where(k7_, s7, 0.0)), mask=ok)
+                                              tl.where(k6_, s6, 0.0), tl.where(k7_, s7, 0.0)), mask=ok2)
         else:  # row-wise FP8 of all 8 values
             lo = (_encode(x0, inv, True)[0] | (_encode(x1, inv, True)[0] << 8) | (_encode(x2, inv, True)[0] << 16)
                   | (_encode(x3, inv, True)[0] << 24))
             hi = (_encode(x4, inv, True)[0] | (_encode(x5, inv, True)[0] << 8) | (_encode(x6, inv, True)[0] << 16)
                   | (_encode(x7, inv, True)[0] << 24))
             tl.store(dense_ptr.to(tl.pointer_type(tl.uint64)) + orow + k0 // 8 + pairs,
-                     lo.to(tl.uint64) | (hi.to(tl.uint64) << 32), mask=ok)
+                     lo.to(tl.uint64) | (hi.to(tl.uint64) << 32), mask=ok2)
 
 
 @triton.jit
@@ -333,11 +350,8 @@ def _tokens_kernel(a_ptr, perm_ptr, dest_ptr, inv_scale_ptr, vals_ptr, meta_ptr,
 
 
 def fit_block_k(cfg: LaunchConfig, k: int) -> LaunchConfig:
-    """`cfg` with the largest block_k (at most cfg.block_k, at least 128) that divides K."""
-    block_k = cfg.block_k
-    while k % block_k and block_k > 128:
-        block_k //= 2
-    return dataclasses.replace(cfg, block_k=block_k)
+    """`cfg` with block_k at most the next power of two of K (the kernels mask a partial last block)."""
+    return dataclasses.replace(cfg, block_k=min(cfg.block_k, triton.next_power_of_2(k)))
 
 
 def _check(x: torch.Tensor, name: str, m: int, k: int, fp8: bool, cfg: LaunchConfig) -> None:
@@ -379,11 +393,11 @@ def sparsify24_rows(y: torch.Tensor, grad: torch.Tensor | None = None, *, fp8: b
 
 def quantize_rows(y: torch.Tensor, mode: int = PLAIN, cfg: LaunchConfig = ROWS_CONFIG) -> tuple[torch.Tensor, torch.Tensor]:
     """Row-wise FP8 of y (PLAIN) or of relu(y)² (FORWARD: the dense FFN's fused step), no 2:4: (values, scales
-    (M x 1)), bit for bit as `backends.quantize_rowwise_fp8`. y: bf16, K a multiple of 128, M of 4."""
+    (M x 1)), bit for bit as `backends.quantize_rowwise_fp8`. y: bf16, K a multiple of 8."""
     m, k = y.shape
     cfg = fit_block_k(cfg, k)
-    if y.dtype != torch.bfloat16 or k % cfg.block_k or m % cfg.block_m:
-        raise ValueError(f"quantize_rows: bf16 input with K % {cfg.block_k} == 0 and M % {cfg.block_m} == 0, got "
+    if not quantize_fits(y, cfg):
+        raise ValueError(f"quantize_rows: bf16 input with K % 8 == 0 and M % {cfg.block_m} == 0, got "
                          f"{tuple(y.shape)} {y.dtype}")
     y = y.contiguous()
     out = torch.empty(m, k, dtype=torch.float8_e4m3fn, device=y.device)
@@ -396,7 +410,7 @@ def quantize_rows(y: torch.Tensor, mode: int = PLAIN, cfg: LaunchConfig = ROWS_C
 
 def quantize_fits(y: torch.Tensor, cfg: LaunchConfig = ROWS_CONFIG) -> bool:
     """Whether `quantize_rows` takes y (else callers use the eager `quantize_rowwise_fp8`: same bits, slower)."""
-    return y.dtype == torch.bfloat16 and y.shape[1] % 128 == 0 and y.shape[0] % cfg.block_m == 0
+    return y.dtype == torch.bfloat16 and y.dim() == 2 and y.shape[1] % 8 == 0 and y.shape[0] % cfg.block_m == 0
 
 
 def feature_destinations(n_features: int, sparse_idx: torch.Tensor, dense_idx: torch.Tensor) -> torch.Tensor:
