@@ -196,3 +196,11 @@ def test_backend_dispatch_runs_the_fused_function_only_for_the_papers_recipe():
     assert not fused_recipe_supported(SparseRecipe(mask_dy1=False), fused_backend)
     assert not fused_recipe_supported(SparseRecipe(backward="masked_dense"), fused_backend)
     assert not fused_recipe_supported(SparseRecipe(), B.ReferenceBackend())
+
+
+def test_quantize_transposed_is_the_rowwise_fp8_of_the_permuted_transpose():
+    b = activations(256, 64, 8)
+    perm = token_permutation(256, seed=2).to(DEVICE)
+    q, scale = fused.quantize_transposed(b, perm, cfg=fused.LaunchConfig(block_m=32, block_k=128))
+    ref, ref_scale = quantize_rowwise_fp8(b[perm].t().contiguous())
+    assert torch.equal(q.view(torch.uint8), ref.view(torch.uint8)) and torch.equal(scale, ref_scale)

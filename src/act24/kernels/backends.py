@@ -228,15 +228,27 @@ class FusedFp8Sm90Backend(XformersFp8Sm90Backend):
 
         return quantize_rows(x) if quantize_fits(x) else quantize_rowwise_fp8(x)
 
+    @classmethod
+    def quantize_t(cls, b: torch.Tensor, perm: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`quantize_rowwise_fp8(b[perm].t().contiguous())` (the GEMMs' second operand), without copies where the
+        fused kernels take the shape (same bits)."""
+        from .fused import quantize_transposed, transposed_fits
+
+        if perm is None and b.t().is_contiguous():
+            return cls.quantize(b.t())
+        if transposed_fits(b):
+            return quantize_transposed(b, perm)
+        return cls.quantize((b if perm is None else b[perm]).t().contiguous())
+
     def mm(self, a, b):
         a8, a_scale = self.quantize(a)
-        bt8, b_scale = self.quantize(b.t().contiguous())
+        bt8, b_scale = self.quantize_t(b)
         return torch._scaled_mm(a8, bt8.t(), scale_a=a_scale, scale_b=b_scale.t().contiguous(),
                                 out_dtype=torch.bfloat16, use_fast_accum=True)
 
     def sparse_gemm(self, a, b: torch.Tensor) -> torch.Tensor:
         """a @ b for a packed 2:4 FP8 operand `a` (kernels.fused.Packed24) and a dense bf16 `b` (K x N)."""
-        bt8, b_scale = self.quantize(b.t().contiguous())
+        bt8, b_scale = self.quantize_t(b)
         return self.packed_gemm(a.values, a.meta, bt8.t(), a.scale, b_scale.t().contiguous())
 
     @staticmethod

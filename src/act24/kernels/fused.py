@@ -238,8 +238,10 @@ def _rows_kernel(y_ptr, g_ptr, vals_ptr, meta_ptr, scale_ptr, dense_ptr, y2_ptr,
                 cols = (k0 + tl.arange(0, BK))[None, :]
                 y = tl.load(y_ptr + rows[:, None].to(tl.int64) * stride_y + cols, mask=ok & (cols < K),
                             other=0.0).to(tl.float32)
-                # FORWARD: max relu(y)² = relu(max y)² (the largest of a group is always kept)
-                amax = tl.maximum(amax, tl.max(y if MODE == 0 else tl.abs(y), axis=1))
+                if MODE == 0:  # FORWARD: max relu(y)² = relu(max y)² (the largest of a group is always kept)
+                    amax = tl.maximum(amax, tl.max(y, axis=1))
+                else:
+                    amax = tl.maximum(amax, tl.max(tl.abs(y), axis=1))
             else:
                 w = k0 // 4 + 2 * pairs
                 m = ok & (k0 + 8 * pairs < K)
@@ -447,3 +449,18 @@ def sparsify24_tokens(a: torch.Tensor, perm: torch.Tensor | None, sparse_idx: to
     sparse_scale = scale[sparse_idx.long()].unsqueeze(1) if fp8 else None
     dense_scale = scale[dense_idx.long()].unsqueeze(1) if fp8 else None
     return Packed24(vals, meta, sparse_scale), dense, dense_scale
+
+
+def quantize_transposed(b: torch.Tensor, perm: torch.Tensor | None = None,
+                        cfg: LaunchConfig = TOKENS_CONFIG) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row-wise FP8 of b[perm]ᵀ (b: K x N bf16) in one pass, as `quantize_rowwise_fp8(b[perm].t().contiguous())`:
+    the token-wise kernel with every column dense."""
+    n = b.shape[1]
+    idx = torch.arange(n, device=b.device)
+    _, dense, scale = sparsify24_tokens(b, perm, idx[:0], idx, cfg=cfg)
+    return dense, scale
+
+
+def transposed_fits(b: torch.Tensor, cfg: LaunchConfig = TOKENS_CONFIG) -> bool:
+    return (b.dtype == torch.bfloat16 and b.dim() == 2 and b.shape[0] % max(cfg.block_k, 128) == 0
+            and b.shape[1] % cfg.block_m == 0)

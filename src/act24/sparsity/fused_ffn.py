@@ -29,8 +29,7 @@ def tokenwise_fused_mm(a: torch.Tensor, b: torch.Tensor, sparse_idx: torch.Tenso
     """a[perm]ᵀ b[perm] (F x N): 2:4 along tokens on `sparse_idx`, dense FP8 on `dense_idx` (as
     sparsity.ffn.tokenwise_sparse_mm computes it on an FP8 backend)."""
     packed, dense8, dense_scale = fused.sparsify24_tokens(a, perm, sparse_idx, dense_idx)
-    b = b[perm] if perm is not None else b
-    bt8, b_scale = backend.quantize(b.t().contiguous())  # (N x T): one scale per output column
+    bt8, b_scale = backend.quantize_t(b, perm)  # b[perm]ᵀ (N x T): one scale per output column
     b_scale = b_scale.t().contiguous()
     out = torch.empty(a.shape[1], b.shape[1], dtype=torch.bfloat16, device=a.device)
     out[sparse_idx] = backend.packed_gemm(packed.values, packed.meta, bt8.t(), packed.scale, b_scale)
