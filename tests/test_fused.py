@@ -204,3 +204,15 @@ def test_quantize_transposed_is_the_rowwise_fp8_of_the_permuted_transpose():
     q, scale = fused.quantize_transposed(b, perm, cfg=fused.LaunchConfig(block_m=32, block_k=128))
     ref, ref_scale = quantize_rowwise_fp8(b[perm].t().contiguous())
     assert torch.equal(q.view(torch.uint8), ref.view(torch.uint8)) and torch.equal(scale, ref_scale)
+
+
+def test_fp8_encoding_rounds_like_torch_at_the_edges():
+    """Ties, subnormals, the largest value and signed zeros: with a row maximum of 448 the scale is 1, so these
+    are the values the kernel encodes."""
+    edges = [448.0, 447.0, 440.0, 232.0, 248.0, 1.0625, 1.1875, 2**-6, 2**-6 - 2**-10, 2**-10, 3 * 2**-10,
+             2**-11, 5 * 2**-11, 1e-7, 0.0, -0.0, -1e-7, -2**-10, -3 * 2**-10, -232.0, -448.0, 17.0, 19.0, 0.3]
+    row = torch.tensor(edges + [0.0] * (128 - len(edges)))
+    y = torch.stack([row, row * 0.5, -row, row.roll(7)] * 16).bfloat16().to(DEVICE)
+    out, scale = fused.quantize_rows(y, fused.PLAIN, cfg=SMALL)
+    ref, ref_scale = quantize_rowwise_fp8(y)
+    assert torch.equal(out.view(torch.uint8), ref.view(torch.uint8)) and torch.equal(scale, ref_scale)

@@ -102,15 +102,18 @@ def _round_bf16(x):
 
 
 @triton.jit
-def _to_e4m3(x):
-    """x (fp32, |x| <= 448) as float8 e4m3, rounded to nearest even."""
-    if EMULATE_ROUNDING:
-        bits = x.to(tl.uint32, bitcast=True)
-        normal = ((bits + 0x7FFFF + ((bits >> 20) & 1)) & 0xFFF00000).to(tl.float32, bitcast=True)  # 3 mantissa bits
-        subnormal = (x + 24576.0) - 24576.0  # multiples of 2^-9, by fp32 addition (round to nearest even)
-        subnormal = tl.where(subnormal == 0.0, x * 0.0, subnormal)  # keep the sign of zero (-0.0 as torch)
-        x = tl.where(tl.abs(x) < 0.015625, subnormal, normal)  # now exact in e4m3: the cast cannot round
-    return x.to(tl.float8e4nv)
+def _e4m3_bits(x):
+    """The float8 e4m3 bits (uint32, low 8 bits) of x (fp32, |x| <= 448), rounded to nearest even, -0.0 kept.
+    Computed on the bits: Triton's own fp32 -> fp8 casts misplaced values when many are packed together on
+    sm90 (seen on an H200 with Triton 3.6), and this way the interpreter gives the same bits as the GPU."""
+    bits = x.to(tl.uint32, bitcast=True)
+    sign = (bits >> 24) & 0x80
+    mag = bits & 0x7FFFFFFF
+    r = mag + 0x7FFFF + ((mag >> 20) & 1)  # round the mantissa to 3 bits (a carry moves into the exponent)
+    normal = ((((r >> 23) & 0xFF) - 120) << 3) | ((r >> 20) & 7)  # exponent bias 127 -> 7
+    a = tl.abs(x) * 512.0  # subnormals: multiples of 2^-9; 8 * 2^-9 = 2^-6 encodes as 0x08, the first normal
+    sub = ((a + 12582912.0) - 12582912.0).to(tl.uint32)  # round half to even by fp32 addition
+    return sign | tl.where(tl.abs(x) < 0.015625, sub, normal)
 
 
 @triton.jit
@@ -118,8 +121,7 @@ def _encode(x, inv_scale, FP8: tl.constexpr):
     """Raw bits (uint32: 8 low bits for FP8 of x * inv_scale, 16 for bf16 of x) and whether each is non-zero
     (sign bit ignored, as CUTLASS's compressor)."""
     if FP8:
-        q = _to_e4m3(tl.clamp(x * inv_scale, -FP8_MAX, FP8_MAX))
-        bits = q.to(tl.uint8, bitcast=True).to(tl.uint32)
+        bits = _e4m3_bits(tl.clamp(x * inv_scale, -FP8_MAX, FP8_MAX))
         nz = (bits & 0x7F) != 0
     else:
         bits = _round_bf16(x).to(tl.uint32, bitcast=True) >> 16
