@@ -54,8 +54,8 @@ class LaunchConfig:
 
 
 # Picked on an H200 at T = F = 16384 (workflow/scripts/tune_fused.py; reference/h200/fused/tuning.csv).
-ROWS_CONFIG = LaunchConfig(block_m=1, block_k=2048, num_warps=4)
-TOKENS_CONFIG = LaunchConfig(block_m=32, block_k=64, num_warps=4)  # block_m: features, block_k: tokens
+ROWS_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4)
+TOKENS_CONFIG = LaunchConfig(block_m=16, block_k=64, num_warps=2)  # block_m: features, block_k: tokens
 if os.environ.get("TRITON_INTERPRET", "0") == "1":  # the interpreter's cost is per program: fewer, larger ones
     ROWS_CONFIG, TOKENS_CONFIG = LaunchConfig(block_m=64, block_k=512), LaunchConfig(block_m=64, block_k=128)
 
