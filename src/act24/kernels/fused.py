@@ -354,8 +354,14 @@ def _tokens_kernel(a_ptr, perm_ptr, dest_ptr, inv_scale_ptr, vals_ptr, meta_ptr,
 
 
 def fit_block_k(cfg: LaunchConfig, k: int) -> LaunchConfig:
-    """`cfg` with block_k at most the next power of two of K (the kernels mask a partial last block)."""
-    return dataclasses.replace(cfg, block_k=min(cfg.block_k, triton.next_power_of_2(k)))
+    """`cfg` with the largest block_k (cfg.block_k, halved at most twice) whose partial last block wastes at
+    most 1/16 of the row (the kernels mask it): F = 16512 = 4 x 4096 + 128 would run a 4096-wide block for
+    128 columns."""
+    sizes = [b for b in (cfg.block_k, cfg.block_k // 2, cfg.block_k // 4) if b >= 128] or [cfg.block_k]
+    sizes = [min(b, triton.next_power_of_2(k)) for b in sizes]
+    waste = [(-k % b) / k for b in sizes]
+    ok = [b for b, w in zip(sizes, waste) if w <= 1 / 16]
+    return dataclasses.replace(cfg, block_k=ok[0] if ok else sizes[waste.index(min(waste))])
 
 
 def _check(x: torch.Tensor, name: str, m: int, k: int, fp8: bool, cfg: LaunchConfig) -> None:
