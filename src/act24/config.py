@@ -75,8 +75,8 @@ class SparseConfig:
     token_permutation: bool = True
     dense_fraction: float = 0.05  # 0: the naive backward (no 95/5 feature split)
     mask_dy1: bool = True
-    split_multiple: int = 32
-    backend: str = "auto"  # auto | reference | cusparselt | xformers_cutlass | xformers_fp8_sm90 ...
+    split_multiple: int = 32  # raised to the backend's row alignment (FP8 sm90: 64) by the sparse FFN
+    backend: str = "auto"  # auto | reference | cusparselt | xformers_cutlass | xformers_fp8_sm90 | fused_fp8_sm90
 
     def warmup_steps(self, total_steps: int) -> int:
         return int(round(self.dense_warmup * total_steps))
