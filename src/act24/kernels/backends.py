@@ -186,17 +186,26 @@ class XformersFp8Sm90Backend(Backend):
             return "this xformers build has no _sparse24_fp8_sm90_cutlass_gemm"
         return ""
 
+    @staticmethod
+    def quantize(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return quantize_rowwise_fp8(x)
+
+    @classmethod
+    def quantize_t(cls, b: torch.Tensor, perm: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row-wise FP8 of b[perm]ᵀ (N x K): the GEMMs' second operand, one scale per output column."""
+        return cls.quantize((b if perm is None else b[perm]).t().contiguous())
+
     def mm(self, a, b):
-        a8, a_scale = quantize_rowwise_fp8(a)
-        bt8, b_scale = quantize_rowwise_fp8(b.t().contiguous())
+        a8, a_scale = self.quantize(a)
+        bt8, b_scale = self.quantize_t(b)
         # torch._scaled_mm takes b column-major (the transpose of a contiguous (N x K) tensor).
         return torch._scaled_mm(a8, bt8.t(), scale_a=a_scale, scale_b=b_scale.t().contiguous(),
                                 out_dtype=torch.bfloat16, use_fast_accum=True)
 
     def mm24(self, a, b):
         ops, _ = import_xformers_ops()
-        a8, a_scale = quantize_rowwise_fp8(a)
-        bt8, b_scale = quantize_rowwise_fp8(b.t().contiguous())  # (N x K), one scale per output column
+        a8, a_scale = self.quantize(a)
+        bt8, b_scale = self.quantize_t(b)
         packed, meta = ops._sparse24_sm90_cutlass_compress(a8)
         # The kernel takes b as the transpose of a contiguous (N x K) tensor ("row-major" in its terms; a
         # contiguous (K x N) b is rejected), and scales shaped (M, 1) and (1, N).
@@ -221,30 +230,22 @@ class FusedFp8Sm90Backend(XformersFp8Sm90Backend):
             return "triton is not installed"
         return super().probe()
 
+    # The same bits as the stock backend's quantization, in single Triton passes where the shape allows.
     @staticmethod
     def quantize(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`quantize_rowwise_fp8` in one Triton kernel where the shape allows (same bits)."""
         from .fused import quantize_fits, quantize_rows
 
         return quantize_rows(x) if quantize_fits(x) else quantize_rowwise_fp8(x)
 
     @classmethod
     def quantize_t(cls, b: torch.Tensor, perm: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """`quantize_rowwise_fp8(b[perm].t().contiguous())` (the GEMMs' second operand), without copies where the
-        fused kernels take the shape (same bits)."""
         from .fused import quantize_transposed, transposed_fits
 
         if perm is None and b.t().is_contiguous():
             return cls.quantize(b.t())
         if transposed_fits(b):
             return quantize_transposed(b, perm)
-        return cls.quantize((b if perm is None else b[perm]).t().contiguous())
-
-    def mm(self, a, b):
-        a8, a_scale = self.quantize(a)
-        bt8, b_scale = self.quantize_t(b)
-        return torch._scaled_mm(a8, bt8.t(), scale_a=a_scale, scale_b=b_scale.t().contiguous(),
-                                out_dtype=torch.bfloat16, use_fast_accum=True)
+        return super().quantize_t(b, perm)
 
     def sparse_gemm(self, a, b: torch.Tensor) -> torch.Tensor:
         """a @ b for a packed 2:4 FP8 operand `a` (kernels.fused.Packed24) and a dense bf16 `b` (K x N)."""

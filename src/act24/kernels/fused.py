@@ -13,7 +13,7 @@ Without selection it is a row-wise FP8 quantization (of relu(Y1)²: the dense FF
 in one pass.
 
 Each row's FP8 scale needs the row's maximum before any value is written: the row kernel reads its rows
-twice, the second time mostly from L2 (a program owns a few rows). Values and metadata follow the reference
+twice, the second time mostly from L2 (a program owns one row by default). Values and metadata follow the reference
 quantization (`backends.quantize_rowwise_fp8`) and CUTLASS's compressor bit for bit: ties keep the lower
 index, groups whose kept values quantize to zero get the compressor's indices.
 
@@ -30,10 +30,11 @@ import torch
 import triton
 import triton.language as tl
 
+from . import backends
 from .backends import fp8_scale
 from .sm90_layout import ATOM_M, atom_k
 
-FP8_MAX = tl.constexpr(448.0)  # largest finite float8 e4m3 (a constexpr: kernels read it)
+FP8_MAX = tl.constexpr(backends.FP8_MAX)  # a constexpr: kernels can read it
 FORWARD, BACKWARD, PLAIN = 0, 1, 2  # how values and selection scores come from the inputs
 
 
@@ -53,7 +54,7 @@ class LaunchConfig:
     num_warps: int = 4
 
 
-# Picked on an H200 at T = F = 16384 (workflow/scripts/tune_fused.py; reference/h200/fused/tuning.csv).
+# Picked on an H200 at T = F = 16384 (workflow/scripts/tune_fused.py; reference/h200/fused/tuning/).
 ROWS_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4)
 TOKENS_CONFIG = LaunchConfig(block_m=16, block_k=64, num_warps=2)  # block_m: features, block_k: tokens
 if os.environ.get("TRITON_INTERPRET", "0") == "1":  # the interpreter's cost is per program: fewer, larger ones
@@ -364,7 +365,7 @@ def fit_block_k(cfg: LaunchConfig, k: int) -> LaunchConfig:
     return dataclasses.replace(cfg, block_k=ok[0] if ok else sizes[waste.index(min(waste))])
 
 
-def _check(x: torch.Tensor, name: str, m: int, k: int, fp8: bool, cfg: LaunchConfig) -> None:
+def _check(x: torch.Tensor, name: str, m: int, k: int, fp8: bool) -> None:
     bits = 8 if fp8 else 16
     if m % ATOM_M or k % atom_k(bits):
         raise ValueError(f"{name}: the sparse operand must have rows a multiple of {ATOM_M} and a reduction "
@@ -383,7 +384,7 @@ def sparsify24_rows(y: torch.Tensor, grad: torch.Tensor | None = None, *, fp8: b
     masked values or None, dense masked relu(y)² or None)."""
     m, k = y.shape
     mode = (BACKWARD if grad is not None else FORWARD) if mode is None else mode
-    _check(y, "sparsify24_rows", m, k, fp8, cfg)
+    _check(y, "sparsify24_rows", m, k, fp8)
     if mode == BACKWARD and (grad is None or grad.shape != y.shape or grad.dtype != torch.bfloat16):
         raise ValueError("sparsify24_rows: the backward mode needs a bf16 `grad` shaped like `y`")
     cfg = fit_block_k(cfg, k)
@@ -401,7 +402,8 @@ def sparsify24_rows(y: torch.Tensor, grad: torch.Tensor | None = None, *, fp8: b
     return Packed24(vals, meta, scale), dense, y2
 
 
-def quantize_rows(y: torch.Tensor, mode: int = PLAIN, cfg: LaunchConfig = ROWS_CONFIG) -> tuple[torch.Tensor, torch.Tensor]:
+def quantize_rows(y: torch.Tensor, mode: int = PLAIN,
+                  cfg: LaunchConfig = ROWS_CONFIG) -> tuple[torch.Tensor, torch.Tensor]:
     """Row-wise FP8 of y (PLAIN) or of relu(y)² (FORWARD: the dense FFN's fused step), no 2:4: (values, scales
     (M x 1)), bit for bit as `backends.quantize_rowwise_fp8`. y: bf16, K a multiple of 8."""
     m, k = y.shape
@@ -431,15 +433,13 @@ def feature_destinations(n_features: int, sparse_idx: torch.Tensor, dense_idx: t
     return dest
 
 
-
-
 def sparsify24_tokens(a: torch.Tensor, perm: torch.Tensor | None, sparse_idx: torch.Tensor,
                       dense_idx: torch.Tensor, *, fp8: bool = True, cfg: LaunchConfig = TOKENS_CONFIG):
     """The BW2 / BW4 operands of `a` (T x F, bf16) in one pass: rows `sparse_idx` of a[perm]ᵀ, 2:4 along tokens,
     packed (Packed24), and rows `dense_idx` of a[perm]ᵀ dense (FP8 with the same row scales, or bf16)."""
     t, f = a.shape
     m_sparse = len(sparse_idx)
-    _check(a, "sparsify24_tokens", m_sparse, t, fp8, cfg)
+    _check(a, "sparsify24_tokens", m_sparse, t, fp8)
     if f % cfg.block_m or t % cfg.block_k:
         raise ValueError(f"sparsify24_tokens: F={f} must be a multiple of {cfg.block_m} and T={t} of {cfg.block_k}")
     a = a.contiguous()
