@@ -5,12 +5,14 @@ the GPU against CUTLASS's own compressor."""
 import pytest
 import torch
 
-from act24.kernels import backends as B
-from act24.kernels import fused
-from act24.kernels import sm90_layout as L
-from act24.kernels.backends import quantize_rowwise_fp8
-from act24.sparsity.ffn import SparseRecipe, sparse_sqrelu_ffn
-from act24.sparsity.pattern import feature_split, mask24, token_permutation
+pytest.importorskip("triton", reason="the fused kernels are Triton kernels (pip install triton)")
+
+from act24.kernels import backends as B  # noqa: E402
+from act24.kernels import fused  # noqa: E402
+from act24.kernels import sm90_layout as L  # noqa: E402
+from act24.kernels.backends import quantize_rowwise_fp8  # noqa: E402
+from act24.sparsity.ffn import SparseRecipe, sparse_sqrelu_ffn  # noqa: E402
+from act24.sparsity.pattern import feature_split, mask24, token_permutation  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 SMALL = fused.LaunchConfig(block_m=4, block_k=128)  # K = 256: two blocks
