@@ -244,7 +244,7 @@ def sparsify_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float,
 
         def fused_check():
             packed = fused.sparsify24_rows(y1)[0]
-            if same_as_cutlass(packed, quantize_rowwise_fp8(masked_bf16)[0]):
+            if same_as_cutlass(packed, quantize_rowwise_fp8(masked_bf16)[0]) != 0.0:
                 return math.inf
             out = FusedFp8Sm90Backend.packed_gemm(packed.values, packed.meta, w8.t(), packed.scale,
                                                   w_scale.t().contiguous())
@@ -255,6 +255,7 @@ def sparsify_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float,
         steps["fused (act24, Triton): relu² + 2:4 + sm90 packing, bf16"] = (
             lambda: fused.sparsify24_rows(y1, fp8=False),
             lambda: same_as_cutlass(fused.sparsify24_rows(y1, fp8=False)[0], masked_bf16), 1.0 + 1 / 8, 0.0)
+
         def dense_check():
             y8, y_scale = fused.quantize_rows(y1, fused.FORWARD)
             out = torch._scaled_mm(y8, w8.t(), scale_a=y_scale, scale_b=w_scale.t().contiguous(),
