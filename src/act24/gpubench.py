@@ -234,7 +234,8 @@ def sparsify_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float,
 
         ops, _ = import_xformers_ops()
         w8, w_scale = quantize_rowwise_fp8(w2)
-        masked_bf16 = (F.relu(y1).square() * mask24(F.relu(y1).square())).contiguous()
+        y2 = F.relu(y1).square()
+        masked_bf16 = y2 * mask24(y2)
 
         def same_as_cutlass(ours, a):  # 0 when our packing equals CUTLASS's compressor bit for bit, else inf
             values, meta = ops._sparse24_sm90_cutlass_compress(a)

@@ -4,7 +4,7 @@
 
 Each setting is checked (same bits as the default setting's output) before it is timed; the defaults in
 act24.kernels.fused (ROWS_CONFIG, TOKENS_CONFIG) were picked from this sweep on an H200
-(reference/h200/fused/tuning.csv)."""
+(reference/h200/fused/tuning/)."""
 
 import itertools
 import sys

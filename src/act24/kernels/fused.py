@@ -35,6 +35,7 @@ from .backends import fp8_scale
 from .sm90_layout import ATOM_M, atom_k
 
 FP8_MAX = tl.constexpr(backends.FP8_MAX)  # a constexpr: kernels can read it
+INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"  # Triton reads it when a kernel is defined
 FORWARD, BACKWARD, PLAIN = 0, 1, 2  # how values and selection scores come from the inputs
 
 
@@ -57,7 +58,7 @@ class LaunchConfig:
 # Picked on an H200 at T = F = 16384 (workflow/scripts/tune_fused.py; reference/h200/fused/tuning/).
 ROWS_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4)
 TOKENS_CONFIG = LaunchConfig(block_m=16, block_k=64, num_warps=2)  # block_m: features, block_k: tokens
-if os.environ.get("TRITON_INTERPRET", "0") == "1":  # the interpreter's cost is per program: fewer, larger ones
+if INTERPRETED:  # the interpreter's cost is per program: fewer, larger ones
     ROWS_CONFIG, TOKENS_CONFIG = LaunchConfig(block_m=64, block_k=512), LaunchConfig(block_m=64, block_k=128)
 
 
@@ -89,7 +90,7 @@ def _kept(k0, k1, k2, k3, x0, x1, x2, x3):
 
 # Triton's interpreter truncates in float casts; compiled kernels round to nearest even in one instruction.
 # Under the interpreter the kernels round on the bits instead, so that both give the GPU's (and torch's) bits.
-EMULATE_ROUNDING = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") == "1")
+EMULATE_ROUNDING = tl.constexpr(INTERPRETED)
 
 
 @triton.jit

@@ -77,8 +77,9 @@ def compress(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     vraw = v.view(raw.dtype)
     first = torch.gather(raw, -1, i0.unsqueeze(-1)).squeeze(-1)
     second = torch.gather(raw, -1, i1.unsqueeze(-1)).squeeze(-1)
-    vraw[..., 0] = torch.where(n == 2, first, torch.where(one_at_3, 0, torch.where(n == 1, first, 0)))
-    vraw[..., 1] = torch.where(n == 2, second, torch.where(one_at_3, second, 0))
+    # Unused slots hold +0 (the compressor never copies a zero, not even -0.0).
+    vraw[..., 0] = torch.where((n == 2) | ((n == 1) & ~one_at_3), first, 0)
+    vraw[..., 1] = torch.where((n == 2) | one_at_3, second, 0)
     nibble = (i0 | (i1 << 2)).to(torch.uint8)  # (M, K/4)
     byte = nibble[:, 0::2] | (nibble[:, 1::2] << 4)  # (M, K/8)
     rows = torch.arange(m).unsqueeze(1)
