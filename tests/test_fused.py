@@ -17,6 +17,8 @@ from act24.sparsity.pattern import feature_split, mask24, token_permutation  # n
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 SMALL = fused.LaunchConfig(block_m=4, block_k=128)  # K = 256: two blocks
 TAIL = fused.LaunchConfig(block_m=2, block_k=512)  # K = 384: one partial block
+ON_CHIP = fused.LaunchConfig(block_m=4, on_chip_warps=4)  # FP8 rows read once: K = 384 is 256 + a 128-wide tail
+ROW_CONFIGS = pytest.mark.parametrize("cfg", [SMALL, ON_CHIP], ids=["loop", "on_chip"])
 
 
 def activations(m, k, seed=0):
@@ -46,28 +48,32 @@ def assert_packed_equal(p: fused.Packed24, vals, meta, scale):
         assert torch.equal(p.scale.cpu(), scale)
 
 
+@ROW_CONFIGS
 @pytest.mark.parametrize("fp8", [True, False], ids=["fp8", "bf16"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_forward_kernel_matches_reference_bit_for_bit(fp8, seed):
+def test_forward_kernel_matches_reference_bit_for_bit(fp8, seed, cfg):
     y = activations(128, 256, seed)
-    packed, dense, _ = fused.sparsify24_rows(y, fp8=fp8, write_dense=True, cfg=SMALL)
+    packed, dense, _ = fused.sparsify24_rows(y, fp8=fp8, write_dense=True, cfg=cfg)
     y2 = torch.relu(y).square()
     y2s = y2 * mask24(y2)
     assert torch.equal(dense, y2s)
     assert_packed_equal(packed, *reference_packed(y2s, fp8))
 
 
+@pytest.mark.parametrize("cfg,k", [(TAIL, 384), (ON_CHIP, 384), (ON_CHIP, 896)],
+                         ids=["loop", "on_chip_tail", "on_chip_padded_tail"])
 @pytest.mark.parametrize("fp8", [True, False], ids=["fp8", "bf16"])
-def test_forward_kernel_handles_a_partial_last_block(fp8):
-    y = activations(64, 384, 7)
-    packed, _, _ = fused.sparsify24_rows(y, fp8=fp8, cfg=TAIL)
+def test_forward_kernel_handles_a_partial_last_block(fp8, cfg, k):
+    y = activations(64, k, 7)
+    packed, _, _ = fused.sparsify24_rows(y, fp8=fp8, cfg=cfg)
     y2 = torch.relu(y).square()
     assert_packed_equal(packed, *reference_packed(y2 * mask24(y2), fp8))
 
 
-def test_backward_kernel_uses_the_forward_mask_on_the_gradient():
+@ROW_CONFIGS
+def test_backward_kernel_uses_the_forward_mask_on_the_gradient(cfg):
     y, g = activations(64, 256, 2), activations(64, 256, 3)
-    packed, dy1, y2s = fused.sparsify24_rows(y, grad=g, write_dense=True, write_y2=True, cfg=SMALL)
+    packed, dy1, y2s = fused.sparsify24_rows(y, grad=g, write_dense=True, write_y2=True, cfg=cfg)
     relu = torch.relu(y)
     mask = mask24(relu.square())
     assert torch.equal(y2s, relu.square() * mask)
@@ -84,10 +90,11 @@ def test_plain_mode_packs_an_already_sparse_operand():
                        quantize_rowwise_fp8(x)[0].cpu().float() * packed.scale.cpu())
 
 
+@ROW_CONFIGS
 @pytest.mark.parametrize("mode", [fused.FORWARD, fused.PLAIN], ids=["relu2", "plain"])
-def test_quantize_kernel_is_rowwise_fp8_bit_for_bit(mode):
+def test_quantize_kernel_is_rowwise_fp8_bit_for_bit(mode, cfg):
     y = activations(64, 256, 5)
-    out, scale = fused.quantize_rows(y, mode, cfg=SMALL)
+    out, scale = fused.quantize_rows(y, mode, cfg=cfg)
     ref, ref_scale = quantize_rowwise_fp8(torch.relu(y).square() if mode == fused.FORWARD else y)
     assert torch.equal(out.view(torch.uint8), ref.view(torch.uint8)) and torch.equal(scale, ref_scale)
 

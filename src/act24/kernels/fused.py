@@ -53,13 +53,19 @@ class LaunchConfig:
     block_m: int = 4
     block_k: int = 512
     num_warps: int = 4
+    # FP8 row kernel only: rows of at most ON_CHIP_MAX_K columns are read once and held on chip by this many
+    # warps (the row maximum needs the whole row before anything is written); 0 always loops over the row twice.
+    on_chip_warps: int = 0
 
+
+ON_CHIP_MAX_K = 20480  # 40 KB of bf16 per row and input (two inputs in the backward)
 
 # Picked on an H200 at T = F = 16384 (workflow/scripts/tune_fused.py; reference/h200/fused/tuning/).
-ROWS_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4)
+ROWS_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4, on_chip_warps=8)
 TOKENS_CONFIG = LaunchConfig(block_m=16, block_k=64, num_warps=2)  # block_m: features, block_k: tokens
 if INTERPRETED:  # the interpreter's cost is per program: fewer, larger ones
-    ROWS_CONFIG, TOKENS_CONFIG = LaunchConfig(block_m=64, block_k=512), LaunchConfig(block_m=64, block_k=128)
+    ROWS_CONFIG = LaunchConfig(block_m=64, block_k=512, on_chip_warps=4)
+    TOKENS_CONFIG = LaunchConfig(block_m=64, block_k=128)
 
 
 @triton.jit
@@ -88,8 +94,8 @@ def _kept(k0, k1, k2, k3, x0, x1, x2, x3):
     return i0, i1, v0, v1
 
 
-# Triton's interpreter truncates in float casts; compiled kernels round to nearest even in one instruction.
-# Under the interpreter the kernels round on the bits instead, so that both give the GPU's (and torch's) bits.
+# Triton's interpreter truncates in float casts and runs no PTX; compiled kernels round to nearest even in one
+# instruction. Under the interpreter the kernels round on the bits instead: both give the GPU's (and torch's) bits.
 EMULATE_ROUNDING = tl.constexpr(INTERPRETED)
 
 
@@ -105,9 +111,9 @@ def _round_bf16(x):
 
 @triton.jit
 def _e4m3_bits(x):
-    """The float8 e4m3 bits (uint32, low 8 bits) of x (fp32, |x| <= 448), rounded to nearest even, -0.0 kept.
-    Computed on the bits: Triton's own fp32 -> fp8 casts misplaced values when many are packed together on
-    sm90 (seen on an H200 with Triton 3.6), and this way the interpreter gives the same bits as the GPU."""
+    """The float8 e4m3 bits (uint32, low 8 bits) of x (fp32, |x| <= 448), rounded to nearest even, -0.0 kept,
+    computed on the bits: the interpreter's version of the GPU's conversion instruction. (Triton's own
+    fp32 -> fp8 casts misplaced values when many were packed together on sm90: seen on an H200, Triton 3.6.)"""
     bits = x.to(tl.uint32, bitcast=True)
     sign = (bits >> 24) & 0x80
     mag = bits & 0x7FFFFFFF
@@ -119,16 +125,37 @@ def _e4m3_bits(x):
 
 
 @triton.jit
-def _encode(x, inv_scale, FP8: tl.constexpr):
-    """Raw bits (uint32: 8 low bits for FP8 of x * inv_scale, 16 for bf16 of x) and whether each is non-zero
-    (sign bit ignored, as CUTLASS's compressor)."""
+def _fp8x2(a, b, inv_scale):
+    """The FP8 (e4m3) bits of a * inv_scale (bits 0-7) and b * inv_scale (bits 8-15) in one uint32, clamped to
+    ±448 and rounded to nearest even, as torch's cast after the clamp of `quantize_rowwise_fp8`. On the GPU one
+    instruction converts both (it saturates like the clamp)."""
+    if EMULATE_ROUNDING:
+        a = tl.clamp(a * inv_scale, -FP8_MAX, FP8_MAX)
+        b = tl.clamp(b * inv_scale, -FP8_MAX, FP8_MAX)
+        return _e4m3_bits(a) | (_e4m3_bits(b) << 8)
+    return tl.inline_asm_elementwise(
+        "{ .reg .b16 t; cvt.rn.satfinite.e4m3x2.f32 t, $2, $1; cvt.u32.u16 $0, t; }", "=r,r,r",
+        [a * inv_scale, b * inv_scale], dtype=tl.uint32, is_pure=True, pack=1)
+
+
+@triton.jit
+def _fp8x4(x0, x1, x2, x3, inv_scale):
+    """Four values' FP8 bits in one uint32, x0 in the lowest byte."""
+    return _fp8x2(x0, x1, inv_scale) | (_fp8x2(x2, x3, inv_scale) << 16)
+
+
+@triton.jit
+def _encode2(a, b, inv_scale, FP8: tl.constexpr):
+    """Raw bits (uint32: 8 low bits for FP8 of x * inv_scale, 16 for bf16 of x) of a and b, and whether each is
+    non-zero (sign bit ignored, as CUTLASS's compressor)."""
     if FP8:
-        bits = _e4m3_bits(tl.clamp(x * inv_scale, -FP8_MAX, FP8_MAX))
-        nz = (bits & 0x7F) != 0
-    else:
-        bits = _round_bf16(x).to(tl.uint32, bitcast=True) >> 16
-        nz = (bits & 0x7FFF) != 0
-    return bits, nz
+        pair = _fp8x2(a, b, inv_scale)
+        bits_a = pair & 0xFF
+        bits_b = pair >> 8
+        return bits_a, bits_b, (bits_a & 0x7F) != 0, (bits_b & 0x7F) != 0
+    bits_a = _round_bf16(a).to(tl.uint32, bitcast=True) >> 16
+    bits_b = _round_bf16(b).to(tl.uint32, bitcast=True) >> 16
+    return bits_a, bits_b, (bits_a & 0x7FFF) != 0, (bits_b & 0x7FFF) != 0
 
 
 @triton.jit
@@ -178,8 +205,7 @@ def _compress_group(x0, x1, x2, x3, s0, s1, s2, s3, inv_scale, FP8: tl.constexpr
     nibble, the two kept values' bits in one word (8 or 16 bits each), keep flags, the largest kept |value|)."""
     k0, k1, k2, k3 = _select24(s0, s1, s2, s3)
     i0, i1, v0, v1 = _kept(k0, k1, k2, k3, x0, x1, x2, x3)
-    b0, nz0 = _encode(v0, inv_scale, FP8)
-    b1, nz1 = _encode(v1, inv_scale, FP8)
+    b0, b1, nz0, nz1 = _encode2(v0, v1, inv_scale, FP8)
     # The compressor lists non-zeros in order; one non-zero at p < 3 gives (p, 3), one at 3 gives (0, 3) with
     # the value second, none gives (0, 0); the other slot holds a zero.
     both = nz0 & nz1
@@ -220,84 +246,119 @@ def _meta_offset(rows, cols, M, META16: tl.constexpr):
 
 
 @triton.jit
+def _row_words(y64, g64, yrow, grow, rows, M, k0, K: tl.constexpr, BK: tl.constexpr):
+    """Columns k0 .. k0 + BK of rows `rows` as (BM, BK/8) tiles of uint64 words: each element is a pair of
+    consecutive groups (8 columns), even group first; y's words, then g's. Masked past M and K."""
+    pairs = tl.arange(0, BK // 8)[None, :]
+    w = k0 // 4 + 2 * pairs
+    ok = (rows[:, None] < M) & (k0 + 8 * pairs < K)
+    return (tl.load(y64 + yrow + w, mask=ok, other=0), tl.load(g64 + grow + w, mask=ok, other=0),
+            tl.load(y64 + yrow + w + 1, mask=ok, other=0), tl.load(g64 + grow + w + 1, mask=ok, other=0))
+
+
+@triton.jit
+def _words_max(uye, uge, uyo, ugo, MODE: tl.constexpr, SELECT: tl.constexpr):
+    """Per row: the maximum of y (FORWARD: the row maximum of relu(y)² is relu(max y)², as the largest of a
+    group is always kept) or of the |values| that will be kept."""
+    if MODE == 1 and SELECT:
+        m = tl.maximum(_kept_max(*_values_scores(uye, uge, MODE)), _kept_max(*_values_scores(uyo, ugo, MODE)))
+    else:
+        e0, e1, e2, e3 = _unpack4(uye)
+        o0, o1, o2, o3 = _unpack4(uyo)
+        m = tl.maximum(tl.maximum(tl.maximum(e0, e1), tl.maximum(e2, e3)),
+                       tl.maximum(tl.maximum(o0, o1), tl.maximum(o2, o3)))
+        if MODE != 0:  # PLAIN: |y|
+            m = tl.maximum(m, -tl.minimum(tl.minimum(tl.minimum(e0, e1), tl.minimum(e2, e3)),
+                                          tl.minimum(tl.minimum(o0, o1), tl.minimum(o2, o3))))
+    return tl.max(m, axis=1)
+
+
+@triton.jit
+def _write_words(uye, uge, uyo, ugo, rows, M, k0, K: tl.constexpr, BK: tl.constexpr, inv, yrow, orow,
+                 vals_ptr, meta_ptr, dense_ptr, y2_ptr, MODE: tl.constexpr, FP8: tl.constexpr,
+                 SELECT: tl.constexpr, META16: tl.constexpr, WRITE_DENSE: tl.constexpr, WRITE_Y2: tl.constexpr):
+    """Everything the kernel writes for the words of `_row_words(.., k0, K, BK)`."""
+    pairs = tl.arange(0, BK // 8)[None, :]
+    w = k0 // 4 + 2 * pairs
+    ok = (rows[:, None] < M) & (k0 + 8 * pairs < K)
+    x0, x1, x2, x3, s0, s1, s2, s3 = _values_scores(uye, uge, MODE)
+    x4, x5, x6, x7, s4, s5, s6, s7 = _values_scores(uyo, ugo, MODE)
+    if SELECT:
+        ne, we, k0_, k1_, k2_, k3_, _ = _compress_group(x0, x1, x2, x3, s0, s1, s2, s3, inv, FP8)
+        no, wo, k4_, k5_, k6_, k7_, _ = _compress_group(x4, x5, x6, x7, s4, s5, s6, s7, inv, FP8)
+        # Packed values of the two groups: one uint32 (FP8) or uint64 (bf16), 1/8 of the row's columns each.
+        if FP8:
+            tl.store(vals_ptr.to(tl.pointer_type(tl.uint32)) + orow + k0 // 8 + pairs, we | (wo << 16), mask=ok)
+        else:
+            tl.store(vals_ptr.to(tl.pointer_type(tl.uint64)) + orow + k0 // 8 + pairs,
+                     we.to(tl.uint64) | (wo.to(tl.uint64) << 32), mask=ok)
+        moff = _meta_offset(rows[:, None].to(tl.int64), k0 + 8 * pairs, M, META16)
+        tl.store(meta_ptr + moff, (ne | (no << 4)).to(tl.uint8), mask=ok)
+        d64 = dense_ptr.to(tl.pointer_type(tl.uint64)) + yrow + w  # dense bf16 outputs, shaped like y
+        if WRITE_DENSE:
+            tl.store(d64, _pack4_bf16(tl.where(k0_, x0, 0.0), tl.where(k1_, x1, 0.0), tl.where(k2_, x2, 0.0),
+                                      tl.where(k3_, x3, 0.0)), mask=ok)
+            tl.store(d64 + 1, _pack4_bf16(tl.where(k4_, x4, 0.0), tl.where(k5_, x5, 0.0),
+                                          tl.where(k6_, x6, 0.0), tl.where(k7_, x7, 0.0)), mask=ok)
+        s64 = y2_ptr.to(tl.pointer_type(tl.uint64)) + yrow + w
+        if WRITE_Y2:
+            tl.store(s64, _pack4_bf16(tl.where(k0_, s0, 0.0), tl.where(k1_, s1, 0.0), tl.where(k2_, s2, 0.0),
+                                      tl.where(k3_, s3, 0.0)), mask=ok)
+            tl.store(s64 + 1, _pack4_bf16(tl.where(k4_, s4, 0.0), tl.where(k5_, s5, 0.0),
+                                          tl.where(k6_, s6, 0.0), tl.where(k7_, s7, 0.0)), mask=ok)
+    else:  # row-wise FP8 of all 8 values
+        lo = _fp8x4(x0, x1, x2, x3, inv)
+        hi = _fp8x4(x4, x5, x6, x7, inv)
+        tl.store(dense_ptr.to(tl.pointer_type(tl.uint64)) + orow + k0 // 8 + pairs,
+                 lo.to(tl.uint64) | (hi.to(tl.uint64) << 32), mask=ok)
+
+
+@triton.jit
 def _rows_kernel(y_ptr, g_ptr, vals_ptr, meta_ptr, scale_ptr, dense_ptr, y2_ptr,
                  M, K: tl.constexpr, stride_y, stride_g,
                  MODE: tl.constexpr, FP8: tl.constexpr, SELECT: tl.constexpr, META16: tl.constexpr,
-                 WRITE_DENSE: tl.constexpr, WRITE_Y2: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr):
-    # Each element of a (BM, P) tile is a pair of consecutive groups (8 columns), read as two uint64 words, so
-    # that no data moves between threads.
-    P: tl.constexpr = BK // 8
+                 WRITE_DENSE: tl.constexpr, WRITE_Y2: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr,
+                 TAIL: tl.constexpr):
+    # Tiles hold pairs of consecutive groups (8 columns) as two uint64 words, so that no data moves between
+    # threads. TAIL < 0: loop over the row in BK-wide blocks (twice for FP8: the row maximum, then the writes).
+    # TAIL >= 0: the row is held on chip, one BK-wide block and a TAIL-wide one (0: none), read once.
     rows = tl.program_id(0) * BM + tl.arange(0, BM)
-    ok = rows[:, None] < M
     y64 = y_ptr.to(tl.pointer_type(tl.uint64))
     g64 = g_ptr.to(tl.pointer_type(tl.uint64))
     yrow = rows[:, None].to(tl.int64) * (stride_y // 4)
     grow = rows[:, None].to(tl.int64) * (stride_g // 4)
-    pairs = tl.arange(0, P)[None, :]
+    orow = rows[:, None].to(tl.int64) * (K // 8)  # a row of packed values (or of dense FP8) in 8-byte words
     inv = tl.full((BM, 1), 1.0, tl.float32)
-    if FP8:  # pass 1: the row maximum of what will be kept
+    if TAIL >= 0:
+        a0, a1, a2, a3 = _row_words(y64, g64, yrow, grow, rows, M, 0, K, BK)
+        if FP8:
+            amax = _words_max(a0, a1, a2, a3, MODE, SELECT)
+        if TAIL > 0:
+            b0, b1, b2, b3 = _row_words(y64, g64, yrow, grow, rows, M, BK, K, TAIL)
+            if FP8:
+                amax = tl.maximum(amax, _words_max(b0, b1, b2, b3, MODE, SELECT))
+    elif FP8:
         amax = tl.zeros((BM,), tl.float32)
         for k0 in range(0, K, BK):
-            if MODE == 0 or not SELECT:
-                cols = (k0 + tl.arange(0, BK))[None, :]
-                y = tl.load(y_ptr + rows[:, None].to(tl.int64) * stride_y + cols, mask=ok & (cols < K),
-                            other=0.0).to(tl.float32)
-                if MODE == 0:  # FORWARD: max relu(y)² = relu(max y)² (the largest of a group is always kept)
-                    amax = tl.maximum(amax, tl.max(y, axis=1))
-                else:
-                    amax = tl.maximum(amax, tl.max(tl.abs(y), axis=1))
-            else:
-                w = k0 // 4 + 2 * pairs
-                m = ok & (k0 + 8 * pairs < K)
-                me = _kept_max(*_values_scores(tl.load(y64 + yrow + w, mask=m, other=0),
-                                               tl.load(g64 + grow + w, mask=m, other=0), MODE))
-                mo = _kept_max(*_values_scores(tl.load(y64 + yrow + w + 1, mask=m, other=0),
-                                               tl.load(g64 + grow + w + 1, mask=m, other=0), MODE))
-                amax = tl.maximum(amax, tl.max(tl.maximum(me, mo), axis=1))
+            amax = tl.maximum(amax, _words_max(*_row_words(y64, g64, yrow, grow, rows, M, k0, K, BK), MODE, SELECT))
+    if FP8:
         if MODE == 0:
             r = tl.maximum(amax, 0.0)
             amax = _round_bf16(r * r)
         scale = tl.math.div_rn(tl.maximum(amax, 1e-12), FP8_MAX)
         inv = tl.math.div_rn(tl.full((BM,), 1.0, tl.float32), scale)[:, None]
         tl.store(scale_ptr + rows, scale, mask=rows < M)
-    orow = rows[:, None].to(tl.int64) * (K // 8)  # a row of packed values (or of dense FP8) in 8-byte words
-    for k0 in range(0, K, BK):
-        w = k0 // 4 + 2 * pairs
-        ok2 = (rows[:, None] < M) & (k0 + 8 * pairs < K)  # K need not be a multiple of BK
-        x0, x1, x2, x3, s0, s1, s2, s3 = _values_scores(tl.load(y64 + yrow + w, mask=ok2, other=0),
-                                                        tl.load(g64 + grow + w, mask=ok2, other=0), MODE)
-        x4, x5, x6, x7, s4, s5, s6, s7 = _values_scores(tl.load(y64 + yrow + w + 1, mask=ok2, other=0),
-                                                        tl.load(g64 + grow + w + 1, mask=ok2, other=0), MODE)
-        if SELECT:
-            ne, we, k0_, k1_, k2_, k3_, _ = _compress_group(x0, x1, x2, x3, s0, s1, s2, s3, inv, FP8)
-            no, wo, k4_, k5_, k6_, k7_, _ = _compress_group(x4, x5, x6, x7, s4, s5, s6, s7, inv, FP8)
-            # Packed values of the two groups: one uint32 (FP8) or uint64 (bf16), 1/8 of the row's columns each.
-            if FP8:
-                tl.store(vals_ptr.to(tl.pointer_type(tl.uint32)) + orow + k0 // 8 + pairs, we | (wo << 16), mask=ok2)
-            else:
-                tl.store(vals_ptr.to(tl.pointer_type(tl.uint64)) + orow + k0 // 8 + pairs,
-                         we.to(tl.uint64) | (wo.to(tl.uint64) << 32), mask=ok2)
-            moff = _meta_offset(rows[:, None].to(tl.int64), k0 + 8 * pairs, M, META16)
-            tl.store(meta_ptr + moff, (ne | (no << 4)).to(tl.uint8), mask=ok2)
-            d64 = dense_ptr.to(tl.pointer_type(tl.uint64)) + yrow + w  # dense bf16 outputs, shaped like y
-            if WRITE_DENSE:
-                tl.store(d64, _pack4_bf16(tl.where(k0_, x0, 0.0), tl.where(k1_, x1, 0.0), tl.where(k2_, x2, 0.0),
-                                          tl.where(k3_, x3, 0.0)), mask=ok2)
-                tl.store(d64 + 1, _pack4_bf16(tl.where(k4_, x4, 0.0), tl.where(k5_, x5, 0.0),
-                                              tl.where(k6_, x6, 0.0), tl.where(k7_, x7, 0.0)), mask=ok2)
-            s64 = y2_ptr.to(tl.pointer_type(tl.uint64)) + yrow + w
-            if WRITE_Y2:
-                tl.store(s64, _pack4_bf16(tl.where(k0_, s0, 0.0), tl.where(k1_, s1, 0.0), tl.where(k2_, s2, 0.0),
-                                          tl.where(k3_, s3, 0.0)), mask=ok2)
-                tl.store(s64 + 1, _pack4_bf16(tl.where(k4_, s4, 0.0), tl.where(k5_, s5, 0.0),
-                                              tl.where(k6_, s6, 0.0), tl.where(k7_, s7, 0.0)), mask=ok2)
-        else:  # row-wise FP8 of all 8 values
-            lo = (_encode(x0, inv, True)[0] | (_encode(x1, inv, True)[0] << 8) | (_encode(x2, inv, True)[0] << 16)
-                  | (_encode(x3, inv, True)[0] << 24))
-            hi = (_encode(x4, inv, True)[0] | (_encode(x5, inv, True)[0] << 8) | (_encode(x6, inv, True)[0] << 16)
-                  | (_encode(x7, inv, True)[0] << 24))
-            tl.store(dense_ptr.to(tl.pointer_type(tl.uint64)) + orow + k0 // 8 + pairs,
-                     lo.to(tl.uint64) | (hi.to(tl.uint64) << 32), mask=ok2)
+    if TAIL >= 0:
+        _write_words(a0, a1, a2, a3, rows, M, 0, K, BK, inv, yrow, orow, vals_ptr, meta_ptr, dense_ptr, y2_ptr,
+                     MODE, FP8, SELECT, META16, WRITE_DENSE, WRITE_Y2)
+        if TAIL > 0:
+            _write_words(b0, b1, b2, b3, rows, M, BK, K, TAIL, inv, yrow, orow, vals_ptr, meta_ptr, dense_ptr,
+                         y2_ptr, MODE, FP8, SELECT, META16, WRITE_DENSE, WRITE_Y2)
+    else:
+        for k0 in range(0, K, BK):
+            _write_words(*_row_words(y64, g64, yrow, grow, rows, M, k0, K, BK), rows, M, k0, K, BK, inv, yrow,
+                         orow, vals_ptr, meta_ptr, dense_ptr, y2_ptr, MODE, FP8, SELECT, META16, WRITE_DENSE,
+                         WRITE_Y2)
 
 
 @triton.jit
@@ -343,10 +404,8 @@ def _tokens_kernel(a_ptr, perm_ptr, dest_ptr, inv_scale_ptr, vals_ptr, meta_ptr,
     if tl.sum((dest < 0).to(tl.int32)) > 0:  # most blocks hold sparse features only
         drows = tl.where(dest >= 0, 0, -dest - 1).to(tl.int64)[:, None]
         if FP8:
-            lo = (_encode(x0, inv, True)[0] | (_encode(x1, inv, True)[0] << 8) | (_encode(x2, inv, True)[0] << 16)
-                  | (_encode(x3, inv, True)[0] << 24))
-            hi = (_encode(x4, inv, True)[0] | (_encode(x5, inv, True)[0] << 8) | (_encode(x6, inv, True)[0] << 16)
-                  | (_encode(x7, inv, True)[0] << 24))
+            lo = _fp8x4(x0, x1, x2, x3, inv)
+            hi = _fp8x4(x4, x5, x6, x7, inv)
             tl.store(dense_ptr.to(tl.pointer_type(tl.uint64)) + drows * (T // 8) + t0 // 8 + pairs[None, :],
                      tl.trans(lo.to(tl.uint64) | (hi.to(tl.uint64) << 32)), mask=~is_sparse)
         else:
@@ -364,6 +423,16 @@ def fit_block_k(cfg: LaunchConfig, k: int) -> LaunchConfig:
     waste = [(-k % b) / k for b in sizes]
     ok = [b for b, w in zip(sizes, waste) if w <= 1 / 16]
     return dataclasses.replace(cfg, block_k=ok[0] if ok else sizes[waste.index(min(waste))])
+
+
+def row_blocks(cfg: LaunchConfig, k: int, fp8: bool) -> tuple[int, int, int]:
+    """(BK, TAIL, num_warps) of `_rows_kernel` for rows of k columns: the row held on chip as a power-of-2 block
+    and a power-of-2 tail (FP8, k <= ON_CHIP_MAX_K, cfg.on_chip_warps > 0), else a loop over `fit_block_k`
+    blocks (TAIL = -1)."""
+    if fp8 and cfg.on_chip_warps and k <= ON_CHIP_MAX_K:
+        bk = 1 << (k.bit_length() - 1)  # F = 16512: 16384 + a 128-wide tail
+        return bk, triton.next_power_of_2(k - bk) if k > bk else 0, cfg.on_chip_warps
+    return fit_block_k(cfg, k).block_k, -1, cfg.num_warps
 
 
 def _check(x: torch.Tensor, name: str, m: int, k: int, fp8: bool) -> None:
@@ -388,7 +457,7 @@ def sparsify24_rows(y: torch.Tensor, grad: torch.Tensor | None = None, *, fp8: b
     _check(y, "sparsify24_rows", m, k, fp8)
     if mode == BACKWARD and (grad is None or grad.shape != y.shape or grad.dtype != torch.bfloat16):
         raise ValueError("sparsify24_rows: the backward mode needs a bf16 `grad` shaped like `y`")
-    cfg = fit_block_k(cfg, k)
+    bk, tail, warps = row_blocks(cfg, k, fp8)
     y = y.contiguous()
     grad = grad.contiguous() if grad is not None else y
     vals = torch.empty(m, k // 2, dtype=torch.float8_e4m3fn if fp8 else torch.bfloat16, device=y.device)
@@ -399,7 +468,7 @@ def sparsify24_rows(y: torch.Tensor, grad: torch.Tensor | None = None, *, fp8: b
     _rows_kernel[(m // cfg.block_m,)](
         y, grad, vals, meta, scale if fp8 else vals, dense if write_dense else vals, y2 if write_y2 else vals,
         m, k, y.stride(0), grad.stride(0), MODE=mode, FP8=fp8, SELECT=True, META16=not fp8,
-        WRITE_DENSE=write_dense, WRITE_Y2=write_y2, BM=cfg.block_m, BK=cfg.block_k, num_warps=cfg.num_warps)
+        WRITE_DENSE=write_dense, WRITE_Y2=write_y2, BM=cfg.block_m, BK=bk, TAIL=tail, num_warps=warps)
     return Packed24(vals, meta, scale), dense, y2
 
 
@@ -408,16 +477,16 @@ def quantize_rows(y: torch.Tensor, mode: int = PLAIN,
     """Row-wise FP8 of y (PLAIN) or of relu(y)² (FORWARD: the dense FFN's fused step), no 2:4: (values, scales
     (M x 1)), bit for bit as `backends.quantize_rowwise_fp8`. y: bf16, K a multiple of 8."""
     m, k = y.shape
-    cfg = fit_block_k(cfg, k)
     if not quantize_fits(y, cfg):
         raise ValueError(f"quantize_rows: bf16 input with K % 8 == 0 and M % {cfg.block_m} == 0, got "
                          f"{tuple(y.shape)} {y.dtype}")
     y = y.contiguous()
+    bk, tail, warps = row_blocks(cfg, k, True)
     out = torch.empty(m, k, dtype=torch.float8_e4m3fn, device=y.device)
     scale = torch.empty(m, 1, dtype=torch.float32, device=y.device)
     _rows_kernel[(m // cfg.block_m,)](
         y, y, out, out, scale, out, out, m, k, y.stride(0), y.stride(0), MODE=mode, FP8=True, SELECT=False,
-        META16=False, WRITE_DENSE=False, WRITE_Y2=False, BM=cfg.block_m, BK=cfg.block_k, num_warps=cfg.num_warps)
+        META16=False, WRITE_DENSE=False, WRITE_Y2=False, BM=cfg.block_m, BK=bk, TAIL=tail, num_warps=warps)
     return out, scale
 
 
