@@ -225,3 +225,25 @@ def test_fp8_encoding_rounds_like_torch_at_the_edges():
     out, scale = fused.quantize_rows(y, fused.PLAIN, cfg=SMALL)
     ref, ref_scale = quantize_rowwise_fp8(y)
     assert torch.equal(out.view(torch.uint8), ref.view(torch.uint8)) and torch.equal(scale, ref_scale)
+
+
+def test_column_stats_are_the_column_maxima_and_non_zero_counts():
+    a = activations(300, 200, 9)  # neither a multiple of the blocks: masked edges
+    a = torch.where(a > 0.5, a, torch.zeros_like(a))
+    a[:, 3] = 0  # an all-zero column
+    amax, counts = fused.column_stats(a, count_nonzero=True, cfg=fused.LaunchConfig(block_m=64, block_k=128))
+    assert torch.equal(amax, a.abs().amax(dim=0).float())
+    assert torch.equal(counts, (a != 0).sum(0).int())
+    assert fused.column_stats(a)[1] is None
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_scatter_rows_puts_each_row_in_its_place(transpose):
+    g = torch.Generator().manual_seed(10)
+    src = torch.randn(70, 40, generator=g).bfloat16().to(DEVICE)
+    idx = torch.randperm(100, generator=g)[:70].sort().values.to(DEVICE)
+    out = torch.zeros((40, 100) if transpose else (100, 40), dtype=torch.bfloat16, device=DEVICE)
+    fused.scatter_rows(out, src, idx, transpose, block=(32, 32))
+    ref = torch.zeros(100, 40, dtype=torch.bfloat16, device=DEVICE)
+    ref[idx] = src
+    assert torch.equal(out, ref.t() if transpose else ref)

@@ -101,8 +101,10 @@ def test_feature_split_keeps_the_densest_dense_and_aligns_the_sparse_count():
     a[:2, 2] = 1.0
     a[0, 7] = 1.0
     sparse, dense = feature_split(a, 0.25)  # 2 of 8 dense
-    assert dense.tolist() == [5, 2] and sorted(sparse.tolist()) == [0, 1, 3, 4, 6, 7]
-    sparse, dense = feature_split(a, 0.25, multiple=4)  # 6 sparse rounded down to 4
-    assert len(sparse) == 4 and dense.tolist() == [5, 2, 7, 0]
+    assert dense.tolist() == [2, 5] and sparse.tolist() == [0, 1, 3, 4, 6, 7]
+    sparse, dense = feature_split(a, 0.25, multiple=4)  # 6 sparse rounded down to 4: ties to the lower index
+    assert sparse.tolist() == [1, 3, 4, 6] and dense.tolist() == [0, 2, 5, 7]
+    counts = torch.tensor([0, 0, 0, 9, 0, 0, 0, 0])  # given counts are used instead of a's
+    assert feature_split(a, 0.25, nonzero_counts=counts)[1].tolist() == [0, 3]
     sparse, dense = feature_split(a, 0.0)
     assert len(sparse) == 8 and len(dense) == 0

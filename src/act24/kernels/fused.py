@@ -63,9 +63,12 @@ ON_CHIP_MAX_K = 20480  # 40 KB of bf16 per row and input (two inputs in the back
 # Picked on an H200 at T = F = 16384 (workflow/scripts/tune_fused.py; reference/h200/fused/tuning/).
 ROWS_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4, on_chip_warps=8)
 TOKENS_CONFIG = LaunchConfig(block_m=16, block_k=64, num_warps=2)  # block_m: features, block_k: tokens
+COLUMNS_CONFIG = LaunchConfig(block_m=32, block_k=128, num_warps=4)  # block_m: rows per step, block_k: columns
+COLUMN_CHUNK = 1024  # rows per program of the column statistics (then one atomic per column and program)
 if INTERPRETED:  # the interpreter's cost is per program: fewer, larger ones
     ROWS_CONFIG = LaunchConfig(block_m=64, block_k=512, on_chip_warps=4)
     TOKENS_CONFIG = LaunchConfig(block_m=64, block_k=128)
+    COLUMNS_CONFIG = LaunchConfig(block_m=128, block_k=128)
 
 
 @triton.jit
@@ -414,6 +417,41 @@ def _tokens_kernel(a_ptr, perm_ptr, dest_ptr, inv_scale_ptr, vals_ptr, meta_ptr,
             tl.store(d64 + 1, tl.trans(_pack4_bf16(x4, x5, x6, x7)), mask=~is_sparse)
 
 
+@triton.jit
+def _column_stats_kernel(a_ptr, amax_bits_ptr, count_ptr, R, C, stride_a,
+                         COUNT: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr, CHUNK: tl.constexpr):
+    # A program reduces CHUNK rows of BC columns, then merges into the totals with one atomic per column: the
+    # maximum on the float bits as int32 (non-negative floats order as their bits), the count by addition.
+    cols = tl.program_id(0) * BC + tl.arange(0, BC)
+    r0 = tl.program_id(1) * CHUNK
+    amax = tl.zeros((BC,), tl.float32)
+    count = tl.zeros((BC,), tl.int32)
+    for i in range(0, CHUNK, BR):
+        rows = r0 + i + tl.arange(0, BR)
+        ok = (rows[:, None] < R) & (cols[None, :] < C)
+        x = tl.load(a_ptr + rows[:, None].to(tl.int64) * stride_a + cols[None, :], mask=ok, other=0.0).to(tl.float32)
+        amax = tl.maximum(amax, tl.max(tl.abs(x), axis=0))
+        if COUNT:
+            count += tl.sum((x != 0).to(tl.int32), axis=0)
+    tl.atomic_max(amax_bits_ptr + cols, amax.to(tl.int32, bitcast=True), mask=cols < C)
+    if COUNT:
+        tl.atomic_add(count_ptr + cols, count, mask=cols < C)
+
+
+@triton.jit
+def _scatter_rows_kernel(src_ptr, idx_ptr, out_ptr, R, N, stride_out,
+                         TRANSPOSE: tl.constexpr, BR: tl.constexpr, BN: tl.constexpr):
+    rows = tl.program_id(0) * BR + tl.arange(0, BR)
+    cols = tl.program_id(1) * BN + tl.arange(0, BN)
+    ok = (rows[:, None] < R) & (cols[None, :] < N)
+    v = tl.load(src_ptr + rows[:, None].to(tl.int64) * N + cols[None, :], mask=ok)
+    dest = tl.load(idx_ptr + rows, mask=rows < R, other=0).to(tl.int64)
+    if TRANSPOSE:  # out[c, idx[r]]: stored as the transposed tile, so that writes run along out's rows
+        tl.store(out_ptr + cols[:, None].to(tl.int64) * stride_out + dest[None, :], tl.trans(v), mask=tl.trans(ok))
+    else:
+        tl.store(out_ptr + dest[:, None] * stride_out + cols[None, :], v, mask=ok)
+
+
 def fit_block_k(cfg: LaunchConfig, k: int) -> LaunchConfig:
     """`cfg` with the largest block_k (cfg.block_k, halved at most twice) whose partial last block wastes at
     most 1/16 of the row (the kernels mask it): F = 16512 = 4 x 4096 + 128 would run a 4096-wide block for
@@ -504,9 +542,11 @@ def feature_destinations(n_features: int, sparse_idx: torch.Tensor, dense_idx: t
 
 
 def sparsify24_tokens(a: torch.Tensor, perm: torch.Tensor | None, sparse_idx: torch.Tensor,
-                      dense_idx: torch.Tensor, *, fp8: bool = True, cfg: LaunchConfig = TOKENS_CONFIG):
+                      dense_idx: torch.Tensor, *, fp8: bool = True, amax: torch.Tensor | None = None,
+                      cfg: LaunchConfig = TOKENS_CONFIG):
     """The BW2 / BW4 operands of `a` (T x F, bf16) in one pass: rows `sparse_idx` of a[perm]ᵀ, 2:4 along tokens,
-    packed (Packed24), and rows `dense_idx` of a[perm]ᵀ dense (FP8 with the same row scales, or bf16)."""
+    packed (Packed24), and rows `dense_idx` of a[perm]ᵀ dense (FP8 with the same row scales, or bf16).
+    amax: max |a| per column if already known (`column_stats`)."""
     t, f = a.shape
     m_sparse = len(sparse_idx)
     _check(a, "sparsify24_tokens", m_sparse, t, fp8)
@@ -520,7 +560,10 @@ def sparsify24_tokens(a: torch.Tensor, perm: torch.Tensor | None, sparse_idx: to
     meta = torch.empty(m_sparse * t // 8, dtype=torch.uint8, device=a.device)
     dense = torch.empty(len(dense_idx), t, dtype=dtype, device=a.device)
     # Row-wise scales of aᵀ (one per column of a), as quantize_rowwise_fp8(aᵀ) computes them.
-    scale, inv = fp8_scale(a.abs().amax(dim=0)) if fp8 else (None, dest)
+    if fp8:
+        scale, inv = fp8_scale(column_stats(a)[0] if amax is None else amax)
+    else:
+        scale, inv = None, dest
     _tokens_kernel[(f // cfg.block_m, t // cfg.block_k)](
         a, perm, dest, inv, vals, meta, dense, t, f, m_sparse, a.stride(0),
         FP8=fp8, META16=not fp8, BF=cfg.block_m, BT=cfg.block_k, num_warps=cfg.num_warps)
@@ -542,3 +585,30 @@ def quantize_transposed(b: torch.Tensor, perm: torch.Tensor | None = None,
 def transposed_fits(b: torch.Tensor, cfg: LaunchConfig = TOKENS_CONFIG) -> bool:
     return (b.dtype == torch.bfloat16 and b.dim() == 2 and b.shape[0] % max(cfg.block_k, 128) == 0
             and b.shape[1] % cfg.block_m == 0)
+
+
+def column_stats(a: torch.Tensor, count_nonzero: bool = False,
+                 cfg: LaunchConfig = COLUMNS_CONFIG) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per column of a (R x C): max |a| (float32, as a.abs().amax(0)) and, if asked, the number of non-zeros
+    (int32, as (a != 0).sum(0)), in one read of a."""
+    r, c = a.shape
+    a = a if a.stride(1) == 1 else a.contiguous()
+    amax_bits = torch.zeros(c, dtype=torch.int32, device=a.device)
+    count = torch.zeros(c, dtype=torch.int32, device=a.device) if count_nonzero else amax_bits
+    chunk = min(COLUMN_CHUNK, max(cfg.block_m, triton.next_power_of_2(r)))
+    _column_stats_kernel[(triton.cdiv(c, cfg.block_k), triton.cdiv(r, chunk))](
+        a, amax_bits, count, r, c, a.stride(0), COUNT=count_nonzero, BR=min(cfg.block_m, chunk),
+        BC=cfg.block_k, CHUNK=chunk, num_warps=cfg.num_warps)
+    return amax_bits.view(torch.float32), count if count_nonzero else None
+
+
+def scatter_rows(out: torch.Tensor, src: torch.Tensor, idx: torch.Tensor, transpose: bool = False,
+                 block: tuple[int, int] = (64, 64)) -> None:
+    """out[idx] = src, or with `transpose` out[:, idx] = src.t(), in one pass (src: R x N contiguous, out
+    contiguous, idx: R row indices)."""
+    if src.numel() == 0:
+        return
+    r, n = src.shape
+    _scatter_rows_kernel[(triton.cdiv(r, block[0]), triton.cdiv(n, block[1]))](
+        src.contiguous(), idx.to(torch.int32).contiguous(), out, r, n, out.stride(0), TRANSPOSE=transpose,
+        BR=block[0], BN=block[1], num_warps=4)

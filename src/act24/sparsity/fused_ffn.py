@@ -4,7 +4,9 @@ Forward:  Y1 = X W1ᵀ (FP8 GEMM); one kernel: relu², 2:4 along F, row-wise FP8
 Backward: dY2 = dY3 W2 (FP8 GEMM); one kernel reads Y1 and dY2 once and writes dY1 = dY2 ⊙ 2 relu(Y1) ⊙ M
           packed for BW3 (dX = dY1 W1, 2:4 along F) plus dY1 and Ỹ2 dense for the token-wise GEMMs; one kernel
           per token-wise operand writes its permuted transpose: 2:4 along tokens on the sparse features and FP8
-          rows for the dense ones (BW2: dW2 = dY3ᵀ Ỹ2, BW4: dW1 = dY1ᵀ X).
+          rows for the dense ones (BW2: dW2 = dY3ᵀ Ỹ2, BW4: dW1 = dY1ᵀ X). Column statistics (the FP8 scales of
+          the transposes, the split's non-zero counts) take one read each; the split GEMMs' rows go back to their
+          features, transposed for dW2, in one pass.
 
 Results equal `SparseSqReluFFNFunction` on the unfused FP8 backend (same quantization, same masks, same GEMMs);
 the tests check that. Only the paper's recipe runs fused (backward "sparse" with the dY1 mask); other settings
@@ -25,17 +27,22 @@ def fused_recipe_supported(recipe, backend: Backend) -> bool:
 
 
 def tokenwise_fused_mm(a: torch.Tensor, b: torch.Tensor, sparse_idx: torch.Tensor, dense_idx: torch.Tensor,
-                       perm: torch.Tensor | None, backend) -> torch.Tensor:
-    """a[perm]ᵀ b[perm] (F x N): 2:4 along tokens on `sparse_idx`, dense FP8 on `dense_idx` (as
-    sparsity.ffn.tokenwise_sparse_mm computes it on an FP8 backend)."""
-    packed, dense8, dense_scale = fused.sparsify24_tokens(a, perm, sparse_idx, dense_idx)
+                       perm: torch.Tensor | None, backend, a_amax: torch.Tensor | None = None,
+                       transpose: bool = False) -> torch.Tensor:
+    """a[perm]ᵀ b[perm] (F x N; N x F with `transpose`): 2:4 along tokens on `sparse_idx`, dense FP8 on
+    `dense_idx` (as sparsity.ffn.tokenwise_sparse_mm computes it on an FP8 backend). a_amax: max |a| per column,
+    if known."""
+    packed, dense8, dense_scale = fused.sparsify24_tokens(a, perm, sparse_idx, dense_idx, amax=a_amax)
     bt8, b_scale = backend.quantize_t(b, perm)  # b[perm]ᵀ (N x T): one scale per output column
     b_scale = b_scale.t().contiguous()
-    out = torch.empty(a.shape[1], b.shape[1], dtype=torch.bfloat16, device=a.device)
-    out[sparse_idx] = backend.packed_gemm(packed.values, packed.meta, bt8.t(), packed.scale, b_scale)
+    f, n = a.shape[1], b.shape[1]
+    out = torch.empty((n, f) if transpose else (f, n), dtype=torch.bfloat16, device=a.device)
+    # The GEMMs' rows are features in split order: written back in place (and transposed) in one pass each.
+    fused.scatter_rows(out, backend.packed_gemm(packed.values, packed.meta, bt8.t(), packed.scale, b_scale),
+                       sparse_idx, transpose)
     if dense_idx.numel():
-        out[dense_idx] = torch._scaled_mm(dense8, bt8.t(), scale_a=dense_scale, scale_b=b_scale,
-                                          out_dtype=torch.bfloat16, use_fast_accum=True)
+        fused.scatter_rows(out, torch._scaled_mm(dense8, bt8.t(), scale_a=dense_scale, scale_b=b_scale,
+                                                 out_dtype=torch.bfloat16, use_fast_accum=True), dense_idx, transpose)
     return out
 
 
@@ -58,8 +65,9 @@ class FusedSparseSqReluFFNFunction(torch.autograd.Function):
         dy2 = backend.mm(dy3, w2)  # BW1 (dense)
         packed_dy1, dy1, y2s = fused.sparsify24_rows(y1, grad=dy2.to(y1.dtype), write_dense=True, write_y2=True)
         dx = backend.sparse_gemm(packed_dy1, w1).to(x.dtype)  # BW3
-        sparse_idx, dense_idx = feature_split(y2s, recipe.dense_fraction, split_multiple(recipe, backend))
+        y2_amax, y2_counts = fused.column_stats(y2s, count_nonzero=True)  # one read for the split and BW2's scales
+        sparse_idx, dense_idx = feature_split(y2s, recipe.dense_fraction, split_multiple(recipe, backend), y2_counts)
         perm = cached_permutation(x.shape[0], recipe.permutation_seed, x.device) if recipe.token_permutation else None
-        dw2 = tokenwise_fused_mm(y2s, dy3, sparse_idx, dense_idx, perm, backend).t()  # BW2
+        dw2 = tokenwise_fused_mm(y2s, dy3, sparse_idx, dense_idx, perm, backend, y2_amax, transpose=True)  # BW2
         dw1 = tokenwise_fused_mm(dy1, x, sparse_idx, dense_idx, perm, backend)  # BW4
         return dx, dw1, dw2, None, None

@@ -54,11 +54,13 @@ def n_sparse_features(n_features: int, dense_fraction: float, multiple: int = 1)
     return n_sparse - n_sparse % multiple if n_sparse >= multiple else n_sparse
 
 
-def feature_split(a: torch.Tensor, dense_fraction: float, multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sparse_features, dense_features) indices of `a` (tokens x features), the paper's 95/5 split: the
-    densest `dense_fraction` of the features (most non-zeros; ties to the lower index) stay dense; see
-    n_sparse_features for the count."""
+def feature_split(a: torch.Tensor, dense_fraction: float, multiple: int = 1,
+                  nonzero_counts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sparse_features, dense_features) indices of `a` (tokens x features), each ascending: the paper's 95/5
+    split, the densest `dense_fraction` of the features (most non-zeros; ties to the lower index) stay dense;
+    see n_sparse_features for the count. `nonzero_counts`: the per-feature counts if already computed."""
     n_features = a.shape[1]
     n_sparse = n_sparse_features(n_features, dense_fraction, multiple)
-    order = torch.sort((a != 0).sum(0), descending=True, stable=True).indices
-    return order[n_features - n_sparse:], order[: n_features - n_sparse]
+    counts = (a != 0).sum(0) if nonzero_counts is None else nonzero_counts
+    order = torch.sort(counts, descending=True, stable=True).indices
+    return order[n_features - n_sparse:].sort().values, order[: n_features - n_sparse].sort().values
