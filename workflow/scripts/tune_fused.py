@@ -1,12 +1,11 @@
-"""Sweep the launch settings of the fused sparsify kernels on this GPU (not part of the pipeline).
+"""Sweep the launch settings of the fused kernels on this GPU (not part of the pipeline).
 
     python workflow/scripts/tune_fused.py OUT.csv [T F]
 
 Each setting is checked (same bits as the default setting's output) before it is timed; the defaults in
-act24.kernels.fused (ROWS_CONFIG, TOKENS_CONFIG) were picked from this sweep on an H200
-(reference/h200/fused/tuning/)."""
+act24.kernels.fused (ROWS_CONFIG, TOKENS_CONFIG, COLUMNS_CONFIG) were picked from this sweep on an H200
+(reference/h200/fused/tuning/). Shares of copy bandwidth count the fewest bytes each step must move."""
 
-import itertools
 import sys
 
 import pandas as pd
@@ -17,44 +16,63 @@ from act24.kernels import fused
 from act24.sparsity.pattern import feature_split
 
 
-def same(a: fused.Packed24, b: fused.Packed24) -> bool:
-    return (torch.equal(a.values.view(torch.uint8), b.values.view(torch.uint8)) and torch.equal(a.meta, b.meta)
-            and torch.equal(a.scale, b.scale))
+def same(a, b) -> bool:
+    """Bit equality of two outputs (Packed24s, tensors, or tuples of them; None equals None)."""
+    if isinstance(a, (tuple, list)):
+        return all(same(u, v) for u, v in zip(a, b))
+    if isinstance(a, fused.Packed24):
+        return same((a.values, a.meta, a.scale), (b.values, b.meta, b.scale))
+    if a is None or b is None:
+        return a is None and b is None
+    return torch.equal(a.view(torch.uint8), b.view(torch.uint8)) if a.dtype.itemsize == 1 else torch.equal(a, b)
 
 
-def main(out: str, t: int = 16384, f: int = 16384) -> None:
+def sweep(rows: list[dict], kernel: str, run, configs, bytes_moved: float, cfg, copy: float) -> None:
+    ref = run(None)
+    for lc in configs:
+        row = {"kernel": kernel, **{k: getattr(lc, k) for k in ("block_m", "block_k", "num_warps", "on_chip_warps")}}
+        try:
+            ok = same(run(lc), ref)
+        except Exception as exc:  # e.g. a tile that does not fit: a row saying so
+            rows.append({**row, "correct": False, "error": str(exc)[:200]})
+            continue
+        ms = bench_ms(lambda: run(lc), cfg) if ok else float("nan")
+        rows.append({**row, "correct": ok, "ms": ms, "share_of_copy_bandwidth": bytes_moved / ms / 1e6 / copy})
+        print(rows[-1], flush=True)
+
+
+def main(out: str, t: int = 16384, f: int = 16512) -> None:
     cfg = GpuBenchConfig(rep_ms=100)
     copy = ceilings(cfg)["copy_GBps"]
     y = torch.randn(t, f, device="cuda", dtype=torch.bfloat16) - 1.6  # about 95% zeros after relu
-    rows = []
-    ref = fused.sparsify24_rows(y)[0]
-    for bm, bk, warps in itertools.product((1, 2, 4), (512, 1024, 2048, 4096), (4, 8)):
-        lc = fused.LaunchConfig(bm, bk, warps)
-        if f % bk or bm * bk > 16384:
-            continue
-        ok = same(fused.sparsify24_rows(y, cfg=lc)[0], ref)
-        ms = bench_ms(lambda: fused.sparsify24_rows(y, cfg=lc), cfg) if ok else float("nan")
-        rows.append({"kernel": "rows (forward, FP8)", "block_m": bm, "block_k": bk, "num_warps": warps,
-                     "correct": ok, "ms": ms, "share_of_copy_bandwidth": t * f * (2 + 0.625) / ms / 1e6 / copy})
-        print(rows[-1], flush=True)
+    g = torch.randn(t, f, device="cuda", dtype=torch.bfloat16)
+    L = fused.LaunchConfig
+    loops = [L(bm, bk, w) for bm in (1, 2) for bk in (1024, 2048, 4096) for w in (4, 8) if bm * bk <= 8192]
+    on_chip = [L(1, 4096, 4, w) for w in (4, 8, 16, 32)]
+    rows: list[dict] = []
+    fwd = lambda lc: fused.sparsify24_rows(y, cfg=lc or fused.ROWS_CONFIG)[0]  # noqa: E731
+    sweep(rows, "rows (forward, FP8)", fwd, loops + on_chip, t * f * (2 + 0.625), cfg, copy)
+    bwd = lambda lc: fused.sparsify24_rows(y, grad=g, write_dense=True, write_y2=True,  # noqa: E731
+                                           cfg=lc or fused.ROWS_CONFIG)
+    sweep(rows, "rows (backward, FP8, dense dY1 + Ỹ2)", bwd, [L(1, 4096, 4), L(1, 2048, 4)] + on_chip,
+          t * f * (4 + 0.625 + 4), cfg, copy)
+    sweep(rows, "rows (forward, bf16)", lambda lc: fused.sparsify24_rows(y, fp8=False, cfg=lc or fused.ROWS_CONFIG)[0],
+          loops, t * f * (2 + 1.125), cfg, copy)
+    sweep(rows, "relu² + FP8, dense", lambda lc: fused.quantize_rows(y, fused.FORWARD, cfg=lc or fused.ROWS_CONFIG),
+          loops + on_chip, t * f * 3, cfg, copy)
     y2s = fused.sparsify24_rows(y, write_dense=True)[1]
+    sweep(rows, "column stats (max |.|, non-zeros)",
+          lambda lc: fused.column_stats(y2s, True, cfg=lc or fused.COLUMNS_CONFIG),
+          [L(bm, bk, w) for bm in (16, 32, 64) for bk in (64, 128, 256) for w in (4, 8) if bm * bk <= 8192],
+          t * f * 2, cfg, copy)
     perm = torch.randperm(t, device="cuda")
-    split = feature_split(y2s, 0.05, 128)
-    ref = fused.sparsify24_tokens(y2s, perm, *split)[0]
+    amax, counts = fused.column_stats(y2s, True)
+    split = feature_split(y2s, 0.05, 128, counts)
     frac = len(split[0]) / f
-    for bf, bt, warps in itertools.product((16, 32, 64), (64, 128), (2, 4, 8)):
-        lc = fused.LaunchConfig(bf, bt, warps)
-        try:
-            ok = same(fused.sparsify24_tokens(y2s, perm, *split, cfg=lc)[0], ref)
-        except Exception as exc:  # e.g. a tile that does not fit: a row saying so
-            rows.append({"kernel": "tokens (FP8, 95/5)", "block_m": bf, "block_k": bt, "num_warps": warps,
-                         "correct": False, "error": str(exc)[:200]})
-            continue
-        ms = bench_ms(lambda: fused.sparsify24_tokens(y2s, perm, *split, cfg=lc), cfg) if ok else float("nan")
-        rows.append({"kernel": "tokens (FP8, 95/5)", "block_m": bf, "block_k": bt, "num_warps": warps, "correct": ok,
-                     "ms": ms, "share_of_copy_bandwidth":
-                     t * f * (2 + frac * 0.625 + (1 - frac)) / ms / 1e6 / copy})
-        print(rows[-1], flush=True)
+    sweep(rows, "tokens (FP8, 95/5)", lambda lc: fused.sparsify24_tokens(y2s, perm, *split, amax=amax,
+                                                                          cfg=lc or fused.TOKENS_CONFIG),
+          [L(bf, bt, w) for bf in (16, 32, 64) for bt in (64, 128) for w in (2, 4, 8)],
+          t * f * (2 + frac * 0.625 + (1 - frac)), cfg, copy)
     pd.DataFrame(rows).to_csv(out, index=False)
 
 
