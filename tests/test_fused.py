@@ -243,7 +243,7 @@ def test_scatter_rows_puts_each_row_in_its_place(transpose):
     src = torch.randn(70, 40, generator=g).bfloat16().to(DEVICE)
     idx = torch.randperm(100, generator=g)[:70].sort().values.to(DEVICE)
     out = torch.zeros((40, 100) if transpose else (100, 40), dtype=torch.bfloat16, device=DEVICE)
-    fused.scatter_rows(out, src, idx, transpose, block=(32, 32))
+    fused.scatter_rows(out, src, idx, transpose, cfg=fused.LaunchConfig(block_m=32, block_k=32))
     ref = torch.zeros(100, 40, dtype=torch.bfloat16, device=DEVICE)
     ref[idx] = src
     assert torch.equal(out, ref.t() if transpose else ref)

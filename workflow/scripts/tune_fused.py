@@ -6,6 +6,7 @@ Each setting is checked (same bits as the default setting's output) before it is
 act24.kernels.fused (ROWS_CONFIG, TOKENS_CONFIG, COLUMNS_CONFIG) were picked from this sweep on an H200
 (reference/h200/fused/tuning/). Shares of copy bandwidth count the fewest bytes each step must move."""
 
+import copy as copy_module
 import sys
 
 import pandas as pd
@@ -28,7 +29,7 @@ def same(a, b) -> bool:
 
 
 def sweep(rows: list[dict], kernel: str, run, configs, bytes_moved: float, cfg, copy: float) -> None:
-    ref = run(None)
+    ref = copy_module.deepcopy(run(None))  # a copy: `run` may write into the same output each time
     for lc in configs:
         row = {"kernel": kernel, **{k: getattr(lc, k) for k in ("block_m", "block_k", "num_warps", "on_chip_warps")}}
         try:
@@ -58,13 +59,25 @@ def main(out: str, t: int = 16384, f: int = 16512) -> None:
           t * f * (4 + 0.625 + 4), cfg, copy)
     sweep(rows, "rows (forward, bf16)", lambda lc: fused.sparsify24_rows(y, fp8=False, cfg=lc or fused.ROWS_CONFIG)[0],
           loops, t * f * (2 + 1.125), cfg, copy)
-    sweep(rows, "relu² + FP8, dense", lambda lc: fused.quantize_rows(y, fused.FORWARD, cfg=lc or fused.ROWS_CONFIG),
+    sweep(rows, "relu² + FP8, dense", lambda lc: fused.quantize_rows(y, fused.FORWARD, cfg=lc or fused.QUANTIZE_CONFIG),
           loops + on_chip, t * f * 3, cfg, copy)
     y2s = fused.sparsify24_rows(y, write_dense=True)[1]
     sweep(rows, "column stats (max |.|, non-zeros)",
           lambda lc: fused.column_stats(y2s, True, cfg=lc or fused.COLUMNS_CONFIG),
           [L(bm, bk, w) for bm in (16, 32, 64) for bk in (64, 128, 256) for w in (4, 8) if bm * bk <= 8192],
           t * f * 2, cfg, copy)
+    d = 4096
+    src = torch.randn(f - f // 20, d, device="cuda", dtype=torch.bfloat16)
+    idx = torch.randperm(f, device="cuda")[: len(src)].sort().values
+    for transpose in (False, True):
+        out = torch.zeros((d, f) if transpose else (f, d), device="cuda", dtype=torch.bfloat16)
+
+        def scatter(lc, transpose=transpose, out=out):
+            fused.scatter_rows(out, src, idx, transpose, cfg=lc or fused.SCATTER_CONFIG)
+            return out
+        sweep(rows, f"scatter rows ({'transposed' if transpose else 'in place'})", scatter,
+              [L(bm, bk, w) for bm in (32, 64, 128) for bk in (32, 64, 128, 256) for w in (4, 8) if bm * bk <= 16384],
+              src.numel() * 4, cfg, copy)
     perm = torch.randperm(t, device="cuda")
     amax, counts = fused.column_stats(y2s, True)
     split = feature_split(y2s, 0.05, 128, counts)

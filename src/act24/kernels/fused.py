@@ -61,12 +61,15 @@ class LaunchConfig:
 ON_CHIP_MAX_K = 20480  # 40 KB of bf16 per row and input (two inputs in the backward)
 
 # Picked on an H200 at T = F = 16384 (workflow/scripts/tune_fused.py; reference/h200/fused/tuning/).
-ROWS_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4, on_chip_warps=8)
+ROWS_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4)  # the 2:4 kernels: rows looped over
+QUANTIZE_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4, on_chip_warps=4)  # FP8 without 2:4
 TOKENS_CONFIG = LaunchConfig(block_m=16, block_k=64, num_warps=2)  # block_m: features, block_k: tokens
 COLUMNS_CONFIG = LaunchConfig(block_m=32, block_k=128, num_warps=4)  # block_m: rows per step, block_k: columns
 COLUMN_CHUNK = 1024  # rows per program of the column statistics (then one atomic per column and program)
+SCATTER_CONFIG = LaunchConfig(block_m=64, block_k=64, num_warps=4)  # block_m: source rows, block_k: columns
 if INTERPRETED:  # the interpreter's cost is per program: fewer, larger ones
-    ROWS_CONFIG = LaunchConfig(block_m=64, block_k=512, on_chip_warps=4)
+    ROWS_CONFIG = LaunchConfig(block_m=64, block_k=512)
+    QUANTIZE_CONFIG = LaunchConfig(block_m=64, block_k=512, on_chip_warps=4)
     TOKENS_CONFIG = LaunchConfig(block_m=64, block_k=128)
     COLUMNS_CONFIG = LaunchConfig(block_m=128, block_k=128)
 
@@ -420,22 +423,23 @@ def _tokens_kernel(a_ptr, perm_ptr, dest_ptr, inv_scale_ptr, vals_ptr, meta_ptr,
 @triton.jit
 def _column_stats_kernel(a_ptr, amax_bits_ptr, count_ptr, R, C, stride_a,
                          COUNT: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr, CHUNK: tl.constexpr):
-    # A program reduces CHUNK rows of BC columns, then merges into the totals with one atomic per column: the
+    # A program reduces CHUNK rows of BC columns elementwise into (BR, BC) accumulators (no reduction across
+    # threads inside the loop), then across its BR rows, then into the totals with one atomic per column: the
     # maximum on the float bits as int32 (non-negative floats order as their bits), the count by addition.
     cols = tl.program_id(0) * BC + tl.arange(0, BC)
     r0 = tl.program_id(1) * CHUNK
-    amax = tl.zeros((BC,), tl.float32)
-    count = tl.zeros((BC,), tl.int32)
+    amax = tl.zeros((BR, BC), tl.float32)
+    count = tl.zeros((BR, BC), tl.int32)
     for i in range(0, CHUNK, BR):
         rows = r0 + i + tl.arange(0, BR)
         ok = (rows[:, None] < R) & (cols[None, :] < C)
         x = tl.load(a_ptr + rows[:, None].to(tl.int64) * stride_a + cols[None, :], mask=ok, other=0.0).to(tl.float32)
-        amax = tl.maximum(amax, tl.max(tl.abs(x), axis=0))
+        amax = tl.maximum(amax, tl.abs(x))
         if COUNT:
-            count += tl.sum((x != 0).to(tl.int32), axis=0)
-    tl.atomic_max(amax_bits_ptr + cols, amax.to(tl.int32, bitcast=True), mask=cols < C)
+            count += (x != 0).to(tl.int32)
+    tl.atomic_max(amax_bits_ptr + cols, tl.max(amax, axis=0).to(tl.int32, bitcast=True), mask=cols < C)
     if COUNT:
-        tl.atomic_add(count_ptr + cols, count, mask=cols < C)
+        tl.atomic_add(count_ptr + cols, tl.sum(count, axis=0), mask=cols < C)
 
 
 @triton.jit
@@ -511,7 +515,7 @@ def sparsify24_rows(y: torch.Tensor, grad: torch.Tensor | None = None, *, fp8: b
 
 
 def quantize_rows(y: torch.Tensor, mode: int = PLAIN,
-                  cfg: LaunchConfig = ROWS_CONFIG) -> tuple[torch.Tensor, torch.Tensor]:
+                  cfg: LaunchConfig = QUANTIZE_CONFIG) -> tuple[torch.Tensor, torch.Tensor]:
     """Row-wise FP8 of y (PLAIN) or of relu(y)² (FORWARD: the dense FFN's fused step), no 2:4: (values, scales
     (M x 1)), bit for bit as `backends.quantize_rowwise_fp8`. y: bf16, K a multiple of 8."""
     m, k = y.shape
@@ -528,7 +532,7 @@ def quantize_rows(y: torch.Tensor, mode: int = PLAIN,
     return out, scale
 
 
-def quantize_fits(y: torch.Tensor, cfg: LaunchConfig = ROWS_CONFIG) -> bool:
+def quantize_fits(y: torch.Tensor, cfg: LaunchConfig = QUANTIZE_CONFIG) -> bool:
     """Whether `quantize_rows` takes y (else callers use the eager `quantize_rowwise_fp8`: same bits, slower)."""
     return y.dtype == torch.bfloat16 and y.dim() == 2 and y.shape[1] % 8 == 0 and y.shape[0] % cfg.block_m == 0
 
@@ -603,12 +607,12 @@ def column_stats(a: torch.Tensor, count_nonzero: bool = False,
 
 
 def scatter_rows(out: torch.Tensor, src: torch.Tensor, idx: torch.Tensor, transpose: bool = False,
-                 block: tuple[int, int] = (64, 64)) -> None:
+                 cfg: LaunchConfig = SCATTER_CONFIG) -> None:
     """out[idx] = src, or with `transpose` out[:, idx] = src.t(), in one pass (src: R x N contiguous, out
     contiguous, idx: R row indices)."""
     if src.numel() == 0:
         return
     r, n = src.shape
-    _scatter_rows_kernel[(triton.cdiv(r, block[0]), triton.cdiv(n, block[1]))](
+    _scatter_rows_kernel[(triton.cdiv(r, cfg.block_m), triton.cdiv(n, cfg.block_k))](
         src.contiguous(), idx.to(torch.int32).contiguous(), out, r, n, out.stride(0), TRANSPOSE=transpose,
-        BR=block[0], BN=block[1], num_warps=4)
+        BR=cfg.block_m, BN=cfg.block_k, num_warps=cfg.num_warps)
