@@ -18,7 +18,8 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 SMALL = fused.LaunchConfig(block_m=4, block_k=128)  # K = 256: two blocks
 TAIL = fused.LaunchConfig(block_m=2, block_k=512)  # K = 384: one partial block
 ON_CHIP = fused.LaunchConfig(block_m=4, on_chip_warps=4)  # FP8 rows read once: K = 384 is 256 + a 128-wide tail
-ROW_CONFIGS = pytest.mark.parametrize("cfg", [SMALL, ON_CHIP], ids=["loop", "on_chip"])
+WHOLE_MAX = fused.LaunchConfig(block_m=4, block_k=128, whole_row_max=True)  # FP8: max of the whole row, looped writes
+ROW_CONFIGS = pytest.mark.parametrize("cfg", [SMALL, ON_CHIP, WHOLE_MAX], ids=["loop", "on_chip", "whole_row_max"])
 
 
 def activations(m, k, seed=0):
@@ -60,8 +61,8 @@ def test_forward_kernel_matches_reference_bit_for_bit(fp8, seed, cfg):
     assert_packed_equal(packed, *reference_packed(y2s, fp8))
 
 
-@pytest.mark.parametrize("cfg,k", [(TAIL, 384), (ON_CHIP, 384), (ON_CHIP, 896)],
-                         ids=["loop", "on_chip_tail", "on_chip_padded_tail"])
+@pytest.mark.parametrize("cfg,k", [(TAIL, 384), (ON_CHIP, 384), (ON_CHIP, 896), (WHOLE_MAX, 896)],
+                         ids=["loop", "on_chip_tail", "on_chip_padded_tail", "whole_row_max"])
 @pytest.mark.parametrize("fp8", [True, False], ids=["fp8", "bf16"])
 def test_forward_kernel_handles_a_partial_last_block(fp8, cfg, k):
     y = activations(64, k, 7)
@@ -238,12 +239,16 @@ def test_column_stats_are_the_column_maxima_and_non_zero_counts():
 
 
 @pytest.mark.parametrize("transpose", [False, True])
-def test_scatter_rows_puts_each_row_in_its_place(transpose):
+def test_gather_rows_puts_each_row_of_the_split_in_its_place(transpose):
     g = torch.Generator().manual_seed(10)
-    src = torch.randn(70, 40, generator=g).bfloat16().to(DEVICE)
-    idx = torch.randperm(100, generator=g)[:70].sort().values.to(DEVICE)
-    out = torch.zeros((40, 100) if transpose else (100, 40), dtype=torch.bfloat16, device=DEVICE)
-    fused.scatter_rows(out, src, idx, transpose, cfg=fused.LaunchConfig(block_m=32, block_k=32))
-    ref = torch.zeros(100, 40, dtype=torch.bfloat16, device=DEVICE)
-    ref[idx] = src
+    sparse, dense = torch.randn(70, 40, generator=g).bfloat16(), torch.randn(30, 40, generator=g).bfloat16()
+    order = torch.randperm(100, generator=g)
+    sparse_idx, dense_idx = order[:70].to(DEVICE), order[70:].to(DEVICE)
+    dest = fused.feature_destinations(100, sparse_idx, dense_idx)
+    out = fused.gather_rows(sparse.to(DEVICE), dense.to(DEVICE), dest, transpose,
+                            cfg=fused.LaunchConfig(block_m=32, block_k=32))
+    ref = torch.empty(100, 40, dtype=torch.bfloat16, device=DEVICE)
+    ref[sparse_idx], ref[dense_idx] = sparse.to(DEVICE), dense.to(DEVICE)
     assert torch.equal(out, ref.t() if transpose else ref)
+    no_dense = fused.feature_destinations(70, torch.arange(70, device=DEVICE), dense_idx[:0])
+    assert torch.equal(fused.gather_rows(sparse.to(DEVICE), dense[:0].to(DEVICE), no_dense), sparse.to(DEVICE))

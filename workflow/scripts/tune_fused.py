@@ -6,7 +6,6 @@ Each setting is checked (same bits as the default setting's output) before it is
 act24.kernels.fused (ROWS_CONFIG, TOKENS_CONFIG, COLUMNS_CONFIG) were picked from this sweep on an H200
 (reference/h200/fused/tuning/). Shares of copy bandwidth count the fewest bytes each step must move."""
 
-import copy as copy_module
 import sys
 
 import pandas as pd
@@ -29,9 +28,9 @@ def same(a, b) -> bool:
 
 
 def sweep(rows: list[dict], kernel: str, run, configs, bytes_moved: float, cfg, copy: float) -> None:
-    ref = copy_module.deepcopy(run(None))  # a copy: `run` may write into the same output each time
+    ref = run(None)
     for lc in configs:
-        row = {"kernel": kernel, **{k: getattr(lc, k) for k in ("block_m", "block_k", "num_warps", "on_chip_warps")}}
+        row = {"kernel": kernel, **{k: getattr(lc, k) for k in ("block_m", "block_k", "num_warps", "on_chip_warps", "whole_row_max")}}
         try:
             ok = same(run(lc), ref)
         except Exception as exc:  # e.g. a tile that does not fit: a row saying so
@@ -42,51 +41,48 @@ def sweep(rows: list[dict], kernel: str, run, configs, bytes_moved: float, cfg, 
         print(rows[-1], flush=True)
 
 
-def main(out: str, t: int = 16384, f: int = 16512) -> None:
+def main(out_csv: str, t: int = 16384, f: int = 16512) -> None:
     cfg = GpuBenchConfig(rep_ms=100)
     copy = ceilings(cfg)["copy_GBps"]
     y = torch.randn(t, f, device="cuda", dtype=torch.bfloat16) - 1.6  # about 95% zeros after relu
     g = torch.randn(t, f, device="cuda", dtype=torch.bfloat16)
     L = fused.LaunchConfig
-    loops = [L(bm, bk, w) for bm in (1, 2) for bk in (1024, 2048, 4096) for w in (4, 8) if bm * bk <= 8192]
-    on_chip = [L(1, 4096, 4, w) for w in (4, 8, 16, 32)]
+    loops = [L(1, 4096, 4), L(1, 4096, 8), L(2, 4096, 4), L(2, 4096, 8)]
+    on_chip = [L(1, 4096, 4, w) for w in (4, 8, 16)]
+    whole_max = [L(bm, 4096, w, whole_row_max=True) for bm in (1, 2) for w in (4, 8)]
     rows: list[dict] = []
     fwd = lambda lc: fused.sparsify24_rows(y, cfg=lc or fused.ROWS_CONFIG)[0]  # noqa: E731
-    sweep(rows, "rows (forward, FP8)", fwd, loops + on_chip, t * f * (2 + 0.625), cfg, copy)
+    sweep(rows, "rows (forward, FP8)", fwd, loops + on_chip + whole_max, t * f * (2 + 0.625), cfg, copy)
     bwd = lambda lc: fused.sparsify24_rows(y, grad=g, write_dense=True, write_y2=True,  # noqa: E731
                                            cfg=lc or fused.ROWS_CONFIG)
-    sweep(rows, "rows (backward, FP8, dense dY1 + Ỹ2)", bwd, [L(1, 4096, 4), L(1, 2048, 4)] + on_chip,
-          t * f * (4 + 0.625 + 4), cfg, copy)
+    sweep(rows, "rows (backward, FP8, dense dY1 + Ỹ2)", bwd, loops[:1] + whole_max, t * f * (4 + 0.625 + 4), cfg, copy)
     sweep(rows, "rows (forward, bf16)", lambda lc: fused.sparsify24_rows(y, fp8=False, cfg=lc or fused.ROWS_CONFIG)[0],
           loops, t * f * (2 + 1.125), cfg, copy)
     sweep(rows, "relu² + FP8, dense", lambda lc: fused.quantize_rows(y, fused.FORWARD, cfg=lc or fused.QUANTIZE_CONFIG),
-          loops + on_chip, t * f * 3, cfg, copy)
+          loops[:1] + on_chip + whole_max[:1], t * f * 3, cfg, copy)
     y2s = fused.sparsify24_rows(y, write_dense=True)[1]
     sweep(rows, "column stats (max |.|, non-zeros)",
           lambda lc: fused.column_stats(y2s, True, cfg=lc or fused.COLUMNS_CONFIG),
-          [L(bm, bk, w) for bm in (16, 32, 64) for bk in (64, 128, 256) for w in (4, 8) if bm * bk <= 8192],
+          [L(bm, bk, 4) for bm in (16, 32, 64) for bk in (64, 128)],
           t * f * 2, cfg, copy)
-    d = 4096
-    src = torch.randn(f - f // 20, d, device="cuda", dtype=torch.bfloat16)
-    idx = torch.randperm(f, device="cuda")[: len(src)].sort().values
+    d, n_sparse = 4096, f - f // 20
+    order = torch.randperm(f, device="cuda")
+    dest = fused.feature_destinations(f, order[:n_sparse].sort().values, order[n_sparse:].sort().values)
+    sparse, dense = (torch.randn(n, d, device="cuda", dtype=torch.bfloat16) for n in (n_sparse, f - n_sparse))
     for transpose in (False, True):
-        out = torch.zeros((d, f) if transpose else (f, d), device="cuda", dtype=torch.bfloat16)
-
-        def scatter(lc, transpose=transpose, out=out):
-            fused.scatter_rows(out, src, idx, transpose, cfg=lc or fused.SCATTER_CONFIG)
-            return out
-        sweep(rows, f"scatter rows ({'transposed' if transpose else 'in place'})", scatter,
-              [L(bm, bk, w) for bm in (32, 64, 128) for bk in (32, 64, 128, 256) for w in (4, 8) if bm * bk <= 16384],
-              src.numel() * 4, cfg, copy)
+        sweep(rows, f"gather rows ({'transposed' if transpose else 'in place'})",
+              lambda lc, transpose=transpose: fused.gather_rows(sparse, dense, dest, transpose,
+                                                                cfg=lc or fused.GATHER_CONFIG),
+              [L(bm, bk, w) for bm in (32, 64, 128) for bk in (32, 64, 128) for w in (4, 8)], f * d * 4, cfg, copy)
     perm = torch.randperm(t, device="cuda")
     amax, counts = fused.column_stats(y2s, True)
     split = feature_split(y2s, 0.05, 128, counts)
     frac = len(split[0]) / f
     sweep(rows, "tokens (FP8, 95/5)", lambda lc: fused.sparsify24_tokens(y2s, perm, *split, amax=amax,
                                                                           cfg=lc or fused.TOKENS_CONFIG),
-          [L(bf, bt, w) for bf in (16, 32, 64) for bt in (64, 128) for w in (2, 4, 8)],
+          [L(bf, bt, w) for bf in (16, 32, 64) for bt in (64, 128) for w in (2, 4)],
           t * f * (2 + frac * 0.625 + (1 - frac)), cfg, copy)
-    pd.DataFrame(rows).to_csv(out, index=False)
+    pd.DataFrame(rows).to_csv(out_csv, index=False)
 
 
 if __name__ == "__main__":

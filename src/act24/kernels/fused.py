@@ -53,9 +53,11 @@ class LaunchConfig:
     block_m: int = 4
     block_k: int = 512
     num_warps: int = 4
-    # FP8 row kernel only: rows of at most ON_CHIP_MAX_K columns are read once and held on chip by this many
-    # warps (the row maximum needs the whole row before anything is written); 0 always loops over the row twice.
+    # FP8 row kernel only (the row maximum is needed before anything is written), rows of at most ON_CHIP_MAX_K
+    # columns: read once and held on chip by this many warps (0: no), or read whole for the maximum, then
+    # looped over for the writes (whole_row_max); else looped over twice.
     on_chip_warps: int = 0
+    whole_row_max: bool = False
 
 
 ON_CHIP_MAX_K = 20480  # 40 KB of bf16 per row and input (two inputs in the backward)
@@ -63,10 +65,10 @@ ON_CHIP_MAX_K = 20480  # 40 KB of bf16 per row and input (two inputs in the back
 # Picked on an H200 at T = F = 16384 (workflow/scripts/tune_fused.py; reference/h200/fused/tuning/).
 ROWS_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4)  # the 2:4 kernels: rows looped over
 QUANTIZE_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4, on_chip_warps=4)  # FP8 without 2:4
-TOKENS_CONFIG = LaunchConfig(block_m=16, block_k=64, num_warps=2)  # block_m: features, block_k: tokens
-COLUMNS_CONFIG = LaunchConfig(block_m=32, block_k=128, num_warps=4)  # block_m: rows per step, block_k: columns
+TOKENS_CONFIG = LaunchConfig(block_m=32, block_k=128, num_warps=2)  # block_m: features, block_k: tokens
+COLUMNS_CONFIG = LaunchConfig(block_m=32, block_k=64, num_warps=4)  # block_m: rows per step, block_k: columns
 COLUMN_CHUNK = 1024  # rows per program of the column statistics (then one atomic per column and program)
-SCATTER_CONFIG = LaunchConfig(block_m=64, block_k=64, num_warps=4)  # block_m: source rows, block_k: columns
+GATHER_CONFIG = LaunchConfig(block_m=64, block_k=64, num_warps=4)  # block_m: features, block_k: columns
 if INTERPRETED:  # the interpreter's cost is per program: fewer, larger ones
     ROWS_CONFIG = LaunchConfig(block_m=64, block_k=512)
     QUANTIZE_CONFIG = LaunchConfig(block_m=64, block_k=512, on_chip_warps=4)
@@ -324,10 +326,11 @@ def _rows_kernel(y_ptr, g_ptr, vals_ptr, meta_ptr, scale_ptr, dense_ptr, y2_ptr,
                  M, K: tl.constexpr, stride_y, stride_g,
                  MODE: tl.constexpr, FP8: tl.constexpr, SELECT: tl.constexpr, META16: tl.constexpr,
                  WRITE_DENSE: tl.constexpr, WRITE_Y2: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr,
-                 TAIL: tl.constexpr):
+                 ROW_BK: tl.constexpr, ROW_TAIL: tl.constexpr, ON_CHIP: tl.constexpr):
     # Tiles hold pairs of consecutive groups (8 columns) as two uint64 words, so that no data moves between
-    # threads. TAIL < 0: loop over the row in BK-wide blocks (twice for FP8: the row maximum, then the writes).
-    # TAIL >= 0: the row is held on chip, one BK-wide block and a TAIL-wide one (0: none), read once.
+    # threads. FP8 needs the row maximum before any write. ROW_BK > 0: the maximum comes from the whole row read
+    # at once, as a ROW_BK-wide block and a ROW_TAIL-wide one (0: none); with ON_CHIP those words are also what
+    # is written (one read), else the writes loop over the row again in BK-wide blocks (from L2, mostly).
     rows = tl.program_id(0) * BM + tl.arange(0, BM)
     y64 = y_ptr.to(tl.pointer_type(tl.uint64))
     g64 = g_ptr.to(tl.pointer_type(tl.uint64))
@@ -335,12 +338,12 @@ def _rows_kernel(y_ptr, g_ptr, vals_ptr, meta_ptr, scale_ptr, dense_ptr, y2_ptr,
     grow = rows[:, None].to(tl.int64) * (stride_g // 4)
     orow = rows[:, None].to(tl.int64) * (K // 8)  # a row of packed values (or of dense FP8) in 8-byte words
     inv = tl.full((BM, 1), 1.0, tl.float32)
-    if TAIL >= 0:
-        a0, a1, a2, a3 = _row_words(y64, g64, yrow, grow, rows, M, 0, K, BK)
+    if ROW_BK > 0:
+        a0, a1, a2, a3 = _row_words(y64, g64, yrow, grow, rows, M, 0, K, ROW_BK)
         if FP8:
             amax = _words_max(a0, a1, a2, a3, MODE, SELECT)
-        if TAIL > 0:
-            b0, b1, b2, b3 = _row_words(y64, g64, yrow, grow, rows, M, BK, K, TAIL)
+        if ROW_TAIL > 0:
+            b0, b1, b2, b3 = _row_words(y64, g64, yrow, grow, rows, M, ROW_BK, K, ROW_TAIL)
             if FP8:
                 amax = tl.maximum(amax, _words_max(b0, b1, b2, b3, MODE, SELECT))
     elif FP8:
@@ -354,12 +357,12 @@ def _rows_kernel(y_ptr, g_ptr, vals_ptr, meta_ptr, scale_ptr, dense_ptr, y2_ptr,
         scale = tl.math.div_rn(tl.maximum(amax, 1e-12), FP8_MAX)
         inv = tl.math.div_rn(tl.full((BM,), 1.0, tl.float32), scale)[:, None]
         tl.store(scale_ptr + rows, scale, mask=rows < M)
-    if TAIL >= 0:
-        _write_words(a0, a1, a2, a3, rows, M, 0, K, BK, inv, yrow, orow, vals_ptr, meta_ptr, dense_ptr, y2_ptr,
-                     MODE, FP8, SELECT, META16, WRITE_DENSE, WRITE_Y2)
-        if TAIL > 0:
-            _write_words(b0, b1, b2, b3, rows, M, BK, K, TAIL, inv, yrow, orow, vals_ptr, meta_ptr, dense_ptr,
-                         y2_ptr, MODE, FP8, SELECT, META16, WRITE_DENSE, WRITE_Y2)
+    if ON_CHIP:
+        _write_words(a0, a1, a2, a3, rows, M, 0, K, ROW_BK, inv, yrow, orow, vals_ptr, meta_ptr, dense_ptr,
+                     y2_ptr, MODE, FP8, SELECT, META16, WRITE_DENSE, WRITE_Y2)
+        if ROW_TAIL > 0:
+            _write_words(b0, b1, b2, b3, rows, M, ROW_BK, K, ROW_TAIL, inv, yrow, orow, vals_ptr, meta_ptr,
+                         dense_ptr, y2_ptr, MODE, FP8, SELECT, META16, WRITE_DENSE, WRITE_Y2)
     else:
         for k0 in range(0, K, BK):
             _write_words(*_row_words(y64, g64, yrow, grow, rows, M, k0, K, BK), rows, M, k0, K, BK, inv, yrow,
@@ -443,17 +446,28 @@ def _column_stats_kernel(a_ptr, amax_bits_ptr, count_ptr, R, C, stride_a,
 
 
 @triton.jit
-def _scatter_rows_kernel(src_ptr, idx_ptr, out_ptr, R, N, stride_out,
-                         TRANSPOSE: tl.constexpr, BR: tl.constexpr, BN: tl.constexpr):
-    rows = tl.program_id(0) * BR + tl.arange(0, BR)
+def _gather_rows_kernel(sparse_ptr, dense_ptr, dest_ptr, out_ptr, F, N, stride_out,
+                        TRANSPOSE: tl.constexpr, BF: tl.constexpr, BN: tl.constexpr):
+    # out[f] (or out[:, f]) = row dest[f] of the sparse part, or row -1 - dest[f] of the dense part. Loads run
+    # along rows of the parts, stores along rows of out (in the transposed case, along features): both are
+    # contiguous where Triton can see it, so it stages the transposed tile on chip.
+    feats = tl.program_id(0) * BF + tl.arange(0, BF)
     cols = tl.program_id(1) * BN + tl.arange(0, BN)
-    ok = (rows[:, None] < R) & (cols[None, :] < N)
-    v = tl.load(src_ptr + rows[:, None].to(tl.int64) * N + cols[None, :], mask=ok)
-    dest = tl.load(idx_ptr + rows, mask=rows < R, other=0).to(tl.int64)
-    if TRANSPOSE:  # out[c, idx[r]]: stored as the transposed tile, so that writes run along out's rows
-        tl.store(out_ptr + cols[:, None].to(tl.int64) * stride_out + dest[None, :], tl.trans(v), mask=tl.trans(ok))
-    else:
-        tl.store(out_ptr + dest[:, None] * stride_out + cols[None, :], v, mask=ok)
+    dest = tl.load(dest_ptr + feats, mask=feats < F, other=0)
+    is_sparse = dest >= 0
+    src = tl.where(is_sparse, dest, -1 - dest).to(tl.int64)
+    if TRANSPOSE:  # tiles (columns, features)
+        ok = (cols[:, None] < N) & (feats[None, :] < F)
+        offs = src[None, :] * N + cols[:, None]
+        v = tl.where(is_sparse[None, :], tl.load(sparse_ptr + offs, mask=ok & is_sparse[None, :], other=0.0),
+                     tl.load(dense_ptr + offs, mask=ok & ~is_sparse[None, :], other=0.0))
+        tl.store(out_ptr + cols[:, None].to(tl.int64) * stride_out + feats[None, :], v, mask=ok)
+    else:  # tiles (features, columns)
+        ok = (feats[:, None] < F) & (cols[None, :] < N)
+        offs = src[:, None] * N + cols[None, :]
+        v = tl.where(is_sparse[:, None], tl.load(sparse_ptr + offs, mask=ok & is_sparse[:, None], other=0.0),
+                     tl.load(dense_ptr + offs, mask=ok & ~is_sparse[:, None], other=0.0))
+        tl.store(out_ptr + feats[:, None].to(tl.int64) * stride_out + cols[None, :], v, mask=ok)
 
 
 def fit_block_k(cfg: LaunchConfig, k: int) -> LaunchConfig:
@@ -467,14 +481,17 @@ def fit_block_k(cfg: LaunchConfig, k: int) -> LaunchConfig:
     return dataclasses.replace(cfg, block_k=ok[0] if ok else sizes[waste.index(min(waste))])
 
 
-def row_blocks(cfg: LaunchConfig, k: int, fp8: bool) -> tuple[int, int, int]:
-    """(BK, TAIL, num_warps) of `_rows_kernel` for rows of k columns: the row held on chip as a power-of-2 block
-    and a power-of-2 tail (FP8, k <= ON_CHIP_MAX_K, cfg.on_chip_warps > 0), else a loop over `fit_block_k`
-    blocks (TAIL = -1)."""
-    if fp8 and cfg.on_chip_warps and k <= ON_CHIP_MAX_K:
-        bk = 1 << (k.bit_length() - 1)  # F = 16512: 16384 + a 128-wide tail
-        return bk, triton.next_power_of_2(k - bk) if k > bk else 0, cfg.on_chip_warps
-    return fit_block_k(cfg, k).block_k, -1, cfg.num_warps
+def row_blocks(cfg: LaunchConfig, k: int, fp8: bool) -> tuple[dict, int]:
+    """The block constexprs of `_rows_kernel` for rows of k columns, and its warps. FP8 rows of at most
+    ON_CHIP_MAX_K columns are read whole (a power-of-2 block and a power-of-2 tail) for the row maximum when
+    cfg.on_chip_warps > 0 (and then held for the writes) or cfg.whole_row_max; the writes, and everything else,
+    loop over `fit_block_k` blocks."""
+    whole = fp8 and k <= ON_CHIP_MAX_K and bool(cfg.on_chip_warps or cfg.whole_row_max)
+    row_bk = 1 << (k.bit_length() - 1) if whole else 0  # F = 16512: 16384 + a 128-wide tail
+    row_tail = triton.next_power_of_2(k - row_bk) if whole and k > row_bk else 0
+    on_chip = whole and cfg.on_chip_warps > 0
+    blocks = dict(BK=fit_block_k(cfg, k).block_k, ROW_BK=row_bk, ROW_TAIL=row_tail, ON_CHIP=on_chip)
+    return blocks, cfg.on_chip_warps if on_chip else cfg.num_warps
 
 
 def _check(x: torch.Tensor, name: str, m: int, k: int, fp8: bool) -> None:
@@ -499,7 +516,7 @@ def sparsify24_rows(y: torch.Tensor, grad: torch.Tensor | None = None, *, fp8: b
     _check(y, "sparsify24_rows", m, k, fp8)
     if mode == BACKWARD and (grad is None or grad.shape != y.shape or grad.dtype != torch.bfloat16):
         raise ValueError("sparsify24_rows: the backward mode needs a bf16 `grad` shaped like `y`")
-    bk, tail, warps = row_blocks(cfg, k, fp8)
+    blocks, warps = row_blocks(cfg, k, fp8)
     y = y.contiguous()
     grad = grad.contiguous() if grad is not None else y
     vals = torch.empty(m, k // 2, dtype=torch.float8_e4m3fn if fp8 else torch.bfloat16, device=y.device)
@@ -510,7 +527,7 @@ def sparsify24_rows(y: torch.Tensor, grad: torch.Tensor | None = None, *, fp8: b
     _rows_kernel[(m // cfg.block_m,)](
         y, grad, vals, meta, scale if fp8 else vals, dense if write_dense else vals, y2 if write_y2 else vals,
         m, k, y.stride(0), grad.stride(0), MODE=mode, FP8=fp8, SELECT=True, META16=not fp8,
-        WRITE_DENSE=write_dense, WRITE_Y2=write_y2, BM=cfg.block_m, BK=bk, TAIL=tail, num_warps=warps)
+        WRITE_DENSE=write_dense, WRITE_Y2=write_y2, BM=cfg.block_m, **blocks, num_warps=warps)
     return Packed24(vals, meta, scale), dense, y2
 
 
@@ -523,12 +540,12 @@ def quantize_rows(y: torch.Tensor, mode: int = PLAIN,
         raise ValueError(f"quantize_rows: bf16 input with K % 8 == 0 and M % {cfg.block_m} == 0, got "
                          f"{tuple(y.shape)} {y.dtype}")
     y = y.contiguous()
-    bk, tail, warps = row_blocks(cfg, k, True)
+    blocks, warps = row_blocks(cfg, k, True)
     out = torch.empty(m, k, dtype=torch.float8_e4m3fn, device=y.device)
     scale = torch.empty(m, 1, dtype=torch.float32, device=y.device)
     _rows_kernel[(m // cfg.block_m,)](
         y, y, out, out, scale, out, out, m, k, y.stride(0), y.stride(0), MODE=mode, FP8=True, SELECT=False,
-        META16=False, WRITE_DENSE=False, WRITE_Y2=False, BM=cfg.block_m, BK=bk, TAIL=tail, num_warps=warps)
+        META16=False, WRITE_DENSE=False, WRITE_Y2=False, BM=cfg.block_m, **blocks, num_warps=warps)
     return out, scale
 
 
@@ -606,13 +623,15 @@ def column_stats(a: torch.Tensor, count_nonzero: bool = False,
     return amax_bits.view(torch.float32), count if count_nonzero else None
 
 
-def scatter_rows(out: torch.Tensor, src: torch.Tensor, idx: torch.Tensor, transpose: bool = False,
-                 cfg: LaunchConfig = SCATTER_CONFIG) -> None:
-    """out[idx] = src, or with `transpose` out[:, idx] = src.t(), in one pass (src: R x N contiguous, out
-    contiguous, idx: R row indices)."""
-    if src.numel() == 0:
-        return
-    r, n = src.shape
-    _scatter_rows_kernel[(triton.cdiv(r, cfg.block_m), triton.cdiv(n, cfg.block_k))](
-        src.contiguous(), idx.to(torch.int32).contiguous(), out, r, n, out.stride(0), TRANSPOSE=transpose,
-        BR=cfg.block_m, BN=cfg.block_k, num_warps=cfg.num_warps)
+def gather_rows(sparse: torch.Tensor, dense: torch.Tensor, dest: torch.Tensor, transpose: bool = False,
+                cfg: LaunchConfig = GATHER_CONFIG) -> torch.Tensor:
+    """The (F x N) result whose row f is sparse[dest[f]] (dest[f] >= 0) or dense[-1 - dest[f]] (see
+    `feature_destinations`), or its (N x F) transpose, in one pass: the split GEMMs' rows back in feature order."""
+    f, n = len(dest), sparse.shape[1]
+    sparse = sparse.contiguous()
+    dense = dense.contiguous() if dense.numel() else sparse
+    out = torch.empty((n, f) if transpose else (f, n), dtype=sparse.dtype, device=sparse.device)
+    _gather_rows_kernel[(triton.cdiv(f, cfg.block_m), triton.cdiv(n, cfg.block_k))](
+        sparse, dense, dest, out, f, n, out.stride(0), TRANSPOSE=transpose, BF=cfg.block_m, BN=cfg.block_k,
+        num_warps=cfg.num_warps)
+    return out

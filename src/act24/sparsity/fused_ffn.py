@@ -35,15 +35,12 @@ def tokenwise_fused_mm(a: torch.Tensor, b: torch.Tensor, sparse_idx: torch.Tenso
     packed, dense8, dense_scale = fused.sparsify24_tokens(a, perm, sparse_idx, dense_idx, amax=a_amax)
     bt8, b_scale = backend.quantize_t(b, perm)  # b[perm]ᵀ (N x T): one scale per output column
     b_scale = b_scale.t().contiguous()
-    f, n = a.shape[1], b.shape[1]
-    out = torch.empty((n, f) if transpose else (f, n), dtype=torch.bfloat16, device=a.device)
-    # The GEMMs' rows are features in split order: written back in place (and transposed) in one pass each.
-    fused.scatter_rows(out, backend.packed_gemm(packed.values, packed.meta, bt8.t(), packed.scale, b_scale),
-                       sparse_idx, transpose)
-    if dense_idx.numel():
-        fused.scatter_rows(out, torch._scaled_mm(dense8, bt8.t(), scale_a=dense_scale, scale_b=b_scale,
-                                                 out_dtype=torch.bfloat16, use_fast_accum=True), dense_idx, transpose)
-    return out
+    sparse_out = backend.packed_gemm(packed.values, packed.meta, bt8.t(), packed.scale, b_scale)
+    dense_out = torch._scaled_mm(dense8, bt8.t(), scale_a=dense_scale, scale_b=b_scale, out_dtype=torch.bfloat16,
+                                 use_fast_accum=True) if dense_idx.numel() else sparse_out[:0]
+    # The GEMMs' rows are features in split order: put back in feature order (and transposed) in one pass.
+    return fused.gather_rows(sparse_out, dense_out, fused.feature_destinations(a.shape[1], sparse_idx, dense_idx),
+                             transpose)
 
 
 class FusedSparseSqReluFFNFunction(torch.autograd.Function):
