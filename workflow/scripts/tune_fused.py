@@ -51,12 +51,11 @@ def main(out_csv: str, t: int = 16384, f: int = 16512) -> None:
     on_chip = [L(1, 4096, 4, w) for w in (4, 8, 16)]
     whole_max = [L(bm, 4096, w, whole_row_max=True) for bm in (1, 2) for w in (4, 8)]
     rows: list[dict] = []
-    fwd = lambda lc: fused.sparsify24_rows(y, cfg=lc or fused.ROWS_CONFIG)[0]  # noqa: E731
+    fwd = lambda lc: fused.sparsify24_rows(y, cfg=lc)[0]  # noqa: E731
     sweep(rows, "rows (forward, FP8)", fwd, loops + on_chip + whole_max, t * f * (2 + 0.625), cfg, copy)
-    bwd = lambda lc: fused.sparsify24_rows(y, grad=g, write_dense=True, write_y2=True,  # noqa: E731
-                                           cfg=lc or fused.ROWS_CONFIG)
+    bwd = lambda lc: fused.sparsify24_rows(y, grad=g, write_dense=True, write_y2=True, cfg=lc)  # noqa: E731
     sweep(rows, "rows (backward, FP8, dense dY1 + Ỹ2)", bwd, loops[:1] + whole_max, t * f * (4 + 0.625 + 4), cfg, copy)
-    sweep(rows, "rows (forward, bf16)", lambda lc: fused.sparsify24_rows(y, fp8=False, cfg=lc or fused.ROWS_CONFIG)[0],
+    sweep(rows, "rows (forward, bf16)", lambda lc: fused.sparsify24_rows(y, fp8=False, cfg=lc)[0],
           loops, t * f * (2 + 1.125), cfg, copy)
     sweep(rows, "relu² + FP8, dense", lambda lc: fused.quantize_rows(y, fused.FORWARD, cfg=lc or fused.QUANTIZE_CONFIG),
           loops[:1] + on_chip + whole_max[:1], t * f * 3, cfg, copy)

@@ -62,15 +62,17 @@ class LaunchConfig:
 
 ON_CHIP_MAX_K = 20480  # 40 KB of bf16 per row and input (two inputs in the backward)
 
-# Picked on an H200 at T = F = 16384 (workflow/scripts/tune_fused.py; reference/h200/fused/tuning/).
-ROWS_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4)  # the 2:4 kernels: rows looped over
+# Picked on an H200 at T = 16384, F = 16512 (workflow/scripts/tune_fused.py; reference/h200/fused/tuning/).
+ROWS_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4, whole_row_max=True)  # 2:4 forward / plain
+BACKWARD_ROWS_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4)  # 2:4 backward (two inputs): loops
 QUANTIZE_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4, on_chip_warps=4)  # FP8 without 2:4
 TOKENS_CONFIG = LaunchConfig(block_m=32, block_k=128, num_warps=2)  # block_m: features, block_k: tokens
 COLUMNS_CONFIG = LaunchConfig(block_m=32, block_k=64, num_warps=4)  # block_m: rows per step, block_k: columns
 COLUMN_CHUNK = 1024  # rows per program of the column statistics (then one atomic per column and program)
-GATHER_CONFIG = LaunchConfig(block_m=64, block_k=64, num_warps=4)  # block_m: features, block_k: columns
+GATHER_CONFIG = LaunchConfig(block_m=64, block_k=128, num_warps=4)  # block_m: features, block_k: columns
 if INTERPRETED:  # the interpreter's cost is per program: fewer, larger ones
-    ROWS_CONFIG = LaunchConfig(block_m=64, block_k=512)
+    ROWS_CONFIG = LaunchConfig(block_m=64, block_k=512, whole_row_max=True)
+    BACKWARD_ROWS_CONFIG = LaunchConfig(block_m=64, block_k=512)
     QUANTIZE_CONFIG = LaunchConfig(block_m=64, block_k=512, on_chip_warps=4)
     TOKENS_CONFIG = LaunchConfig(block_m=64, block_k=128)
     COLUMNS_CONFIG = LaunchConfig(block_m=128, block_k=128)
@@ -505,7 +507,7 @@ def _check(x: torch.Tensor, name: str, m: int, k: int, fp8: bool) -> None:
 
 def sparsify24_rows(y: torch.Tensor, grad: torch.Tensor | None = None, *, fp8: bool = True,
                     mode: int | None = None, write_dense: bool = False, write_y2: bool = False,
-                    cfg: LaunchConfig = ROWS_CONFIG):
+                    cfg: LaunchConfig | None = None):
     """2:4 along the columns of `y` (M x K, bf16) in one fused kernel; see the module docstring.
 
     mode: FORWARD (values relu(y)², the default without `grad`), BACKWARD (values grad ⊙ 2 relu(y), selection
@@ -513,6 +515,7 @@ def sparsify24_rows(y: torch.Tensor, grad: torch.Tensor | None = None, *, fp8: b
     masked values or None, dense masked relu(y)² or None)."""
     m, k = y.shape
     mode = (BACKWARD if grad is not None else FORWARD) if mode is None else mode
+    cfg = cfg or (BACKWARD_ROWS_CONFIG if mode == BACKWARD else ROWS_CONFIG)
     _check(y, "sparsify24_rows", m, k, fp8)
     if mode == BACKWARD and (grad is None or grad.shape != y.shape or grad.dtype != torch.bfloat16):
         raise ValueError("sparsify24_rows: the backward mode needs a bf16 `grad` shaped like `y`")
