@@ -10,12 +10,14 @@ Without selection it is a row-wise FP8 quantization (of relu(Y1)²: the dense FF
 
 `sparsify24_tokens` (backward BW2 / BW4): the transpose of a (T x F) forward-masked operand, tokens permuted,
 2:4 along tokens on the sparse features and quantized dense rows for the dense features of the 95/5 split,
-in one pass.
+in one pass. Its FP8 scales (one per feature) come from `column_stats`, which also counts the non-zeros that
+decide the split, in one read. `gather_rows` puts the split GEMMs' output rows back in feature order.
 
-Each row's FP8 scale needs the row's maximum before any value is written: the row kernel reads its rows
-twice, the second time mostly from L2 (a program owns one row by default). Values and metadata follow the reference
-quantization (`backends.quantize_rowwise_fp8`) and CUTLASS's compressor bit for bit: ties keep the lower
-index, groups whose kept values quantize to zero get the compressor's indices.
+Each row's FP8 scale needs the row's maximum before any value is written. A program owns one row: it reads
+the whole row for the maximum, then writes block by block, reading the row again mostly from L2; the
+quantization without 2:4 holds the row on chip and reads it once (see `LaunchConfig`). Values and metadata
+follow the reference quantization (`backends.quantize_rowwise_fp8`) and CUTLASS's compressor bit for bit: ties
+keep the lower index, groups whose kept values quantize to zero get the compressor's indices.
 
 Run on the CPU under `TRITON_INTERPRET=1` (slow; the tests use small shapes).
 """
