@@ -33,7 +33,6 @@ import triton
 import triton.language as tl
 
 from . import backends
-from .backends import fp8_scale
 from .sm90_layout import ATOM_M, atom_k
 
 FP8_MAX = tl.constexpr(backends.FP8_MAX)  # a constexpr: kernels can read it
@@ -450,6 +449,19 @@ def _column_stats_kernel(a_ptr, amax_bits_ptr, count_ptr, R, C, stride_a,
 
 
 @triton.jit
+def _column_scales_kernel(amax_ptr, dest_ptr, inv_ptr, sparse_scale_ptr, dense_scale_ptr, C, BC: tl.constexpr):
+    # Per column: the FP8 scale of its max |.| (as backends.fp8_scale: IEEE divisions), its inverse for the
+    # token-wise kernel, and the scale placed at the column's row of the split's sparse or dense part.
+    cols = tl.program_id(0) * BC + tl.arange(0, BC)
+    ok = cols < C
+    scale = tl.math.div_rn(tl.maximum(tl.load(amax_ptr + cols, mask=ok, other=0.0), 1e-12), FP8_MAX)
+    tl.store(inv_ptr + cols, tl.math.div_rn(tl.full((BC,), 1.0, tl.float32), scale), mask=ok)
+    dest = tl.load(dest_ptr + cols, mask=ok, other=0)
+    tl.store(sparse_scale_ptr + dest, scale, mask=ok & (dest >= 0))
+    tl.store(dense_scale_ptr + (-1 - dest), scale, mask=ok & (dest < 0))
+
+
+@triton.jit
 def _gather_rows_kernel(sparse_ptr, dense_ptr, dest_ptr, out_ptr, F, N, stride_out,
                         TRANSPOSE: tl.constexpr, BF: tl.constexpr, BN: tl.constexpr):
     # out[f] (or out[:, f]) = row dest[f] of the sparse part, or row -1 - dest[f] of the dense part. Loads run
@@ -562,39 +574,59 @@ def quantize_fits(y: torch.Tensor, cfg: LaunchConfig = QUANTIZE_CONFIG) -> bool:
 def feature_destinations(n_features: int, sparse_idx: torch.Tensor, dense_idx: torch.Tensor) -> torch.Tensor:
     """For every feature: its row in the sparse output (>= 0) or -(1 + its row in the dense output)."""
     dest = torch.empty(n_features, dtype=torch.int32, device=sparse_idx.device)
-    dest[sparse_idx] = torch.arange(len(sparse_idx), dtype=torch.int32, device=sparse_idx.device)
-    dest[dense_idx] = -1 - torch.arange(len(dense_idx), dtype=torch.int32, device=sparse_idx.device)
+    dest[sparse_idx] = _arange(len(sparse_idx), sparse_idx.device)
+    dest[dense_idx] = -1 - _arange(len(dense_idx), sparse_idx.device)
     return dest
 
 
-def sparsify24_tokens(a: torch.Tensor, perm: torch.Tensor | None, sparse_idx: torch.Tensor,
-                      dense_idx: torch.Tensor, *, fp8: bool = True, amax: torch.Tensor | None = None,
-                      cfg: LaunchConfig = TOKENS_CONFIG):
-    """The BW2 / BW4 operands of `a` (T x F, bf16) in one pass: rows `sparse_idx` of a[perm]ᵀ, 2:4 along tokens,
-    packed (Packed24), and rows `dense_idx` of a[perm]ᵀ dense (FP8 with the same row scales, or bf16).
-    amax: max |a| per column if already known (`column_stats`)."""
+_ARANGES: dict = {}
+
+
+def _arange(n: int, device) -> torch.Tensor:
+    """0 .. n-1 (int32), kept per (n, device): the backward asks for the same ones every step."""
+    key = (n, str(device))
+    if key not in _ARANGES:
+        _ARANGES[key] = torch.arange(n, device=device, dtype=torch.int32)
+    return _ARANGES[key]
+
+
+def _tokens(a: torch.Tensor, perm: torch.Tensor | None, dest: torch.Tensor, m_sparse: int, n_dense: int,
+            fp8: bool, amax: torch.Tensor | None, cfg: LaunchConfig):
+    """The token-wise kernel on a (T x F): (packed values, metadata, dense rows, and the FP8 row scales of the
+    sparse and the dense rows (m_sparse x 1, n_dense x 1) or None)."""
     t, f = a.shape
-    m_sparse = len(sparse_idx)
     _check(a, "sparsify24_tokens", m_sparse, t, fp8)
     if f % cfg.block_m or t % cfg.block_k:
         raise ValueError(f"sparsify24_tokens: F={f} must be a multiple of {cfg.block_m} and T={t} of {cfg.block_k}")
     a = a.contiguous()
-    perm = (torch.arange(t, device=a.device) if perm is None else perm).to(torch.int32).contiguous()
-    dest = feature_destinations(f, sparse_idx, dense_idx)
+    perm = (_arange(t, a.device) if perm is None else perm).to(torch.int32).contiguous()
     dtype = torch.float8_e4m3fn if fp8 else torch.bfloat16
     vals = torch.empty(m_sparse, t // 2, dtype=dtype, device=a.device)
     meta = torch.empty(m_sparse * t // 8, dtype=torch.uint8, device=a.device)
-    dense = torch.empty(len(dense_idx), t, dtype=dtype, device=a.device)
-    # Row-wise scales of aᵀ (one per column of a), as quantize_rowwise_fp8(aᵀ) computes them.
-    if fp8:
-        scale, inv = fp8_scale(column_stats(a)[0] if amax is None else amax)
-    else:
-        scale, inv = None, dest
+    dense = torch.empty(n_dense, t, dtype=dtype, device=a.device)
+    sparse_scale = dense_scale = None
+    inv = dest  # unused without FP8
+    if fp8:  # row-wise scales of aᵀ (one per column of a), as quantize_rowwise_fp8(aᵀ) computes them
+        amax = column_stats(a)[0] if amax is None else amax
+        inv = torch.empty(f, dtype=torch.float32, device=a.device)
+        sparse_scale = torch.empty(m_sparse, 1, dtype=torch.float32, device=a.device)
+        dense_scale = torch.empty(n_dense, 1, dtype=torch.float32, device=a.device)
+        _column_scales_kernel[(triton.cdiv(f, 1024),)](amax, dest, inv, sparse_scale, dense_scale, f, BC=1024)
     _tokens_kernel[(f // cfg.block_m, t // cfg.block_k)](
         a, perm, dest, inv, vals, meta, dense, t, f, m_sparse, a.stride(0),
         FP8=fp8, META16=not fp8, BF=cfg.block_m, BT=cfg.block_k, num_warps=cfg.num_warps)
-    sparse_scale = scale[sparse_idx.long()].unsqueeze(1) if fp8 else None
-    dense_scale = scale[dense_idx.long()].unsqueeze(1) if fp8 else None
+    return vals, meta, dense, sparse_scale, dense_scale
+
+
+def sparsify24_tokens(a: torch.Tensor, perm: torch.Tensor | None, sparse_idx: torch.Tensor,
+                      dense_idx: torch.Tensor, *, fp8: bool = True, amax: torch.Tensor | None = None,
+                      dest: torch.Tensor | None = None, cfg: LaunchConfig = TOKENS_CONFIG):
+    """The BW2 / BW4 operands of `a` (T x F, bf16) in one pass: rows `sparse_idx` of a[perm]ᵀ, 2:4 along tokens,
+    packed (Packed24), and rows `dense_idx` of a[perm]ᵀ dense (FP8 with the same row scales, or bf16).
+    amax: max |a| per column, dest: `feature_destinations` of the split, if already known."""
+    dest = feature_destinations(a.shape[1], sparse_idx, dense_idx) if dest is None else dest
+    vals, meta, dense, sparse_scale, dense_scale = _tokens(a, perm, dest, len(sparse_idx), len(dense_idx), fp8,
+                                                           amax, cfg)
     return Packed24(vals, meta, sparse_scale), dense, dense_scale
 
 
@@ -603,8 +635,8 @@ def quantize_transposed(b: torch.Tensor, perm: torch.Tensor | None = None,
     """Row-wise FP8 of b[perm]ᵀ (b: K x N bf16) in one pass, as `quantize_rowwise_fp8(b[perm].t().contiguous())`:
     the token-wise kernel with every column dense."""
     n = b.shape[1]
-    idx = torch.arange(n, device=b.device)
-    _, dense, scale = sparsify24_tokens(b, perm, idx[:0], idx, cfg=cfg)
+    dest = -1 - _arange(n, b.device)  # every column dense, in order
+    _, _, dense, _, scale = _tokens(b, perm, dest, 0, n, True, None, cfg)
     return dense, scale
 
 
@@ -619,8 +651,7 @@ def column_stats(a: torch.Tensor, count_nonzero: bool = False,
     (int32, as (a != 0).sum(0)), in one read of a."""
     r, c = a.shape
     a = a if a.stride(1) == 1 else a.contiguous()
-    amax_bits = torch.zeros(c, dtype=torch.int32, device=a.device)
-    count = torch.zeros(c, dtype=torch.int32, device=a.device) if count_nonzero else amax_bits
+    amax_bits, count = torch.zeros(2, c, dtype=torch.int32, device=a.device)  # one memset for both
     chunk = min(COLUMN_CHUNK, max(cfg.block_m, triton.next_power_of_2(r)))
     _column_stats_kernel[(triton.cdiv(c, cfg.block_k), triton.cdiv(r, chunk))](
         a, amax_bits, count, r, c, a.stride(0), COUNT=count_nonzero, BR=min(cfg.block_m, chunk),

@@ -28,19 +28,19 @@ def fused_recipe_supported(recipe, backend: Backend) -> bool:
 
 def tokenwise_fused_mm(a: torch.Tensor, b: torch.Tensor, sparse_idx: torch.Tensor, dense_idx: torch.Tensor,
                        perm: torch.Tensor | None, backend, a_amax: torch.Tensor | None = None,
-                       transpose: bool = False) -> torch.Tensor:
+                       dest: torch.Tensor | None = None, transpose: bool = False) -> torch.Tensor:
     """a[perm]ᵀ b[perm] (F x N; N x F with `transpose`): 2:4 along tokens on `sparse_idx`, dense FP8 on
     `dense_idx` (as sparsity.ffn.tokenwise_sparse_mm computes it on an FP8 backend). a_amax: max |a| per column,
-    if known."""
-    packed, dense8, dense_scale = fused.sparsify24_tokens(a, perm, sparse_idx, dense_idx, amax=a_amax)
+    dest: `fused.feature_destinations` of the split, if known."""
+    dest = fused.feature_destinations(a.shape[1], sparse_idx, dense_idx) if dest is None else dest
+    packed, dense8, dense_scale = fused.sparsify24_tokens(a, perm, sparse_idx, dense_idx, amax=a_amax, dest=dest)
     bt8, b_scale = backend.quantize_t(b, perm)  # b[perm]ᵀ (N x T): one scale per output column
     b_scale = b_scale.t().contiguous()
     sparse_out = backend.packed_gemm(packed.values, packed.meta, bt8.t(), packed.scale, b_scale)
     dense_out = torch._scaled_mm(dense8, bt8.t(), scale_a=dense_scale, scale_b=b_scale, out_dtype=torch.bfloat16,
                                  use_fast_accum=True) if dense_idx.numel() else sparse_out[:0]
     # The GEMMs' rows are features in split order: put back in feature order (and transposed) in one pass.
-    return fused.gather_rows(sparse_out, dense_out, fused.feature_destinations(a.shape[1], sparse_idx, dense_idx),
-                             transpose)
+    return fused.gather_rows(sparse_out, dense_out, dest, transpose)
 
 
 class FusedSparseSqReluFFNFunction(torch.autograd.Function):
@@ -64,7 +64,9 @@ class FusedSparseSqReluFFNFunction(torch.autograd.Function):
         dx = backend.sparse_gemm(packed_dy1, w1).to(x.dtype)  # BW3
         y2_amax, y2_counts = fused.column_stats(y2s, count_nonzero=True)  # one read for the split and BW2's scales
         sparse_idx, dense_idx = feature_split(y2s, recipe.dense_fraction, split_multiple(recipe, backend), y2_counts)
+        dest = fused.feature_destinations(y2s.shape[1], sparse_idx, dense_idx)
         perm = cached_permutation(x.shape[0], recipe.permutation_seed, x.device) if recipe.token_permutation else None
-        dw2 = tokenwise_fused_mm(y2s, dy3, sparse_idx, dense_idx, perm, backend, y2_amax, transpose=True)  # BW2
-        dw1 = tokenwise_fused_mm(dy1, x, sparse_idx, dense_idx, perm, backend)  # BW4
+        perm = perm.to(torch.int32) if perm is not None else None  # once for the four token-wise kernels
+        dw2 = tokenwise_fused_mm(y2s, dy3, sparse_idx, dense_idx, perm, backend, y2_amax, dest, transpose=True)  # BW2
+        dw1 = tokenwise_fused_mm(dy1, x, sparse_idx, dense_idx, perm, backend, dest=dest)  # BW4
         return dx, dw1, dw2, None, None
