@@ -252,3 +252,16 @@ def test_gather_rows_puts_each_row_of_the_split_in_its_place(transpose):
     assert torch.equal(out, ref.t() if transpose else ref)
     no_dense = fused.feature_destinations(70, torch.arange(70, device=DEVICE), dense_idx[:0])
     assert torch.equal(fused.gather_rows(sparse.to(DEVICE), dense[:0].to(DEVICE), no_dense), sparse.to(DEVICE))
+
+
+def test_row_blocks_pick_the_variant_the_config_asks_for():
+    loop, whole = fused.LaunchConfig(1, 4096, 4), fused.LaunchConfig(1, 4096, 4, whole_row_max=True)
+    on_chip = fused.LaunchConfig(1, 4096, 4, on_chip_warps=8)
+    assert fused.row_blocks(loop, 16512, True) == (
+        dict(BK=1024, ROW_BK=0, ROW_TAIL=0, ON_CHIP=False), 4)  # F = 16512 = 16 x 1024 + 128: little waste
+    assert fused.row_blocks(whole, 16512, True) == (dict(BK=1024, ROW_BK=16384, ROW_TAIL=128, ON_CHIP=False), 4)
+    assert fused.row_blocks(on_chip, 8448, True) == (dict(BK=1024, ROW_BK=8192, ROW_TAIL=256, ON_CHIP=True), 8)
+    assert fused.row_blocks(on_chip, 16384, True)[0]["ROW_TAIL"] == 0
+    # bf16 needs no row maximum, and rows beyond ON_CHIP_MAX_K always loop
+    assert fused.row_blocks(on_chip, 16512, False)[0]["ROW_BK"] == 0
+    assert fused.row_blocks(whole, fused.ON_CHIP_MAX_K + 128, True)[0]["ROW_BK"] == 0
