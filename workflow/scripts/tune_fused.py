@@ -6,6 +6,7 @@ Each setting is checked (same bits as the default setting's output) before it is
 act24.kernels.fused (ROWS_CONFIG, TOKENS_CONFIG, COLUMNS_CONFIG) were picked from this sweep on an H200
 (reference/h200/fused/tuning/). Shares of copy bandwidth count the fewest bytes each step must move."""
 
+import dataclasses
 import sys
 
 import pandas as pd
@@ -30,7 +31,7 @@ def same(a, b) -> bool:
 def sweep(rows: list[dict], kernel: str, run, configs, bytes_moved: float, cfg, copy: float) -> None:
     ref = run(None)
     for lc in configs:
-        row = {"kernel": kernel, **{k: getattr(lc, k) for k in ("block_m", "block_k", "num_warps", "on_chip_warps", "whole_row_max")}}
+        row = {"kernel": kernel, **dataclasses.asdict(lc)}
         try:
             ok = same(run(lc), ref)
         except Exception as exc:  # e.g. a tile that does not fit: a row saying so
@@ -54,10 +55,12 @@ def main(out_csv: str, t: int = 16384, f: int = 16512) -> None:
     fwd = lambda lc: fused.sparsify24_rows(y, cfg=lc)[0]  # noqa: E731
     sweep(rows, "rows (forward, FP8)", fwd, loops + on_chip + whole_max, t * f * (2 + 0.625), cfg, copy)
     bwd = lambda lc: fused.sparsify24_rows(y, grad=g, write_dense=True, write_y2=True, cfg=lc)  # noqa: E731
-    sweep(rows, "rows (backward, FP8, dense dY1 + Ỹ2)", bwd, loops[:1] + whole_max, t * f * (4 + 0.625 + 4), cfg, copy)
+    sweep(rows, "rows (backward, FP8, dense dY1 + Ỹ2)", bwd, loops[:1] + whole_max, t * f * (4 + 0.625 + 4), cfg,
+          copy)
     sweep(rows, "rows (forward, bf16)", lambda lc: fused.sparsify24_rows(y, fp8=False, cfg=lc)[0],
           loops, t * f * (2 + 1.125), cfg, copy)
-    sweep(rows, "relu² + FP8, dense", lambda lc: fused.quantize_rows(y, fused.FORWARD, cfg=lc or fused.QUANTIZE_CONFIG),
+    sweep(rows, "relu² + FP8, dense",
+          lambda lc: fused.quantize_rows(y, fused.FORWARD, cfg=lc or fused.QUANTIZE_CONFIG),
           loops[:1] + on_chip + whole_max[:1], t * f * 3, cfg, copy)
     y2s = fused.sparsify24_rows(y, write_dense=True)[1]
     sweep(rows, "column stats (max |.|, non-zeros)",
