@@ -79,32 +79,6 @@ if INTERPRETED:  # the interpreter's cost is per program: fewer, larger ones
     COLUMNS_CONFIG = LaunchConfig(block_m=128, block_k=128)
 
 
-@triton.jit
-def _select24(s0, s1, s2, s3):
-    """Keep flags of the 2 largest scores of each group (ties: the lower index wins), as in `mask24`."""
-    c01 = (s1 > s0).to(tl.int32)
-    c02 = (s2 > s0).to(tl.int32)
-    c03 = (s3 > s0).to(tl.int32)
-    c12 = (s2 > s1).to(tl.int32)
-    c13 = (s3 > s1).to(tl.int32)
-    c23 = (s3 > s2).to(tl.int32)
-    k0 = (c01 + c02 + c03) < 2
-    k1 = (1 - c01 + c12 + c13) < 2
-    k2 = (2 - c02 - c12 + c23) < 2
-    k3 = (3 - c03 - c13 - c23) < 2
-    return k0, k1, k2, k3
-
-
-@triton.jit
-def _kept(k0, k1, k2, k3, x0, x1, x2, x3):
-    """The first and second kept index of each group and their values."""
-    i0 = tl.where(k0, 0, tl.where(k1, 1, 2))
-    i1 = tl.where(k3, 3, tl.where(k2, 2, 1))
-    v0 = tl.where(k0, x0, tl.where(k1, x1, x2))
-    v1 = tl.where(k3, x3, tl.where(k2, x2, x1))
-    return i0, i1, v0, v1
-
-
 # Triton's interpreter truncates in float casts and runs no PTX; compiled kernels round to nearest even in one
 # instruction. Under the interpreter the kernels round on the bits instead: both give the GPU's (and torch's) bits.
 EMULATE_ROUNDING = tl.constexpr(INTERPRETED)
@@ -149,74 +123,116 @@ def _fp8x2(a, b, inv_scale):
         [a * inv_scale, b * inv_scale], dtype=tl.uint32, is_pure=True, pack=1)
 
 
-@triton.jit
-def _fp8x4(x0, x1, x2, x3, inv_scale):
-    """Four values' FP8 bits in one uint32, x0 in the lowest byte."""
-    return _fp8x2(x0, x1, inv_scale) | (_fp8x2(x2, x3, inv_scale) << 16)
+# Groups of 4 bf16 travel as two uint32 words (elements 0, 1 and 2, 3; the lower index in the low half), and the
+# arithmetic on them runs on both halves at once: one bf16x2 instruction per pair on the GPU, the same bits from
+# fp32 math under the interpreter.
 
 
 @triton.jit
-def _encode2(a, b, inv_scale, FP8: tl.constexpr):
-    """Raw bits (uint32: 8 low bits for FP8 of x * inv_scale, 16 for bf16 of x) of a and b, and whether each is
-    non-zero (sign bit ignored, as CUTLASS's compressor)."""
+def _lo(w):
+    """The bf16 in bits 0-15 of w (uint32), as fp32."""
+    return (w << 16).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _hi(w):
+    """The bf16 in bits 16-31 of w (uint32), as fp32."""
+    return (w & 0xFFFF0000).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _pack2(lo, hi):
+    """Two fp32 holding bf16 values -> their bits in one uint32, lo in bits 0-15."""
+    return (lo.to(tl.uint32, bitcast=True) >> 16) | (hi.to(tl.uint32, bitcast=True) & 0xFFFF0000)
+
+
+@triton.jit
+def _relu_sq2(w):
+    """relu(.)² of both bf16 of w, rounded to bf16 as torch's bf16 ops round it."""
+    if EMULATE_ROUNDING:
+        lo = tl.maximum(_lo(w), 0.0)
+        hi = tl.maximum(_hi(w), 0.0)
+        return _pack2(_round_bf16(lo * lo), _round_bf16(hi * hi))
+    return tl.inline_asm_elementwise(
+        "{ .reg .b32 z, r; mov.b32 z, 0; max.bf16x2 r, $1, z; mul.rn.bf16x2 $0, r, r; }", "=r,r", [w],
+        dtype=tl.uint32, is_pure=True, pack=1)
+
+
+@triton.jit
+def _grad_relu2(g, w):
+    """g ⊙ 2 relu(y) for both bf16 of g and w (y), rounded to bf16 (2 relu(y) is exact)."""
+    if EMULATE_ROUNDING:
+        return _pack2(_round_bf16(_lo(g) * (2.0 * tl.maximum(_lo(w), 0.0))),
+                      _round_bf16(_hi(g) * (2.0 * tl.maximum(_hi(w), 0.0))))
+    return tl.inline_asm_elementwise(
+        "{ .reg .b32 z, r; mov.b32 z, 0; max.bf16x2 r, $2, z; add.rn.bf16x2 r, r, r; mul.rn.bf16x2 $0, $1, r; }",
+        "=r,r,r", [g, w], dtype=tl.uint32, is_pure=True, pack=1)
+
+
+@triton.jit
+def _max2(a, b):
+    """The larger bf16 of each half of a and b."""
+    if EMULATE_ROUNDING:
+        return _pack2(tl.maximum(_lo(a), _lo(b)), tl.maximum(_hi(a), _hi(b)))
+    return tl.inline_asm_elementwise("max.bf16x2 $0, $1, $2;", "=r,r,r", [a, b], dtype=tl.uint32, is_pure=True,
+                                     pack=1)
+
+
+@triton.jit
+def _pick2(v_lo, v_hi, i0, i1):
+    """Elements i0 (bits 0-15) and i1 (bits 16-31) of the group (v_lo, v_hi): one byte permute on the GPU."""
+    if EMULATE_ROUNDING:
+        v = v_lo.to(tl.uint64) | (v_hi.to(tl.uint64) << 32)
+        return (((v >> (16 * i0).to(tl.uint64)) & 0xFFFF) | (((v >> (16 * i1).to(tl.uint64)) & 0xFFFF) << 16)
+                ).to(tl.uint32)
+    return tl.inline_asm_elementwise("prmt.b32 $0, $1, $2, $3;", "=r,r,r,r",
+                                     [v_lo, v_hi, (i0 * 0x22 + i1 * 0x2200 + 0x1010).to(tl.uint32)],
+                                     dtype=tl.uint32, is_pure=True, pack=1)
+
+
+@triton.jit
+def _select24(s_lo, s_hi):
+    """2:4 selection of a group by its scores (non-negative bf16, so their bits order as their values): keys
+    score << 16 | (3 - index) order the elements with ties to the lower index, as `mask24`. Returns the four keys,
+    the smaller kept key (an element is kept when its key is at least that), and the two kept indices, ascending."""
+    k0 = (s_lo << 16) | 3
+    k1 = (s_lo & 0xFFFF0000) | 2
+    k2 = (s_hi << 16) | 1
+    k3 = s_hi & 0xFFFF0000
+    a = tl.maximum(k0, k1)
+    b = tl.minimum(k0, k1)
+    c = tl.maximum(k2, k3)
+    d = tl.minimum(k2, k3)
+    first = tl.maximum(a, c)
+    second = tl.maximum(tl.minimum(a, c), tl.maximum(b, d))
+    i0 = 3 - tl.maximum(first & 3, second & 3)
+    i1 = 3 - tl.minimum(first & 3, second & 3)
+    return k0, k1, k2, k3, second, i0, i1
+
+
+@triton.jit
+def _kept_words(k0, k1, k2, k3, second, v_lo, v_hi):
+    """(v_lo, v_hi) with the dropped elements zeroed."""
+    m_lo = tl.where(k0 >= second, 0xFFFF, 0) | tl.where(k1 >= second, 0xFFFF0000, 0)
+    m_hi = tl.where(k2 >= second, 0xFFFF, 0) | tl.where(k3 >= second, 0xFFFF0000, 0)
+    return v_lo & m_lo.to(tl.uint32), v_hi & m_hi.to(tl.uint32)
+
+
+@triton.jit
+def _compress_pair(pair, i0, i1, inv_scale, FP8: tl.constexpr):
+    """A group's kept values (`_pick2`) encoded as CUTLASS's sm90 compressor writes them: (metadata nibble, the
+    two values' bits in one word: FP8 of x * inv_scale, 8 bits each, or bf16, 16 bits each)."""
     if FP8:
-        pair = _fp8x2(a, b, inv_scale)
-        bits_a = pair & 0xFF
-        bits_b = pair >> 8
-        return bits_a, bits_b, (bits_a & 0x7F) != 0, (bits_b & 0x7F) != 0
-    bits_a = _round_bf16(a).to(tl.uint32, bitcast=True) >> 16
-    bits_b = _round_bf16(b).to(tl.uint32, bitcast=True) >> 16
-    return bits_a, bits_b, (bits_a & 0x7FFF) != 0, (bits_b & 0x7FFF) != 0
-
-
-@triton.jit
-def _unpack4(u):
-    """The four bf16 of a uint64 (one group of 4 consecutive elements), as fp32."""
-    x0 = ((u & 0xFFFF) << 16).to(tl.uint32).to(tl.float32, bitcast=True)
-    x1 = (((u >> 16) & 0xFFFF) << 16).to(tl.uint32).to(tl.float32, bitcast=True)
-    x2 = (((u >> 32) & 0xFFFF) << 16).to(tl.uint32).to(tl.float32, bitcast=True)
-    x3 = (((u >> 48) & 0xFFFF) << 16).to(tl.uint32).to(tl.float32, bitcast=True)
-    return x0, x1, x2, x3
-
-
-@triton.jit
-def _pack4_bf16(x0, x1, x2, x3):
-    """Four fp32 holding bf16 values -> one uint64."""
-    b0 = (x0.to(tl.uint32, bitcast=True) >> 16).to(tl.uint64)
-    b1 = (x1.to(tl.uint32, bitcast=True) >> 16).to(tl.uint64)
-    b2 = (x2.to(tl.uint32, bitcast=True) >> 16).to(tl.uint64)
-    b3 = (x3.to(tl.uint32, bitcast=True) >> 16).to(tl.uint64)
-    return b0 | (b1 << 16) | (b2 << 32) | (b3 << 48)
-
-
-@triton.jit
-def _values_scores(uy, ug, MODE: tl.constexpr):
-    """A group's values and selection scores (fp32, rounded as the bf16 reference) from its uint64 words."""
-    y0, y1, y2, y3 = _unpack4(uy)
-    if MODE == 2:  # PLAIN: values y, selection by |y|
-        return y0, y1, y2, y3, tl.abs(y0), tl.abs(y1), tl.abs(y2), tl.abs(y3)
-    r0 = tl.maximum(y0, 0.0)
-    r1 = tl.maximum(y1, 0.0)
-    r2 = tl.maximum(y2, 0.0)
-    r3 = tl.maximum(y3, 0.0)
-    s0 = _round_bf16(r0 * r0)
-    s1 = _round_bf16(r1 * r1)
-    s2 = _round_bf16(r2 * r2)
-    s3 = _round_bf16(r3 * r3)
-    if MODE == 0:  # FORWARD: values relu(y)²
-        return s0, s1, s2, s3, s0, s1, s2, s3
-    g0, g1, g2, g3 = _unpack4(ug)  # BACKWARD: values g ⊙ 2 relu(y), selection by relu(y)²
-    return (_round_bf16(g0 * (2.0 * r0)), _round_bf16(g1 * (2.0 * r1)), _round_bf16(g2 * (2.0 * r2)),
-            _round_bf16(g3 * (2.0 * r3)), s0, s1, s2, s3)
-
-
-@triton.jit
-def _compress_group(x0, x1, x2, x3, s0, s1, s2, s3, inv_scale, FP8: tl.constexpr):
-    """One group, 2:4-selected by its scores and encoded as CUTLASS's sm90 compressor writes it: (metadata
-    nibble, the two kept values' bits in one word (8 or 16 bits each), keep flags, the largest kept |value|)."""
-    k0, k1, k2, k3 = _select24(s0, s1, s2, s3)
-    i0, i1, v0, v1 = _kept(k0, k1, k2, k3, x0, x1, x2, x3)
-    b0, b1, nz0, nz1 = _encode2(v0, v1, inv_scale, FP8)
+        bits = _fp8x2(_lo(pair), _hi(pair), inv_scale)
+        b0 = bits & 0xFF
+        b1 = bits >> 8
+        nz0 = (bits & 0x7F) != 0  # sign ignored, as the compressor
+        nz1 = (bits & 0x7F00) != 0
+    else:
+        b0 = pair & 0xFFFF
+        b1 = pair >> 16
+        nz0 = (pair & 0x7FFF) != 0
+        nz1 = (pair & 0x7FFF0000) != 0
     # The compressor lists non-zeros in order; one non-zero at p < 3 gives (p, 3), one at 3 gives (0, 3) with
     # the value second, none gives (0, 0); the other slot holds a zero.
     both = nz0 & nz1
@@ -228,17 +244,41 @@ def _compress_group(x0, x1, x2, x3, s0, s1, s2, s3, inv_scale, FP8: tl.constexpr
     j1 = tl.where(both, i1, tl.where(only0 | only1, 3, 0))
     w0 = tl.where(both | only0, b0, tl.where(move1, b1, zero))
     w1 = tl.where(both | (only1 & (i1 == 3)), b1, zero)
-    nibble = (j0 | (j1 << 2)).to(tl.uint32)
-    word = w0 | (w1 << (8 if FP8 else 16))
-    vmax = tl.maximum(tl.abs(v0), tl.abs(v1))
-    return nibble, word, k0, k1, k2, k3, vmax
+    return (j0 | (j1 << 2)).to(tl.uint32), w0 | (w1 << (8 if FP8 else 16))
 
 
 @triton.jit
-def _kept_max(x0, x1, x2, x3, s0, s1, s2, s3):
-    k0, k1, k2, k3 = _select24(s0, s1, s2, s3)
-    _, _, v0, v1 = _kept(k0, k1, k2, k3, x0, x1, x2, x3)
-    return tl.maximum(tl.abs(v0), tl.abs(v1))
+def _group_words(uy, ug, MODE: tl.constexpr):
+    """A group's values and selection scores as (values lo, values hi, scores lo, scores hi) words, from its
+    uint64 words of y and g: values relu(y)² (FORWARD), g ⊙ 2 relu(y) (BACKWARD) or y (PLAIN); scores relu(y)²,
+    or |y| (PLAIN)."""
+    lo = uy.to(tl.uint32)
+    hi = (uy >> 32).to(tl.uint32)
+    if MODE == 2:
+        return lo, hi, lo & 0x7FFF7FFF, hi & 0x7FFF7FFF
+    s_lo = _relu_sq2(lo)
+    s_hi = _relu_sq2(hi)
+    if MODE == 0:
+        return s_lo, s_hi, s_lo, s_hi
+    return _grad_relu2(ug.to(tl.uint32), lo), _grad_relu2((ug >> 32).to(tl.uint32), hi), s_lo, s_hi
+
+
+@triton.jit
+def _kept_abs(v_lo, v_hi, s_lo, s_hi):
+    """|kept values| of a group (`_pick2` of the selection by the scores): bf16 bits, two in one uint32."""
+    _, _, _, _, _, i0, i1 = _select24(s_lo, s_hi)
+    return _pick2(v_lo, v_hi, i0, i1) & 0x7FFF7FFF
+
+
+@triton.jit
+def _fp8x4(w_lo, w_hi, inv_scale):
+    """The FP8 bits of a group's four values (bf16 words) times inv_scale in one uint32, element 0 lowest."""
+    return _fp8x2(_lo(w_lo), _hi(w_lo), inv_scale) | (_fp8x2(_lo(w_hi), _hi(w_hi), inv_scale) << 16)
+
+
+@triton.jit
+def _word64(lo, hi):
+    return lo.to(tl.uint64) | (hi.to(tl.uint64) << 32)
 
 
 @triton.jit
@@ -270,18 +310,19 @@ def _row_words(y64, g64, yrow, grow, rows, M, k0, K: tl.constexpr, BK: tl.conste
 @triton.jit
 def _words_max(uye, uge, uyo, ugo, MODE: tl.constexpr, SELECT: tl.constexpr):
     """Per row: the maximum of y (FORWARD: the row maximum of relu(y)² is relu(max y)², as the largest of a
-    group is always kept) or of the |values| that will be kept."""
+    group is always kept), of |y| (PLAIN: the largest |y| of a group is always kept) or of the |values| that
+    will be kept (BACKWARD)."""
     if MODE == 1 and SELECT:
-        m = tl.maximum(_kept_max(*_values_scores(uye, uge, MODE)), _kept_max(*_values_scores(uyo, ugo, MODE)))
+        ve_lo, ve_hi, se_lo, se_hi = _group_words(uye, uge, MODE)
+        vo_lo, vo_hi, so_lo, so_hi = _group_words(uyo, ugo, MODE)
+        m = _max2(_kept_abs(ve_lo, ve_hi, se_lo, se_hi), _kept_abs(vo_lo, vo_hi, so_lo, so_hi))
     else:
-        e0, e1, e2, e3 = _unpack4(uye)
-        o0, o1, o2, o3 = _unpack4(uyo)
-        m = tl.maximum(tl.maximum(tl.maximum(e0, e1), tl.maximum(e2, e3)),
-                       tl.maximum(tl.maximum(o0, o1), tl.maximum(o2, o3)))
-        if MODE != 0:  # PLAIN: |y|
-            m = tl.maximum(m, -tl.minimum(tl.minimum(tl.minimum(e0, e1), tl.minimum(e2, e3)),
-                                          tl.minimum(tl.minimum(o0, o1), tl.minimum(o2, o3))))
-    return tl.max(m, axis=1)
+        e_lo, e_hi = uye.to(tl.uint32), (uye >> 32).to(tl.uint32)
+        o_lo, o_hi = uyo.to(tl.uint32), (uyo >> 32).to(tl.uint32)
+        if MODE != 0:
+            e_lo, e_hi, o_lo, o_hi = e_lo & 0x7FFF7FFF, e_hi & 0x7FFF7FFF, o_lo & 0x7FFF7FFF, o_hi & 0x7FFF7FFF
+        m = _max2(_max2(e_lo, e_hi), _max2(o_lo, o_hi))
+    return tl.max(tl.maximum(_lo(m), _hi(m)), axis=1)
 
 
 @triton.jit
@@ -292,36 +333,31 @@ def _write_words(uye, uge, uyo, ugo, rows, M, k0, K: tl.constexpr, BK: tl.conste
     pairs = tl.arange(0, BK // 8)[None, :]
     w = k0 // 4 + 2 * pairs
     ok = (rows[:, None] < M) & (k0 + 8 * pairs < K)
-    x0, x1, x2, x3, s0, s1, s2, s3 = _values_scores(uye, uge, MODE)
-    x4, x5, x6, x7, s4, s5, s6, s7 = _values_scores(uyo, ugo, MODE)
+    ve_lo, ve_hi, se_lo, se_hi = _group_words(uye, uge, MODE)
+    vo_lo, vo_hi, so_lo, so_hi = _group_words(uyo, ugo, MODE)
     if SELECT:
-        ne, we, k0_, k1_, k2_, k3_, _ = _compress_group(x0, x1, x2, x3, s0, s1, s2, s3, inv, FP8)
-        no, wo, k4_, k5_, k6_, k7_, _ = _compress_group(x4, x5, x6, x7, s4, s5, s6, s7, inv, FP8)
+        ke0, ke1, ke2, ke3, ke, ie0, ie1 = _select24(se_lo, se_hi)
+        ko0, ko1, ko2, ko3, ko, io0, io1 = _select24(so_lo, so_hi)
+        ne, we = _compress_pair(_pick2(ve_lo, ve_hi, ie0, ie1), ie0, ie1, inv, FP8)
+        no, wo = _compress_pair(_pick2(vo_lo, vo_hi, io0, io1), io0, io1, inv, FP8)
         # Packed values of the two groups: one uint32 (FP8) or uint64 (bf16), 1/8 of the row's columns each.
         if FP8:
             tl.store(vals_ptr.to(tl.pointer_type(tl.uint32)) + orow + k0 // 8 + pairs, we | (wo << 16), mask=ok)
         else:
-            tl.store(vals_ptr.to(tl.pointer_type(tl.uint64)) + orow + k0 // 8 + pairs,
-                     we.to(tl.uint64) | (wo.to(tl.uint64) << 32), mask=ok)
+            tl.store(vals_ptr.to(tl.pointer_type(tl.uint64)) + orow + k0 // 8 + pairs, _word64(we, wo), mask=ok)
         moff = _meta_offset(rows[:, None].to(tl.int64), k0 + 8 * pairs, M, META16)
         tl.store(meta_ptr + moff, (ne | (no << 4)).to(tl.uint8), mask=ok)
-        d64 = dense_ptr.to(tl.pointer_type(tl.uint64)) + yrow + w  # dense bf16 outputs, shaped like y
-        if WRITE_DENSE:
-            tl.store(d64, _pack4_bf16(tl.where(k0_, x0, 0.0), tl.where(k1_, x1, 0.0), tl.where(k2_, x2, 0.0),
-                                      tl.where(k3_, x3, 0.0)), mask=ok)
-            tl.store(d64 + 1, _pack4_bf16(tl.where(k4_, x4, 0.0), tl.where(k5_, x5, 0.0),
-                                          tl.where(k6_, x6, 0.0), tl.where(k7_, x7, 0.0)), mask=ok)
-        s64 = y2_ptr.to(tl.pointer_type(tl.uint64)) + yrow + w
+        if WRITE_DENSE:  # dense bf16 outputs, shaped like y
+            d64 = dense_ptr.to(tl.pointer_type(tl.uint64)) + yrow + w
+            tl.store(d64, _word64(*_kept_words(ke0, ke1, ke2, ke3, ke, ve_lo, ve_hi)), mask=ok)
+            tl.store(d64 + 1, _word64(*_kept_words(ko0, ko1, ko2, ko3, ko, vo_lo, vo_hi)), mask=ok)
         if WRITE_Y2:
-            tl.store(s64, _pack4_bf16(tl.where(k0_, s0, 0.0), tl.where(k1_, s1, 0.0), tl.where(k2_, s2, 0.0),
-                                      tl.where(k3_, s3, 0.0)), mask=ok)
-            tl.store(s64 + 1, _pack4_bf16(tl.where(k4_, s4, 0.0), tl.where(k5_, s5, 0.0),
-                                          tl.where(k6_, s6, 0.0), tl.where(k7_, s7, 0.0)), mask=ok)
+            s64 = y2_ptr.to(tl.pointer_type(tl.uint64)) + yrow + w
+            tl.store(s64, _word64(*_kept_words(ke0, ke1, ke2, ke3, ke, se_lo, se_hi)), mask=ok)
+            tl.store(s64 + 1, _word64(*_kept_words(ko0, ko1, ko2, ko3, ko, so_lo, so_hi)), mask=ok)
     else:  # row-wise FP8 of all 8 values
-        lo = _fp8x4(x0, x1, x2, x3, inv)
-        hi = _fp8x4(x4, x5, x6, x7, inv)
         tl.store(dense_ptr.to(tl.pointer_type(tl.uint64)) + orow + k0 // 8 + pairs,
-                 lo.to(tl.uint64) | (hi.to(tl.uint64) << 32), mask=ok)
+                 _word64(_fp8x4(ve_lo, ve_hi, inv), _fp8x4(vo_lo, vo_hi, inv)), mask=ok)
 
 
 @triton.jit
@@ -375,9 +411,10 @@ def _rows_kernel(y_ptr, g_ptr, vals_ptr, meta_ptr, scale_ptr, dense_ptr, y2_ptr,
 
 @triton.jit
 def _token_tile(a_ptr, perm_ptr, t0, pairs, j: tl.constexpr, feats, stride_a):
-    """Tokens t0 + 8 i + j (after the permutation) for all pair indices i, features `feats`: (BT/8, BF) fp32."""
+    """Tokens t0 + 8 i + j (after the permutation) for all pair indices i, features `feats`: (BT/8, BF) bf16 bits
+    (uint32)."""
     src = tl.load(perm_ptr + t0 + 8 * pairs + j).to(tl.int64)
-    return tl.load(a_ptr + src[:, None] * stride_a + feats[None, :]).to(tl.float32)
+    return tl.load(a_ptr + src[:, None] * stride_a + feats[None, :]).to(tl.uint16, bitcast=True).to(tl.uint32)
 
 
 @triton.jit
@@ -389,41 +426,40 @@ def _tokens_kernel(a_ptr, perm_ptr, dest_ptr, inv_scale_ptr, vals_ptr, meta_ptr,
     feats = tl.program_id(0) * BF + tl.arange(0, BF)
     t0 = tl.program_id(1) * BT
     pairs = tl.arange(0, BT // 8)
-    x0 = _token_tile(a_ptr, perm_ptr, t0, pairs, 0, feats, stride_a)
-    x1 = _token_tile(a_ptr, perm_ptr, t0, pairs, 1, feats, stride_a)
-    x2 = _token_tile(a_ptr, perm_ptr, t0, pairs, 2, feats, stride_a)
-    x3 = _token_tile(a_ptr, perm_ptr, t0, pairs, 3, feats, stride_a)
-    x4 = _token_tile(a_ptr, perm_ptr, t0, pairs, 4, feats, stride_a)
-    x5 = _token_tile(a_ptr, perm_ptr, t0, pairs, 5, feats, stride_a)
-    x6 = _token_tile(a_ptr, perm_ptr, t0, pairs, 6, feats, stride_a)
-    x7 = _token_tile(a_ptr, perm_ptr, t0, pairs, 7, feats, stride_a)
+    e_lo = _token_tile(a_ptr, perm_ptr, t0, pairs, 0, feats, stride_a) | \
+        (_token_tile(a_ptr, perm_ptr, t0, pairs, 1, feats, stride_a) << 16)
+    e_hi = _token_tile(a_ptr, perm_ptr, t0, pairs, 2, feats, stride_a) | \
+        (_token_tile(a_ptr, perm_ptr, t0, pairs, 3, feats, stride_a) << 16)
+    o_lo = _token_tile(a_ptr, perm_ptr, t0, pairs, 4, feats, stride_a) | \
+        (_token_tile(a_ptr, perm_ptr, t0, pairs, 5, feats, stride_a) << 16)
+    o_hi = _token_tile(a_ptr, perm_ptr, t0, pairs, 6, feats, stride_a) | \
+        (_token_tile(a_ptr, perm_ptr, t0, pairs, 7, feats, stride_a) << 16)
     dest = tl.load(dest_ptr + feats)
     inv = tl.full((1, BF), 1.0, tl.float32)
     if FP8:
         inv = tl.load(inv_scale_ptr + feats)[None, :]
     is_sparse = (dest >= 0)[:, None]
-    ne, we, _, _, _, _, _ = _compress_group(x0, x1, x2, x3, tl.abs(x0), tl.abs(x1), tl.abs(x2), tl.abs(x3), inv, FP8)
-    no, wo, _, _, _, _, _ = _compress_group(x4, x5, x6, x7, tl.abs(x4), tl.abs(x5), tl.abs(x6), tl.abs(x7), inv, FP8)
+    _, _, _, _, _, ie0, ie1 = _select24(e_lo & 0x7FFF7FFF, e_hi & 0x7FFF7FFF)
+    _, _, _, _, _, io0, io1 = _select24(o_lo & 0x7FFF7FFF, o_hi & 0x7FFF7FFF)
+    ne, we = _compress_pair(_pick2(e_lo, e_hi, ie0, ie1), ie0, ie1, inv, FP8)
+    no, wo = _compress_pair(_pick2(o_lo, o_hi, io0, io1), io0, io1, inv, FP8)
     rows = tl.where(dest >= 0, dest, 0).to(tl.int64)[:, None]
     out = rows * (T // 8) + t0 // 8 + pairs[None, :]
     if FP8:
         tl.store(vals_ptr.to(tl.pointer_type(tl.uint32)) + out, tl.trans(we | (wo << 16)), mask=is_sparse)
     else:
-        tl.store(vals_ptr.to(tl.pointer_type(tl.uint64)) + out,
-                 tl.trans(we.to(tl.uint64) | (wo.to(tl.uint64) << 32)), mask=is_sparse)
+        tl.store(vals_ptr.to(tl.pointer_type(tl.uint64)) + out, tl.trans(_word64(we, wo)), mask=is_sparse)
     moff = _meta_offset(rows, t0 + 8 * pairs[None, :], M_SPARSE, META16)
     tl.store(meta_ptr + moff, tl.trans((ne | (no << 4)).to(tl.uint8)), mask=is_sparse)
     if tl.sum((dest < 0).to(tl.int32)) > 0:  # most blocks hold sparse features only
         drows = tl.where(dest >= 0, 0, -dest - 1).to(tl.int64)[:, None]
         if FP8:
-            lo = _fp8x4(x0, x1, x2, x3, inv)
-            hi = _fp8x4(x4, x5, x6, x7, inv)
             tl.store(dense_ptr.to(tl.pointer_type(tl.uint64)) + drows * (T // 8) + t0 // 8 + pairs[None, :],
-                     tl.trans(lo.to(tl.uint64) | (hi.to(tl.uint64) << 32)), mask=~is_sparse)
+                     tl.trans(_word64(_fp8x4(e_lo, e_hi, inv), _fp8x4(o_lo, o_hi, inv))), mask=~is_sparse)
         else:
             d64 = dense_ptr.to(tl.pointer_type(tl.uint64)) + drows * (T // 4) + t0 // 4 + 2 * pairs[None, :]
-            tl.store(d64, tl.trans(_pack4_bf16(x0, x1, x2, x3)), mask=~is_sparse)
-            tl.store(d64 + 1, tl.trans(_pack4_bf16(x4, x5, x6, x7)), mask=~is_sparse)
+            tl.store(d64, tl.trans(_word64(e_lo, e_hi)), mask=~is_sparse)
+            tl.store(d64 + 1, tl.trans(_word64(o_lo, o_hi)), mask=~is_sparse)
 
 
 @triton.jit
