@@ -411,46 +411,54 @@ def _rows_kernel(y_ptr, g_ptr, vals_ptr, meta_ptr, scale_ptr, dense_ptr, y2_ptr,
 
 @triton.jit
 def _token_tile(a_ptr, perm_ptr, t0, pairs, j: tl.constexpr, feats, stride_a):
-    """Tokens t0 + 8 i + j (after the permutation) for all pair indices i, features `feats`: (BT/8, BF) bf16 bits
-    (uint32)."""
+    """Tokens t0 + 8 i + j (after the permutation) for all pair indices i, features `feats`: (BT/8, BF) bf16."""
     src = tl.load(perm_ptr + t0 + 8 * pairs + j).to(tl.int64)
-    return tl.load(a_ptr + src[:, None] * stride_a + feats[None, :]).to(tl.uint16, bitcast=True).to(tl.uint32)
+    return tl.load(a_ptr + src[:, None] * stride_a + feats[None, :])
+
+
+@triton.jit
+def _token_words(a_ptr, perm_ptr, t0, pairs, j: tl.constexpr, feats, stride_a):
+    """Tokens j and j + 1 of each group (`_token_tile`) as bf16 words: token j in bits 0-15."""
+    lo = _token_tile(a_ptr, perm_ptr, t0, pairs, j, feats, stride_a)
+    hi = _token_tile(a_ptr, perm_ptr, t0, pairs, j + 1, feats, stride_a)
+    if EMULATE_ROUNDING:
+        return lo.to(tl.uint16, bitcast=True).to(tl.uint32) | (hi.to(tl.uint16, bitcast=True).to(tl.uint32) << 16)
+    # Two features' bf16 share a register: one byte permute per output word.
+    return tl.inline_asm_elementwise("prmt.b32 $0, $2, $3, 0x5410; prmt.b32 $1, $2, $3, 0x7632;", "=r,=r,r,r",
+                                     [lo, hi], dtype=tl.uint32, is_pure=True, pack=2)
 
 
 @triton.jit
 def _tokens_kernel(a_ptr, perm_ptr, dest_ptr, inv_scale_ptr, vals_ptr, meta_ptr, dense_ptr,
-                   T, F, M_SPARSE, stride_a,
-                   FP8: tl.constexpr, META16: tl.constexpr, BF: tl.constexpr, BT: tl.constexpr):
+                   T, F, M_SPARSE, stride_a, FP8: tl.constexpr, META16: tl.constexpr, SPARSE: tl.constexpr,
+                   BF: tl.constexpr, BT: tl.constexpr):
     # Tiles are (token pairs of groups, features): the 8 tokens of a pair of groups are 8 gathered row tiles,
     # so selection needs no data movement; only the packed results are transposed (to rows = features).
     feats = tl.program_id(0) * BF + tl.arange(0, BF)
     t0 = tl.program_id(1) * BT
     pairs = tl.arange(0, BT // 8)
-    e_lo = _token_tile(a_ptr, perm_ptr, t0, pairs, 0, feats, stride_a) | \
-        (_token_tile(a_ptr, perm_ptr, t0, pairs, 1, feats, stride_a) << 16)
-    e_hi = _token_tile(a_ptr, perm_ptr, t0, pairs, 2, feats, stride_a) | \
-        (_token_tile(a_ptr, perm_ptr, t0, pairs, 3, feats, stride_a) << 16)
-    o_lo = _token_tile(a_ptr, perm_ptr, t0, pairs, 4, feats, stride_a) | \
-        (_token_tile(a_ptr, perm_ptr, t0, pairs, 5, feats, stride_a) << 16)
-    o_hi = _token_tile(a_ptr, perm_ptr, t0, pairs, 6, feats, stride_a) | \
-        (_token_tile(a_ptr, perm_ptr, t0, pairs, 7, feats, stride_a) << 16)
+    e_lo = _token_words(a_ptr, perm_ptr, t0, pairs, 0, feats, stride_a)
+    e_hi = _token_words(a_ptr, perm_ptr, t0, pairs, 2, feats, stride_a)
+    o_lo = _token_words(a_ptr, perm_ptr, t0, pairs, 4, feats, stride_a)
+    o_hi = _token_words(a_ptr, perm_ptr, t0, pairs, 6, feats, stride_a)
     dest = tl.load(dest_ptr + feats)
     inv = tl.full((1, BF), 1.0, tl.float32)
     if FP8:
         inv = tl.load(inv_scale_ptr + feats)[None, :]
     is_sparse = (dest >= 0)[:, None]
-    _, _, _, _, _, ie0, ie1 = _select24(e_lo & 0x7FFF7FFF, e_hi & 0x7FFF7FFF)
-    _, _, _, _, _, io0, io1 = _select24(o_lo & 0x7FFF7FFF, o_hi & 0x7FFF7FFF)
-    ne, we = _compress_pair(_pick2(e_lo, e_hi, ie0, ie1), ie0, ie1, inv, FP8)
-    no, wo = _compress_pair(_pick2(o_lo, o_hi, io0, io1), io0, io1, inv, FP8)
-    rows = tl.where(dest >= 0, dest, 0).to(tl.int64)[:, None]
-    out = rows * (T // 8) + t0 // 8 + pairs[None, :]
-    if FP8:
-        tl.store(vals_ptr.to(tl.pointer_type(tl.uint32)) + out, tl.trans(we | (wo << 16)), mask=is_sparse)
-    else:
-        tl.store(vals_ptr.to(tl.pointer_type(tl.uint64)) + out, tl.trans(_word64(we, wo)), mask=is_sparse)
-    moff = _meta_offset(rows, t0 + 8 * pairs[None, :], M_SPARSE, META16)
-    tl.store(meta_ptr + moff, tl.trans((ne | (no << 4)).to(tl.uint8)), mask=is_sparse)
+    if SPARSE:  # else every feature is dense (`quantize_transposed`)
+        _, _, _, _, _, ie0, ie1 = _select24(e_lo & 0x7FFF7FFF, e_hi & 0x7FFF7FFF)
+        _, _, _, _, _, io0, io1 = _select24(o_lo & 0x7FFF7FFF, o_hi & 0x7FFF7FFF)
+        ne, we = _compress_pair(_pick2(e_lo, e_hi, ie0, ie1), ie0, ie1, inv, FP8)
+        no, wo = _compress_pair(_pick2(o_lo, o_hi, io0, io1), io0, io1, inv, FP8)
+        rows = tl.where(dest >= 0, dest, 0).to(tl.int64)[:, None]
+        out = rows * (T // 8) + t0 // 8 + pairs[None, :]
+        if FP8:
+            tl.store(vals_ptr.to(tl.pointer_type(tl.uint32)) + out, tl.trans(we | (wo << 16)), mask=is_sparse)
+        else:
+            tl.store(vals_ptr.to(tl.pointer_type(tl.uint64)) + out, tl.trans(_word64(we, wo)), mask=is_sparse)
+        moff = _meta_offset(rows, t0 + 8 * pairs[None, :], M_SPARSE, META16)
+        tl.store(meta_ptr + moff, tl.trans((ne | (no << 4)).to(tl.uint8)), mask=is_sparse)
     if tl.sum((dest < 0).to(tl.int32)) > 0:  # most blocks hold sparse features only
         drows = tl.where(dest >= 0, 0, -dest - 1).to(tl.int64)[:, None]
         if FP8:
@@ -650,7 +658,7 @@ def _tokens(a: torch.Tensor, perm: torch.Tensor | None, dest: torch.Tensor, m_sp
         _column_scales_kernel[(triton.cdiv(f, 1024),)](amax, dest, inv, sparse_scale, dense_scale, f, BC=1024)
     _tokens_kernel[(f // cfg.block_m, t // cfg.block_k)](
         a, perm, dest, inv, vals, meta, dense, t, f, m_sparse, a.stride(0),
-        FP8=fp8, META16=not fp8, BF=cfg.block_m, BT=cfg.block_k, num_warps=cfg.num_warps)
+        FP8=fp8, META16=not fp8, SPARSE=m_sparse > 0, BF=cfg.block_m, BT=cfg.block_k, num_warps=cfg.num_warps)
     return vals, meta, dense, sparse_scale, dense_scale
 
 
