@@ -3,7 +3,7 @@
     python workflow/scripts/tune_fused.py OUT.csv [T F]
 
 Each setting is checked (same bits as the default setting's output) before it is timed; the defaults in
-act24.kernels.fused (ROWS_CONFIG, TOKENS_CONFIG, COLUMNS_CONFIG) were picked from this sweep on an H200
+act24.kernels.fused (ROWS_CONFIG, TOKENS_CONFIG, TRANSPOSE_CONFIG, COLUMNS_CONFIG, ...) were picked from this sweep on an H200
 (reference/h200/fused/tuning/). Shares of copy bandwidth count the fewest bytes each step must move."""
 
 import dataclasses
@@ -84,6 +84,10 @@ def main(out_csv: str, t: int = 16384, f: int = 16512) -> None:
                                                                           cfg=lc or fused.TOKENS_CONFIG),
           [L(bf, bt, w) for bf in (16, 32, 64) for bt in (64, 128) for w in (2, 4)],
           t * f * (2 + frac * 0.625 + (1 - frac)), cfg, copy)
+    x = torch.randn(t, d, device="cuda", dtype=torch.bfloat16)
+    sweep(rows, "quantize_transposed (x[perm], T x 4096; with column stats)",
+          lambda lc: fused.quantize_transposed(x, perm, cfg=lc or fused.TRANSPOSE_CONFIG),
+          [L(bf, bt, w) for bf in (16, 32, 64) for bt in (64, 128) for w in (2, 4)], t * d * 3, cfg, copy)
     pd.DataFrame(rows).to_csv(out_csv, index=False)
 
 

@@ -64,18 +64,17 @@ class LaunchConfig:
 ON_CHIP_MAX_K = 20480  # 40 KB of bf16 per row and input (two inputs in the backward)
 
 # Picked on an H200 at T = 16384, F = 16512 (workflow/scripts/tune_fused.py; reference/h200/fused/tuning/).
-ROWS_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4, whole_row_max=True)  # 2:4 forward / plain
-BACKWARD_ROWS_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4)  # 2:4 backward (two inputs): loops
+ROWS_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4, whole_row_max=True)  # 2:4, forward and backward
 QUANTIZE_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4, on_chip_warps=4)  # FP8 without 2:4
-TOKENS_CONFIG = LaunchConfig(block_m=32, block_k=128, num_warps=2)  # block_m: features, block_k: tokens
+TOKENS_CONFIG = LaunchConfig(block_m=64, block_k=64, num_warps=2)  # block_m: features, block_k: tokens
+TRANSPOSE_CONFIG = LaunchConfig(block_m=64, block_k=128, num_warps=4)  # the token-wise kernel, all dense
 COLUMNS_CONFIG = LaunchConfig(block_m=32, block_k=64, num_warps=4)  # block_m: rows per step, block_k: columns
 COLUMN_CHUNK = 1024  # rows per program of the column statistics (then one atomic per column and program)
 GATHER_CONFIG = LaunchConfig(block_m=64, block_k=128, num_warps=4)  # block_m: features, block_k: columns
 if INTERPRETED:  # the interpreter's cost is per program: fewer, larger ones
     ROWS_CONFIG = LaunchConfig(block_m=64, block_k=512, whole_row_max=True)
-    BACKWARD_ROWS_CONFIG = LaunchConfig(block_m=64, block_k=512)
     QUANTIZE_CONFIG = LaunchConfig(block_m=64, block_k=512, on_chip_warps=4)
-    TOKENS_CONFIG = LaunchConfig(block_m=64, block_k=128)
+    TOKENS_CONFIG = TRANSPOSE_CONFIG = LaunchConfig(block_m=64, block_k=128)
     COLUMNS_CONFIG = LaunchConfig(block_m=128, block_k=128)
 
 
@@ -573,7 +572,7 @@ def sparsify24_rows(y: torch.Tensor, grad: torch.Tensor | None = None, *, fp8: b
     masked values or None, dense masked relu(y)² or None)."""
     m, k = y.shape
     mode = (BACKWARD if grad is not None else FORWARD) if mode is None else mode
-    cfg = cfg or (BACKWARD_ROWS_CONFIG if mode == BACKWARD else ROWS_CONFIG)
+    cfg = cfg or ROWS_CONFIG
     _check(y, "sparsify24_rows", m, k, fp8)
     if mode == BACKWARD and (grad is None or grad.shape != y.shape or grad.dtype != torch.bfloat16):
         raise ValueError("sparsify24_rows: the backward mode needs a bf16 `grad` shaped like `y`")
@@ -675,7 +674,7 @@ def sparsify24_tokens(a: torch.Tensor, perm: torch.Tensor | None, sparse_idx: to
 
 
 def quantize_transposed(b: torch.Tensor, perm: torch.Tensor | None = None,
-                        cfg: LaunchConfig = TOKENS_CONFIG) -> tuple[torch.Tensor, torch.Tensor]:
+                        cfg: LaunchConfig = TRANSPOSE_CONFIG) -> tuple[torch.Tensor, torch.Tensor]:
     """Row-wise FP8 of b[perm]ᵀ (b: K x N bf16) in one pass, as `quantize_rowwise_fp8(b[perm].t().contiguous())`:
     the token-wise kernel with every column dense."""
     n = b.shape[1]
@@ -684,7 +683,7 @@ def quantize_transposed(b: torch.Tensor, perm: torch.Tensor | None = None,
     return dense, scale
 
 
-def transposed_fits(b: torch.Tensor, cfg: LaunchConfig = TOKENS_CONFIG) -> bool:
+def transposed_fits(b: torch.Tensor, cfg: LaunchConfig = TRANSPOSE_CONFIG) -> bool:
     return (b.dtype == torch.bfloat16 and b.dim() == 2 and b.shape[0] % max(cfg.block_k, 128) == 0
             and b.shape[1] % cfg.block_m == 0)
 
