@@ -254,6 +254,18 @@ def test_gather_rows_puts_each_row_of_the_split_in_its_place(transpose):
     assert torch.equal(fused.gather_rows(sparse.to(DEVICE), dense[:0].to(DEVICE), no_dense), sparse.to(DEVICE))
 
 
+@pytest.mark.parametrize("f, n_sparse", [(2500, 2375), (300, 256), (64, 64), (40, 0)])
+def test_split_destinations_equal_the_sorted_split(f, n_sparse):
+    """The fused backward's split (one selection and a running count) is pattern.feature_split's, as
+    feature_destinations writes it; counts with many ties (ties go to the lower index)."""
+    g = torch.Generator().manual_seed(f)
+    counts = torch.randint(0, 6, (f,), generator=g).int().to(DEVICE)
+    a = (torch.arange(8)[:, None] < counts.cpu()[None, :]).float().to(DEVICE)  # a (8 x f) with these counts
+    sparse_idx, dense_idx = feature_split(a, 1 - n_sparse / f)
+    assert len(sparse_idx) == n_sparse
+    assert torch.equal(fused.split_destinations(counts, n_sparse), fused.feature_destinations(f, sparse_idx, dense_idx))
+
+
 def test_row_blocks_pick_the_variant_the_config_asks_for():
     loop, whole = fused.LaunchConfig(1, 4096, 4), fused.LaunchConfig(1, 4096, 4, whole_row_max=True)
     on_chip = fused.LaunchConfig(1, 4096, 4, on_chip_warps=8)

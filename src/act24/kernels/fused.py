@@ -622,22 +622,57 @@ def feature_destinations(n_features: int, sparse_idx: torch.Tensor, dense_idx: t
     return dest
 
 
-_ARANGES: dict = {}
+def split_destinations(counts: torch.Tensor, n_sparse: int) -> torch.Tensor:
+    """`feature_destinations` of `pattern.feature_split` from the split's per-feature non-zero counts, without
+    sorting: the features whose (count, lower index first) rank among the top len(counts) - n_sparse are dense.
+    One selection for the threshold, then one small kernel."""
+    f = counts.numel()
+    if n_sparse >= f:
+        return _arange(f, counts.device)
+    # Keys count * F + (F - 1 - index) are distinct: a larger count first, ties to the lower index.
+    key = counts.to(torch.int64) * f + _cached(("reverse", f, str(counts.device)),
+                                              lambda: torch.arange(f - 1, -1, -1, device=counts.device))
+    threshold = key.kthvalue(n_sparse + 1).values  # the smallest dense key
+    dest = torch.empty(f, dtype=torch.int32, device=counts.device)
+    _split_destinations_kernel[(1,)](key, threshold, dest, f, BLOCK=1024)
+    return dest
+
+
+@triton.jit
+def _split_destinations_kernel(key_ptr, threshold_ptr, dest_ptr, F: tl.constexpr, BLOCK: tl.constexpr):
+    # One program: a running count of the dense features so far gives every feature its row in its part.
+    threshold = tl.load(threshold_ptr)
+    dense_before = 0
+    for start in range(0, F, BLOCK):
+        i = start + tl.arange(0, BLOCK)
+        dense = (tl.load(key_ptr + i, mask=i < F, other=-1) >= threshold).to(tl.int32)
+        upto = dense_before + tl.cumsum(dense, axis=0)  # dense features up to and including i
+        tl.store(dest_ptr + i, tl.where(dense > 0, -upto, i - upto), mask=i < F)
+        dense_before += tl.sum(dense, axis=0)
+
+
+_CACHE: dict = {}
+
+
+def _cached(key, make):
+    """Small constant tensors the backward asks for every step (aranges and the like), made once."""
+    if key not in _CACHE:
+        _CACHE[key] = make()
+    return _CACHE[key]
 
 
 def _arange(n: int, device) -> torch.Tensor:
-    """0 .. n-1 (int32), kept per (n, device): the backward asks for the same ones every step."""
-    key = (n, str(device))
-    if key not in _ARANGES:
-        _ARANGES[key] = torch.arange(n, device=device, dtype=torch.int32)
-    return _ARANGES[key]
+    """0 .. n-1 (int32)."""
+    return _cached(("arange", n, str(device)), lambda: torch.arange(n, device=device, dtype=torch.int32))
 
 
-def _tokens(a: torch.Tensor, perm: torch.Tensor | None, dest: torch.Tensor, m_sparse: int, n_dense: int,
-            fp8: bool, amax: torch.Tensor | None, cfg: LaunchConfig):
-    """The token-wise kernel on a (T x F): (packed values, metadata, dense rows, and the FP8 row scales of the
-    sparse and the dense rows (m_sparse x 1, n_dense x 1) or None)."""
+def tokens_split(a: torch.Tensor, perm: torch.Tensor | None, dest: torch.Tensor, m_sparse: int, *,
+                 fp8: bool = True, amax: torch.Tensor | None = None, cfg: LaunchConfig = TOKENS_CONFIG):
+    """The token-wise kernel on a (T x F) for a split given as `feature_destinations` (or `split_destinations`)
+    with m_sparse sparse features: (packed values, metadata, dense rows, and the FP8 row scales of the sparse and
+    the dense rows (m_sparse x 1, F - m_sparse x 1) or None). amax: max |a| per column, if known."""
     t, f = a.shape
+    n_dense = f - m_sparse
     _check(a, "sparsify24_tokens", m_sparse, t, fp8)
     if f % cfg.block_m or t % cfg.block_k:
         raise ValueError(f"sparsify24_tokens: F={f} must be a multiple of {cfg.block_m} and T={t} of {cfg.block_k}")
@@ -668,8 +703,8 @@ def sparsify24_tokens(a: torch.Tensor, perm: torch.Tensor | None, sparse_idx: to
     packed (Packed24), and rows `dense_idx` of a[perm]ᵀ dense (FP8 with the same row scales, or bf16).
     amax: max |a| per column, dest: `feature_destinations` of the split, if already known."""
     dest = feature_destinations(a.shape[1], sparse_idx, dense_idx) if dest is None else dest
-    vals, meta, dense, sparse_scale, dense_scale = _tokens(a, perm, dest, len(sparse_idx), len(dense_idx), fp8,
-                                                           amax, cfg)
+    vals, meta, dense, sparse_scale, dense_scale = tokens_split(a, perm, dest, len(sparse_idx), fp8=fp8, amax=amax,
+                                                                cfg=cfg)
     return Packed24(vals, meta, sparse_scale), dense, dense_scale
 
 
@@ -678,8 +713,8 @@ def quantize_transposed(b: torch.Tensor, perm: torch.Tensor | None = None,
     """Row-wise FP8 of b[perm]ᵀ (b: K x N bf16) in one pass, as `quantize_rowwise_fp8(b[perm].t().contiguous())`:
     the token-wise kernel with every column dense."""
     n = b.shape[1]
-    dest = -1 - _arange(n, b.device)  # every column dense, in order
-    _, _, dense, _, scale = _tokens(b, perm, dest, 0, n, True, None, cfg)
+    dest = _cached(("all dense", n, str(b.device)), lambda: -1 - _arange(n, b.device))  # in order
+    _, _, dense, _, scale = tokens_split(b, perm, dest, 0, cfg=cfg)
     return dense, scale
 
 

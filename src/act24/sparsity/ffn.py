@@ -68,10 +68,11 @@ def tokenwise_sparse_mm(a: torch.Tensor, b: torch.Tensor, sparse_idx: torch.Tens
 _PERMUTATIONS: dict[tuple[int, int, str], torch.Tensor] = {}
 
 
-def cached_permutation(n_tokens: int, seed: int, device: torch.device) -> torch.Tensor:
-    key = (n_tokens, seed, str(device))
+def cached_permutation(n_tokens: int, seed: int, device: torch.device,
+                       dtype: torch.dtype = torch.int64) -> torch.Tensor:
+    key = (n_tokens, seed, str(device), dtype)
     if key not in _PERMUTATIONS:
-        _PERMUTATIONS[key] = token_permutation(n_tokens, seed).to(device)
+        _PERMUTATIONS[key] = token_permutation(n_tokens, seed).to(device=device, dtype=dtype)
     return _PERMUTATIONS[key]
 
 

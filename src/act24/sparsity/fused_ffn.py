@@ -19,26 +19,26 @@ import torch
 
 from ..kernels import fused
 from ..kernels.backends import Backend
-from .pattern import feature_split
+from .pattern import n_sparse_features
 
 
 def fused_recipe_supported(recipe, backend: Backend) -> bool:
     return backend.fused and recipe.backward == "sparse" and recipe.mask_dy1
 
 
-def tokenwise_fused_mm(a: torch.Tensor, b: torch.Tensor, sparse_idx: torch.Tensor, dense_idx: torch.Tensor,
+def tokenwise_fused_mm(a: torch.Tensor, b: torch.Tensor, dest: torch.Tensor, n_sparse: int,
                        perm: torch.Tensor | None, backend, a_amax: torch.Tensor | None = None,
-                       dest: torch.Tensor | None = None, transpose: bool = False) -> torch.Tensor:
-    """a[perm]ᵀ b[perm] (F x N; N x F with `transpose`): 2:4 along tokens on `sparse_idx`, dense FP8 on
-    `dense_idx` (as sparsity.ffn.tokenwise_sparse_mm computes it on an FP8 backend). a_amax: max |a| per column,
-    dest: `fused.feature_destinations` of the split, if known."""
-    dest = fused.feature_destinations(a.shape[1], sparse_idx, dense_idx) if dest is None else dest
-    packed, dense8, dense_scale = fused.sparsify24_tokens(a, perm, sparse_idx, dense_idx, amax=a_amax, dest=dest)
+                       transpose: bool = False) -> torch.Tensor:
+    """a[perm]ᵀ b[perm] (F x N; N x F with `transpose`): 2:4 along tokens on the split's sparse features, dense
+    FP8 on the others (as sparsity.ffn.tokenwise_sparse_mm computes it on an FP8 backend). dest: the split as
+    `fused.feature_destinations` gives it, n_sparse: its number of sparse features; a_amax: max |a| per column,
+    if known."""
+    vals, meta, dense8, sparse_scale, dense_scale = fused.tokens_split(a, perm, dest, n_sparse, amax=a_amax)
     bt8, b_scale = backend.quantize_t(b, perm)  # b[perm]ᵀ (N x T): one scale per output column
     b_scale = b_scale.t().contiguous()
-    sparse_out = backend.packed_gemm(packed.values, packed.meta, bt8.t(), packed.scale, b_scale)
+    sparse_out = backend.packed_gemm(vals, meta, bt8.t(), sparse_scale, b_scale)
     dense_out = torch._scaled_mm(dense8, bt8.t(), scale_a=dense_scale, scale_b=b_scale, out_dtype=torch.bfloat16,
-                                 use_fast_accum=True) if dense_idx.numel() else sparse_out[:0]
+                                 use_fast_accum=True) if len(dest) > n_sparse else sparse_out[:0]
     # The GEMMs' rows are features in split order: put back in feature order (and transposed) in one pass.
     return fused.gather_rows(sparse_out, dense_out, dest, transpose)
 
@@ -63,10 +63,10 @@ class FusedSparseSqReluFFNFunction(torch.autograd.Function):
         packed_dy1, dy1, y2s = fused.sparsify24_rows(y1, grad=dy2.to(y1.dtype), write_dense=True, write_y2=True)
         dx = backend.sparse_gemm(packed_dy1, w1).to(x.dtype)  # BW3
         y2_amax, y2_counts = fused.column_stats(y2s, count_nonzero=True)  # one read for the split and BW2's scales
-        sparse_idx, dense_idx = feature_split(y2s, recipe.dense_fraction, split_multiple(recipe, backend), y2_counts)
-        dest = fused.feature_destinations(y2s.shape[1], sparse_idx, dense_idx)
-        perm = cached_permutation(x.shape[0], recipe.permutation_seed, x.device) if recipe.token_permutation else None
-        perm = perm.to(torch.int32) if perm is not None else None  # once for the four token-wise kernels
-        dw2 = tokenwise_fused_mm(y2s, dy3, sparse_idx, dense_idx, perm, backend, y2_amax, dest, transpose=True)  # BW2
-        dw1 = tokenwise_fused_mm(dy1, x, sparse_idx, dense_idx, perm, backend, dest=dest)  # BW4
+        n_sparse = n_sparse_features(y2s.shape[1], recipe.dense_fraction, split_multiple(recipe, backend))
+        dest = fused.split_destinations(y2_counts, n_sparse)  # the 95/5 split (pattern.feature_split), unsorted
+        perm = cached_permutation(x.shape[0], recipe.permutation_seed, x.device, torch.int32) \
+            if recipe.token_permutation else None
+        dw2 = tokenwise_fused_mm(y2s, dy3, dest, n_sparse, perm, backend, y2_amax, transpose=True)  # BW2
+        dw1 = tokenwise_fused_mm(dy1, x, dest, n_sparse, perm, backend)  # BW4
         return dx, dw1, dw2, None, None
