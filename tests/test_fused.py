@@ -263,7 +263,9 @@ def test_split_destinations_equal_the_sorted_split(f, n_sparse):
     a = (torch.arange(8)[:, None] < counts.cpu()[None, :]).float().to(DEVICE)  # a (8 x f) with these counts
     sparse_idx, dense_idx = feature_split(a, 1 - n_sparse / f)
     assert len(sparse_idx) == n_sparse
-    assert torch.equal(fused.split_destinations(counts, n_sparse), fused.feature_destinations(f, sparse_idx, dense_idx))
+    ref = fused.feature_destinations(f, sparse_idx, dense_idx)
+    assert torch.equal(fused.split_destinations(counts, n_sparse, max_count=8), ref)
+    assert torch.equal(fused.split_destinations(counts, n_sparse, max_count=2**31 // f), ref)  # int64 keys
 
 
 def test_row_blocks_pick_the_variant_the_config_asks_for():

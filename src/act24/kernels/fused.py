@@ -622,16 +622,19 @@ def feature_destinations(n_features: int, sparse_idx: torch.Tensor, dense_idx: t
     return dest
 
 
-def split_destinations(counts: torch.Tensor, n_sparse: int) -> torch.Tensor:
-    """`feature_destinations` of `pattern.feature_split` from the split's per-feature non-zero counts, without
-    sorting: the features whose (count, lower index first) rank among the top len(counts) - n_sparse are dense.
-    One selection for the threshold, then one small kernel."""
+def split_destinations(counts: torch.Tensor, n_sparse: int, max_count: int) -> torch.Tensor:
+    """`feature_destinations` of `pattern.feature_split` from the split's per-feature non-zero counts (each at most
+    max_count), without sorting: the features whose (count, lower index first) rank among the top
+    len(counts) - n_sparse are dense. One selection for the threshold, then one small kernel."""
     f = counts.numel()
     if n_sparse >= f:
         return _arange(f, counts.device)
-    # Keys count * F + (F - 1 - index) are distinct: a larger count first, ties to the lower index.
-    key = counts.to(torch.int64) * f + _cached(("reverse", f, str(counts.device)),
-                                              lambda: torch.arange(f - 1, -1, -1, device=counts.device))
+    # Keys count * F + (F - 1 - index) are distinct: a larger count first, ties to the lower index. int32 keys
+    # when they fit: the selection takes half the passes (77 against 150 us at F = 16512 on an H200).
+    dtype = torch.int32 if (max_count + 1) * f < 2**31 else torch.int64
+    reverse = _cached(("reverse", f, str(counts.device), dtype),
+                      lambda: torch.arange(f - 1, -1, -1, device=counts.device, dtype=dtype))
+    key = counts.to(dtype) * f + reverse
     threshold = key.kthvalue(n_sparse + 1).values  # the smallest dense key
     dest = torch.empty(f, dtype=torch.int32, device=counts.device)
     _split_destinations_kernel[(1,)](key, threshold, dest, f, BLOCK=1024)

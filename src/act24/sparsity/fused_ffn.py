@@ -64,7 +64,7 @@ class FusedSparseSqReluFFNFunction(torch.autograd.Function):
         dx = backend.sparse_gemm(packed_dy1, w1).to(x.dtype)  # BW3
         y2_amax, y2_counts = fused.column_stats(y2s, count_nonzero=True)  # one read for the split and BW2's scales
         n_sparse = n_sparse_features(y2s.shape[1], recipe.dense_fraction, split_multiple(recipe, backend))
-        dest = fused.split_destinations(y2_counts, n_sparse)  # the 95/5 split (pattern.feature_split), unsorted
+        dest = fused.split_destinations(y2_counts, n_sparse, y2s.shape[0])  # the 95/5 split, unsorted
         perm = cached_permutation(x.shape[0], recipe.permutation_seed, x.device, torch.int32) \
             if recipe.token_permutation else None
         dw2 = tokenwise_fused_mm(y2s, dy3, dest, n_sparse, perm, backend, y2_amax, transpose=True)  # BW2
