@@ -65,7 +65,7 @@ def tokenwise_sparse_mm(a: torch.Tensor, b: torch.Tensor, sparse_idx: torch.Tens
     return out
 
 
-_PERMUTATIONS: dict[tuple[int, int, str], torch.Tensor] = {}
+_PERMUTATIONS: dict[tuple[int, int, str, torch.dtype], torch.Tensor] = {}
 
 
 def cached_permutation(n_tokens: int, seed: int, device: torch.device,
