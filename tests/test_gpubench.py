@@ -49,6 +49,25 @@ def test_gate_times_only_correct_paths():
     assert rows[2]["status"].startswith("failed: ZeroDivisionError")
 
 
+def test_rounds_time_correct_paths_round_robin_and_keep_the_median():
+    calls = []
+
+    def timer(name, times):
+        def time_it(rep_ms):
+            calls.append((name, rep_ms))
+            return times[sum(c[0] == name for c in calls) - 1]
+        return time_it
+
+    rows, pending = [], []
+    G.gated(rows, {"name": "dense"}, lambda: 0.0, 0.1, timer("dense", [9.0, 1.0, 5.0]), pending)
+    G.gated(rows, {"name": "wrong"}, lambda: 1.0, 0.1, lambda rep: pytest.fail("must not be timed"), pending)
+    G.gated(rows, {"name": "sparse"}, lambda: 0.0, 0.1, timer("sparse", [2.0, 4.0, 3.0]), pending)
+    assert math.isnan(rows[0]["ms"]) and calls == []  # nothing timed before the rounds
+    G.time_rounds(pending, G.GpuBenchConfig(rep_ms=90, rounds=3))
+    assert calls == [("dense", 30.0), ("sparse", 30.0)] * 3  # alternating, each round a third of rep_ms
+    assert [r["ms"] for r in rows if r["status"] == "ok"] == [5.0, 3.0] and pending == []
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only answer")
 def test_without_cuda_every_table_is_a_skipped_record(tmp_path):
     G.write_results(tmp_path, G.GpuBenchConfig())

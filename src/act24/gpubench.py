@@ -9,6 +9,7 @@ failing path is written as a row with status "incorrect: ..." and no time. Times
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -67,6 +68,10 @@ class GpuBenchConfig:
     extra_tokens: int = 16384
     rep_ms: int = 200
     warmup_ms: int = 25
+    # FFN paths of one pass are timed in this many round-robin rounds of rep_ms / rounds each, and the median of
+    # the rounds kept: dense and sparse then see the same spread of GPU power states (an H200 near its 700 W
+    # limit lowers its clock; the dense FP8 step varied 12.9-14.9 ms between calls, reference/h200/fused/).
+    rounds: int = 1
     dense_fraction: float = 0.05
     split_multiple: int = 128
     # Relative error allowed for bf16 paths (FP8: 2x). Rounding flips some 2:4 choices, so correct paths
@@ -97,11 +102,23 @@ def label(zero_frac) -> dict:
     return {"activations": "synthetic", "zero_frac": zero_frac}
 
 
-def bench_ms(fn: Callable[[], object], cfg: GpuBenchConfig) -> float:
+def bench_ms(fn: Callable[[], object], cfg: GpuBenchConfig, rep_ms: float | None = None) -> float:
     """Median milliseconds of `fn` (CUDA events via triton.testing.do_bench)."""
     from triton.testing import do_bench
 
-    return float(do_bench(fn, warmup=cfg.warmup_ms, rep=cfg.rep_ms, return_mode="median"))
+    return float(do_bench(fn, warmup=cfg.warmup_ms, rep=rep_ms or cfg.rep_ms, return_mode="median"))
+
+
+def time_rounds(pending: list[tuple[dict, Callable[[float], float]]], cfg: GpuBenchConfig) -> None:
+    """Time the rows `gated` left pending: cfg.rounds round-robin rounds over all of them, each timer given
+    rep_ms / rounds, then each row's median over the rounds."""
+    times: list[list[float]] = [[] for _ in pending]
+    for _ in range(cfg.rounds):
+        for i, (_, time_it) in enumerate(pending):
+            times[i].append(time_it(max(cfg.rep_ms / cfg.rounds, 1.0)))
+    for (row, _), t in zip(pending, times):
+        row["ms"] = statistics.median(t)
+    pending.clear()
 
 
 def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -136,8 +153,10 @@ def ffn_inputs(t: int, d: int, f: int, zero_frac, seed: int = 0):
     return [v.bfloat16() for v in (x, w1, w2, dy)]
 
 
-def gated(rows: list[dict], base: dict, check: Callable[[], float], tol: float, time_it: Callable[[], float]):
-    """Append a row: the correctness check first; only a correct path is timed."""
+def gated(rows: list[dict], base: dict, check: Callable[[], float], tol: float, time_it: Callable[..., float],
+          pending: list | None = None):
+    """Append a row: the correctness check first; only a correct path is timed. With `pending`, a correct row
+    is timed later by `time_rounds` (time_it then takes the milliseconds of repeats to run)."""
     try:
         err = check()
     except Exception as exc:  # a failing kernel is a result to report
@@ -148,7 +167,11 @@ def gated(rows: list[dict], base: dict, check: Callable[[], float], tol: float, 
         rows.append({**base, "status": f"incorrect: relative error {err:.3g} > {tol}", "rel_error": err,
                      "ms": math.nan})
         return
-    rows.append({**base, "status": "ok", "rel_error": err, "ms": time_it()})
+    if pending is None:
+        rows.append({**base, "status": "ok", "rel_error": err, "ms": time_it()})
+    else:
+        rows.append({**base, "status": "ok", "rel_error": err, "ms": math.nan})
+        pending.append((rows[-1], time_it))
 
 
 def gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, shape: str) -> list[dict]:
@@ -336,12 +359,15 @@ def ffn_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, shap
                 return dense_sqrelu_ffn(*args, dense_backend)
             return (COMPILED_DENSE_FP8_FORWARD if precision == "fp8" else COMPILED_DENSE_FFN)(*args)
 
+        pending = [] if cfg.rounds > 1 else None  # else each path is timed right after its check
         with torch.no_grad():
             for path in paths:
                 fn = lambda path=path: ffn(path, x, w1, w2)  # noqa: E731
                 ref = refs["forward", "sparse" if path.startswith("2:4") else "dense"]
                 gated(rows, {**base, "pass": "forward", "path": path}, lambda fn=fn, ref=ref: rel_error(fn(), ref),
-                      tol, lambda fn=fn: bench_ms(fn, cfg))
+                      tol, lambda rep=None, fn=fn: bench_ms(fn, cfg, rep), pending)
+            if pending:
+                time_rounds(pending, cfg)
         params = [v.clone().requires_grad_() for v in (x, w1, w2)]
 
         def step(path):
@@ -356,7 +382,9 @@ def ffn_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, shap
             ref = refs["forward+backward", "sparse" if path.startswith("2:4") else "dense"]
             gated(rows, {**base, "pass": "forward+backward", "path": path},
                   lambda path=path, ref=ref: rel_error(step(path), ref), tol,
-                  lambda path=path: bench_ms(lambda: step(path), cfg))
+                  lambda rep=None, path=path: bench_ms(lambda: step(path), cfg, rep), pending)
+        if pending:
+            time_rounds(pending, cfg)
     return rows
 
 
