@@ -5,8 +5,8 @@
     python workflow/scripts/profile_fused.py timeline [T d F] # do_bench times and the device timeline of the
                                                               # fused and the compiled dense FP8 FFN: busy, idle
 
-Defaults: the 7B-like FFN at 16k tokens (device), the 1.5B-like at 1k tokens (host: GPU work too small to hide
-it). Outputs in reference/h200/fused/earlier/ came from this script."""
+Defaults: the 7B-like FFN at 16k tokens (device, timeline), the 1.5B-like at 1k tokens (host: GPU work too small
+to hide it). reference/h200/fused/earlier/profile_* and host_profile_*, and timeline_aade989.txt, came from it."""
 
 import collections
 import cProfile

@@ -11,7 +11,8 @@ Without selection it is a row-wise FP8 quantization (of relu(Y1)²: the dense FF
 `sparsify24_tokens` (backward BW2 / BW4): the transpose of a (T x F) forward-masked operand, tokens permuted,
 2:4 along tokens on the sparse features and quantized dense rows for the dense features of the 95/5 split,
 in one pass. Its FP8 scales (one per feature) come from `column_stats`, which also counts the non-zeros that
-decide the split, in one read. `gather_rows` puts the split GEMMs' output rows back in feature order.
+decide the split, in one read; `split_destinations` turns the counts into the split without sorting.
+`gather_rows` puts the split GEMMs' output rows back in feature order.
 
 Each row's FP8 scale needs the row's maximum before any value is written. A program owns one row: it reads
 the whole row for the maximum, then writes block by block, reading the row again mostly from L2; the
@@ -671,14 +672,13 @@ def _arange(n: int, device) -> torch.Tensor:
 
 def tokens_split(a: torch.Tensor, perm: torch.Tensor | None, dest: torch.Tensor, m_sparse: int, *,
                  fp8: bool = True, amax: torch.Tensor | None = None, cfg: LaunchConfig = TOKENS_CONFIG):
-    """The token-wise kernel on a (T x F) for a split given as `feature_destinations` (or `split_destinations`)
-    with m_sparse sparse features: (packed values, metadata, dense rows, and the FP8 row scales of the sparse and
-    the dense rows (m_sparse x 1, F - m_sparse x 1) or None). amax: max |a| per column, if known."""
+    """`sparsify24_tokens` for a split given as `feature_destinations` (or `split_destinations`) with m_sparse
+    sparse features: (Packed24, dense rows, their FP8 row scales (F - m_sparse x 1) or None)."""
     t, f = a.shape
     n_dense = f - m_sparse
-    _check(a, "sparsify24_tokens", m_sparse, t, fp8)
+    _check(a, "tokens_split", m_sparse, t, fp8)
     if f % cfg.block_m or t % cfg.block_k:
-        raise ValueError(f"sparsify24_tokens: F={f} must be a multiple of {cfg.block_m} and T={t} of {cfg.block_k}")
+        raise ValueError(f"tokens_split: F={f} must be a multiple of {cfg.block_m} and T={t} of {cfg.block_k}")
     a = a.contiguous()
     perm = (_arange(t, a.device) if perm is None else perm).to(torch.int32).contiguous()
     dtype = torch.float8_e4m3fn if fp8 else torch.bfloat16
@@ -696,19 +696,17 @@ def tokens_split(a: torch.Tensor, perm: torch.Tensor | None, dest: torch.Tensor,
     _tokens_kernel[(f // cfg.block_m, t // cfg.block_k)](
         a, perm, dest, inv, vals, meta, dense, t, f, m_sparse, a.stride(0),
         FP8=fp8, META16=not fp8, SPARSE=m_sparse > 0, BF=cfg.block_m, BT=cfg.block_k, num_warps=cfg.num_warps)
-    return vals, meta, dense, sparse_scale, dense_scale
+    return Packed24(vals, meta, sparse_scale), dense, dense_scale
 
 
 def sparsify24_tokens(a: torch.Tensor, perm: torch.Tensor | None, sparse_idx: torch.Tensor,
                       dense_idx: torch.Tensor, *, fp8: bool = True, amax: torch.Tensor | None = None,
-                      dest: torch.Tensor | None = None, cfg: LaunchConfig = TOKENS_CONFIG):
+                      cfg: LaunchConfig = TOKENS_CONFIG):
     """The BW2 / BW4 operands of `a` (T x F, bf16) in one pass: rows `sparse_idx` of a[perm]ᵀ, 2:4 along tokens,
-    packed (Packed24), and rows `dense_idx` of a[perm]ᵀ dense (FP8 with the same row scales, or bf16).
-    amax: max |a| per column, dest: `feature_destinations` of the split, if already known."""
-    dest = feature_destinations(a.shape[1], sparse_idx, dense_idx) if dest is None else dest
-    vals, meta, dense, sparse_scale, dense_scale = tokens_split(a, perm, dest, len(sparse_idx), fp8=fp8, amax=amax,
-                                                                cfg=cfg)
-    return Packed24(vals, meta, sparse_scale), dense, dense_scale
+    packed (Packed24), and rows `dense_idx` of a[perm]ᵀ dense (FP8 with the same row scales, or bf16), with the
+    dense rows' scales. amax: max |a| per column, if known."""
+    dest = feature_destinations(a.shape[1], sparse_idx, dense_idx)
+    return tokens_split(a, perm, dest, len(sparse_idx), fp8=fp8, amax=amax, cfg=cfg)
 
 
 def quantize_transposed(b: torch.Tensor, perm: torch.Tensor | None = None,
@@ -717,7 +715,7 @@ def quantize_transposed(b: torch.Tensor, perm: torch.Tensor | None = None,
     the token-wise kernel with every column dense."""
     n = b.shape[1]
     dest = _cached(("all dense", n, str(b.device)), lambda: -1 - _arange(n, b.device))  # in order
-    _, _, dense, _, scale = tokens_split(b, perm, dest, 0, cfg=cfg)
+    _, dense, scale = tokens_split(b, perm, dest, 0, cfg=cfg)
     return dense, scale
 
 

@@ -33,10 +33,10 @@ def tokenwise_fused_mm(a: torch.Tensor, b: torch.Tensor, dest: torch.Tensor, n_s
     FP8 on the others (as sparsity.ffn.tokenwise_sparse_mm computes it on an FP8 backend). dest: the split as
     `fused.feature_destinations` gives it, n_sparse: its number of sparse features; a_amax: max |a| per column,
     if known."""
-    vals, meta, dense8, sparse_scale, dense_scale = fused.tokens_split(a, perm, dest, n_sparse, amax=a_amax)
+    packed, dense8, dense_scale = fused.tokens_split(a, perm, dest, n_sparse, amax=a_amax)
     bt8, b_scale = backend.quantize_t(b, perm)  # b[perm]ᵀ (N x T): one scale per output column
     b_scale = b_scale.t().contiguous()
-    sparse_out = backend.packed_gemm(vals, meta, bt8.t(), sparse_scale, b_scale)
+    sparse_out = backend.packed_gemm(packed.values, packed.meta, bt8.t(), packed.scale, b_scale)
     dense_out = torch._scaled_mm(dense8, bt8.t(), scale_a=dense_scale, scale_b=b_scale, out_dtype=torch.bfloat16,
                                  use_fast_accum=True) if len(dest) > n_sparse else sparse_out[:0]
     # The GEMMs' rows are features in split order: put back in feature order (and transposed) in one pass.
