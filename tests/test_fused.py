@@ -54,10 +54,11 @@ def assert_packed_equal(p: fused.Packed24, vals, meta, scale):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_forward_kernel_matches_reference_bit_for_bit(fp8, seed, cfg):
     y = activations(128, 256, seed)
-    packed, dense, _ = fused.sparsify24_rows(y, fp8=fp8, write_dense=True, cfg=cfg)
+    packed, kept, _ = fused.sparsify24_rows(y, fp8=fp8, write_kept=True, cfg=cfg)
     y2 = torch.relu(y).square()
     y2s = y2 * mask24(y2)
-    assert torch.equal(dense, y2s)
+    assert torch.equal(kept.dense(), y2s)
+    assert kept.values.shape == (128, 128) and kept.codes.shape == (128, 32)
     assert_packed_equal(packed, *reference_packed(y2s, fp8))
 
 
@@ -74,12 +75,13 @@ def test_forward_kernel_handles_a_partial_last_block(fp8, cfg, k):
 @ROW_CONFIGS
 def test_backward_kernel_uses_the_forward_mask_on_the_gradient(cfg):
     y, g = activations(64, 256, 2), activations(64, 256, 3)
-    packed, dy1, y2s = fused.sparsify24_rows(y, grad=g, write_dense=True, write_y2=True, cfg=cfg)
+    packed, dy1, y2s = fused.sparsify24_rows(y, grad=g, write_kept=True, cfg=cfg)
     relu = torch.relu(y)
     mask = mask24(relu.square())
-    assert torch.equal(y2s, relu.square() * mask)
-    assert torch.equal(dy1, g * (2 * relu) * mask)
-    assert_packed_equal(packed, *reference_packed(dy1, True))
+    assert dy1.codes is y2s.codes  # one mask, one set of codes
+    assert torch.equal(y2s.dense(), relu.square() * mask)
+    assert torch.equal(dy1.dense(), g * (2 * relu) * mask)
+    assert_packed_equal(packed, *reference_packed(dy1.dense(), True))
 
 
 def test_plain_mode_packs_an_already_sparse_operand():
@@ -100,16 +102,19 @@ def test_quantize_kernel_is_rowwise_fp8_bit_for_bit(mode, cfg):
     assert torch.equal(out.view(torch.uint8), ref.view(torch.uint8)) and torch.equal(scale, ref_scale)
 
 
+@pytest.mark.parametrize("form", ["dense", "kept"])
 @pytest.mark.parametrize("fp8", [True, False], ids=["fp8", "bf16"])
 @pytest.mark.parametrize("dense_fraction", [0.0, 0.25])
-def test_tokenwise_kernel_matches_the_split_reference(fp8, dense_fraction):
+def test_tokenwise_kernel_matches_the_split_reference(fp8, dense_fraction, form):
     t, f = 256, 128
     y = activations(t, f, 6)
     y2 = torch.relu(y).square()
     a = y2 * mask24(y2)  # forward-masked, as in the backward
+    kept = fused.sparsify24_rows(y, write_kept=True)[1]  # the same, in the kept form
     perm = token_permutation(t, seed=1).to(DEVICE)
     sparse_idx, dense_idx = feature_split(a, dense_fraction, 64)
-    packed, dense, dense_scale = fused.sparsify24_tokens(a, perm, sparse_idx, dense_idx, fp8=fp8,
+    packed, dense, dense_scale = fused.sparsify24_tokens(a if form == "dense" else kept, perm, sparse_idx,
+                                                         dense_idx, fp8=fp8,
                                                          cfg=fused.LaunchConfig(block_m=32, block_k=128))
     at = a[perm].t()
     sp = at[sparse_idx]
@@ -226,6 +231,18 @@ def test_fp8_encoding_rounds_like_torch_at_the_edges():
     out, scale = fused.quantize_rows(y, fused.PLAIN, cfg=SMALL)
     ref, ref_scale = quantize_rowwise_fp8(y)
     assert torch.equal(out.view(torch.uint8), ref.view(torch.uint8)) and torch.equal(scale, ref_scale)
+
+
+def test_kept_column_stats_equal_the_dense_forms_column_stats():
+    y, g = activations(128, 256, 8), activations(128, 256, 9)
+    _, dy1, y2s = fused.sparsify24_rows(y, grad=g, write_kept=True)
+    amax, counts, dy1_amax = fused.kept_column_stats(y2s, dy1, cfg=fused.LaunchConfig(block_m=32, block_k=64))
+    dense = y2s.dense()
+    assert torch.equal(amax, dense.float().abs().amax(0)) and torch.equal(counts, (dense != 0).sum(0).int())
+    assert torch.equal(dy1_amax, dy1.dense().float().abs().amax(0))
+    assert fused.kept_column_stats(dy1)[2] is None
+    with pytest.raises(ValueError, match="share a's shape and codes"):
+        fused.kept_column_stats(y2s, fused.Kept24(dy1.values, dy1.codes.clone()))
 
 
 def test_column_stats_are_the_column_maxima_and_non_zero_counts():

@@ -174,16 +174,21 @@ def test_fused_kernels_pack_exactly_like_cutlass(trained_activations, fp8):
         packed, _, _ = fused.sparsify24_rows(y, fp8=fp8)
         assert_same_bits(packed, *cutlass_compress(quant(y2 * mask)))
         grad = torch.randn_like(y)
-        packed, dy1, y2s = fused.sparsify24_rows(y, grad=grad, fp8=fp8, write_dense=True, write_y2=True)
+        packed, dy1_kept, y2_kept = fused.sparsify24_rows(y, grad=grad, fp8=fp8, write_kept=True)
+        dy1, y2s = dy1_kept.dense(), y2_kept.dense()
         assert torch.equal(dy1, grad * (2 * torch.relu(y)) * mask) and torch.equal(y2s, y2 * mask)
         assert_same_bits(packed, *cutlass_compress(quant(dy1)))
+        amax, counts, dy1_amax = fused.kept_column_stats(y2_kept, dy1_kept)
+        assert torch.equal(amax, y2s.float().amax(0)) and torch.equal(counts, (y2s != 0).sum(0).int())
+        assert torch.equal(dy1_amax, dy1.float().abs().amax(0))
         t = y.shape[0]
         perm = token_permutation(t, seed=1).cuda()
         sparse_idx, dense_idx = feature_split(y2s, 0.05, 128)
-        packed, dense, _ = fused.sparsify24_tokens(y2s, perm, sparse_idx, dense_idx, fp8=fp8)
         sp = y2s[perm].t()[sparse_idx]
-        assert_same_bits(packed, *cutlass_compress(quant(sp * mask24(sp, dim=1))))
-        assert torch.equal(dense.float(), quant(y2s[perm].t()[dense_idx]).float())
+        for operand in (y2s, y2_kept):  # dense and kept forms
+            packed, dense, _ = fused.sparsify24_tokens(operand, perm, sparse_idx, dense_idx, fp8=fp8)
+            assert_same_bits(packed, *cutlass_compress(quant(sp * mask24(sp, dim=1))))
+            assert torch.equal(dense.float(), quant(y2s[perm].t()[dense_idx]).float())
 
 
 def test_fused_ffn_equals_the_stock_fp8_ffn():

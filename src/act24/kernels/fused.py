@@ -50,6 +50,34 @@ class Packed24:
     scale: torch.Tensor | None
 
 
+@dataclass
+class Kept24:
+    """A 2:4-masked (M x K) bf16 tensor in the kept form: its two kept values per group of four, in column order
+    (M x K/2, bf16), and one code byte per pair of groups (M x K/8, uint8; the even group in bits 0-3), which
+    says where the kept values sit (`_unkeep`). Half the bytes of the dense tensor; the backward's dY1 and Ỹ2
+    share their codes."""
+
+    values: torch.Tensor
+    codes: torch.Tensor
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.values.shape[0], 2 * self.values.shape[1]
+
+    def dense(self) -> torch.Tensor:
+        """The dense (M x K) tensor (torch ops; for tests and checks)."""
+        m, k = self.shape
+        codes = self.codes.to(torch.int32)
+        code = torch.stack((codes & 15, codes >> 4), -1).reshape(m, k // 4)
+        lo, hi = code & 3, code >> 2
+        kept = self.values.reshape(m, k // 4, 2)
+        k0, k1 = kept[..., 0], kept[..., 1]
+        zero = torch.zeros_like(k0)
+        return torch.stack((torch.where(lo <= 1, k0, zero), torch.where(lo == 0, k1, torch.where(lo == 2, k0, zero)),
+                            torch.where(hi == 1, k1, torch.where(hi == 3, k0, zero)), torch.where(hi >= 2, k1, zero)),
+                           -1).reshape(m, k)
+
+
 @dataclass(frozen=True)
 class LaunchConfig:
     block_m: int = 4
@@ -70,13 +98,15 @@ QUANTIZE_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4, on_chip_war
 TOKENS_CONFIG = LaunchConfig(block_m=64, block_k=64, num_warps=2)  # block_m: features, block_k: tokens
 TRANSPOSE_CONFIG = LaunchConfig(block_m=64, block_k=128, num_warps=4)  # the token-wise kernel, all dense
 COLUMNS_CONFIG = LaunchConfig(block_m=32, block_k=64, num_warps=4)  # block_m: rows per step, block_k: columns
+KEPT_TOKENS_CONFIG = LaunchConfig(block_m=64, block_k=64, num_warps=2)  # the token-wise kernel from `Kept24`
+KEPT_COLUMNS_CONFIG = LaunchConfig(block_m=32, block_k=128, num_warps=4)  # block_k: features (a multiple of 4)
 COLUMN_CHUNK = 1024  # rows per program of the column statistics (then one atomic per column and program)
 GATHER_CONFIG = LaunchConfig(block_m=64, block_k=128, num_warps=4)  # block_m: features, block_k: columns
 if INTERPRETED:  # the interpreter's cost is per program: fewer, larger ones
     ROWS_CONFIG = LaunchConfig(block_m=64, block_k=512, whole_row_max=True)
     QUANTIZE_CONFIG = LaunchConfig(block_m=64, block_k=512, on_chip_warps=4)
-    TOKENS_CONFIG = TRANSPOSE_CONFIG = LaunchConfig(block_m=64, block_k=128)
-    COLUMNS_CONFIG = LaunchConfig(block_m=128, block_k=128)
+    TOKENS_CONFIG = TRANSPOSE_CONFIG = KEPT_TOKENS_CONFIG = LaunchConfig(block_m=64, block_k=128)
+    COLUMNS_CONFIG = KEPT_COLUMNS_CONFIG = LaunchConfig(block_m=128, block_k=128)
 
 
 # Triton's interpreter truncates in float casts and runs no PTX; compiled kernels round to nearest even in one
@@ -179,22 +209,74 @@ def _max2(a, b):
 
 
 @triton.jit
-def _pick2(v_lo, v_hi, i0, i1):
-    """Elements i0 (bits 0-15) and i1 (bits 16-31) of the group (v_lo, v_hi): one byte permute on the GPU."""
+def _prmt(a, b, sel):
+    """Byte permute (PTX prmt.b32): byte k of the result is byte (nibble k of sel) of the 8 bytes (a, b), a first."""
     if EMULATE_ROUNDING:
-        v = v_lo.to(tl.uint64) | (v_hi.to(tl.uint64) << 32)
-        return (((v >> (16 * i0).to(tl.uint64)) & 0xFFFF) | (((v >> (16 * i1).to(tl.uint64)) & 0xFFFF) << 16)
-                ).to(tl.uint32)
-    return tl.inline_asm_elementwise("prmt.b32 $0, $1, $2, $3;", "=r,r,r,r",
-                                     [v_lo, v_hi, (i0 * 0x22 + i1 * 0x2200 + 0x1010).to(tl.uint32)],
-                                     dtype=tl.uint32, is_pure=True, pack=1)
+        v = a.to(tl.uint64) | (b.to(tl.uint64) << 32)
+        out = a * 0
+        for k in tl.static_range(4):
+            idx = ((sel >> (4 * k)) & 7).to(tl.uint64)
+            out |= ((v >> (8 * idx)) & 0xFF).to(tl.uint32) << (8 * k)
+        return out
+    return tl.inline_asm_elementwise("prmt.b32 $0, $1, $2, $3;", "=r,r,r,r", [a, b, sel], dtype=tl.uint32,
+                                     is_pure=True, pack=1)
+
+
+@triton.jit
+def _pick2(v_lo, v_hi, i0, i1):
+    """Elements i0 (bits 0-15) and i1 (bits 16-31) of the group (v_lo, v_hi): one byte permute."""
+    return _prmt(v_lo, v_hi, (i0 * 0x22 + i1 * 0x2200 + 0x1010).to(tl.uint32))
+
+
+# The kept form (`Kept24`) stores a group's two kept values as one word (`_pick2`) and a 4-bit code: 2 bits for
+# what elements 0, 1 hold, 2 for elements 2, 3. The codes index prmt selectors that rebuild each dense word from
+# the kept word and zeros (bytes 4-7): elements 0, 1 = (kept 0, kept 1), (kept 0, 0), (0, kept 0), (0, 0);
+# elements 2, 3 = (0, 0), (kept 1, 0), (0, kept 1), (kept 0, kept 1).
+_KEPT_LO_SELECTORS = tl.constexpr(0x4444104444103210)  # four 16-bit prmt selectors, code 0 lowest
+_KEPT_HI_SELECTORS = tl.constexpr(0x3210324444324444)
+
+
+@triton.jit
+def _kept_code(i0, i1):
+    """The 4-bit code of a group whose kept indices are i0 < i1."""
+    lo = tl.where(i0 == 0, tl.where(i1 == 1, 0, 1), tl.where(i0 == 1, 2, 3))
+    hi = tl.where(i1 == 1, 0, tl.where(i1 == 2, 1, tl.where(i0 == 2, 3, 2)))
+    return (lo | (hi << 2)).to(tl.uint32)
+
+
+@triton.jit
+def _unkeep(kept, code, HIGH: tl.constexpr):
+    """The dense word of elements 0, 1 (or 2, 3 if HIGH) of a group from its kept word and 4-bit code."""
+    zero = kept * 0
+    if HIGH:
+        sel = _prmt(zero + (_KEPT_HI_SELECTORS & 0xFFFFFFFF), zero + (_KEPT_HI_SELECTORS >> 32),
+                    ((code >> 2) & 3) * 0x22 + 0x10)
+    else:
+        sel = _prmt(zero + (_KEPT_LO_SELECTORS & 0xFFFFFFFF), zero + (_KEPT_LO_SELECTORS >> 32),
+                    (code & 3) * 0x22 + 0x10)
+    return _prmt(kept, zero, sel)
+
+
+@triton.jit
+def _interleave16(a, b, HIGH: tl.constexpr):
+    """(low half of a, low half of b), or the high halves if HIGH: two words of two features of one token ->
+    one feature's word of the two tokens."""
+    if EMULATE_ROUNDING:
+        if HIGH:
+            return (a >> 16) | (b & 0xFFFF0000)
+        return (a & 0xFFFF) | (b << 16)
+    if HIGH:
+        return tl.inline_asm_elementwise("prmt.b32 $0, $1, $2, 0x7632;", "=r,r,r", [a, b], dtype=tl.uint32,
+                                         is_pure=True, pack=1)
+    return tl.inline_asm_elementwise("prmt.b32 $0, $1, $2, 0x5410;", "=r,r,r", [a, b], dtype=tl.uint32,
+                                     is_pure=True, pack=1)
 
 
 @triton.jit
 def _select24(s_lo, s_hi):
     """2:4 selection of a group by its scores (non-negative bf16, so their bits order as their values): keys
-    score << 16 | (3 - index) order the elements with ties to the lower index, as `mask24`. Returns the four keys,
-    the smaller kept key (an element is kept when its key is at least that), and the two kept indices, ascending."""
+    score << 16 | (3 - index) order the elements with ties to the lower index, as `mask24`. Returns the two kept
+    indices, ascending."""
     k0 = (s_lo << 16) | 3
     k1 = (s_lo & 0xFFFF0000) | 2
     k2 = (s_hi << 16) | 1
@@ -207,15 +289,7 @@ def _select24(s_lo, s_hi):
     second = tl.maximum(tl.minimum(a, c), tl.maximum(b, d))
     i0 = 3 - tl.maximum(first & 3, second & 3)
     i1 = 3 - tl.minimum(first & 3, second & 3)
-    return k0, k1, k2, k3, second, i0, i1
-
-
-@triton.jit
-def _kept_words(k0, k1, k2, k3, second, v_lo, v_hi):
-    """(v_lo, v_hi) with the dropped elements zeroed."""
-    m_lo = tl.where(k0 >= second, 0xFFFF, 0) | tl.where(k1 >= second, 0xFFFF0000, 0)
-    m_hi = tl.where(k2 >= second, 0xFFFF, 0) | tl.where(k3 >= second, 0xFFFF0000, 0)
-    return v_lo & m_lo.to(tl.uint32), v_hi & m_hi.to(tl.uint32)
+    return i0, i1
 
 
 @triton.jit
@@ -266,7 +340,7 @@ def _group_words(uy, ug, MODE: tl.constexpr):
 @triton.jit
 def _kept_abs(v_lo, v_hi, s_lo, s_hi):
     """|kept values| of a group (`_pick2` of the selection by the scores): bf16 bits, two in one uint32."""
-    _, _, _, _, _, i0, i1 = _select24(s_lo, s_hi)
+    i0, i1 = _select24(s_lo, s_hi)
     return _pick2(v_lo, v_hi, i0, i1) & 0x7FFF7FFF
 
 
@@ -326,45 +400,45 @@ def _words_max(uye, uge, uyo, ugo, MODE: tl.constexpr, SELECT: tl.constexpr):
 
 
 @triton.jit
-def _write_words(uye, uge, uyo, ugo, rows, M, k0, K: tl.constexpr, BK: tl.constexpr, inv, yrow, orow,
-                 vals_ptr, meta_ptr, dense_ptr, y2_ptr, MODE: tl.constexpr, FP8: tl.constexpr,
-                 SELECT: tl.constexpr, META16: tl.constexpr, WRITE_DENSE: tl.constexpr, WRITE_Y2: tl.constexpr):
+def _write_words(uye, uge, uyo, ugo, rows, M, k0, K: tl.constexpr, BK: tl.constexpr, inv, orow,
+                 vals_ptr, meta_ptr, kept_ptr, kept_s_ptr, codes_ptr, MODE: tl.constexpr, FP8: tl.constexpr,
+                 SELECT: tl.constexpr, META16: tl.constexpr, WRITE_KEPT: tl.constexpr):
     """Everything the kernel writes for the words of `_row_words(.., k0, K, BK)`."""
     pairs = tl.arange(0, BK // 8)[None, :]
-    w = k0 // 4 + 2 * pairs
     ok = (rows[:, None] < M) & (k0 + 8 * pairs < K)
+    out = orow + k0 // 8 + pairs  # a pair of groups' word (or byte) in rows of K / 8 of them
     ve_lo, ve_hi, se_lo, se_hi = _group_words(uye, uge, MODE)
     vo_lo, vo_hi, so_lo, so_hi = _group_words(uyo, ugo, MODE)
     if SELECT:
-        ke0, ke1, ke2, ke3, ke, ie0, ie1 = _select24(se_lo, se_hi)
-        ko0, ko1, ko2, ko3, ko, io0, io1 = _select24(so_lo, so_hi)
-        ne, we = _compress_pair(_pick2(ve_lo, ve_hi, ie0, ie1), ie0, ie1, inv, FP8)
-        no, wo = _compress_pair(_pick2(vo_lo, vo_hi, io0, io1), io0, io1, inv, FP8)
+        ie0, ie1 = _select24(se_lo, se_hi)
+        io0, io1 = _select24(so_lo, so_hi)
+        pe = _pick2(ve_lo, ve_hi, ie0, ie1)
+        po = _pick2(vo_lo, vo_hi, io0, io1)
+        ne, we = _compress_pair(pe, ie0, ie1, inv, FP8)
+        no, wo = _compress_pair(po, io0, io1, inv, FP8)
         # Packed values of the two groups: one uint32 (FP8) or uint64 (bf16), 1/8 of the row's columns each.
         if FP8:
-            tl.store(vals_ptr.to(tl.pointer_type(tl.uint32)) + orow + k0 // 8 + pairs, we | (wo << 16), mask=ok)
+            tl.store(vals_ptr.to(tl.pointer_type(tl.uint32)) + out, we | (wo << 16), mask=ok)
         else:
-            tl.store(vals_ptr.to(tl.pointer_type(tl.uint64)) + orow + k0 // 8 + pairs, _word64(we, wo), mask=ok)
+            tl.store(vals_ptr.to(tl.pointer_type(tl.uint64)) + out, _word64(we, wo), mask=ok)
         moff = _meta_offset(rows[:, None].to(tl.int64), k0 + 8 * pairs, M, META16)
         tl.store(meta_ptr + moff, (ne | (no << 4)).to(tl.uint8), mask=ok)
-        if WRITE_DENSE:  # dense bf16 outputs, shaped like y
-            d64 = dense_ptr.to(tl.pointer_type(tl.uint64)) + yrow + w
-            tl.store(d64, _word64(*_kept_words(ke0, ke1, ke2, ke3, ke, ve_lo, ve_hi)), mask=ok)
-            tl.store(d64 + 1, _word64(*_kept_words(ko0, ko1, ko2, ko3, ko, vo_lo, vo_hi)), mask=ok)
-        if WRITE_Y2:
-            s64 = y2_ptr.to(tl.pointer_type(tl.uint64)) + yrow + w
-            tl.store(s64, _word64(*_kept_words(ke0, ke1, ke2, ke3, ke, se_lo, se_hi)), mask=ok)
-            tl.store(s64 + 1, _word64(*_kept_words(ko0, ko1, ko2, ko3, ko, so_lo, so_hi)), mask=ok)
+        if WRITE_KEPT:  # the kept values (and scores) in the kept form, with one code byte per pair of groups
+            tl.store(kept_ptr.to(tl.pointer_type(tl.uint64)) + out, _word64(pe, po), mask=ok)
+            if MODE == 1:
+                tl.store(kept_s_ptr.to(tl.pointer_type(tl.uint64)) + out,
+                         _word64(_pick2(se_lo, se_hi, ie0, ie1), _pick2(so_lo, so_hi, io0, io1)), mask=ok)
+            tl.store(codes_ptr + out, (_kept_code(ie0, ie1) | (_kept_code(io0, io1) << 4)).to(tl.uint8), mask=ok)
     else:  # row-wise FP8 of all 8 values
-        tl.store(dense_ptr.to(tl.pointer_type(tl.uint64)) + orow + k0 // 8 + pairs,
+        tl.store(vals_ptr.to(tl.pointer_type(tl.uint64)) + out,
                  _word64(_fp8x4(ve_lo, ve_hi, inv), _fp8x4(vo_lo, vo_hi, inv)), mask=ok)
 
 
 @triton.jit
-def _rows_kernel(y_ptr, g_ptr, vals_ptr, meta_ptr, scale_ptr, dense_ptr, y2_ptr,
+def _rows_kernel(y_ptr, g_ptr, vals_ptr, meta_ptr, scale_ptr, kept_ptr, kept_s_ptr, codes_ptr,
                  M, K: tl.constexpr, stride_y, stride_g,
                  MODE: tl.constexpr, FP8: tl.constexpr, SELECT: tl.constexpr, META16: tl.constexpr,
-                 WRITE_DENSE: tl.constexpr, WRITE_Y2: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr,
+                 WRITE_KEPT: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr,
                  ROW_BK: tl.constexpr, ROW_TAIL: tl.constexpr, ON_CHIP: tl.constexpr):
     # Tiles hold pairs of consecutive groups (8 columns) as two uint64 words, so that no data moves between
     # threads. FP8 needs the row maximum before any write. ROW_BK > 0: the maximum comes from the whole row read
@@ -375,7 +449,7 @@ def _rows_kernel(y_ptr, g_ptr, vals_ptr, meta_ptr, scale_ptr, dense_ptr, y2_ptr,
     g64 = g_ptr.to(tl.pointer_type(tl.uint64))
     yrow = rows[:, None].to(tl.int64) * (stride_y // 4)
     grow = rows[:, None].to(tl.int64) * (stride_g // 4)
-    orow = rows[:, None].to(tl.int64) * (K // 8)  # a row of packed values (or of dense FP8) in 8-byte words
+    orow = rows[:, None].to(tl.int64) * (K // 8)  # output rows of K / 8 words (per pair of groups)
     inv = tl.full((BM, 1), 1.0, tl.float32)
     if ROW_BK > 0:
         a0, a1, a2, a3 = _row_words(y64, g64, yrow, grow, rows, M, 0, K, ROW_BK)
@@ -397,16 +471,15 @@ def _rows_kernel(y_ptr, g_ptr, vals_ptr, meta_ptr, scale_ptr, dense_ptr, y2_ptr,
         inv = tl.math.div_rn(tl.full((BM,), 1.0, tl.float32), scale)[:, None]
         tl.store(scale_ptr + rows, scale, mask=rows < M)
     if ON_CHIP:
-        _write_words(a0, a1, a2, a3, rows, M, 0, K, ROW_BK, inv, yrow, orow, vals_ptr, meta_ptr, dense_ptr,
-                     y2_ptr, MODE, FP8, SELECT, META16, WRITE_DENSE, WRITE_Y2)
+        _write_words(a0, a1, a2, a3, rows, M, 0, K, ROW_BK, inv, orow, vals_ptr, meta_ptr, kept_ptr, kept_s_ptr,
+                     codes_ptr, MODE, FP8, SELECT, META16, WRITE_KEPT)
         if ROW_TAIL > 0:
-            _write_words(b0, b1, b2, b3, rows, M, ROW_BK, K, ROW_TAIL, inv, yrow, orow, vals_ptr, meta_ptr,
-                         dense_ptr, y2_ptr, MODE, FP8, SELECT, META16, WRITE_DENSE, WRITE_Y2)
+            _write_words(b0, b1, b2, b3, rows, M, ROW_BK, K, ROW_TAIL, inv, orow, vals_ptr, meta_ptr, kept_ptr,
+                         kept_s_ptr, codes_ptr, MODE, FP8, SELECT, META16, WRITE_KEPT)
     else:
         for k0 in range(0, K, BK):
-            _write_words(*_row_words(y64, g64, yrow, grow, rows, M, k0, K, BK), rows, M, k0, K, BK, inv, yrow,
-                         orow, vals_ptr, meta_ptr, dense_ptr, y2_ptr, MODE, FP8, SELECT, META16, WRITE_DENSE,
-                         WRITE_Y2)
+            _write_words(*_row_words(y64, g64, yrow, grow, rows, M, k0, K, BK), rows, M, k0, K, BK, inv, orow,
+                         vals_ptr, meta_ptr, kept_ptr, kept_s_ptr, codes_ptr, MODE, FP8, SELECT, META16, WRITE_KEPT)
 
 
 @triton.jit
@@ -429,26 +502,37 @@ def _token_words(a_ptr, perm_ptr, t0, pairs, j: tl.constexpr, feats, stride_a):
 
 
 @triton.jit
-def _tokens_kernel(a_ptr, perm_ptr, dest_ptr, inv_scale_ptr, vals_ptr, meta_ptr, dense_ptr,
-                   T, F, M_SPARSE, stride_a, FP8: tl.constexpr, META16: tl.constexpr, SPARSE: tl.constexpr,
-                   BF: tl.constexpr, BT: tl.constexpr):
-    # Tiles are (token pairs of groups, features): the 8 tokens of a pair of groups are 8 gathered row tiles,
-    # so selection needs no data movement; only the packed results are transposed (to rows = features).
-    feats = tl.program_id(0) * BF + tl.arange(0, BF)
-    t0 = tl.program_id(1) * BT
-    pairs = tl.arange(0, BT // 8)
-    e_lo = _token_words(a_ptr, perm_ptr, t0, pairs, 0, feats, stride_a)
-    e_hi = _token_words(a_ptr, perm_ptr, t0, pairs, 2, feats, stride_a)
-    o_lo = _token_words(a_ptr, perm_ptr, t0, pairs, 4, feats, stride_a)
-    o_hi = _token_words(a_ptr, perm_ptr, t0, pairs, 6, feats, stride_a)
+def _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, j: tl.constexpr, groups, F):
+    """Token t0 + 8 i + j (after the permutation) of a kept-form operand (`Kept24`), for all pair indices i and
+    groups of features `groups`: the dense words of elements 0, 1 and 2, 3 of each group, (BT/8, BG) each."""
+    src = tl.load(perm_ptr + t0 + 8 * pairs + j).to(tl.int64)[:, None]
+    kept = tl.load(a_ptr.to(tl.pointer_type(tl.uint32)) + src * (F // 4) + groups[None, :])
+    code = tl.load(codes_ptr + src * (F // 8) + groups[None, :] // 2).to(tl.uint32) >> (4 * (groups[None, :] % 2))
+    return _unkeep(kept, code, False), _unkeep(kept, code, True)
+
+
+@triton.jit
+def _feature_words(l_a, l_b, h_a, h_b):
+    """(BT/8, BF) words of two tokens a, b (a in bits 0-15) for features in order, from each token's dense words
+    (BT/8, BF/4) of elements 0, 1 (l) and 2, 3 (h) of each group."""
+    w = tl.join(tl.join(_interleave16(l_a, l_b, False), _interleave16(h_a, h_b, False)),
+                tl.join(_interleave16(l_a, l_b, True), _interleave16(h_a, h_b, True)))  # [.., g, j, i]: 2 j + i
+    return tl.reshape(w, (l_a.shape[0], 4 * l_a.shape[1]))
+
+
+@triton.jit
+def _tokens_out(e_lo, e_hi, o_lo, o_hi, feats, t0, pairs, dest_ptr, inv_scale_ptr, vals_ptr, meta_ptr, dense_ptr,
+                T, M_SPARSE, FP8: tl.constexpr, META16: tl.constexpr, SPARSE: tl.constexpr):
+    """Everything the token-wise kernel writes for features `feats`, from (BT/8, len(feats)) words of their
+    tokens (0, 1), (2, 3) (the even group of each pair of groups along tokens) and (4, 5), (6, 7) (the odd one)."""
     dest = tl.load(dest_ptr + feats)
-    inv = tl.full((1, BF), 1.0, tl.float32)
+    inv = (feats * 0 + 1).to(tl.float32)[None, :]
     if FP8:
         inv = tl.load(inv_scale_ptr + feats)[None, :]
     is_sparse = (dest >= 0)[:, None]
     if SPARSE:  # else every feature is dense (`quantize_transposed`)
-        _, _, _, _, _, ie0, ie1 = _select24(e_lo & 0x7FFF7FFF, e_hi & 0x7FFF7FFF)
-        _, _, _, _, _, io0, io1 = _select24(o_lo & 0x7FFF7FFF, o_hi & 0x7FFF7FFF)
+        ie0, ie1 = _select24(e_lo & 0x7FFF7FFF, e_hi & 0x7FFF7FFF)
+        io0, io1 = _select24(o_lo & 0x7FFF7FFF, o_hi & 0x7FFF7FFF)
         ne, we = _compress_pair(_pick2(e_lo, e_hi, ie0, ie1), ie0, ie1, inv, FP8)
         no, wo = _compress_pair(_pick2(o_lo, o_hi, io0, io1), io0, io1, inv, FP8)
         rows = tl.where(dest >= 0, dest, 0).to(tl.int64)[:, None]
@@ -471,6 +555,37 @@ def _tokens_kernel(a_ptr, perm_ptr, dest_ptr, inv_scale_ptr, vals_ptr, meta_ptr,
 
 
 @triton.jit
+def _tokens_kernel(a_ptr, codes_ptr, perm_ptr, dest_ptr, inv_scale_ptr, vals_ptr, meta_ptr, dense_ptr,
+                   T, F, M_SPARSE, stride_a, FP8: tl.constexpr, META16: tl.constexpr, SPARSE: tl.constexpr,
+                   KEPT: tl.constexpr, BF: tl.constexpr, BT: tl.constexpr):
+    # Tiles are (token pairs of groups, features): the 8 tokens of a pair of groups are 8 gathered row tiles,
+    # so selection needs no data movement; only the packed results are transposed (to rows = features).
+    t0 = tl.program_id(1) * BT
+    pairs = tl.arange(0, BT // 8)
+    if KEPT:  # a's rows in the kept form: each group's dense words, in feature order
+        groups = tl.program_id(0) * (BF // 4) + tl.arange(0, BF // 4)
+        l0, h0 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 0, groups, F)
+        l1, h1 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 1, groups, F)
+        l2, h2 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 2, groups, F)
+        l3, h3 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 3, groups, F)
+        l4, h4 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 4, groups, F)
+        l5, h5 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 5, groups, F)
+        l6, h6 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 6, groups, F)
+        l7, h7 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 7, groups, F)
+        feats = tl.program_id(0) * BF + tl.arange(0, BF)
+        _tokens_out(_feature_words(l0, l1, h0, h1), _feature_words(l2, l3, h2, h3), _feature_words(l4, l5, h4, h5),
+                    _feature_words(l6, l7, h6, h7), feats, t0, pairs, dest_ptr, inv_scale_ptr, vals_ptr, meta_ptr,
+                    dense_ptr, T, M_SPARSE, FP8, META16, SPARSE)
+    else:
+        feats = tl.program_id(0) * BF + tl.arange(0, BF)
+        _tokens_out(_token_words(a_ptr, perm_ptr, t0, pairs, 0, feats, stride_a),
+                    _token_words(a_ptr, perm_ptr, t0, pairs, 2, feats, stride_a),
+                    _token_words(a_ptr, perm_ptr, t0, pairs, 4, feats, stride_a),
+                    _token_words(a_ptr, perm_ptr, t0, pairs, 6, feats, stride_a), feats, t0, pairs, dest_ptr,
+                    inv_scale_ptr, vals_ptr, meta_ptr, dense_ptr, T, M_SPARSE, FP8, META16, SPARSE)
+
+
+@triton.jit
 def _column_stats_kernel(a_ptr, amax_bits_ptr, count_ptr, R, C, stride_a,
                          COUNT: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr, CHUNK: tl.constexpr):
     # A program reduces CHUNK rows of BC columns elementwise into (BR, BC) accumulators (no reduction across
@@ -490,6 +605,51 @@ def _column_stats_kernel(a_ptr, amax_bits_ptr, count_ptr, R, C, stride_a,
     tl.atomic_max(amax_bits_ptr + cols, tl.max(amax, axis=0).to(tl.int32, bitcast=True), mask=cols < C)
     if COUNT:
         tl.atomic_add(count_ptr + cols, tl.sum(count, axis=0), mask=cols < C)
+
+
+@triton.jit
+def _kept_stats_kernel(a_ptr, b_ptr, codes_ptr, a_amax_ptr, a_count_ptr, b_amax_ptr, R, G,
+                       HAS_B: tl.constexpr, BR: tl.constexpr, BG: tl.constexpr, CHUNK: tl.constexpr):
+    # `_column_stats_kernel` on kept-form operands sharing their codes (`Kept24`), BG groups of features wide:
+    # each group's dense words accumulate as bf16 pairs (maxima) and pairs of 16-bit counts (at most CHUNK).
+    groups = tl.program_id(0) * BG + tl.arange(0, BG)
+    r0 = tl.program_id(1) * CHUNK
+    zero = tl.zeros((BR, BG), tl.uint32)
+    a_lo, a_hi, n_lo, n_hi, b_lo, b_hi = zero, zero, zero, zero, zero, zero
+    for i in range(0, CHUNK, BR):
+        rows = (r0 + i + tl.arange(0, BR)).to(tl.int64)[:, None]
+        ok = (rows < R) & (groups[None, :] < G)
+        code = tl.load(codes_ptr + rows * (G // 2) + groups[None, :] // 2, mask=ok, other=0).to(tl.uint32)
+        code = code >> (4 * (groups[None, :] % 2))
+        kept = tl.load(a_ptr.to(tl.pointer_type(tl.uint32)) + rows * G + groups[None, :], mask=ok, other=0)
+        lo = _unkeep(kept, code, False) & 0x7FFF7FFF
+        hi = _unkeep(kept, code, True) & 0x7FFF7FFF
+        a_lo, a_hi = _max2(a_lo, lo), _max2(a_hi, hi)
+        n_lo += ((lo + 0x7FFF7FFF) >> 15) & 0x00010001  # 1 per non-zero half: halves are at most 0x7FFF
+        n_hi += ((hi + 0x7FFF7FFF) >> 15) & 0x00010001
+        if HAS_B:
+            kept = tl.load(b_ptr.to(tl.pointer_type(tl.uint32)) + rows * G + groups[None, :], mask=ok, other=0)
+            b_lo = _max2(b_lo, _unkeep(kept, code, False) & 0x7FFF7FFF)
+            b_hi = _max2(b_hi, _unkeep(kept, code, True) & 0x7FFF7FFF)
+    feats = 4 * groups
+    ok = groups < G
+    _kept_stats_out(a_lo, a_hi, a_amax_ptr, feats, ok, True)
+    _kept_stats_out(n_lo, n_hi, a_count_ptr, feats, ok, False)
+    if HAS_B:
+        _kept_stats_out(b_lo, b_hi, b_amax_ptr, feats, ok, True)
+
+
+@triton.jit
+def _kept_stats_out(lo, hi, out_ptr, feats, ok, MAX: tl.constexpr):
+    """Reduce (BR, BG) words of a group's elements 0, 1 (lo) and 2, 3 (hi) over rows into the totals of the
+    features: maxima as float bits (a bf16's bits << 16), or counts."""
+    for k in tl.static_range(4):
+        w = lo if k < 2 else hi
+        half = (w >> 16) if k % 2 else (w & 0xFFFF)
+        if MAX:
+            tl.atomic_max(out_ptr + feats + k, (tl.max(half, axis=0) << 16).to(tl.int32, bitcast=True), mask=ok)
+        else:
+            tl.atomic_add(out_ptr + feats + k, tl.sum(half, axis=0).to(tl.int32), mask=ok)
 
 
 @triton.jit
@@ -564,13 +724,13 @@ def _check(x: torch.Tensor, name: str, m: int, k: int, fp8: bool) -> None:
 
 
 def sparsify24_rows(y: torch.Tensor, grad: torch.Tensor | None = None, *, fp8: bool = True,
-                    mode: int | None = None, write_dense: bool = False, write_y2: bool = False,
-                    cfg: LaunchConfig | None = None):
+                    mode: int | None = None, write_kept: bool = False, cfg: LaunchConfig | None = None):
     """2:4 along the columns of `y` (M x K, bf16) in one fused kernel; see the module docstring.
 
     mode: FORWARD (values relu(y)², the default without `grad`), BACKWARD (values grad ⊙ 2 relu(y), selection
-    by relu(y)², the default with `grad`) or PLAIN (values y, selection by |y|). Returns (Packed24, dense
-    masked values or None, dense masked relu(y)² or None)."""
+    by relu(y)², the default with `grad`) or PLAIN (values y, selection by |y|). Returns (Packed24, kept values,
+    kept scores): with `write_kept`, the masked values, and in the backward the masked relu(y)², as `Kept24`
+    sharing their codes; else None."""
     m, k = y.shape
     mode = (BACKWARD if grad is not None else FORWARD) if mode is None else mode
     cfg = cfg or ROWS_CONFIG
@@ -583,13 +743,17 @@ def sparsify24_rows(y: torch.Tensor, grad: torch.Tensor | None = None, *, fp8: b
     vals = torch.empty(m, k // 2, dtype=torch.float8_e4m3fn if fp8 else torch.bfloat16, device=y.device)
     meta = torch.empty(m * k // 8, dtype=torch.uint8, device=y.device)
     scale = torch.empty(m, 1, dtype=torch.float32, device=y.device) if fp8 else None
-    dense = torch.empty_like(y) if write_dense else None
-    y2 = torch.empty_like(y) if write_y2 else None
+    kept = kept_s = None
+    if write_kept:
+        codes = torch.empty(m, k // 8, dtype=torch.uint8, device=y.device)
+        kept = Kept24(torch.empty(m, k // 2, dtype=torch.bfloat16, device=y.device), codes)
+        kept_s = Kept24(torch.empty_like(kept.values), codes) if mode == BACKWARD else None
     _rows_kernel[(m // cfg.block_m,)](
-        y, grad, vals, meta, scale if fp8 else vals, dense if write_dense else vals, y2 if write_y2 else vals,
-        m, k, y.stride(0), grad.stride(0), MODE=mode, FP8=fp8, SELECT=True, META16=not fp8,
-        WRITE_DENSE=write_dense, WRITE_Y2=write_y2, BM=cfg.block_m, **blocks, num_warps=warps)
-    return Packed24(vals, meta, scale), dense, y2
+        y, grad, vals, meta, scale if fp8 else vals, kept.values if kept else vals,
+        kept_s.values if kept_s else vals, kept.codes if kept else meta, m, k, y.stride(0), grad.stride(0),
+        MODE=mode, FP8=fp8, SELECT=True, META16=not fp8, WRITE_KEPT=write_kept, BM=cfg.block_m, **blocks,
+        num_warps=warps)
+    return Packed24(vals, meta, scale), kept, kept_s
 
 
 def quantize_rows(y: torch.Tensor, mode: int = PLAIN,
@@ -605,8 +769,8 @@ def quantize_rows(y: torch.Tensor, mode: int = PLAIN,
     out = torch.empty(m, k, dtype=torch.float8_e4m3fn, device=y.device)
     scale = torch.empty(m, 1, dtype=torch.float32, device=y.device)
     _rows_kernel[(m // cfg.block_m,)](
-        y, y, out, out, scale, out, out, m, k, y.stride(0), y.stride(0), MODE=mode, FP8=True, SELECT=False,
-        META16=False, WRITE_DENSE=False, WRITE_Y2=False, BM=cfg.block_m, **blocks, num_warps=warps)
+        y, y, out, out, scale, out, out, out, m, k, y.stride(0), y.stride(0), MODE=mode, FP8=True, SELECT=False,
+        META16=False, WRITE_KEPT=False, BM=cfg.block_m, **blocks, num_warps=warps)
     return out, scale
 
 
@@ -670,41 +834,45 @@ def _arange(n: int, device) -> torch.Tensor:
     return _cached(("arange", n, str(device)), lambda: torch.arange(n, device=device, dtype=torch.int32))
 
 
-def tokens_split(a: torch.Tensor, perm: torch.Tensor | None, dest: torch.Tensor, m_sparse: int, *,
-                 fp8: bool = True, amax: torch.Tensor | None = None, cfg: LaunchConfig = TOKENS_CONFIG):
+def tokens_split(a: torch.Tensor | Kept24, perm: torch.Tensor | None, dest: torch.Tensor, m_sparse: int, *,
+                 fp8: bool = True, amax: torch.Tensor | None = None, cfg: LaunchConfig | None = None):
     """`sparsify24_tokens` for a split given as `feature_destinations` (or `split_destinations`) with m_sparse
-    sparse features: (Packed24, dense rows, their FP8 row scales (F - m_sparse x 1) or None)."""
+    sparse features, of a dense (T x F) bf16 `a` or of one in the kept form: (Packed24, dense rows, their FP8 row
+    scales (F - m_sparse x 1) or None)."""
+    kept = isinstance(a, Kept24)
+    cfg = cfg or (KEPT_TOKENS_CONFIG if kept else TOKENS_CONFIG)
     t, f = a.shape
     n_dense = f - m_sparse
-    _check(a, "tokens_split", m_sparse, t, fp8)
+    _check(a.values if kept else a, "tokens_split", m_sparse, t, fp8)
     if f % cfg.block_m or t % cfg.block_k:
         raise ValueError(f"tokens_split: F={f} must be a multiple of {cfg.block_m} and T={t} of {cfg.block_k}")
-    a = a.contiguous()
-    perm = (_arange(t, a.device) if perm is None else perm).to(torch.int32).contiguous()
+    src, codes = (a.values.contiguous(), a.codes.contiguous()) if kept else (a.contiguous(), dest)
+    perm = (_arange(t, src.device) if perm is None else perm).to(torch.int32).contiguous()
     dtype = torch.float8_e4m3fn if fp8 else torch.bfloat16
-    vals = torch.empty(m_sparse, t // 2, dtype=dtype, device=a.device)
-    meta = torch.empty(m_sparse * t // 8, dtype=torch.uint8, device=a.device)
-    dense = torch.empty(n_dense, t, dtype=dtype, device=a.device)
+    vals = torch.empty(m_sparse, t // 2, dtype=dtype, device=src.device)
+    meta = torch.empty(m_sparse * t // 8, dtype=torch.uint8, device=src.device)
+    dense = torch.empty(n_dense, t, dtype=dtype, device=src.device)
     sparse_scale = dense_scale = None
     inv = dest  # unused without FP8
     if fp8:  # row-wise scales of aᵀ (one per column of a), as quantize_rowwise_fp8(aᵀ) computes them
-        amax = column_stats(a)[0] if amax is None else amax
-        inv = torch.empty(f, dtype=torch.float32, device=a.device)
-        sparse_scale = torch.empty(m_sparse, 1, dtype=torch.float32, device=a.device)
-        dense_scale = torch.empty(n_dense, 1, dtype=torch.float32, device=a.device)
+        if amax is None:
+            amax = kept_column_stats(a)[0] if kept else column_stats(a)[0]
+        inv = torch.empty(f, dtype=torch.float32, device=src.device)
+        sparse_scale = torch.empty(m_sparse, 1, dtype=torch.float32, device=src.device)
+        dense_scale = torch.empty(n_dense, 1, dtype=torch.float32, device=src.device)
         _column_scales_kernel[(triton.cdiv(f, 1024),)](amax, dest, inv, sparse_scale, dense_scale, f, BC=1024)
     _tokens_kernel[(f // cfg.block_m, t // cfg.block_k)](
-        a, perm, dest, inv, vals, meta, dense, t, f, m_sparse, a.stride(0),
-        FP8=fp8, META16=not fp8, SPARSE=m_sparse > 0, BF=cfg.block_m, BT=cfg.block_k, num_warps=cfg.num_warps)
+        src, codes, perm, dest, inv, vals, meta, dense, t, f, m_sparse, src.stride(0), FP8=fp8, META16=not fp8,
+        SPARSE=m_sparse > 0, KEPT=kept, BF=cfg.block_m, BT=cfg.block_k, num_warps=cfg.num_warps)
     return Packed24(vals, meta, sparse_scale), dense, dense_scale
 
 
-def sparsify24_tokens(a: torch.Tensor, perm: torch.Tensor | None, sparse_idx: torch.Tensor,
+def sparsify24_tokens(a: torch.Tensor | Kept24, perm: torch.Tensor | None, sparse_idx: torch.Tensor,
                       dense_idx: torch.Tensor, *, fp8: bool = True, amax: torch.Tensor | None = None,
-                      cfg: LaunchConfig = TOKENS_CONFIG):
-    """The BW2 / BW4 operands of `a` (T x F, bf16) in one pass: rows `sparse_idx` of a[perm]ᵀ, 2:4 along tokens,
-    packed (Packed24), and rows `dense_idx` of a[perm]ᵀ dense (FP8 with the same row scales, or bf16), with the
-    dense rows' scales. amax: max |a| per column, if known."""
+                      cfg: LaunchConfig | None = None):
+    """The BW2 / BW4 operands of `a` (T x F, bf16, dense or `Kept24`) in one pass: rows `sparse_idx` of a[perm]ᵀ,
+    2:4 along tokens, packed (Packed24), and rows `dense_idx` of a[perm]ᵀ dense (FP8 with the same row scales, or
+    bf16), with the dense rows' scales. amax: max |a| per column, if known."""
     dest = feature_destinations(a.shape[1], sparse_idx, dense_idx)
     return tokens_split(a, perm, dest, len(sparse_idx), fp8=fp8, amax=amax, cfg=cfg)
 
@@ -736,6 +904,23 @@ def column_stats(a: torch.Tensor, count_nonzero: bool = False,
         a, amax_bits, count, r, c, a.stride(0), COUNT=count_nonzero, BR=min(cfg.block_m, chunk),
         BC=cfg.block_k, CHUNK=chunk, num_warps=cfg.num_warps)
     return amax_bits.view(torch.float32), count if count_nonzero else None
+
+
+def kept_column_stats(a: Kept24, b: Kept24 | None = None, cfg: LaunchConfig | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """`column_stats` of the dense forms of a (max |.| and non-zero counts) and of b (max |.|, if given), which
+    share a's codes, in one read of the kept forms: (a's maxima, a's counts, b's maxima or None)."""
+    cfg = cfg or KEPT_COLUMNS_CONFIG
+    r, c = a.shape
+    if b is not None and (b.shape != a.shape or b.codes is not a.codes):
+        raise ValueError("kept_column_stats: b must share a's shape and codes")
+    stats = torch.zeros(3, c, dtype=torch.int32, device=a.values.device)  # one memset
+    chunk = min(COLUMN_CHUNK, max(cfg.block_m, triton.next_power_of_2(r)))
+    g = c // 4
+    _kept_stats_kernel[(triton.cdiv(g, cfg.block_k // 4), triton.cdiv(r, chunk))](
+        a.values, (b or a).values, a.codes, stats[0], stats[1], stats[2], r, g, HAS_B=b is not None,
+        BR=min(cfg.block_m, chunk), BG=cfg.block_k // 4, CHUNK=chunk, num_warps=cfg.num_warps)
+    return stats[0].view(torch.float32), stats[1], stats[2].view(torch.float32) if b is not None else None
 
 
 def gather_rows(sparse: torch.Tensor, dense: torch.Tensor, dest: torch.Tensor, transpose: bool = False,

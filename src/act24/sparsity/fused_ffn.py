@@ -2,11 +2,12 @@
 
 Forward:  Y1 = X W1ᵀ (FP8 GEMM); one kernel: relu², 2:4 along F, row-wise FP8, packing; Y3 = Ỹ2 W2ᵀ (2:4 GEMM).
 Backward: dY2 = dY3 W2 (FP8 GEMM); one kernel reads Y1 and dY2 once and writes dY1 = dY2 ⊙ 2 relu(Y1) ⊙ M
-          packed for BW3 (dX = dY1 W1, 2:4 along F) plus dY1 and Ỹ2 dense for the token-wise GEMMs; one kernel
-          per token-wise operand writes its permuted transpose: 2:4 along tokens on the sparse features and FP8
-          rows for the dense ones (BW2: dW2 = dY3ᵀ Ỹ2, BW4: dW1 = dY1ᵀ X). Column statistics (the FP8 scales of
-          the transposes, the split's non-zero counts) take one read each; the split GEMMs' rows go back to their
-          features, transposed for dW2, in one pass.
+          packed for BW3 (dX = dY1 W1, 2:4 along F) plus dY1 and Ỹ2 in the kept form (`fused.Kept24`: half the
+          bytes of dense) for the token-wise GEMMs; one kernel per token-wise operand writes its permuted
+          transpose: 2:4 along tokens on the sparse features and FP8 rows for the dense ones (BW2: dW2 = dY3ᵀ Ỹ2,
+          BW4: dW1 = dY1ᵀ X). The column statistics of both (the FP8 scales of the transposes, the split's
+          non-zero counts) take one read; the split GEMMs' rows go back to their features, transposed for dW2,
+          in one pass.
 
 Results equal `SparseSqReluFFNFunction` on the unfused FP8 backend (same quantization, same masks, same GEMMs);
 the tests check that. Only the paper's recipe runs fused (backward "sparse" with the dY1 mask); other settings
@@ -26,7 +27,7 @@ def fused_recipe_supported(recipe, backend: Backend) -> bool:
     return backend.fused and recipe.backward == "sparse" and recipe.mask_dy1
 
 
-def tokenwise_fused_mm(a: torch.Tensor, b: torch.Tensor, dest: torch.Tensor, n_sparse: int,
+def tokenwise_fused_mm(a: torch.Tensor | fused.Kept24, b: torch.Tensor, dest: torch.Tensor, n_sparse: int,
                        perm: torch.Tensor | None, backend, a_amax: torch.Tensor | None = None,
                        transpose: bool = False) -> torch.Tensor:
     """a[perm]ᵀ b[perm] (F x N; N x F with `transpose`): 2:4 along tokens on the split's sparse features, dense
@@ -60,13 +61,15 @@ class FusedSparseSqReluFFNFunction(torch.autograd.Function):
         recipe, backend = ctx.recipe, ctx.backend
         dy3 = dy3.to(x.dtype)
         dy2 = backend.mm(dy3, w2)  # BW1 (dense)
-        packed_dy1, dy1, y2s = fused.sparsify24_rows(y1, grad=dy2.to(y1.dtype), write_dense=True, write_y2=True)
+        packed_dy1, dy1, y2s = fused.sparsify24_rows(y1, grad=dy2.to(y1.dtype), write_kept=True)
         dx = backend.sparse_gemm(packed_dy1, w1).to(x.dtype)  # BW3
-        y2_amax, y2_counts = fused.column_stats(y2s, count_nonzero=True)  # one read for the split and BW2's scales
-        n_sparse = n_sparse_features(y2s.shape[1], recipe.dense_fraction, split_multiple(recipe, backend))
-        dest = fused.split_destinations(y2_counts, n_sparse, y2s.shape[0])  # the 95/5 split, unsorted
-        perm = cached_permutation(x.shape[0], recipe.permutation_seed, x.device, torch.int32) \
+        # One read of the kept forms for the split (Ỹ2's non-zeros) and the FP8 scales of BW2 and BW4.
+        y2_amax, y2_counts, dy1_amax = fused.kept_column_stats(y2s, dy1)
+        t, f = y1.shape
+        n_sparse = n_sparse_features(f, recipe.dense_fraction, split_multiple(recipe, backend))
+        dest = fused.split_destinations(y2_counts, n_sparse, t)  # the 95/5 split, unsorted
+        perm = cached_permutation(t, recipe.permutation_seed, x.device, torch.int32) \
             if recipe.token_permutation else None
         dw2 = tokenwise_fused_mm(y2s, dy3, dest, n_sparse, perm, backend, y2_amax, transpose=True)  # BW2
-        dw1 = tokenwise_fused_mm(dy1, x, dest, n_sparse, perm, backend)  # BW4
+        dw1 = tokenwise_fused_mm(dy1, x, dest, n_sparse, perm, backend, dy1_amax)  # BW4
         return dx, dw1, dw2, None, None
