@@ -502,12 +502,21 @@ def _token_words(a_ptr, perm_ptr, t0, pairs, j: tl.constexpr, feats, stride_a):
 
 
 @triton.jit
-def _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, j: tl.constexpr, groups, F):
+def _group_codes(codes_ptr, offsets):
+    """The codes of the group pairs at byte `offsets` (R, N): (R, 2N), one per group (4 bits in a uint32). The
+    loads are contiguous like those of the kept words, and each thread splits its own bytes (no data movement)."""
+    c = tl.load(codes_ptr + offsets).to(tl.uint32)
+    return tl.reshape(tl.join(c & 15, c >> 4), (offsets.shape[0], 2 * offsets.shape[1]))
+
+
+@triton.jit
+def _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, j: tl.constexpr, g0, BG: tl.constexpr, F):
     """Token t0 + 8 i + j (after the permutation) of a kept-form operand (`Kept24`), for all pair indices i and
-    groups of features `groups`: the dense words of elements 0, 1 and 2, 3 of each group, (BT/8, BG) each."""
+    the BG groups of features from g0 (even): the dense words of elements 0, 1 and 2, 3 of each group, (BT/8, BG)
+    each."""
     src = tl.load(perm_ptr + t0 + 8 * pairs + j).to(tl.int64)[:, None]
-    kept = tl.load(a_ptr.to(tl.pointer_type(tl.uint32)) + src * (F // 4) + groups[None, :])
-    code = tl.load(codes_ptr + src * (F // 8) + groups[None, :] // 2).to(tl.uint32) >> (4 * (groups[None, :] % 2))
+    kept = tl.load(a_ptr.to(tl.pointer_type(tl.uint32)) + src * (F // 4) + g0 + tl.arange(0, BG)[None, :])
+    code = _group_codes(codes_ptr, src * (F // 8) + g0 // 2 + tl.arange(0, BG // 2)[None, :])
     return _unkeep(kept, code, False), _unkeep(kept, code, True)
 
 
@@ -563,15 +572,15 @@ def _tokens_kernel(a_ptr, codes_ptr, perm_ptr, dest_ptr, inv_scale_ptr, vals_ptr
     t0 = tl.program_id(1) * BT
     pairs = tl.arange(0, BT // 8)
     if KEPT:  # a's rows in the kept form: each group's dense words, in feature order
-        groups = tl.program_id(0) * (BF // 4) + tl.arange(0, BF // 4)
-        l0, h0 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 0, groups, F)
-        l1, h1 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 1, groups, F)
-        l2, h2 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 2, groups, F)
-        l3, h3 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 3, groups, F)
-        l4, h4 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 4, groups, F)
-        l5, h5 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 5, groups, F)
-        l6, h6 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 6, groups, F)
-        l7, h7 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 7, groups, F)
+        g0 = tl.program_id(0) * (BF // 4)
+        l0, h0 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 0, g0, BF // 4, F)
+        l1, h1 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 1, g0, BF // 4, F)
+        l2, h2 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 2, g0, BF // 4, F)
+        l3, h3 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 3, g0, BF // 4, F)
+        l4, h4 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 4, g0, BF // 4, F)
+        l5, h5 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 5, g0, BF // 4, F)
+        l6, h6 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 6, g0, BF // 4, F)
+        l7, h7 = _kept_token_words(a_ptr, codes_ptr, perm_ptr, t0, pairs, 7, g0, BF // 4, F)
         feats = tl.program_id(0) * BF + tl.arange(0, BF)
         _tokens_out(_feature_words(l0, l1, h0, h1), _feature_words(l2, l3, h2, h3), _feature_words(l4, l5, h4, h5),
                     _feature_words(l6, l7, h6, h7), feats, t0, pairs, dest_ptr, inv_scale_ptr, vals_ptr, meta_ptr,
@@ -613,14 +622,14 @@ def _kept_stats_kernel(a_ptr, b_ptr, codes_ptr, a_amax_ptr, a_count_ptr, b_amax_
     # `_column_stats_kernel` on kept-form operands sharing their codes (`Kept24`), BG groups of features wide:
     # each group's dense words accumulate as bf16 pairs (maxima) and pairs of 16-bit counts (at most CHUNK).
     groups = tl.program_id(0) * BG + tl.arange(0, BG)
+    group_pairs = tl.program_id(0) * (BG // 2) + tl.arange(0, BG // 2)
     r0 = tl.program_id(1) * CHUNK
     zero = tl.zeros((BR, BG), tl.uint32)
     a_lo, a_hi, n_lo, n_hi, b_lo, b_hi = zero, zero, zero, zero, zero, zero
     for i in range(0, CHUNK, BR):
         rows = (r0 + i + tl.arange(0, BR)).to(tl.int64)[:, None]
         ok = (rows < R) & (groups[None, :] < G)
-        code = tl.load(codes_ptr + rows * (G // 2) + groups[None, :] // 2, mask=ok, other=0).to(tl.uint32)
-        code = code >> (4 * (groups[None, :] % 2))
+        code = _group_codes(codes_ptr, tl.where(rows < R, rows, 0) * (G // 2) + group_pairs[None, :] % (G // 2))
         kept = tl.load(a_ptr.to(tl.pointer_type(tl.uint32)) + rows * G + groups[None, :], mask=ok, other=0)
         lo = _unkeep(kept, code, False) & 0x7FFF7FFF
         hi = _unkeep(kept, code, True) & 0x7FFF7FFF
