@@ -217,10 +217,10 @@ def gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, sha
 
 
 def sparsify_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, copy_gbps: float) -> list[dict]:
-    """The sparsify step alone (Y1 -> what the sparse GEMM consumes). Achieved GB/s counts the fewest bytes
-    the step must move: Y1 read once (bf16) and its output written once (dense bf16 for the mask alone; half
-    the values plus 4 bits of metadata per group of 4 once packed). Each output is checked through the GEMM
-    it feeds."""
+    """The sparsify step alone (Y1 -> what the sparse GEMM consumes), and the backward's fused steps. Achieved
+    GB/s counts the fewest bytes each step must move: its inputs read once (Y1 in bf16 for the forward) and its
+    outputs written once (dense bf16 for the mask alone; half the values plus 4 bits of metadata per group of 4
+    once packed). Each output is checked through the GEMM it feeds, or bit for bit against CUTLASS's packing."""
     x, w1, w2, _ = ffn_inputs(t, d, f, zero_frac)
     y1 = x @ w1.t()
     masked_ref = F.relu(y1.float()).square()
@@ -228,14 +228,14 @@ def sparsify_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float,
     gemm_ref = masked_ref @ w2.t().float()
     relu2_mask = torch.compile(lambda y: (lambda y2: y2 * mask24(y2))(F.relu(y).square()), dynamic=False)
     w2t = w2.t()
-    # name: (step, check of its output, output bytes per element of Y1, tolerance)
+    # name: (step, check of its output, bytes read and written per element of Y1, tolerance)
     steps = {"relu² + 2:4 mask, dense output (torch.compile)": (
-        lambda: relu2_mask(y1), lambda: rel_error(relu2_mask(y1), masked_ref), 2.0, cfg.tolerance)}
+        lambda: relu2_mask(y1), lambda: rel_error(relu2_mask(y1), masked_ref), 2 + 2.0, cfg.tolerance)}
     if not CuSparseLtBackend().probe():
         steps["relu² + 2:4 mask + cuSPARSELt compress (bf16)"] = (
             lambda: torch._cslt_compress(relu2_mask(y1)),
             lambda: rel_error(torch._cslt_sparse_mm(torch._cslt_compress(relu2_mask(y1)), w2t), gemm_ref),
-            1.0 + 1 / 8, cfg.tolerance)
+            2 + 1.0 + 1 / 8, cfg.tolerance)
     if not XformersFp8Sm90Backend().probe():
         ops, _ = import_xformers_ops()
         w8, w_scale = quantize_rowwise_fp8(w2)
@@ -251,7 +251,7 @@ def sparsify_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float,
             return rel_error(out, gemm_ref)
 
         steps["relu² + 2:4 mask + FP8 quantize + xformers sm90 compress"] = (
-            fp8_step, fp8_check, 0.5 + 1 / 8, 2 * cfg.tolerance)
+            fp8_step, fp8_check, 2 + 0.5 + 1 / 8, 2 * cfg.tolerance)
     if not FusedFp8Sm90Backend().probe():
         from .kernels import fused
 
@@ -275,10 +275,10 @@ def sparsify_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float,
             return rel_error(out, gemm_ref)
 
         steps[FUSED_FORWARD_STEP] = (
-            lambda: fused.sparsify24_rows(y1), fused_check, 0.5 + 1 / 8, 2 * cfg.tolerance)
+            lambda: fused.sparsify24_rows(y1), fused_check, 2 + 0.5 + 1 / 8, 2 * cfg.tolerance)
         steps["fused (act24, Triton): relu² + 2:4 + sm90 packing, bf16"] = (
             lambda: fused.sparsify24_rows(y1, fp8=False),
-            lambda: same_as_cutlass(fused.sparsify24_rows(y1, fp8=False)[0], masked_bf16), 1.0 + 1 / 8, 0.0)
+            lambda: same_as_cutlass(fused.sparsify24_rows(y1, fp8=False)[0], masked_bf16), 2 + 1.0 + 1 / 8, 0.0)
 
         def dense_check():
             y8, y_scale = fused.quantize_rows(y1, fused.FORWARD)
@@ -287,19 +287,32 @@ def sparsify_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float,
             return rel_error(out, F.relu(y1.float()).square() @ w2.t().float())
 
         steps["fused (act24, Triton): relu² + FP8, dense (the dense FFN's step)"] = (
-            lambda: fused.quantize_rows(y1, fused.FORWARD), dense_check, 1.0, 2 * cfg.tolerance)
+            lambda: fused.quantize_rows(y1, fused.FORWARD), dense_check, 2 + 1.0, 2 * cfg.tolerance)
+        grad = torch.randn_like(y1)
+        dy1_ref = grad * (2 * F.relu(y1)) * mask24(y2)
+
+        def backward_check():  # the kept forms decompress to the reference; the packing is CUTLASS's
+            packed, dy1, y2s = fused.sparsify24_rows(y1, grad=grad, write_kept=True)
+            if not (torch.equal(dy1.dense(), dy1_ref) and torch.equal(y2s.dense(), masked_bf16)):
+                return math.inf
+            return same_as_cutlass(packed, quantize_rowwise_fp8(dy1_ref)[0])
+
+        steps["fused (act24, Triton): backward, dY1 = dY2 ⊙ 2 relu(Y1) ⊙ M FP8 packed + dY1, Ỹ2 kept"] = (
+            lambda: fused.sparsify24_rows(y1, grad=grad, write_kept=True), backward_check,
+            4 + (0.5 + 1 / 8) + 2 * 1.0 + 1 / 8, 0.0)
+        kept = fused.sparsify24_rows(y1, write_kept=True)[1]  # masked_bf16 in the kept form, as the FFN has Ỹ2
         split = feature_split(masked_bf16, cfg.dense_fraction, cfg.split_multiple)
         perm = torch.randperm(t, device="cuda")
 
         def tokens_check():
-            packed, _, _ = fused.sparsify24_tokens(masked_bf16, perm, *split)
+            packed, _, _ = fused.sparsify24_tokens(kept, perm, *split)
             sp = masked_bf16[perm].t()[split[0]]
             return same_as_cutlass(packed, quantize_rowwise_fp8(sp * mask24(sp, dim=1))[0])
 
         frac = len(split[0]) / f
-        steps["fused (act24, Triton): token-wise, permute + transpose + 2:4 + FP8 + packing, 95/5 split"] = (
-            lambda: fused.sparsify24_tokens(masked_bf16, perm, *split), tokens_check,
-            frac * (0.5 + 1 / 8) + (1 - frac) * 1.0, 0.0)
+        steps["fused (act24, Triton): token-wise from the kept form, permute + transpose + 2:4 + FP8 + packing, "
+              "95/5 split"] = (lambda: fused.sparsify24_tokens(kept, perm, *split), tokens_check,
+                               1.0 + 1 / 8 + frac * (0.5 + 1 / 8) + (1 - frac) * 1.0, 0.0)
     # The step exactly as act24's sparse FFN forward runs it (eager mask24, then the backend's packing).
     for precision, backend in (("bf16", CuSparseLtBackend()), ("fp8", XformersFp8Sm90Backend())):
         if backend.probe():
@@ -312,14 +325,14 @@ def sparsify_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float,
             return pack(y2 * mask24(y2, dim=1))
 
         steps[f"as in act24's sparse FFN ({precision}): eager relu² + mask24 + pack"] = (
-            ffn_step, lambda: rel_error(relu2_mask(y1), masked_ref), 1.0 + 1 / 8 if precision == "bf16" else 0.5 + 1 / 8,
-            cfg.tolerance)
+            ffn_step, lambda: rel_error(relu2_mask(y1), masked_ref),
+            2 + (1.0 + 1 / 8 if precision == "bf16" else 0.5 + 1 / 8), cfg.tolerance)
     rows: list[dict] = []
-    for name, (fn, check, out_bytes, tol) in steps.items():
+    for name, (fn, check, bytes_moved, tol) in steps.items():
         gated(rows, {"T": t, "F": f, **label(zero_frac), "step": name}, check, tol,
               lambda fn=fn: bench_ms(fn, cfg))
         if rows[-1]["status"] == "ok":
-            rows[-1]["GBps"] = t * f * (2 + out_bytes) / rows[-1]["ms"] / 1e6
+            rows[-1]["GBps"] = t * f * bytes_moved / rows[-1]["ms"] / 1e6
             rows[-1]["share_of_copy_bandwidth"] = rows[-1]["GBps"] / copy_gbps
     return rows
 

@@ -18,11 +18,13 @@ from act24.sparsity.pattern import feature_split
 
 
 def same(a, b) -> bool:
-    """Bit equality of two outputs (Packed24s, tensors, or tuples of them; None equals None)."""
+    """Bit equality of two outputs (Packed24s, Kept24s, tensors, or tuples of them; None equals None)."""
     if isinstance(a, (tuple, list)):
         return all(same(u, v) for u, v in zip(a, b))
     if isinstance(a, fused.Packed24):
         return same((a.values, a.meta, a.scale), (b.values, b.meta, b.scale))
+    if isinstance(a, fused.Kept24):
+        return same((a.values, a.codes), (b.values, b.codes))
     if a is None or b is None:
         return a is None and b is None
     return torch.equal(a.view(torch.uint8), b.view(torch.uint8)) if a.dtype.itemsize == 1 else torch.equal(a, b)
@@ -54,19 +56,23 @@ def main(out_csv: str, t: int = 16384, f: int = 16512) -> None:
     rows: list[dict] = []
     fwd = lambda lc: fused.sparsify24_rows(y, cfg=lc)[0]  # noqa: E731
     sweep(rows, "rows (forward, FP8)", fwd, loops + on_chip + whole_max, t * f * (2 + 0.625), cfg, copy)
-    bwd = lambda lc: fused.sparsify24_rows(y, grad=g, write_dense=True, write_y2=True, cfg=lc)  # noqa: E731
-    sweep(rows, "rows (backward, FP8, dense dY1 + Ỹ2)", bwd, loops[:1] + whole_max, t * f * (4 + 0.625 + 4), cfg,
-          copy)
+    bwd = lambda lc: fused.sparsify24_rows(y, grad=g, write_kept=True, cfg=lc)  # noqa: E731
+    sweep(rows, "rows (backward, FP8, kept dY1 + Ỹ2)", bwd, loops[:1] + whole_max, t * f * (4 + 0.625 + 2.125),
+          cfg, copy)
     sweep(rows, "rows (forward, bf16)", lambda lc: fused.sparsify24_rows(y, fp8=False, cfg=lc)[0],
           loops, t * f * (2 + 1.125), cfg, copy)
     sweep(rows, "relu² + FP8, dense",
           lambda lc: fused.quantize_rows(y, fused.FORWARD, cfg=lc or fused.QUANTIZE_CONFIG),
           loops[:1] + on_chip + whole_max[:1], t * f * 3, cfg, copy)
-    y2s = fused.sparsify24_rows(y, write_dense=True)[1]
+    _, dy1_kept, y2_kept = fused.sparsify24_rows(y, grad=g, write_kept=True)
+    y2s = y2_kept.dense()
     sweep(rows, "column stats (max |.|, non-zeros)",
           lambda lc: fused.column_stats(y2s, True, cfg=lc or fused.COLUMNS_CONFIG),
           [L(bm, bk, 4) for bm in (16, 32, 64) for bk in (64, 128)],
           t * f * 2, cfg, copy)
+    sweep(rows, "column stats of the kept Ỹ2 and dY1",
+          lambda lc: fused.kept_column_stats(y2_kept, dy1_kept, cfg=lc),
+          [L(bm, bk, w) for bm in (8, 16, 32) for bk in (64, 128, 256) for w in (2, 4)], t * f * 2.125, cfg, copy)
     d, n_sparse = 4096, f - f // 20
     order = torch.randperm(f, device="cuda")
     dest = fused.feature_destinations(f, order[:n_sparse].sort().values, order[n_sparse:].sort().values)
@@ -84,6 +90,10 @@ def main(out_csv: str, t: int = 16384, f: int = 16512) -> None:
                                                                           cfg=lc or fused.TOKENS_CONFIG),
           [L(bf, bt, w) for bf in (16, 32, 64) for bt in (64, 128) for w in (2, 4)],
           t * f * (2 + frac * 0.625 + (1 - frac)), cfg, copy)
+    sweep(rows, "tokens from the kept form (FP8, 95/5)",
+          lambda lc: fused.sparsify24_tokens(y2_kept, perm, *split, amax=amax, cfg=lc),
+          [L(bf, bt, w) for bf in (32, 64, 128) for bt in (32, 64, 128) for w in (1, 2, 4)],
+          t * f * (1.125 + frac * 0.625 + (1 - frac)), cfg, copy)
     x = torch.randn(t, d, device="cuda", dtype=torch.bfloat16)
     sweep(rows, "quantize_transposed (x[perm], T x 4096; with column stats)",
           lambda lc: fused.quantize_transposed(x, perm, cfg=lc or fused.TRANSPOSE_CONFIG),

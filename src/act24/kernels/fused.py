@@ -99,7 +99,7 @@ TOKENS_CONFIG = LaunchConfig(block_m=64, block_k=64, num_warps=2)  # block_m: fe
 TRANSPOSE_CONFIG = LaunchConfig(block_m=64, block_k=128, num_warps=4)  # the token-wise kernel, all dense
 COLUMNS_CONFIG = LaunchConfig(block_m=32, block_k=64, num_warps=4)  # block_m: rows per step, block_k: columns
 KEPT_TOKENS_CONFIG = LaunchConfig(block_m=64, block_k=64, num_warps=2)  # the token-wise kernel from `Kept24`
-KEPT_COLUMNS_CONFIG = LaunchConfig(block_m=32, block_k=128, num_warps=4)  # block_k: features (a multiple of 4)
+KEPT_COLUMNS_CONFIG = LaunchConfig(block_m=16, block_k=128, num_warps=4)  # block_k: features (a multiple of 8)
 COLUMN_CHUNK = 1024  # rows per program of the column statistics (then one atomic per column and program)
 GATHER_CONFIG = LaunchConfig(block_m=64, block_k=128, num_warps=4)  # block_m: features, block_k: columns
 if INTERPRETED:  # the interpreter's cost is per program: fewer, larger ones
