@@ -6,7 +6,8 @@
                                                               # fused and the compiled dense FP8 FFN: busy, idle
 
 Defaults: the 7B-like FFN at 16k tokens (device, timeline), the 1.5B-like at 1k tokens (host: GPU work too small
-to hide it). reference/h200/fused/earlier/profile_* and host_profile_*, and timeline_aade989.txt, came from it."""
+to hide it). reference/h200/fused/earlier/profile_* and host_profile_*, and the timeline_*.txt files there, came
+from it."""
 
 import collections
 import cProfile

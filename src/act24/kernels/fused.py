@@ -5,14 +5,15 @@
     2:4 selection along features  (by |values|; in the backward by relu(Y1)², the forward's mask)
     row-wise FP8 scale + quantize (or bf16, unquantized)
     packed values + metadata      (CUTLASS sm90 layout, `kernels.sm90_layout`)
-and, when asked, the masked values and masked relu(Y1)² as dense bf16 (the backward's other operands).
+and, when asked, the masked values and masked relu(Y1)² in the kept form (`Kept24`: the two kept values per
+group and a 4-bit code, half the bytes of dense bf16; the backward's other operands).
 Without selection it is a row-wise FP8 quantization (of relu(Y1)²: the dense FFN's fused step).
 
-`sparsify24_tokens` (backward BW2 / BW4): the transpose of a (T x F) forward-masked operand, tokens permuted,
-2:4 along tokens on the sparse features and quantized dense rows for the dense features of the 95/5 split,
-in one pass. Its FP8 scales (one per feature) come from `column_stats`, which also counts the non-zeros that
-decide the split, in one read; `split_destinations` turns the counts into the split without sorting.
-`gather_rows` puts the split GEMMs' output rows back in feature order.
+`sparsify24_tokens` (backward BW2 / BW4): the transpose of a (T x F) forward-masked operand (dense or kept),
+tokens permuted, 2:4 along tokens on the sparse features and quantized dense rows for the dense features of the
+95/5 split, in one pass. Its FP8 scales (one per feature) come from `column_stats` (`kept_column_stats`), which
+also counts the non-zeros that decide the split, in one read; `split_destinations` turns the counts into the
+split without sorting. `gather_rows` puts the split GEMMs' output rows back in feature order.
 
 Each row's FP8 scale needs the row's maximum before any value is written. A program owns one row: it reads
 the whole row for the maximum, then writes block by block, reading the row again mostly from L2; the
@@ -98,6 +99,7 @@ QUANTIZE_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4, on_chip_war
 TOKENS_CONFIG = LaunchConfig(block_m=64, block_k=64, num_warps=2)  # block_m: features, block_k: tokens
 TRANSPOSE_CONFIG = LaunchConfig(block_m=64, block_k=128, num_warps=4)  # the token-wise kernel, all dense
 COLUMNS_CONFIG = LaunchConfig(block_m=32, block_k=64, num_warps=4)  # block_m: rows per step, block_k: columns
+# The kept-form kernels: reference/h200/fused/earlier/kept_form_4ef01be.txt.
 KEPT_TOKENS_CONFIG = LaunchConfig(block_m=64, block_k=64, num_warps=2)  # the token-wise kernel from `Kept24`
 KEPT_COLUMNS_CONFIG = LaunchConfig(block_m=16, block_k=128, num_warps=4)  # block_k: features (a multiple of 8)
 COLUMN_CHUNK = 1024  # rows per program of the column statistics (then one atomic per column and program)

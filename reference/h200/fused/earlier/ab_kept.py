@@ -1,4 +1,8 @@
-"""The backward's intermediates: dense (HEAD's kernels) against the kept form (new), side by side in one run.
+"""The backward's intermediates: dense (90c5146's kernels) against the kept form (new), side by side in one run.
+Made kept_form_*.txt. Run from the repository root, with 90c5146's kernels as scratch/fused_old.py:
+    mkdir -p scratch && git show 90c5146:src/act24/kernels/fused.py | sed -e 's/^from \. import/from act24.kernels import/' \
+        -e 's/^from \.sm90_layout/from act24.kernels.sm90_layout/' > scratch/fused_old.py
+    python3 reference/h200/fused/earlier/ab_kept.py
 Bits are compared first; the times are interleaved (median of 3 do_bench medians). Then launch-setting sweeps
 of the kept-form kernels."""
 import sys, torch
