@@ -72,6 +72,25 @@ def test_forward_kernel_handles_a_partial_last_block(fp8, cfg, k):
     assert_packed_equal(packed, *reference_packed(y2 * mask24(y2), fp8))
 
 
+def test_kept_form_stores_the_kept_values_and_one_code_per_index_pair():
+    # Every group keeps indices (i0, i1): values 2 and 3 there, 1 and -1 elsewhere (relu² 1 and 0).
+    pairs = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    codes = {(0, 1): 0b0000, (0, 2): 0b0101, (0, 3): 0b1001, (1, 2): 0b0110, (1, 3): 0b1010, (2, 3): 0b1111}
+    groups = [pairs[g % 6] for g in range(64)]
+    row = []
+    for i0, i1 in groups:
+        group = [1.0, -1.0, 1.0, -1.0]
+        group[i0], group[i1] = 2.0, 3.0
+        row += group
+    y = torch.tensor([row] * 64).bfloat16().to(DEVICE)
+    _, kept, _ = fused.sparsify24_rows(y, write_kept=True, cfg=SMALL)
+    y2 = torch.relu(y).square()
+    assert torch.equal(kept.dense(), y2 * mask24(y2))
+    assert kept.values[0].tolist() == [4.0, 9.0] * 64
+    nibbles = [codes[p] for p in groups]
+    assert kept.codes[0].tolist() == [lo | (hi << 4) for lo, hi in zip(nibbles[0::2], nibbles[1::2])]
+
+
 @ROW_CONFIGS
 def test_backward_kernel_uses_the_forward_mask_on_the_gradient(cfg):
     y, g = activations(64, 256, 2), activations(64, 256, 3)
