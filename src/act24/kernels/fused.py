@@ -760,8 +760,9 @@ def sparsify24_rows(y: torch.Tensor, grad: torch.Tensor | None = None, *, fp8: b
         kept = Kept24(torch.empty(m, k // 2, dtype=torch.bfloat16, device=y.device), codes)
         kept_s = Kept24(torch.empty_like(kept.values), codes) if mode == BACKWARD else None
     _rows_kernel[(m // cfg.block_m,)](
-        y, grad, vals, meta, scale if fp8 else vals, kept.values if kept else vals,
-        kept_s.values if kept_s else vals, kept.codes if kept else meta, m, k, y.stride(0), grad.stride(0),
+        y, grad, vals, meta, scale if fp8 else vals, kept.values if write_kept else vals,
+        kept_s.values if kept_s is not None else vals, kept.codes if write_kept else meta, m, k, y.stride(0),
+        grad.stride(0),
         MODE=mode, FP8=fp8, SELECT=True, META16=not fp8, WRITE_KEPT=write_kept, BM=cfg.block_m, **blocks,
         num_warps=warps)
     return Packed24(vals, meta, scale), kept, kept_s
@@ -929,7 +930,7 @@ def kept_column_stats(a: Kept24, b: Kept24 | None = None, cfg: LaunchConfig | No
     chunk = min(COLUMN_CHUNK, max(cfg.block_m, triton.next_power_of_2(r)))
     g = c // 4
     _kept_stats_kernel[(triton.cdiv(g, cfg.block_k // 4), triton.cdiv(r, chunk))](
-        a.values, (b or a).values, a.codes, stats[0], stats[1], stats[2], r, g, HAS_B=b is not None,
+        a.values, (a if b is None else b).values, a.codes, stats[0], stats[1], stats[2], r, g, HAS_B=b is not None,
         BR=min(cfg.block_m, chunk), BG=cfg.block_k // 4, CHUNK=chunk, num_warps=cfg.num_warps)
     return stats[0].view(torch.float32), stats[1], stats[2].view(torch.float32) if b is not None else None
 
