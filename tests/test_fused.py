@@ -19,7 +19,9 @@ SMALL = fused.LaunchConfig(block_m=4, block_k=128)  # K = 256: two blocks
 TAIL = fused.LaunchConfig(block_m=2, block_k=512)  # K = 384: one partial block
 ON_CHIP = fused.LaunchConfig(block_m=4, on_chip_warps=4)  # FP8 rows read once: K = 384 is 256 + a 128-wide tail
 WHOLE_MAX = fused.LaunchConfig(block_m=4, block_k=128, whole_row_max=True)  # FP8: max of the whole row, looped writes
-ROW_CONFIGS = pytest.mark.parametrize("cfg", [SMALL, ON_CHIP, WHOLE_MAX], ids=["loop", "on_chip", "whole_row_max"])
+TAIL_BLOCK = fused.LaunchConfig(block_m=4, block_k=128, whole_row_max=True, tail_block=True)  # + a tail block
+ROW_CONFIGS = pytest.mark.parametrize("cfg", [SMALL, ON_CHIP, WHOLE_MAX, TAIL_BLOCK],
+                                      ids=["loop", "on_chip", "whole_row_max", "tail_block"])
 
 
 def activations(m, k, seed=0):
@@ -62,8 +64,8 @@ def test_forward_kernel_matches_reference_bit_for_bit(fp8, seed, cfg):
     assert_packed_equal(packed, *reference_packed(y2s, fp8))
 
 
-@pytest.mark.parametrize("cfg,k", [(TAIL, 384), (ON_CHIP, 384), (ON_CHIP, 896), (WHOLE_MAX, 896)],
-                         ids=["loop", "on_chip_tail", "on_chip_padded_tail", "whole_row_max"])
+@pytest.mark.parametrize("cfg,k", [(TAIL, 384), (ON_CHIP, 384), (ON_CHIP, 896), (WHOLE_MAX, 896), (TAIL_BLOCK, 896)],
+                         ids=["loop", "on_chip_tail", "on_chip_padded_tail", "whole_row_max", "tail_block"])
 @pytest.mark.parametrize("fp8", [True, False], ids=["fp8", "bf16"])
 def test_forward_kernel_handles_a_partial_last_block(fp8, cfg, k):
     y = activations(64, k, 7)
@@ -93,7 +95,7 @@ def test_kept_form_stores_the_kept_values_and_one_code_per_index_pair():
 
 @ROW_CONFIGS
 def test_backward_kernel_uses_the_forward_mask_on_the_gradient(cfg):
-    y, g = activations(64, 256, 2), activations(64, 256, 3)
+    y, g = activations(64, 384, 2), activations(64, 384, 3)  # K: 256 + a 128-wide tail
     packed, dy1, y2s = fused.sparsify24_rows(y, grad=g, write_kept=True, cfg=cfg)
     relu = torch.relu(y)
     mask = mask24(relu.square())
@@ -290,27 +292,52 @@ def test_gather_rows_puts_each_row_of_the_split_in_its_place(transpose):
     assert torch.equal(fused.gather_rows(sparse.to(DEVICE), dense[:0].to(DEVICE), no_dense), sparse.to(DEVICE))
 
 
-@pytest.mark.parametrize("f, n_sparse", [(2500, 2375), (300, 256), (64, 64), (40, 0)])
-def test_split_destinations_equal_the_sorted_split(f, n_sparse):
+@pytest.mark.parametrize("f, n_sparse, top", [(2500, 2375, 6), (2500, 1300, 70000), (300, 256, 6), (64, 64, 6),
+                                               (40, 0, 6)])
+def test_split_destinations_equal_the_sorted_split(f, n_sparse, top):
     """The fused backward's split (one selection and a running count) is pattern.feature_split's, as
-    feature_destinations writes it; counts with many ties (ties go to the lower index)."""
+    feature_destinations writes it; counts with many ties (ties go to the lower index), or large ones (keys with
+    four significant bytes)."""
     g = torch.Generator().manual_seed(f)
-    counts = torch.randint(0, 6, (f,), generator=g).int().to(DEVICE)
-    a = (torch.arange(8)[:, None] < counts.cpu()[None, :]).float().to(DEVICE)  # a (8 x f) with these counts
-    sparse_idx, dense_idx = feature_split(a, 1 - n_sparse / f)
-    assert len(sparse_idx) == n_sparse
-    ref = fused.feature_destinations(f, sparse_idx, dense_idx)
-    assert torch.equal(fused.split_destinations(counts, n_sparse, max_count=8), ref)
+    counts = torch.randint(0, top, (f,), generator=g).int()
+    order = torch.argsort(-counts.double() + torch.arange(f) / f)  # by count, ties to the lower index
+    dense_idx = order[: f - n_sparse].sort().values
+    sparse_idx = order[f - n_sparse:].sort().values
+    if top < 8:  # the same split from pattern.feature_split on a tensor with these counts
+        a = (torch.arange(8)[:, None] < counts[None, :]).float()
+        split = feature_split(a, 1 - n_sparse / f)
+        assert torch.equal(split[0].cpu(), sparse_idx) and torch.equal(split[1].cpu(), dense_idx)
+    ref = fused.feature_destinations(f, sparse_idx.to(DEVICE), dense_idx.to(DEVICE))
+    counts = counts.to(DEVICE)
+    assert torch.equal(fused.split_destinations(counts, n_sparse, max_count=top), ref)  # int32 keys, one program
     assert torch.equal(fused.split_destinations(counts, n_sparse, max_count=2**31 // f), ref)  # int64 keys
+
+
+def test_column_chunks_shrink_until_the_grid_is_large_enough(monkeypatch):
+    monkeypatch.setattr(fused, "MIN_COLUMN_PROGRAMS", 4096)
+    monkeypatch.setattr(fused, "COLUMN_CHUNK", 1024)
+    assert fused.column_chunk(16384, 258, 32) == 1024  # T x F in 64-wide blocks: 4128 programs
+    assert fused.column_chunk(16384, 64, 32) == 256  # T x d: 64 x 64 programs
+    assert fused.column_chunk(4096, 258, 32) == 256  # d x F (W2): 258 x 16
+    assert fused.column_chunk(100, 1, 32) == 32  # never below block_m
+    assert fused.column_chunk(100, 5000, 32) == 128  # never above the rows (as a power of 2)
 
 
 def test_row_blocks_pick_the_variant_the_config_asks_for():
     loop, whole = fused.LaunchConfig(1, 4096, 4), fused.LaunchConfig(1, 4096, 4, whole_row_max=True)
     on_chip = fused.LaunchConfig(1, 4096, 4, on_chip_warps=8)
-    assert fused.row_blocks(loop, 16512, True) == (
-        dict(BK=1024, ROW_BK=0, ROW_TAIL=0, ON_CHIP=False), 4)  # F = 16512 = 16 x 1024 + 128: little waste
-    assert fused.row_blocks(whole, 16512, True) == (dict(BK=1024, ROW_BK=16384, ROW_TAIL=128, ON_CHIP=False), 4)
-    assert fused.row_blocks(on_chip, 8448, True) == (dict(BK=1024, ROW_BK=8192, ROW_TAIL=256, ON_CHIP=True), 8)
+    assert fused.row_blocks(loop, 16512, True) == (  # F = 16512 = 16 x 1024 + 128: little waste
+        dict(BK=1024, ROW_BK=0, ROW_TAIL=0, ON_CHIP=False, TAIL_BLOCK=False), 4)
+    assert fused.row_blocks(whole, 16512, True) == (
+        dict(BK=1024, ROW_BK=16384, ROW_TAIL=128, ON_CHIP=False, TAIL_BLOCK=False), 4)
+    # with tail_block, the writes take 4096-wide blocks over 16384 columns, then the 128-wide tail
+    tail = fused.LaunchConfig(1, 4096, 8, whole_row_max=True, tail_block=True)
+    assert fused.row_blocks(tail, 16512, True) == (
+        dict(BK=4096, ROW_BK=16384, ROW_TAIL=128, ON_CHIP=False, TAIL_BLOCK=True), 8)
+    assert fused.row_blocks(tail, 2176, True)[0] == dict(BK=2048, ROW_BK=2048, ROW_TAIL=128, ON_CHIP=False,
+                                                         TAIL_BLOCK=True)
+    assert fused.row_blocks(on_chip, 8448, True) == (
+        dict(BK=1024, ROW_BK=8192, ROW_TAIL=256, ON_CHIP=True, TAIL_BLOCK=False), 8)
     assert fused.row_blocks(on_chip, 16384, True)[0]["ROW_TAIL"] == 0
     # bf16 needs no row maximum, and rows beyond ON_CHIP_MAX_K always loop
     assert fused.row_blocks(on_chip, 16512, False)[0]["ROW_BK"] == 0

@@ -53,12 +53,13 @@ def main(out_csv: str, t: int = 16384, f: int = 16512) -> None:
     loops = [L(1, 4096, 4), L(1, 4096, 8), L(2, 4096, 4), L(2, 4096, 8)]
     on_chip = [L(1, 4096, 4, w) for w in (4, 8, 16)]
     whole_max = [L(bm, 4096, w, whole_row_max=True) for bm in (1, 2) for w in (4, 8)]
+    tail_block = [L(1, bk, w, whole_row_max=True, tail_block=True) for bk in (2048, 4096) for w in (4, 8)]
     rows: list[dict] = []
     fwd = lambda lc: fused.sparsify24_rows(y, cfg=lc)[0]  # noqa: E731
-    sweep(rows, "rows (forward, FP8)", fwd, loops + on_chip + whole_max, t * f * (2 + 0.625), cfg, copy)
+    sweep(rows, "rows (forward, FP8)", fwd, loops + on_chip + whole_max + tail_block, t * f * (2 + 0.625), cfg, copy)
     bwd = lambda lc: fused.sparsify24_rows(y, grad=g, write_kept=True, cfg=lc)  # noqa: E731
-    sweep(rows, "rows (backward, FP8, kept dY1 + Ỹ2)", bwd, loops[:1] + whole_max, t * f * (4 + 0.625 + 2.125),
-          cfg, copy)
+    sweep(rows, "rows (backward, FP8, kept dY1 + Ỹ2)", bwd, loops[:1] + whole_max + tail_block,
+          t * f * (4 + 0.625 + 2.125), cfg, copy)
     sweep(rows, "rows (forward, bf16)", lambda lc: fused.sparsify24_rows(y, fp8=False, cfg=lc)[0],
           loops, t * f * (2 + 1.125), cfg, copy)
     sweep(rows, "relu² + FP8, dense",
