@@ -309,18 +309,8 @@ def test_split_destinations_equal_the_sorted_split(f, n_sparse, top):
         assert torch.equal(split[0].cpu(), sparse_idx) and torch.equal(split[1].cpu(), dense_idx)
     ref = fused.feature_destinations(f, sparse_idx.to(DEVICE), dense_idx.to(DEVICE))
     counts = counts.to(DEVICE)
-    assert torch.equal(fused.split_destinations(counts, n_sparse, max_count=top), ref)  # int32 keys, one program
+    assert torch.equal(fused.split_destinations(counts, n_sparse, max_count=top), ref)  # int32 keys
     assert torch.equal(fused.split_destinations(counts, n_sparse, max_count=2**31 // f), ref)  # int64 keys
-
-
-def test_column_chunks_shrink_until_the_grid_is_large_enough(monkeypatch):
-    monkeypatch.setattr(fused, "MIN_COLUMN_PROGRAMS", 4096)
-    monkeypatch.setattr(fused, "COLUMN_CHUNK", 1024)
-    assert fused.column_chunk(16384, 258, 32) == 1024  # T x F in 64-wide blocks: 4128 programs
-    assert fused.column_chunk(16384, 64, 32) == 256  # T x d: 64 x 64 programs
-    assert fused.column_chunk(4096, 258, 32) == 256  # d x F (W2): 258 x 16
-    assert fused.column_chunk(100, 1, 32) == 32  # never below block_m
-    assert fused.column_chunk(100, 5000, 32) == 128  # never above the rows (as a power of 2)
 
 
 def test_row_blocks_pick_the_variant_the_config_asks_for():

@@ -98,6 +98,7 @@ ON_CHIP_MAX_K = 20480  # 40 KB of bf16 per row and input (two inputs in the back
 
 # Picked on an H200 at T = 16384, F = 16512 (workflow/scripts/tune_fused.py; reference/h200/fused/tuning/).
 ROWS_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4, whole_row_max=True)  # 2:4, forward (and plain)
+# The backward: earlier/rows_split_*.txt (620 -> 596 us).
 BACKWARD_ROWS_CONFIG = LaunchConfig(block_m=1, block_k=2048, num_warps=8, whole_row_max=True, tail_block=True)
 QUANTIZE_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4, on_chip_warps=4)  # FP8 without 2:4
 TOKENS_CONFIG = LaunchConfig(block_m=64, block_k=64, num_warps=2)  # block_m: features, block_k: tokens
@@ -106,11 +107,9 @@ COLUMNS_CONFIG = LaunchConfig(block_m=32, block_k=64, num_warps=4)  # block_m: r
 # The kept-form kernels: reference/h200/fused/earlier/kept_form_4ef01be.txt.
 KEPT_TOKENS_CONFIG = LaunchConfig(block_m=64, block_k=64, num_warps=2)  # the token-wise kernel from `Kept24`
 KEPT_COLUMNS_CONFIG = LaunchConfig(block_m=16, block_k=128, num_warps=4)  # block_k: features (a multiple of 8)
-COLUMN_CHUNK = 1024  # rows per program of the column statistics (then one atomic per column and program), at most
-MIN_COLUMN_PROGRAMS = 4096  # smaller chunks for smaller tensors (about 31 programs per SM of an H200)
+COLUMN_CHUNK = 1024  # rows per program of the column statistics (then one atomic per column and program)
 GATHER_CONFIG = LaunchConfig(block_m=64, block_k=128, num_warps=4)  # block_m: features, block_k: columns
 if INTERPRETED:  # the interpreter's cost is per program: fewer, larger ones
-    MIN_COLUMN_PROGRAMS = 0
     ROWS_CONFIG = BACKWARD_ROWS_CONFIG = LaunchConfig(block_m=64, block_k=512, whole_row_max=True)
     QUANTIZE_CONFIG = LaunchConfig(block_m=64, block_k=512, on_chip_warps=4)
     TOKENS_CONFIG = TRANSPOSE_CONFIG = KEPT_TOKENS_CONFIG = LaunchConfig(block_m=64, block_k=128)
@@ -815,51 +814,20 @@ def feature_destinations(n_features: int, sparse_idx: torch.Tensor, dense_idx: t
 def split_destinations(counts: torch.Tensor, n_sparse: int, max_count: int) -> torch.Tensor:
     """`feature_destinations` of `pattern.feature_split` from the split's per-feature non-zero counts (each at most
     max_count), without sorting: the features whose (count, lower index first) rank among the top
-    len(counts) - n_sparse are dense. One small kernel selects the threshold and writes the destinations."""
+    len(counts) - n_sparse are dense. One selection for the threshold, then one small kernel."""
     f = counts.numel()
     if n_sparse >= f:
         return _arange(f, counts.device)
-    dest = torch.empty(f, dtype=torch.int32, device=counts.device)
-    if (max_count + 1) * f < 2**31 and f <= SPLIT_SELECT_MAX_F:  # int32 keys, all in one program
-        _split_select_kernel[(1,)](counts.to(torch.int32), dest, f, n_sparse, BLOCK=triton.next_power_of_2(f),
-                                   num_warps=16)
-        return dest
-    # Keys count * F + (F - 1 - index) are distinct: a larger count first, ties to the lower index.
-    reverse = _cached(("reverse", f, str(counts.device)),
-                      lambda: torch.arange(f - 1, -1, -1, device=counts.device, dtype=torch.int64))
-    key = counts.to(torch.int64) * f + reverse
+    # Keys count * F + (F - 1 - index) are distinct: a larger count first, ties to the lower index. int32 keys
+    # when they fit: the selection takes half the passes (77 against 150 us at F = 16512 on an H200).
+    dtype = torch.int32 if (max_count + 1) * f < 2**31 else torch.int64
+    reverse = _cached(("reverse", f, str(counts.device), dtype),
+                      lambda: torch.arange(f - 1, -1, -1, device=counts.device, dtype=dtype))
+    key = counts.to(dtype) * f + reverse
     threshold = key.kthvalue(n_sparse + 1).values  # the smallest dense key
+    dest = torch.empty(f, dtype=torch.int32, device=counts.device)
     _split_destinations_kernel[(1,)](key, threshold, dest, f, BLOCK=1024)
     return dest
-
-
-SPLIT_SELECT_MAX_F = 65536  # features the one-program selection holds (64 keys per thread)
-
-
-@triton.jit
-def _split_select_kernel(counts_ptr, dest_ptr, F, N_SPARSE, BLOCK: tl.constexpr):
-    # One program holds every feature's key count * F + (F - 1 - index) (int32, distinct: a larger count first,
-    # ties to the lower index), finds the (N_SPARSE + 1)-th smallest, the smallest dense key, one 8-bit digit at
-    # a time from the top (a histogram of the digits of the keys that match the digits found so far), then gives
-    # each feature its row in its part, as `_split_destinations_kernel`. It replaces a torch `kthvalue`, which
-    # took 58 us at F = 16512 on an H200 (one thread block).
-    i = tl.arange(0, BLOCK)
-    valid = i < F
-    key = tl.load(counts_ptr + i, mask=valid, other=0) * F + (F - 1 - i)
-    bins = tl.arange(0, 256)
-    prefix = tl.zeros((), tl.int32)
-    rank = N_SPARSE  # among the keys that match `prefix`: how many smaller ones precede the wanted one
-    for shift in tl.static_range(24, -1, -8):
-        match = valid
-        if shift < 24:
-            match = valid & ((key >> (shift + 8)) == (prefix >> (shift + 8)))
-        hist = tl.histogram((key >> shift) & 255, 256, mask=match)
-        digit = tl.sum((tl.cumsum(hist, 0) <= rank).to(tl.int32))
-        rank -= tl.sum(tl.where(bins < digit, hist, 0))
-        prefix = prefix | (digit << shift)
-    dense = (valid & (key >= prefix)).to(tl.int32)
-    upto = tl.cumsum(dense, 0)  # dense features up to and including i
-    tl.store(dest_ptr + i, tl.where(dense > 0, -upto, i - upto), mask=valid)
 
 
 @triton.jit
@@ -948,16 +916,6 @@ def transposed_fits(b: torch.Tensor, cfg: LaunchConfig = TRANSPOSE_CONFIG) -> bo
             and b.shape[1] % cfg.block_m == 0)
 
 
-def column_chunk(r: int, column_blocks: int, block_m: int) -> int:
-    """Rows per program of the column statistics over r rows: COLUMN_CHUNK, halved (down to block_m) while the
-    grid would have fewer than MIN_COLUMN_PROGRAMS programs. A (16384 x 4096) tensor at 1024 rows per program
-    gives 1024 programs, too few loads in flight to reach the copy bandwidth."""
-    chunk = min(COLUMN_CHUNK, max(block_m, triton.next_power_of_2(r)))
-    while chunk > block_m and column_blocks * triton.cdiv(r, chunk) < MIN_COLUMN_PROGRAMS:
-        chunk //= 2
-    return chunk
-
-
 def column_stats(a: torch.Tensor, count_nonzero: bool = False,
                  cfg: LaunchConfig = COLUMNS_CONFIG) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per column of a (R x C): max |a| (float32, as a.abs().amax(0)) and, if asked, the number of non-zeros
@@ -965,7 +923,7 @@ def column_stats(a: torch.Tensor, count_nonzero: bool = False,
     r, c = a.shape
     a = a if a.stride(1) == 1 else a.contiguous()
     amax_bits, count = torch.zeros(2, c, dtype=torch.int32, device=a.device)  # one memset for both
-    chunk = column_chunk(r, triton.cdiv(c, cfg.block_k), cfg.block_m)
+    chunk = min(COLUMN_CHUNK, max(cfg.block_m, triton.next_power_of_2(r)))
     _column_stats_kernel[(triton.cdiv(c, cfg.block_k), triton.cdiv(r, chunk))](
         a, amax_bits, count, r, c, a.stride(0), COUNT=count_nonzero, BR=min(cfg.block_m, chunk),
         BC=cfg.block_k, CHUNK=chunk, num_warps=cfg.num_warps)
@@ -981,8 +939,8 @@ def kept_column_stats(a: Kept24, b: Kept24 | None = None, cfg: LaunchConfig | No
     if b is not None and (b.shape != a.shape or b.codes is not a.codes):
         raise ValueError("kept_column_stats: b must share a's shape and codes")
     stats = torch.zeros(3, c, dtype=torch.int32, device=a.values.device)  # one memset
+    chunk = min(COLUMN_CHUNK, max(cfg.block_m, triton.next_power_of_2(r)))
     g = c // 4
-    chunk = column_chunk(r, triton.cdiv(g, cfg.block_k // 4), cfg.block_m)
     _kept_stats_kernel[(triton.cdiv(g, cfg.block_k // 4), triton.cdiv(r, chunk))](
         a.values, (a if b is None else b).values, a.codes, stats[0], stats[1], stats[2], r, g, HAS_B=b is not None,
         BR=min(cfg.block_m, chunk), BG=cfg.block_k // 4, CHUNK=chunk, num_warps=cfg.num_warps)
