@@ -1,7 +1,8 @@
 """Summarise an nvidia-smi clock/power log (`--query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu
 --format=csv -lms 200`): readings, how many drew more than 600 W, and the SM clock then. Made the clock numbers
 of README.md:
-    python3 reference/h200/fused/clocks_summary.py reference/h200/fused/clocks_sweep_795a824.csv"""
+    python3 reference/h200/fused/clocks_summary.py reference/h200/fused/clocks_sweep_6451581.csv \
+        reference/h200/fused/rounds1_sweep_6451581/clocks_sweep_6451581.csv"""
 import csv
 import sys
 
