@@ -98,7 +98,7 @@ ON_CHIP_MAX_K = 20480  # 40 KB of bf16 per row and input (two inputs in the back
 
 # Picked on an H200 at T = 16384, F = 16512 (workflow/scripts/tune_fused.py; reference/h200/fused/tuning/).
 ROWS_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4, whole_row_max=True)  # 2:4, forward (and plain)
-# The backward: earlier/rows_split_*.txt (620 -> 596 us).
+# The backward: reference/h200/fused/earlier/rows_pair_vs_5d67ef9.txt (620 -> 596 us).
 BACKWARD_ROWS_CONFIG = LaunchConfig(block_m=1, block_k=2048, num_warps=8, whole_row_max=True, tail_block=True)
 QUANTIZE_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4, on_chip_warps=4)  # FP8 without 2:4
 TOKENS_CONFIG = LaunchConfig(block_m=64, block_k=64, num_warps=2)  # block_m: features, block_k: tokens
