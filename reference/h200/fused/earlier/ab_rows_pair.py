@@ -7,7 +7,11 @@ bits compared first: the backward row kernel's write blocks (tail_block), both t
     git show 5d67ef9:src/act24/sparsity/fused_ffn.py | sed -e 's/^from \.\.kernels import fused$/import fused_prev as fused/' \
         -e 's/^from \.\.kernels\.backends/from act24.kernels.backends/' -e 's/^from \.pattern/from act24.sparsity.pattern/' \
         -e 's/        from \.ffn import/        from act24.sparsity.ffn import/' > scratch/fused_ffn_prev.py
-    python3 reference/h200/fused/earlier/ab_rows_pair.py"""
+    python3 reference/h200/fused/earlier/ab_rows_pair.py
+rows_tail_forward_vs_5d67ef9.txt came from the first run, on an earlier form of the patch that gave every whole-row
+launch tail blocks (the forward at 4096-wide blocks, 4 warps, as its "new default"); it stopped before the
+token-wise part. With the patch as committed, `--first-run` gives those settings (tail_block=True) and stops there:
+    python3 reference/h200/fused/earlier/ab_rows_pair.py --first-run"""
 import collections, statistics, sys
 import torch
 sys.path.insert(0, "scratch")
@@ -67,7 +71,11 @@ g = torch.randn(t, f, device="cuda", dtype=torch.bfloat16)
 print("\nforward sparsify (Y1 -> packed FP8):")
 ref = prev.sparsify24_rows(y)
 runs = {"HEAD": lambda: prev.sparsify24_rows(y)}
-for name, lc in (("new default", None),):
+FIRST_RUN = "--first-run" in sys.argv
+T = dict(whole_row_max=True, tail_block=True)
+forward_settings = ((("new default", L(1, 4096, 4, **T)), ("new BK2048 w4", L(1, 2048, 4, **T))) if FIRST_RUN
+                    else (("new default", None),))
+for name, lc in forward_settings:
     print(f"  {name}: same bits {same(fused.sparsify24_rows(y, cfg=lc), ref)}")
     runs[name] = lambda lc=lc: fused.sparsify24_rows(y, cfg=lc)
 rounds(runs, lambda k: 50)
@@ -75,11 +83,16 @@ rounds(runs, lambda k: 50)
 print("\nbackward row kernel (dY1 packed + dY1, Ỹ2 kept):")
 ref = prev.sparsify24_rows(y, grad=g, write_kept=True)
 runs = {"HEAD": lambda: prev.sparsify24_rows(y, grad=g, write_kept=True)}
-for name, lc in (("new default", None), ("BK4096 w8", L(1, 4096, 8, whole_row_max=True, tail_block=True))):
+backward_settings = (("new default", None), ("BK4096 w8", L(1, 4096, 8, **T)))
+if FIRST_RUN:
+    backward_settings += (("BK1024 w8", L(1, 1024, 8, **T)), ("BK4096 w4", L(1, 4096, 4, **T)))
+for name, lc in backward_settings:
     print(f"  {name}: same bits {same(fused.sparsify24_rows(y, grad=g, write_kept=True, cfg=lc), ref)}")
     runs[name] = lambda lc=lc: fused.sparsify24_rows(y, grad=g, write_kept=True, cfg=lc)
 rounds(runs, lambda k: 30)
 del ref
+if FIRST_RUN:
+    sys.exit()
 
 print("\ntoken-wise, Ỹ2 and dY1 from the kept form (95/5 split):")
 _, dy1, y2s = fused.sparsify24_rows(y, grad=g, write_kept=True)
