@@ -332,3 +332,69 @@ def test_row_blocks_pick_the_variant_the_config_asks_for():
     # bf16 needs no row maximum, and rows beyond ON_CHIP_MAX_K always loop
     assert fused.row_blocks(on_chip, 16512, False)[0]["ROW_BK"] == 0
     assert fused.row_blocks(whole, fused.ON_CHIP_MAX_K + 128, True)[0]["ROW_BK"] == 0
+
+
+@ROW_CONFIGS
+def test_dense_backward_kernel_writes_dy1_in_fp8_rows_and_bf16_and_y2(cfg):
+    y, g = activations(64, 384, 6), activations(64, 384, 7)  # K: 256 + a 128-wide tail
+    dy1_8, scale, dy1, y2 = fused.dense_backward_rows(y, g, cfg=cfg)
+    ref = g * (2 * torch.relu(y))
+    ref8, ref_scale = quantize_rowwise_fp8(ref)
+    assert torch.equal(dy1, ref) and torch.equal(y2, torch.relu(y).square())
+    # Equal FP8 values; a zero's sign may differ (torch keeps relu(-0) = -0, so g ⊙ 2 relu(-0) has -g's sign).
+    assert torch.equal(dy1_8.float(), ref8.float()) and torch.equal(scale, ref_scale)
+    assert (dy1_8.view(torch.uint8) != ref8.view(torch.uint8)).sum() <= (y == 0).sum()
+
+
+def ffn_operands(t=256, d=64, f=256, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(*shape, generator=g) * s).bfloat16().to(DEVICE)
+            for shape, s in (((t, d), 1.0), ((f, d), 1 / 8), ((d, f), 1 / 16), ((t, d), 1.0))]
+
+
+def test_dense_fused_ffn_equals_the_unfused_dense_fp8_ffn(monkeypatch):
+    """The dense FP8 FFN on the fused kernels computes exactly what the eager dense FP8 FFN computes: the same
+    quantized operands into the same GEMMs (emulated identically on the CPU)."""
+    from act24.sparsity.ffn import dense_sqrelu_ffn
+    from act24.sparsity.fused_ffn import dense_fused_fp8_ffn
+
+    if DEVICE == "cpu":
+        monkeypatch.setattr(torch, "_scaled_mm", emulated_scaled_mm)
+    x, w1, w2, dy = ffn_operands()
+    results = []
+    for run in (lambda *p: dense_fused_fp8_ffn(*p, EmulatedFusedBackend()),
+                lambda *p: dense_sqrelu_ffn(*p, EmulatedUnfusedBackend())):
+        params = [v.clone().requires_grad_() for v in (x, w1, w2)]
+        y = run(*params)
+        y.backward(dy)
+        results.append([y.detach()] + [p.grad for p in params])
+    for name, fused_out, unfused_out in zip(("Y", "dX", "dW1", "dW2"), *results):
+        assert torch.isfinite(fused_out).all() and fused_out.abs().sum() > 0, name
+        assert torch.equal(fused_out, unfused_out), name
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "2:4"])
+def test_custom_op_gives_the_autograd_functions_results_and_compiles_whole(monkeypatch, sparse):
+    from act24.sparsity.ffn import dense_sqrelu_ffn
+    from act24.sparsity.fused_ffn import fused_ffn_op
+
+    if DEVICE == "cpu":
+        monkeypatch.setattr(torch, "_scaled_mm", emulated_scaled_mm)
+        monkeypatch.setattr(B.FusedFp8Sm90Backend, "packed_gemm", staticmethod(EmulatedFusedBackend.packed_gemm))
+    recipe = SparseRecipe(split_multiple=64) if sparse else None
+    x, w1, w2, dy = ffn_operands(seed=1)
+    results = []
+    for run in (lambda *p: fused_ffn_op(*p, recipe),
+                lambda *p: (sparse_sqrelu_ffn(*p, recipe, EmulatedUnfusedBackend()) if sparse
+                            else dense_sqrelu_ffn(*p, EmulatedUnfusedBackend()))):
+        params = [v.clone().requires_grad_() for v in (x, w1, w2)]
+        y = run(*params)
+        y.backward(dy)
+        results.append([y.detach()] + [p.grad for p in params])
+    for name, op_out, ref_out in zip(("Y", "dX", "dW1", "dW2"), *results):
+        assert torch.equal(op_out, ref_out), name
+    # The op traces as one node: a compiled caller has no graph break around it.
+    explanation = torch._dynamo.explain(lambda a, b, c: fused_ffn_op(a, b, c, recipe) * 2)(x, w1, w2)
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+    with pytest.raises(ValueError, match="only the paper's recipe"):
+        fused_ffn_op(x, w1, w2, SparseRecipe(mask_dy1=False))

@@ -196,8 +196,11 @@ class XformersFp8Sm90Backend(Backend):
         return cls.quantize((b if perm is None else b[perm]).t().contiguous())
 
     def mm(self, a, b):
-        a8, a_scale = self.quantize(a)
-        bt8, b_scale = self.quantize_t(b)
+        return self.gemm8(*self.quantize(a), *self.quantize_t(b))
+
+    @staticmethod
+    def gemm8(a8: torch.Tensor, a_scale: torch.Tensor, bt8: torch.Tensor, b_scale: torch.Tensor) -> torch.Tensor:
+        """The dense FP8 GEMM (cuBLAS) of row-wise quantized a (M x K) and bᵀ (N x K), scales (M x 1) and (N x 1)."""
         # torch._scaled_mm takes b column-major (the transpose of a contiguous (N x K) tensor).
         return torch._scaled_mm(a8, bt8.t(), scale_a=a_scale, scale_b=b_scale.t().contiguous(),
                                 out_dtype=torch.bfloat16, use_fast_accum=True)

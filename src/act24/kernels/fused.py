@@ -7,7 +7,8 @@
     packed values + metadata      (CUTLASS sm90 layout, `kernels.sm90_layout`)
 and, when asked, the masked values and masked relu(Y1)² in the kept form (`Kept24`: the two kept values per
 group and a 4-bit code, half the bytes of dense bf16; the backward's other operands).
-Without selection it is a row-wise FP8 quantization (of relu(Y1)²: the dense FFN's fused step).
+Without selection it is a row-wise FP8 quantization: of relu(Y1)² (the dense FFN's forward step), or of
+dY2 ⊙ 2 relu(Y1) with dY1 and relu(Y1)² also written in bf16 (`dense_backward_rows`, the dense FFN's backward step).
 
 `sparsify24_tokens` (backward BW2 / BW4): the transpose of a (T x F) forward-masked operand (dense or kept),
 tokens permuted, 2:4 along tokens on the sparse features and quantized dense rows for the dense features of the
@@ -393,10 +394,13 @@ def _words_max(uye, uge, uyo, ugo, MODE: tl.constexpr, SELECT: tl.constexpr):
     """Per row: the maximum of y (FORWARD: the row maximum of relu(y)² is relu(max y)², as the largest of a
     group is always kept), of |y| (PLAIN: the largest |y| of a group is always kept) or of the |values| that
     will be kept (BACKWARD)."""
-    if MODE == 1 and SELECT:
+    if MODE == 1:
         ve_lo, ve_hi, se_lo, se_hi = _group_words(uye, uge, MODE)
         vo_lo, vo_hi, so_lo, so_hi = _group_words(uyo, ugo, MODE)
-        m = _max2(_kept_abs(ve_lo, ve_hi, se_lo, se_hi), _kept_abs(vo_lo, vo_hi, so_lo, so_hi))
+        if SELECT:
+            m = _max2(_kept_abs(ve_lo, ve_hi, se_lo, se_hi), _kept_abs(vo_lo, vo_hi, so_lo, so_hi))
+        else:
+            m = _max2(_max2(ve_lo & 0x7FFF7FFF, ve_hi & 0x7FFF7FFF), _max2(vo_lo & 0x7FFF7FFF, vo_hi & 0x7FFF7FFF))
     else:
         e_lo, e_hi = uye.to(tl.uint32), (uye >> 32).to(tl.uint32)
         o_lo, o_hi = uyo.to(tl.uint32), (uyo >> 32).to(tl.uint32)
@@ -439,6 +443,14 @@ def _write_words(uye, uge, uyo, ugo, rows, M, k0, K: tl.constexpr, BK: tl.conste
     else:  # row-wise FP8 of all 8 values
         tl.store(vals_ptr.to(tl.pointer_type(tl.uint64)) + out,
                  _word64(_fp8x4(ve_lo, ve_hi, inv), _fp8x4(vo_lo, vo_hi, inv)), mask=ok)
+        if WRITE_KEPT:  # also the values (and in the backward the scores relu(y)²) dense in bf16: 2 words per pair
+            dense = kept_ptr.to(tl.pointer_type(tl.uint64)) + 2 * out
+            tl.store(dense, _word64(ve_lo, ve_hi), mask=ok)
+            tl.store(dense + 1, _word64(vo_lo, vo_hi), mask=ok)
+            if MODE == 1:
+                dense_s = kept_s_ptr.to(tl.pointer_type(tl.uint64)) + 2 * out
+                tl.store(dense_s, _word64(se_lo, se_hi), mask=ok)
+                tl.store(dense_s + 1, _word64(so_lo, so_hi), mask=ok)
 
 
 @triton.jit
@@ -796,6 +808,26 @@ def quantize_rows(y: torch.Tensor, mode: int = PLAIN,
         y, y, out, out, scale, out, out, out, m, k, y.stride(0), y.stride(0), MODE=mode, FP8=True, SELECT=False,
         META16=False, WRITE_KEPT=False, BM=cfg.block_m, **blocks, num_warps=warps)
     return out, scale
+
+
+def dense_backward_rows(y: torch.Tensor, grad: torch.Tensor, cfg: LaunchConfig = BACKWARD_ROWS_CONFIG
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The dense FFN's backward step in one pass over Y1 (`y`) and dY2 (`grad`), both (M x K) bf16, no 2:4:
+    dY1 = dY2 ⊙ 2 relu(Y1) as row-wise FP8 (values, scales (M x 1); BW3's operand, bit for bit as
+    `backends.quantize_rowwise_fp8`), and dY1 and Y2 = relu(Y1)² in bf16 (the transposes BW4 and BW2 quantize)."""
+    m, k = y.shape
+    if not (quantize_fits(y, cfg) and grad.shape == y.shape and grad.dtype == torch.bfloat16):
+        raise ValueError(f"dense_backward_rows: bf16 y and grad of one shape with K % 8 == 0 and M % {cfg.block_m} "
+                         f"== 0, got {tuple(y.shape)} {y.dtype} and {tuple(grad.shape)} {grad.dtype}")
+    y, grad = y.contiguous(), grad.contiguous()
+    blocks, warps = row_blocks(cfg, k, True)
+    out = torch.empty(m, k, dtype=torch.float8_e4m3fn, device=y.device)
+    scale = torch.empty(m, 1, dtype=torch.float32, device=y.device)
+    dy1, y2 = torch.empty(2, m, k, dtype=torch.bfloat16, device=y.device)
+    _rows_kernel[(m // cfg.block_m,)](
+        y, grad, out, out, scale, dy1, y2, out, m, k, y.stride(0), grad.stride(0), MODE=BACKWARD, FP8=True,
+        SELECT=False, META16=False, WRITE_KEPT=True, BM=cfg.block_m, **blocks, num_warps=warps)
+    return out, scale, dy1, y2
 
 
 def quantize_fits(y: torch.Tensor, cfg: LaunchConfig = QUANTIZE_CONFIG) -> bool:
