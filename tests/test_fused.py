@@ -375,8 +375,7 @@ def test_dense_fused_ffn_equals_the_unfused_dense_fp8_ffn(monkeypatch):
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "2:4"])
 def test_custom_op_gives_the_autograd_functions_results_and_compiles_whole(monkeypatch, sparse):
-    from act24.sparsity.ffn import dense_sqrelu_ffn
-    from act24.sparsity.fused_ffn import fused_ffn_op
+    from act24.sparsity.fused_ffn import dense_fused_fp8_ffn, fused_ffn_op
 
     if DEVICE == "cpu":
         monkeypatch.setattr(torch, "_scaled_mm", emulated_scaled_mm)
@@ -385,8 +384,8 @@ def test_custom_op_gives_the_autograd_functions_results_and_compiles_whole(monke
     x, w1, w2, dy = ffn_operands(seed=1)
     results = []
     for run in (lambda *p: fused_ffn_op(*p, recipe),
-                lambda *p: (sparse_sqrelu_ffn(*p, recipe, EmulatedUnfusedBackend()) if sparse
-                            else dense_sqrelu_ffn(*p, EmulatedUnfusedBackend()))):
+                lambda *p: (sparse_sqrelu_ffn(*p, recipe, B.FusedFp8Sm90Backend()) if sparse
+                            else dense_fused_fp8_ffn(*p))):
         params = [v.clone().requires_grad_() for v in (x, w1, w2)]
         y = run(*params)
         y.backward(dy)

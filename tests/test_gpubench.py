@@ -5,75 +5,158 @@ import math
 import pandas as pd
 import pytest
 import torch
+from scipy import stats
 
 from act24 import gpubench as G
+from act24.gpubench import harness as H
+from act24.gpubench import tables as T
+from act24.report.compare import paired_ratio_ci
+
+POINT = {"shape": "7B-like", "T": 16384, "activations": "synthetic", "zero_frac": 0.95}
 
 
-def ffn_row(path, ms, precision="bf16", ps="forward", status="ok"):
-    return {"shape": "7B-like", "T": 16384, "activations": "synthetic", "zero_frac": 0.95, "precision": precision,
-            "pass": ps,
-            "path": path, "status": status, "ms": ms}
+def ffn_row(path, ms, precision="fp8", ps="forward", status="ok"):
+    return {**POINT, "precision": precision, "pass": ps, "path": path, "sparse": path.startswith("2:4"),
+            "status": status, "ms": ms}
 
 
-def test_speedup_uses_the_best_dense_path_and_skips_failed_rows():
-    rows = [ffn_row("dense", 10.0), ffn_row("dense (torch.compile)", 8.0), ffn_row("2:4", 5.0),
-            ffn_row("dense", 4.0, precision="fp8"), ffn_row("2:4", math.nan, precision="fp8", status="incorrect: x"),
-            ffn_row("2:4 fused", 2.0, precision="fp8")]
-    out = G.speedups(rows)
-    common = {"shape": "7B-like", "T": 16384, "activations": "synthetic", "zero_frac": 0.95, "pass": "forward"}
-    assert out == [{**common, "precision": "bf16", "sparse_path": "2:4", "dense_path": "dense (torch.compile)",
-                    "dense_ms": 8.0, "sparse_ms": 5.0, "speedup": 1.6},
-                   {**common, "precision": "fp8", "sparse_path": "2:4 fused", "dense_path": "dense",
-                    "dense_ms": 4.0, "sparse_ms": 2.0, "speedup": 2.0}]
+def round_rows(path, times, precision="fp8", ps="forward"):
+    return [{**POINT, "precision": precision, "pass": ps, "path": path, "round": r, "ms": t}
+            for r, t in enumerate(times)]
+
+
+def kernel_rows(path, gemm_ms, other_ms, precision="fp8", ps="forward"):
+    return [{**POINT, "precision": precision, "pass": ps, "path": path, "kernel": "gemm", "gemm": True, "ms": gemm_ms},
+            {**POINT, "precision": precision, "pass": ps, "path": path, "kernel": "other", "gemm": False,
+             "ms": other_ms}]
+
+
+def test_speedup_is_against_the_fastest_dense_path_of_its_precision_with_a_paired_interval():
+    ffn = [ffn_row("dense (eager)", 12.0), ffn_row("dense (fused kernels)", 10.0), ffn_row("2:4 (fused kernels)", 8.0),
+           ffn_row("2:4 (stock packing)", math.nan, status="incorrect: relative error 1 > 0.2"),
+           ffn_row("dense (torch.compile)", 5.0, precision="bf16"), ffn_row("2:4 cuSPARSELt", 6.0, precision="bf16")]
+    dense, sparse = [10.0, 11.0, 9.0, 10.5], [8.0, 8.5, 7.5, 8.0]
+    rounds = (round_rows("dense (eager)", [12.0] * 4) + round_rows("dense (fused kernels)", dense)
+              + round_rows("2:4 (fused kernels)", sparse) + round_rows("dense (torch.compile)", [5.0] * 4, "bf16")
+              + round_rows("2:4 cuSPARSELt", [6.0, 6.1, 5.9, 6.0], "bf16"))
+    breakdown = kernel_rows("dense (fused kernels)", 8.0, 2.0) + kernel_rows("2:4 (fused kernels)", 5.0, 2.5)
+    out = {r["precision"]: r for r in T.speedups(ffn, rounds, breakdown)}
+    assert set(out) == {"fp8", "bf16"}  # the incorrect 2:4 path has no speedup
+    fp8 = out["fp8"]
+    assert fp8["dense_path"] == "dense (fused kernels)" and fp8["sparse_path"] == "2:4 (fused kernels)"
+    logs = [math.log(d / s) for d, s in zip(dense, sparse)]
+    mean, sd = sum(logs) / 4, pd.Series(logs).std()
+    half = stats.t.ppf(0.975, 3) * sd / 2
+    assert fp8["speedup"] == pytest.approx(math.exp(mean))
+    assert (fp8["speedup_lo"], fp8["speedup_hi"]) == pytest.approx((math.exp(mean - half), math.exp(mean + half)))
+    assert fp8["rounds"] == 4
+    # Amdahl: the dense median 10 with its 8 ms of GEMMs replaced by the 2:4 path's 5 ms; GEMMs alone 8 / 5.
+    assert fp8["amdahl_bound"] == pytest.approx(10 / 7) and fp8["gemm_only_bound"] == pytest.approx(1.6)
+    assert fp8["check"] == "ok"
+    assert out["bf16"]["speedup"] < 1 and "amdahl_bound" not in out["bf16"]  # no breakdown for bf16 here
+
+
+def test_a_speedup_above_the_amdahl_bound_is_flagged():
+    ffn = [ffn_row("dense (eager)", 20.0), ffn_row("2:4 (fused kernels)", 8.0)]
+    rounds = round_rows("dense (eager)", [20.0, 20.5, 19.5]) + round_rows("2:4 (fused kernels)", [8.0, 8.1, 7.9])
+    # The dense path spends 12 ms outside its GEMMs, the 2:4 path 3 ms: the ratio 2.5 beats the GEMMs' bound.
+    breakdown = kernel_rows("dense (eager)", 8.0, 12.0) + kernel_rows("2:4 (fused kernels)", 5.0, 3.0)
+    (row,) = T.speedups(ffn, rounds, breakdown)
+    assert row["amdahl_bound"] == pytest.approx(20 / 17) and row["speedup_lo"] > row["amdahl_bound"]
+    assert row["check"].startswith("above the Amdahl bound")
+
+
+def test_paired_ratio_interval_is_exact_for_constant_ratios_and_nan_for_one_pair():
+    assert paired_ratio_ci([2.0, 4.0, 6.0], [1.0, 2.0, 3.0]) == pytest.approx((2.0, 2.0, 2.0))
+    est, lo, hi = paired_ratio_ci([3.0], [2.0])
+    assert est == pytest.approx(1.5) and math.isnan(lo) and math.isnan(hi)
+    with pytest.raises(ValueError):
+        paired_ratio_ci([1.0, 2.0], [1.0])
+
+
+def test_stages_split_the_median_into_gemms_other_kernels_and_the_rest():
+    ffn = [ffn_row("dense (fused kernels)", 10.0), ffn_row("2:4 (fused kernels)", 9.0, status="failed: x")]
+    breakdown = kernel_rows("dense (fused kernels)", 6.0, 3.0) + kernel_rows("2:4 (fused kernels)", 4.0, 3.0)
+    (row,) = T.stages(ffn, breakdown)
+    assert (row["path"], row["gemm_ms"], row["other_kernels_ms"], row["gaps_ms"]) == (
+        "dense (fused kernels)", 6.0, 3.0, pytest.approx(1.0))
+
+
+@pytest.mark.parametrize("name, gemm", [
+    ("sm90_xmma_gemm_e4m3bf16_e4m3f32_f32_tn_n_tilesize128x128x64_warpgroupsize1x1x1", True),
+    ("nvjet_qqtst_128x256_64x4_2x1_v_bz_coopB_TNT", True),
+    ("void cutlass::device_kernel<cutlass::gemm::kernel::GemmUniversal<...>>", True),
+    ("_rows_kernel", False), ("triton_poi_fused_mul_relu_0", False),
+    ("void at::native::vectorized_elementwise_kernel<4, at::native::CUDAFunctor_add<c10::BFloat16>>", False)])
+def test_kernel_names_are_classified_as_gemm_or_not(name, gemm):
+    assert bool(H.GEMM_KERNEL.search(name)) == gemm
 
 
 def test_sparsify_share_matches_steps_to_the_ffn_forward_of_their_precision():
-    sparsify = [{"shape": "7B-like", "T": 16384, "activations": "synthetic", "zero_frac": 0.95, "status": "ok", "ms": 2.0,
-                 "step": "as in act24's sparse FFN (fp8): eager relu² + mask24 + pack"},
-                {"shape": "7B-like", "T": 16384, "activations": "synthetic", "zero_frac": 0.95, "status": "ok", "ms": 1.0,
-                 "step": "relu² + 2:4 mask, dense output (torch.compile)"}]
-    sparsify.append({**sparsify[0], "ms": 0.5, "step": G.FUSED_FORWARD_STEP})
-    out = G.sparsify_share(sparsify, [ffn_row("2:4", 8.0, precision="fp8"), ffn_row("2:4", 9.0),
-                                      ffn_row("2:4 fused", 5.0, precision="fp8")])
+    sparsify = [{**POINT, "status": "ok", "ms": 2.0, "step": "as in act24's sparse FFN (fp8): eager relu² + mask24 + pack"},
+                {**POINT, "status": "ok", "ms": 1.0, "step": "relu² + 2:4 mask, dense output (torch.compile)"},
+                {**POINT, "status": "ok", "ms": 0.5, "step": T.FUSED_FORWARD_STEP}]
+    out = T.sparsify_share(sparsify, [ffn_row("2:4 (stock packing)", 8.0), ffn_row("2:4 cuSPARSELt", 9.0, "bf16"),
+                                      ffn_row("2:4 (fused kernels)", 5.0)])
     assert [(r["precision"], r["sparse_path"], r["sparsify_share"]) for r in out] == [
-        ("fp8", "2:4", 0.25), ("fp8", "2:4 fused", 0.1)]
+        ("fp8", "2:4 (stock packing)", 0.25), ("fp8", "2:4 (fused kernels)", 0.1)]
 
 
 def test_gate_times_only_correct_paths():
     rows = []
-    G.gated(rows, {"name": "good"}, lambda: 0.01, 0.1, lambda: 1.5)
-    G.gated(rows, {"name": "wrong"}, lambda: 1.07, 0.1, lambda: pytest.fail("a wrong path must not be timed"))
-    G.gated(rows, {"name": "broken"}, lambda: 1 / 0, 0.1, lambda: pytest.fail("must not be timed"))
+    H.gated(rows, {"name": "good"}, lambda: 0.01, 0.1, lambda: 1.5)
+    H.gated(rows, {"name": "wrong"}, lambda: 1.07, 0.1, lambda: pytest.fail("a wrong path must not be timed"))
+    H.gated(rows, {"name": "broken"}, lambda: 1 / 0, 0.1, lambda: pytest.fail("must not be timed"))
+    H.gated(rows, {"name": "nan"}, lambda: math.nan, 0.1, lambda: pytest.fail("must not be timed"))
     assert rows[0] == {"name": "good", "status": "ok", "rel_error": 0.01, "ms": 1.5}
     assert rows[1]["status"] == "incorrect: relative error 1.07 > 0.1" and math.isnan(rows[1]["ms"])
     assert rows[2]["status"].startswith("failed: ZeroDivisionError")
+    assert rows[3]["status"].startswith("incorrect")
 
 
-def test_rounds_time_correct_paths_round_robin_and_keep_the_median():
+def test_rounds_interleave_the_correct_paths_and_keep_every_round():
     calls = []
 
     def timer(name, times):
-        def time_it(rep_ms):
-            calls.append((name, rep_ms))
+        def time_it(ms):
+            calls.append((name, ms))
             return times[sum(c[0] == name for c in calls) - 1]
         return time_it
 
     rows, pending = [], []
-    G.gated(rows, {"name": "dense"}, lambda: 0.0, 0.1, timer("dense", [9.0, 1.0, 5.0]), pending)
-    G.gated(rows, {"name": "wrong"}, lambda: 1.0, 0.1, lambda rep: pytest.fail("must not be timed"), pending)
-    G.gated(rows, {"name": "sparse"}, lambda: 0.0, 0.1, timer("sparse", [2.0, 4.0, 3.0]), pending)
+    H.gated(rows, {"path": "dense"}, lambda: 0.0, 0.1, timer("dense", [9.0, 1.0, 5.0]), pending)
+    H.gated(rows, {"path": "wrong"}, lambda: 1.0, 0.1, lambda ms: pytest.fail("must not be timed"), pending)
+    H.gated(rows, {"path": "sparse"}, lambda: 0.0, 0.1, timer("sparse", [2.0, 4.0, 3.0]), pending)
     assert math.isnan(rows[0]["ms"]) and calls == []  # nothing timed before the rounds
-    G.time_rounds(pending, G.GpuBenchConfig(rep_ms=90, rounds=3))
-    assert calls == [("dense", 30.0), ("sparse", 30.0)] * 3  # alternating, each round a third of rep_ms
-    assert [r["ms"] for r in rows if r["status"] == "ok"] == [5.0, 3.0] and pending == []
+    records = H.time_rounds(pending, G.GpuBenchConfig(rounds=3, round_ms=30))
+    assert calls == [("dense", 30), ("sparse", 30)] * 3  # alternating, round_ms each
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert [(r["ms"], r["ms_min"], r["ms_max"]) for r in ok] == [(5.0, 1.0, 9.0), (3.0, 2.0, 4.0)]
+    assert [(r["path"], r["round"], r["ms"]) for r in records] == [
+        ("dense", 0, 9.0), ("dense", 1, 1.0), ("dense", 2, 5.0), ("sparse", 0, 2.0), ("sparse", 1, 4.0),
+        ("sparse", 2, 3.0)]
+    assert pending == []
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only answer")
 def test_without_cuda_every_table_is_a_skipped_record(tmp_path):
-    G.write_results(tmp_path, G.GpuBenchConfig())
+    cfg = G.GpuBenchConfig(shapes={"a": (64, 128), "b": (64, 256)})
+    for shape in cfg.shapes:
+        G.write_shape(tmp_path / shape, cfg, shape)
+    G.combine({s: tmp_path / s for s in cfg.shapes}, tmp_path / "all")
     for name in G.TABLES:
-        assert pd.read_csv(tmp_path / f"{name}.csv")["status"].tolist() == ["skipped: no CUDA device"]
-    assert '"status": "skipped: no CUDA device"' in (tmp_path / "bench.json").read_text()
+        assert pd.read_csv(tmp_path / "all" / f"{name}.csv")["status"].tolist() == [G.NO_CUDA]
+    side = pd.read_json(tmp_path / "all" / "bench.json", typ="series")
+    assert side["status"] == G.NO_CUDA and set(side["shapes"]) == {"a", "b"}
+    with pytest.raises(ValueError, match="no shape 'c'"):
+        G.write_shape(tmp_path / "c", cfg, "c")
+
+
+def test_config_sections_name_unknown_keys():
+    cfg = G.GpuBenchConfig.from_dict({"shapes": {"x": [64, 128]}, "tokens": [128, 256]})
+    assert cfg.shapes == {"x": (64, 128)} and cfg.tokens == (128, 256)
+    with pytest.raises(ValueError, match=r"model_step: unknown keys \['layers'\]"):
+        G.ModelStepConfig.from_dict({"layers": 2})
 
 
 def test_trained_profile_is_resampled_to_the_ffn_width(tmp_path):
@@ -82,7 +165,16 @@ def test_trained_profile_is_resampled_to_the_ffn_width(tmp_path):
     density = np.array([[0.0] * 4, [0.9, 0.5, 0.1, 0.1]])  # layer 1: one dense feature, three sparse
     np.savez(tmp_path / "d.npz", density=density)
     cfg = G.GpuBenchConfig(trained_profile=str(tmp_path / "d.npz"), trained_layer=1)
-    z = G.trained_zero_fracs(cfg, 16)
+    z = H.trained_zero_fracs(cfg, 16)
     assert z.shape == (16,) and float(z.min()) == pytest.approx(0.1) and float(z.max()) == pytest.approx(0.9)
-    assert G.label(z) == {"activations": "trained profile", "zero_frac": round(float(z.mean()), 4)}
-    assert G.label(0.95) == {"activations": "synthetic", "zero_frac": 0.95}
+    assert H.label(z) == {"activations": "trained profile", "zero_frac": round(float(z.mean()), 4)}
+    assert H.label(0.95) == {"activations": "synthetic", "zero_frac": 0.95}
+
+
+def test_importing_the_package_compiles_and_configures_nothing():
+    import subprocess
+    import sys
+
+    code = ("import torch._dynamo as d; before = d.config.cache_size_limit; import act24.gpubench.paths, "
+            "act24.gpubench.run; assert d.config.cache_size_limit == before and d.config.automatic_dynamic_shapes")
+    subprocess.run([sys.executable, "-c", code], check=True)

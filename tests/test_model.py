@@ -123,3 +123,29 @@ def test_set_sparse_turns_the_inference_mask_on_and_off():
     assert all(f.mask24_forward and f.sparse is not None for f in model.ffn_modules())
     model.set_sparse(None)
     assert not any(f.mask24_forward or f.sparse is not None for f in model.ffn_modules())
+
+
+def test_ffn_kernel_replaces_the_ffn_in_training_only():
+
+
+    cfg = ModelConfig(d_model=32, n_layers=1, n_heads=2, seq_len=8, ffn="sqrelu", ffn_multiple_of=16)
+    ffn = FeedForward(cfg)
+    x = torch.randn(2, 8, 32)
+    calls = []
+
+    def kernel(x, w1, w2):
+        calls.append((w1.shape, w2.shape))
+        return torch.relu(x @ w1.t()).square() @ w2.t() * 2
+
+    ffn.kernel = kernel
+    ffn.eval()
+    dense = ffn(x)
+    assert calls == []  # evaluation keeps the module's own FFN
+    ffn.train()
+    assert torch.allclose(ffn(x), 2 * dense) and calls == [(ffn.w1.weight.shape, ffn.w2.weight.shape)]
+    model = Transformer(cfg)
+    model.set_ffn_kernel(kernel)
+    assert all(f.kernel is kernel for f in model.ffn_modules())
+    with pytest.raises(ValueError, match="Squared-ReLU"):
+        Transformer(ModelConfig(d_model=32, n_layers=1, n_heads=2, ffn="swiglu", ffn_multiple_of=16)).set_ffn_kernel(
+            kernel)

@@ -109,30 +109,48 @@ def test_every_claim_has_paper_text():
     assert set(claims.PAPER) == {f"C{i}" for i in range(1, 11)}
 
 
-def gpu_tables(fwd=(1.1, 1.3), fwd_bwd=(0.9, 1.0), split_ms=(2.0, 1.5)):
+def gpu_tables(fwd=((1.1, 1.05, 1.15), (1.3, 1.25, 1.35)), fwd_bwd=((0.9, 0.85, 0.95), (1.0, 0.95, 1.05)),
+               split_ms=(2.0, 1.5)):
+    """Speedup rows (estimate, 95% low, high) for bf16 and fp8 at the claims' point, and a split GEMM."""
     sidecar = {"status": "ok", "config": {"shapes": {"1.5B-like": [8, 8], "7B-like": [8, 8]},
                                           "extra_tokens": 16384, "sweep_zero_frac": 0.95}}
     rows = []
     for ps, values in (("forward", fwd), ("forward+backward", fwd_bwd)):
         rows += [{"shape": "7B-like", "T": 16384, "activations": "synthetic", "zero_frac": 0.95, "precision": p,
-                  "pass": ps, "speedup": v}
-                 for p, v in zip(("bf16", "fp8"), values)]
+                  "pass": ps, "sparse_path": "2:4 (fused kernels)", "dense_path": "dense (fused kernels)",
+                  "speedup": v, "speedup_lo": lo, "speedup_hi": hi, "check": "ok"}
+                 for p, (v, lo, hi) in zip(("bf16", "fp8"), values)]
     split = pd.DataFrame([{"shape": "7B-like", "T": 65536, "activations": "synthetic", "zero_frac": 0.95, "gemm": g,
                            "status": "ok", "ms": ms}
                           for g, ms in zip(("dense", "split (95% 2:4 + 5% dense)"), split_ms)])
     return {"sidecar": sidecar, "speedups": pd.DataFrame(rows), "split_gemm": split}
 
 
-def test_speed_claims_from_gpu_tables():
+def test_speed_claims_take_their_verdict_from_the_interval():
     curve = {0: 0.5, 100: 0.9}
-    df = claims_table(summaries(), stats(curve), {}, ClaimThresholds(), "sqrelu", "swiglu", gpu=gpu_tables())
+    th = ClaimThresholds(paper_speedup=1.3, speedup_tolerance=0.1)  # threshold 1.2
+    df = claims_table(summaries(), stats(curve), {}, th, "sqrelu", "swiglu", gpu=gpu_tables())
     v = verdicts(df)
+    # fp8 [1.25, 1.35] is wholly above 1.2; forward+backward's best [0.95, 1.05] wholly below.
     assert v["C7"] == "reproduced" and v["C8"] == "not reproduced" and v["C9"] == "reproduced"
-    assert df.set_index("id").loc["C7", "ours"] == "bf16 1.10x, fp8 1.30x (7B-like, T=16384, 95% zeros)"
+    assert df.set_index("id").loc["C7", "ours"].startswith(
+        "bf16 2:4 (fused kernels) 1.10x [1.05, 1.15] over dense (fused kernels), fp8 2:4 (fused kernels) 1.30x "
+        "[1.25, 1.35]")
     assert df.set_index("id").loc["C9", "ours"].startswith("split / dense throughput 1.33x")
+    # The same estimate with a wider interval that reaches below the threshold is inconclusive.
+    wide = gpu_tables(fwd=((1.1, 1.0, 1.2), (1.3, 1.15, 1.45)))
+    assert verdicts(claims_table(summaries(), stats(curve), {}, th, "sqrelu", "swiglu", gpu=wide))["C7"].startswith(
+        "inconclusive")
     skipped = {"sidecar": {"status": "skipped: no CUDA device"}}
-    v = verdicts(claims_table(summaries(), stats(curve), {}, ClaimThresholds(), "sqrelu", "swiglu", gpu=skipped))
+    v = verdicts(claims_table(summaries(), stats(curve), {}, th, "sqrelu", "swiglu", gpu=skipped))
     assert v["C7"] == v["C9"] == "not measured: no CUDA device"
+
+
+def test_interval_verdict_boundaries():
+    assert claims.interval_verdict(1.2, 1.4, 1.2) == "reproduced"
+    assert claims.interval_verdict(1.0, 1.19, 1.2) == "not reproduced"
+    assert claims.interval_verdict(1.1, 1.3, 1.2).startswith("inconclusive: the 95% interval")
+    assert claims.interval_verdict(float("nan"), float("nan"), 1.2).startswith("inconclusive: no interval")
 
 
 def ablation_summaries(losses: dict[str, tuple], diverged: dict[str, int] | None = None) -> pd.DataFrame:

@@ -53,15 +53,27 @@ def _backends(args) -> int:
 
 
 def _bench_gpu(args) -> int:
-    from .gpubench import GpuBenchConfig, write_results
+    from pathlib import Path
 
-    cfg = GpuBenchConfig()
-    if args.quick:
-        cfg = GpuBenchConfig(shapes={"small": (1024, 3072)}, tokens=(2048, 8192), extra_zero_fracs=(),
-                             extra_tokens=8192, rep_ms=20)
-    results = write_results(args.out, cfg)
-    for row in results["speedups"]:
-        print(row)
+    import pandas as pd
+
+    from .gpubench import GpuBenchConfig, ModelStepConfig, combine, write_shape
+    from .gpubench.model_step import write_model_step
+
+    cfg, step = GpuBenchConfig(), ModelStepConfig()
+    if args.quick:  # small enough to smoke-test every path, the tables and the model step in a minute or two
+        cfg = GpuBenchConfig(shapes={"small": (1024, 3072)}, tokens=(2048, 8192), extra_tokens=8192, rep_ms=20,
+                             rounds=3, round_ms=10, profile_iters=1)
+        step = ModelStepConfig(widths={"small": (1024, 8)}, n_layers=2, seq_len=1024, tokens=4096, rounds=2,
+                               steps_per_round=2, warmup_steps=2)
+    out = Path(args.out)
+    shapes = {s: out / "shapes" / s for s in cfg.shapes}
+    for shape, folder in shapes.items():
+        write_shape(folder, cfg, shape)
+    combine(shapes, out)
+    if not args.no_model_step:
+        write_model_step(out / "model_step.csv", out / "model_step.json", step)
+    print(pd.read_csv(out / "speedups.csv").to_string())
     return 0
 
 
@@ -94,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                                          "writes 'skipped' records)")
     p.add_argument("--out", required=True, help="output folder for the CSV tables and bench.json")
     p.add_argument("--quick", action="store_true", help="one small shape, two token counts (a smoke test)")
+    p.add_argument("--no-model-step", action="store_true", help="skip the whole-model training step")
     p.set_defaults(func=_bench_gpu)
 
     p = sub.add_parser("params", help="parameter counts of each FFN kind for one model shape")

@@ -43,6 +43,9 @@ class FeedForward(nn.Module):
         self.act_out = nn.Identity()
         self.sparse: SparseRecipe | None = None  # set by Transformer.set_sparse
         self.backend = None
+        # A function (x, W1, W2) -> Y3 that computes this FFN in training instead (e.g. the fused FP8 custom ops of
+        # act24.sparsity.fused_ffn): set by Transformer.set_ffn_kernel.
+        self.kernel = None
         # 2:4 along features on Y2 outside training (inference), for any FFN kind: set_sparse / set_inference24.
         self.mask24_forward = False
 
@@ -56,6 +59,8 @@ class FeedForward(nn.Module):
         return F.silu(y1) * self.w3(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernel is not None and self.training and torch.is_grad_enabled():
+            return self.kernel(x, self.w1.weight, self.w2.weight)
         if self.sparse is not None and self.training and torch.is_grad_enabled():
             return sparse_sqrelu_ffn(x, self.w1.weight, self.w2.weight, self.sparse, self.backend)
         y2 = self.act_out(self.activation(self.w1(x), x))
@@ -150,6 +155,13 @@ class Transformer(nn.Module):
             raise ValueError(f"the 2:4 sparse FFN is a Squared-ReLU FFN; this model's FFN is {self.cfg.ffn!r}")
         for ffn in self.ffn_modules():
             ffn.sparse, ffn.backend, ffn.mask24_forward = recipe, backend, recipe is not None
+
+    def set_ffn_kernel(self, kernel) -> None:
+        """Compute every FFN in training with `kernel(x, W1, W2)` (None: the module's own FFN)."""
+        if kernel is not None and self.cfg.ffn != "sqrelu":
+            raise ValueError(f"FFN kernels compute a Squared-ReLU FFN; this model's FFN is {self.cfg.ffn!r}")
+        for ffn in self.ffn_modules():
+            ffn.kernel = kernel
 
     def set_inference24(self, enabled: bool) -> None:
         """Keep the 2 largest of every 4 FFN activations (Y2, along features) in evaluation, for any FFN kind:

@@ -162,15 +162,20 @@ GPU_BENCH = f"{RESULTS}/bench/gpu"
 TRAINED_PROFILE = config["gpu_bench"].get("trained_profile")
 if TRAINED_PROFILE and not os.path.isabs(TRAINED_PROFILE):
     TRAINED_PROFILE = os.path.join(workflow.basedir, TRAINED_PROFILE)
-GPU_TABLES = ["ceilings", "gemm", "sparsify", "sparsify_share", "ffn", "speedups", "split_gemm"]
+GPU_SHAPES = list(config["gpu_bench"]["shapes"])
+SHAPE_TABLES = ["ceilings", "gemm", "sparsify", "ffn", "ffn_rounds", "breakdown", "split_gemm"]
+DERIVED_TABLES = ["speedups", "stages", "sparsify_share"]
 
 
 rule bench_gpu:
+    """One FFN shape's GPU benchmarks (a job per shape, so that shapes run, fail and rerun on their own)."""
     input:
         [TRAINED_PROFILE] if TRAINED_PROFILE else [],
     output:
-        **{t: f"{GPU_BENCH}/{t}.csv" for t in GPU_TABLES},
-        sidecar=f"{GPU_BENCH}/bench.json",
+        **{t: f"{GPU_BENCH}/shapes/{{shape}}/{t}.csv" for t in SHAPE_TABLES},
+        sidecar=f"{GPU_BENCH}/shapes/{{shape}}/bench.json",
+    wildcard_constraints:
+        shape="|".join(re.escape(s) for s in GPU_SHAPES),
     params:
         cfg={**config["gpu_bench"], "trained_profile": TRAINED_PROFILE},
     resources:
@@ -178,23 +183,63 @@ rule bench_gpu:
     conda:
         "../../environment.yml"
     log:
-        f"{LOGS}/bench/gpu.log",
+        f"{LOGS}/bench/gpu_{{shape}}.log",
     script:
         "../scripts/bench_gpu.py"
 
 
+rule gpu_combine:
+    """All shapes' tables in one file each; the speedups with their intervals and bounds, the stages."""
+    input:
+        expand(f"{GPU_BENCH}/shapes/{{shape}}/{{table}}", shape=GPU_SHAPES,
+               table=[f"{t}.csv" for t in SHAPE_TABLES] + ["bench.json"]),
+    output:
+        **{t: f"{GPU_BENCH}/{t}.csv" for t in SHAPE_TABLES + DERIVED_TABLES},
+        sidecar=f"{GPU_BENCH}/bench.json",
+    params:
+        shape_dirs={s: f"{GPU_BENCH}/shapes/{s}" for s in GPU_SHAPES},
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/bench/gpu_combine.log",
+    script:
+        "../scripts/gpu_combine.py"
+
+
+rule bench_model_step:
+    """The whole-model training step with dense and 2:4 FFNs."""
+    output:
+        csv=f"{GPU_BENCH}/model_step.csv",
+        sidecar=f"{GPU_BENCH}/model_step.json",
+    params:
+        cfg=config["model_step"],
+    resources:
+        gpu_percent=100,
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/bench/model_step.log",
+    script:
+        "../scripts/bench_model_step.py"
+
+
 rule gpu_tables:
     input:
-        gemm=rules.bench_gpu.output.gemm,
-        sparsify=rules.bench_gpu.output.sparsify,
-        speedups=rules.bench_gpu.output.speedups,
-        sparsify_share=rules.bench_gpu.output.sparsify_share,
+        gemm=rules.gpu_combine.output.gemm,
+        sparsify=rules.gpu_combine.output.sparsify,
+        speedups=rules.gpu_combine.output.speedups,
+        stages=rules.gpu_combine.output.stages,
+        sparsify_share=rules.gpu_combine.output.sparsify_share,
+        model_step=rules.bench_model_step.output.csv,
     output:
         gemm=report(f"{TABLES}/gpu_gemm.md", caption="../report/gpu_gemm.rst", category="GPU benchmarks"),
         sparsify=report(f"{TABLES}/gpu_sparsify.md", caption="../report/gpu_sparsify.rst", category="GPU benchmarks"),
         speedups=report(f"{TABLES}/gpu_speedups.md", caption="../report/gpu_speedups.rst", category="GPU benchmarks"),
+        stages=report(f"{TABLES}/gpu_stages.md", caption="../report/gpu_stages.rst", category="GPU benchmarks"),
         sparsify_share=report(f"{TABLES}/gpu_sparsify_share.md", caption="../report/gpu_sparsify.rst",
                               category="GPU benchmarks"),
+        model_step=report(f"{TABLES}/gpu_model_step.md", caption="../report/gpu_model_step.rst",
+                          category="GPU benchmarks"),
     conda:
         "../../environment.yml"
     log:

@@ -1,4 +1,5 @@
 # Shared settings: validate the config, resolve every (variant, seed) run before any job starts.
+import re
 import sys
 
 from snakemake.utils import validate

@@ -82,8 +82,8 @@ rule fig_table1:
 
 rule fig5_ffn_speedup:
     input:
-        table=rules.bench_gpu.output.speedups,
-        sidecar=rules.bench_gpu.output.sidecar,
+        table=rules.gpu_combine.output.speedups,
+        sidecar=rules.gpu_combine.output.sidecar,
     output:
         report(f"{FIGURES}/fig5_ffn_speedup.png", caption="../report/fig5.rst", category="GPU benchmarks"),
     params:
@@ -96,10 +96,26 @@ rule fig5_ffn_speedup:
         "../scripts/gpu_figures.py"
 
 
+rule fig_ffn_stages:
+    input:
+        table=rules.gpu_combine.output.stages,
+        sidecar=rules.gpu_combine.output.sidecar,
+    output:
+        report(f"{FIGURES}/ffn_stages.png", caption="../report/ffn_stages.rst", category="GPU benchmarks"),
+    params:
+        figure="stages",
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/figures/ffn_stages.log",
+    script:
+        "../scripts/gpu_figures.py"
+
+
 rule fig6_split_gemm:
     input:
-        table=rules.bench_gpu.output.split_gemm,
-        sidecar=rules.bench_gpu.output.sidecar,
+        table=rules.gpu_combine.output.split_gemm,
+        sidecar=rules.gpu_combine.output.sidecar,
     output:
         report(f"{FIGURES}/fig6_split_gemm.png", caption="../report/fig6.rst", category="GPU benchmarks"),
     params:
@@ -119,9 +135,9 @@ rule claims:
         inference=rules.inference_table.output.csv,
         stats=run_files("activation_stats.csv", [SPARSE_VARIANT]),
         environment=rules.environment.output[0],
-        speedups=rules.bench_gpu.output.speedups,
-        split_gemm=rules.bench_gpu.output.split_gemm,
-        gpu_sidecar=rules.bench_gpu.output.sidecar,
+        speedups=rules.gpu_combine.output.speedups,
+        split_gemm=rules.gpu_combine.output.split_gemm,
+        gpu_sidecar=rules.gpu_combine.output.sidecar,
     output:
         csv=f"{TABLES}/claims.csv",
         md=report(f"{TABLES}/claims.md", caption="../report/claims.rst", category="Claims"),
@@ -150,4 +166,5 @@ rule report_all:
         rules.bench_cpu_step.output if RECIPE_VARIANTS else [],
         rules.gpu_tables.output,
         rules.fig5_ffn_speedup.output,
+        rules.fig_ffn_stages.output,
         rules.fig6_split_gemm.output,

@@ -1,4 +1,4 @@
-"""Fig. 5 / Fig. 6 mirrors from the GPU benchmark; a figure saying why when it did not run."""
+"""Fig. 5 / Fig. 6 mirrors and the stage breakdown from the GPU benchmark; a figure saying why when it did not run."""
 import matplotlib
 
 matplotlib.use("Agg")  # figures are files; never open a window
@@ -9,20 +9,24 @@ from act24.io import log_to, read_json
 from act24.report import figures
 from act24.report.claims import ideal_speedups
 
+TITLES = {"fig5": "Fig. 5: FFN speedup", "fig6": "Fig. 6: split GEMM", "stages": "FFN time per stage"}
+
 with log_to(snakemake.log[0]):
     which, sidecar = snakemake.params.figure, read_json(snakemake.input.sidecar)
-    title = "Fig. 5: FFN speedup" if which == "fig5" else "Fig. 6: split GEMM"
     data = pd.read_csv(snakemake.input.table)
     reason = sidecar["status"]
     if reason == "ok":
-        data = data[(data["zero_frac"] == sidecar["config"]["sweep_zero_frac"]) & (data["activations"] == "synthetic")]
+        cfg = sidecar["config"]
+        data = data[(data["zero_frac"] == cfg["sweep_zero_frac"]) & (data["activations"] == "synthetic")]
         if which == "fig6":
             data = data[data["status"] == "ok"]
         reason = "ok" if not data.empty else "no path passed its correctness check"
     if reason != "ok":
-        fig = figures.not_measured(title, reason)
+        fig = figures.not_measured(TITLES[which], reason)
     elif which == "fig5":
         fig = figures.ffn_speedups(data, ideal_speedups())
+    elif which == "stages":
+        fig = figures.ffn_stages(data, cfg["extra_tokens"])
     else:
         fig = figures.split_gemm(data, ideal_speedups()["split_gemm"])
     figures.save(fig, snakemake.output[0])

@@ -7,7 +7,7 @@ from act24.io import log_to
 from act24.report.tables import to_markdown
 
 with log_to(snakemake.log[0]):
-    for name in ("gemm", "sparsify", "speedups", "sparsify_share"):
+    for name in ("gemm", "sparsify", "speedups", "stages", "sparsify_share", "model_step"):
         df = pd.read_csv(snakemake.input[name])
         Path(snakemake.output[name]).write_text(to_markdown(df))
         print(name, len(df), "rows")

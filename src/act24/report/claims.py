@@ -40,8 +40,11 @@ class ClaimThresholds:
     c4_max_drop: float = 0.02
     c5_loss_tolerance: float = 0.02
     c6_min_kendall_tau: float = 0.5
-    c7_min_speedup: float = 1.2
-    c8_min_speedup: float = 1.2
+    # C7 / C8: the paper's "about 1.3x" less this tolerance is the threshold the speedup's 95% interval is held to,
+    # at the shape `speed_shape` and the GPU benchmark's `extra_tokens` tokens.
+    paper_speedup: float = 1.3
+    speedup_tolerance: float = 0.1
+    speed_shape: str = "7B-like"
 
 
 def ideal_speedups(sparse_gemm_speedup: float = 2.0, dense_fraction: float = 0.05) -> dict[str, float]:
@@ -85,6 +88,17 @@ def _row(cid: str, ours: str, verdict: str, criterion: str, link: str) -> dict:
             "criterion": criterion, "see": link}
 
 
+def interval_verdict(lo: float, hi: float, threshold: float) -> str:
+    """"reproduced" if the whole 95% interval is at or above the threshold, "not reproduced" if it is wholly below,
+    else "inconclusive" (also without an interval)."""
+    if lo >= threshold:
+        return "reproduced"
+    if hi < threshold:
+        return "not reproduced"
+    return "inconclusive: the 95% interval contains the threshold" if math.isfinite(lo) else (
+        "inconclusive: no interval (a single round)")
+
+
 def _speed_claims(gpu: dict | None, environment: dict, th: ClaimThresholds) -> list[dict]:
     """C7-C9 from the GPU benchmark tables (`gpu`: sidecar + speedups + split_gemm), or why not measured."""
     if gpu is None or gpu["sidecar"]["status"] != "ok":
@@ -92,24 +106,29 @@ def _speed_claims(gpu: dict | None, environment: dict, th: ClaimThresholds) -> l
             "no CUDA device" if not environment.get("cuda_available") else "the GPU benchmark did not run")
         return [_row(cid, "", f"not measured: {reason}", "", "") for cid in ("C7", "C8", "C9")]
     cfg, sp, split = gpu["sidecar"]["config"], gpu["speedups"], gpu["split_gemm"]
-    shape = list(cfg["shapes"])[-1]  # the largest configured shape (7B-like by default)
+    shape = th.speed_shape if th.speed_shape in cfg["shapes"] else list(cfg["shapes"])[-1]
     t, z = cfg["extra_tokens"], cfg["sweep_zero_frac"]
+    threshold = th.paper_speedup - th.speedup_tolerance
     rows = []
-    for cid, ps, floor in (("C7", "forward", th.c7_min_speedup), ("C8", "forward+backward", th.c8_min_speedup)):
-        pts = sp[(sp["shape"] == shape) & (sp["T"] == t) & (sp["zero_frac"] == z) & (sp["pass"] == ps)
-                 & (sp["activations"] == "synthetic")]
+    for cid, ps in (("C7", "forward"), ("C8", "forward+backward")):
+        synthetic = sp[(sp["pass"] == ps) & (sp["activations"] == "synthetic") & (sp["zero_frac"] == z)]
+        pts = synthetic[(synthetic["shape"] == shape) & (synthetic["T"] == t)]
         if pts.empty:
             rows.append(_row(cid, "", "not measured: no 2:4 path passed its correctness check here", "", ""))
             continue
-        best = pts["speedup"].max()
-        paths = pts.get("sparse_path", pd.Series("2:4", index=pts.index))  # tables before the fused kernels
-        names = [r.precision + ("" if p == "2:4" else f" {p.removeprefix('2:4 ')}") for p, r in
-                 zip(paths, pts.itertuples())]
-        ours = ", ".join(f"{n} {r.speedup:.2f}x" for n, r in zip(names, pts.itertuples())) + (
-            f" ({shape}, T={t}, {z:.0%} zeros)")
-        rows.append(_row(cid, ours, "reproduced" if best >= floor else "not reproduced",
-                         f"best 2:4 path (any precision) ≥ {floor}x over the best dense path",
-                         "figures/fig5_ffn_speedup.png"))
+        best = pts.loc[pts["speedup"].idxmax()]
+        paths = ", ".join(f"{r.precision} {r.sparse_path} {r.speedup:.2f}x [{r.speedup_lo:.2f}, {r.speedup_hi:.2f}] "
+                          f"over {r.dense_path}" for r in pts.itertuples())
+        span = synthetic.groupby("shape", sort=False)["speedup"].max()
+        ours = (f"{paths} ({shape}, T={t}, {z:.0%} zeros); highest at any token count: "
+                + ", ".join(f"{k} {v:.2f}x" for k, v in span.items()))
+        if isinstance(best.get("check"), str) and best["check"] != "ok":
+            ours += f"; {best['check']}"
+        rows.append(_row(cid, ours, interval_verdict(best["speedup_lo"], best["speedup_hi"], threshold),
+                         f"95% interval of the best 2:4 path's speedup over the fastest dense path of its precision "
+                         f"(same run, interleaved rounds) against {th.paper_speedup} - {th.speedup_tolerance} = "
+                         f"{threshold:.2f}x: wholly above reproduced, wholly below not reproduced",
+                         "figures/fig5_ffn_speedup.png, tables/gpu_speedups.md"))
     ok = split[(split["status"] == "ok") & (split["shape"] == shape) & (split["zero_frac"] == z)
                & (split["activations"] == "synthetic")]
     big = ok[ok["T"] == ok["T"].max()] if not ok.empty else ok

@@ -27,3 +27,18 @@ def kendall_tau(x: list[float], y: list[float]) -> float:
 
     total = sum(order(x[i], x[j]) * order(y[i], y[j]) for i, j in pairs)
     return total / len(pairs)
+
+
+def paired_ratio_ci(num: list[float], den: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Ratio of two paired series (e.g. dense and 2:4 times of the same interleaved rounds): the geometric mean of
+    the per-pair ratios num/den and its Student t interval on the log scale, (estimate, low, high); the interval
+    is nan with fewer than 2 pairs."""
+    from scipy import stats
+
+    logs = [math.log(a / b) for a, b in zip(num, den, strict=True)]
+    mean = sum(logs) / len(logs)
+    if len(logs) < 2:
+        return math.exp(mean), math.nan, math.nan
+    sd = math.sqrt(sum((v - mean) ** 2 for v in logs) / (len(logs) - 1))
+    half = stats.t.ppf(0.5 + level / 2, len(logs) - 1) * sd / math.sqrt(len(logs))
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)

@@ -133,23 +133,57 @@ def not_measured(title: str, reason: str) -> plt.Figure:
 
 
 def ffn_speedups(speedups: pd.DataFrame, ideal: dict[str, float]) -> plt.Figure:
-    """Fig. 5 mirror: FFN speedup (best dense / 2:4) against tokens, per shape and pass, for each precision and
-    2:4 path (stock packing, or act24's fused kernels)."""
+    """Fig. 5 mirror: FFN speedup (fastest dense path of the same precision / 2:4 path, geometric mean of the
+    interleaved rounds' ratios) against tokens, per shape and pass, for each precision and 2:4 path, with its 95%
+    interval (band) and the Amdahl bound of the measured GEMM times (dotted, same colour)."""
     passes = ["forward", "forward+backward"]
     shapes = list(dict.fromkeys(speedups["shape"]))
-    fig, axes = plt.subplots(len(passes), len(shapes), figsize=(5.5 * len(shapes), 7), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(len(passes), len(shapes), figsize=(4.6 * len(shapes), 7), sharex=True, sharey="row",
+                             squeeze=False)
+    labels = (speedups["precision"] + " " + speedups["sparse_path"]).unique()
+    colours = dict(zip(labels, sns.color_palette(n_colors=len(labels))))
     for i, ps in enumerate(passes):
         for j, shape in enumerate(shapes):
             ax = axes[i][j]
             part = speedups[(speedups["pass"] == ps) & (speedups["shape"] == shape)]
-            paths = part.get("sparse_path", pd.Series("2:4", index=part.index))  # older tables: one 2:4 path
-            part = part.assign(path=part["precision"] + " " + paths)
-            sns.lineplot(data=part, x="T", y="speedup", hue="path", marker="o", ax=ax)
+            for name, g in part.groupby(part["precision"] + " " + part["sparse_path"], sort=False):
+                g = g.sort_values("T")
+                ax.plot(g["T"], g["speedup"], marker="o", color=colours[name], label=name)
+                if "speedup_lo" in g:
+                    ax.fill_between(g["T"], g["speedup_lo"], g["speedup_hi"], color=colours[name], alpha=0.2, lw=0)
+                if "amdahl_bound" in g:
+                    ax.plot(g["T"], g["amdahl_bound"], color=colours[name], lw=0.8, ls=":")
             ax.axhline(1.0, color="grey", lw=0.8, ls="--")
             bound = ideal["forward" if ps == "forward" else "forward_backward"]
-            ax.axhline(bound, color="firebrick", lw=0.8, ls=":", label=f"ideal {bound:.2f}x")
+            ax.axhline(bound, color="firebrick", lw=0.8, ls="-.", label=f"ideal {bound:.2f}x (2x GEMMs, rest free)")
             ax.set(xscale="log", title=f"{shape}: {ps}", xlabel="tokens", ylabel="speedup over dense (x)")
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def ffn_stages(stages: pd.DataFrame, tokens: int) -> plt.Figure:
+    """Where the time goes at `tokens` tokens: per shape, pass and precision, each path's time as stacked bars of
+    GEMM kernels, other kernels and the rest of the timed median (launch gaps, host time)."""
+    part = stages[stages["T"] == tokens]
+    cols = list(dict.fromkeys(zip(part["precision"], part["pass"])))
+    shapes = list(dict.fromkeys(part["shape"]))
+    fig, axes = plt.subplots(len(shapes), len(cols), figsize=(4.2 * len(cols), 2.6 * len(shapes)), squeeze=False)
+    parts = [("gemm_ms", "GEMM kernels", "tab:blue"), ("other_kernels_ms", "other kernels", "tab:orange"),
+             ("gaps_ms", "rest (gaps, host)", "tab:gray")]
+    for i, shape in enumerate(shapes):
+        for j, (precision, ps) in enumerate(cols):
+            ax = axes[i][j]
+            g = part[(part["shape"] == shape) & (part["precision"] == precision) & (part["pass"] == ps)]
+            left = np.zeros(len(g))
+            for col, name, colour in parts:
+                v = g[col].clip(lower=0).to_numpy()
+                ax.barh(g["path"], v, left=left, color=colour, label=name)
+                left += v
+            ax.set(title=f"{shape}, {precision} {ps}, T={tokens}", xlabel="ms")
+            ax.tick_params(axis="y", labelsize=7)
+            ax.invert_yaxis()
+    axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     return fig
 

@@ -1,0 +1,75 @@
+"""Fig. 5: the FFN forward and forward + backward, every dense path against every 2:4 path, in interleaved rounds,
+each path checked against an fp32 reference first, and the kernels each path runs."""
+
+from __future__ import annotations
+
+import torch
+
+from ..kernels.backends import ReferenceBackend
+from ..sparsity.ffn import SparseRecipe, dense_sqrelu_ffn, sparse_sqrelu_ffn
+from .config import GpuBenchConfig
+from .harness import event_ms, ffn_inputs, gated, kernel_breakdown, label, rel_error, time_rounds, worst_error
+from .paths import ffn_paths
+
+PRECISIONS = ("bf16", "fp8")
+
+
+def references(x, w1, w2, dy, recipe: SparseRecipe) -> dict[bool, tuple[torch.Tensor, ...]]:
+    """(Y3, dX, dW1, dW2) of the dense (False) and the 2:4 (True) FFN in fp32 (TF32 GEMMs: ~1e-3, far under the
+    tolerances) on the same inputs."""
+    out = {}
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        for sparse in (False, True):
+            params = [v.float().requires_grad_() for v in (x, w1, w2)]
+            y = (sparse_sqrelu_ffn(*params, recipe, ReferenceBackend()) if sparse
+                 else dense_sqrelu_ffn(*params, ReferenceBackend()))
+            y.backward(dy.float())
+            out[sparse] = (y.detach(), *(p.grad for p in params))
+            del y, params
+            torch.cuda.empty_cache()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    return out
+
+
+def ffn_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac, shape: str) -> dict[str, list[dict]]:
+    """Tables `ffn` (one row per precision, pass and path: status, error, median ms over the rounds),
+    `ffn_rounds` (each path's ms per round) and `breakdown` (each path's kernels) for one FFN shape and token
+    count."""
+    x, w1, w2, dy = ffn_inputs(t, d, f, zero_frac)
+    recipe = SparseRecipe(dense_fraction=cfg.dense_fraction, split_multiple=cfg.split_multiple)
+    refs = references(x, w1, w2, dy, recipe)
+    rows: list[dict] = []
+    rounds: list[dict] = []
+    breakdown: list[dict] = []
+    for precision in PRECISIONS:
+        base = {"shape": shape, "T": t, "d": d, "F": f, **label(zero_frac), "precision": precision}
+        paths, missing = ffn_paths(precision, recipe)
+        rows += [{**base, "pass": "forward", "sparse": m["path"].startswith("2:4"), **m} for m in missing]
+        tol = cfg.tolerance * (2 if precision == "fp8" else 1)
+        pending, calls = [], {}
+        for p in paths:
+            def forward(p=p):
+                with torch.no_grad():
+                    return p.forward(x, w1, w2)
+
+            def step(p=p):
+                return p.step(x, w1, w2, dy)
+
+            ref = refs[p.sparse]
+            for ps, fn, check in (("forward", forward, lambda fn=forward, ref=ref: rel_error(fn(), ref[0])),
+                                  ("forward+backward", step, lambda fn=step, ref=ref: worst_error(fn(), ref[1:]))):
+                row = {**base, "pass": ps, "path": p.name, "sparse": p.sparse}
+                gated(rows, row, check, tol, lambda ms, fn=fn: event_ms(fn, ms), pending)
+                calls[ps, p.name] = fn
+        ok = [row for row, _ in pending]
+        rounds += time_rounds(pending, cfg)
+        if cfg.profile_iters:
+            for row in ok:
+                keys = {k: row[k] for k in (*base, "pass", "path", "sparse")}
+                breakdown += [{**keys, **k} for k in kernel_breakdown(calls[row["pass"], row["path"]],
+                                                                      cfg.profile_iters)]
+        torch.cuda.empty_cache()
+    return {"ffn": rows, "ffn_rounds": rounds, "breakdown": breakdown}

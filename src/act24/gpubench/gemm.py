@@ -1,0 +1,94 @@
+"""GEMM-level tables: the down-projection GEMM dense / 2:4 in bf16 and FP8, and Fig. 6's split GEMM (K = tokens)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..kernels.backends import CuSparseLtBackend, XformersFp8Sm90Backend, quantize_rowwise_fp8
+from ..kernels.cuda12 import import_xformers_ops
+from ..sparsity.pattern import feature_split, mask24
+from .config import GpuBenchConfig
+from .harness import bench_ms, ffn_inputs, gated, label, rel_error
+
+
+def gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, shape: str) -> list[dict]:
+    """The down-projection GEMM Y3 = Ỹ2 W2ᵀ (M = T, K = F, N = d), dense and 2:4, bf16 and FP8."""
+    x, w1, w2, _ = ffn_inputs(t, d, f, zero_frac)
+    y2 = F.relu(x @ w1.t()).square()
+    y2s = y2 * mask24(y2)
+    ref = y2s.float() @ w2.t().float()
+    base = {"shape": shape, "M": t, "K": f, "N": d, **label(zero_frac)}
+    rows: list[dict] = []
+    cusp, fp8 = CuSparseLtBackend(), XformersFp8Sm90Backend()
+    w2t = w2.t()
+    gated(rows, {**base, "gemm": "dense bf16"}, lambda: rel_error(y2s @ w2t, ref), cfg.tolerance,
+          lambda: bench_ms(lambda: y2s @ w2t, cfg))
+    if not cusp.probe():
+        packed = torch._cslt_compress(y2s)
+        gated(rows, {**base, "gemm": "2:4 bf16 cuSPARSELt"},
+              lambda: rel_error(torch._cslt_sparse_mm(packed, w2t), ref), cfg.tolerance,
+              lambda: bench_ms(lambda: torch._cslt_sparse_mm(packed, w2t), cfg))
+    else:
+        rows.append({**base, "gemm": "2:4 bf16 cuSPARSELt", "status": f"unavailable: {cusp.probe()}"})
+    if not fp8.probe():
+        a8, a_scale = quantize_rowwise_fp8(y2s)
+        w8, w_scale = quantize_rowwise_fp8(w2)  # (d x F): one scale per output column of W2ᵀ
+        w_scale_t = w_scale.t().contiguous()
+        dense8 = lambda: torch._scaled_mm(a8, w8.t(), scale_a=a_scale, scale_b=w_scale_t,  # noqa: E731
+                                          out_dtype=torch.bfloat16, use_fast_accum=True)
+        gated(rows, {**base, "gemm": "dense FP8 (row-wise scales)"}, lambda: rel_error(dense8(), ref),
+              2 * cfg.tolerance, lambda: bench_ms(dense8, cfg))
+        ops, _ = import_xformers_ops()
+        packed8, meta8 = ops._sparse24_sm90_cutlass_compress(a8)
+        sparse8 = lambda: ops._sparse24_fp8_sm90_cutlass_gemm(packed8, meta8, w8.t(), a_scale=a_scale,  # noqa: E731
+                                                              b_scale=w_scale_t)
+        gated(rows, {**base, "gemm": "2:4 FP8 xformers sm90"}, lambda: rel_error(sparse8(), ref),
+              2 * cfg.tolerance, lambda: bench_ms(sparse8, cfg))
+    else:
+        for g in ("dense FP8 (row-wise scales)", "2:4 FP8 xformers sm90"):
+            rows.append({**base, "gemm": g, "status": f"unavailable: {fp8.probe()}"})
+    for r in rows:
+        if r["status"] == "ok":
+            r["TFLOPs_dense_equivalent"] = 2 * t * f * d / r["ms"] / 1e9
+    return rows
+
+
+
+def split_gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, shape: str) -> list[dict]:
+    """Fig. 6: dW2ᵀ = Ỹ2ᵀ dY3 with K = tokens. Dense, fully 2:4 (along tokens), and split (the densest
+    features dense, the rest 2:4), in dense-equivalent TFLOP/s. bf16, cuSPARSELt."""
+    backend = CuSparseLtBackend()
+    base = {"shape": shape, "T": t, "d": d, "F": f, **label(zero_frac)}
+    if why := backend.probe():
+        return [{**base, "gemm": "split", "status": f"unavailable: {why}"}]
+    x, w1, _, dy = ffn_inputs(t, d, f, zero_frac)
+    y2 = F.relu(x @ w1.t()).square()
+    y2s = (y2 * mask24(y2)).t().contiguous()  # (F x T), forward-masked
+    full = y2s * mask24(y2s, dim=1)
+    sparse_idx, dense_idx = feature_split(y2s.t(), cfg.dense_fraction, cfg.split_multiple)
+    sp = y2s[sparse_idx]
+    sp = sp * mask24(sp, dim=1)
+    dn = y2s[dense_idx]
+    packed_full, packed_sp = torch._cslt_compress(full), torch._cslt_compress(sp)
+    rows: list[dict] = []
+
+    def assemble(sparse_part, dense_part):  # the (F x d) result, features back in place
+        out = torch.empty(f, d, device="cuda", dtype=torch.float32)
+        out[sparse_idx], out[dense_idx] = sparse_part.float(), dense_part.float()
+        return out
+
+    split_name = f"split ({1 - cfg.dense_fraction:.0%} 2:4 + {cfg.dense_fraction:.0%} dense)"
+    variants = {  # name: (timed GEMM(s), their result as one (F x d) tensor, fp32 reference)
+        "dense": (lambda: y2s @ dy, lambda out: out, y2s.float() @ dy.float()),
+        "2:4 (all features)": (lambda: torch._cslt_sparse_mm(packed_full, dy), lambda out: out,
+                               full.float() @ dy.float()),
+        split_name: (lambda: (torch._cslt_sparse_mm(packed_sp, dy), dn @ dy), lambda out: assemble(*out),
+                     assemble(sp.float() @ dy.float(), dn.float() @ dy.float())),
+    }
+    for name, (fn, whole, ref) in variants.items():
+        gated(rows, {**base, "gemm": name}, lambda fn=fn, whole=whole, ref=ref: rel_error(whole(fn()), ref),
+              cfg.tolerance, lambda fn=fn: bench_ms(fn, cfg))
+        if rows[-1]["status"] == "ok":
+            rows[-1]["TFLOPs_dense_equivalent"] = 2 * f * t * d / rows[-1]["ms"] / 1e9
+    return rows

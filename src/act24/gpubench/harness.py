@@ -1,0 +1,154 @@
+"""Measuring on the GPU: inputs, the correctness gate, CUDA-event timing in interleaved rounds, kernel breakdowns."""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from collections.abc import Callable
+
+import torch
+
+from .config import GpuBenchConfig
+
+
+def trained_zero_fracs(cfg: GpuBenchConfig, f: int, seed: int = 0) -> torch.Tensor:
+    """Per-feature zero fractions (f,) following the trained profile's distribution, features shuffled."""
+    import numpy as np
+
+    with np.load(cfg.trained_profile) as z:
+        density = np.sort(z["density"][cfg.trained_layer])
+    density = np.interp(np.linspace(0, 1, f), np.linspace(0, 1, len(density)), density)
+    density = np.clip(density, 1e-4, 1 - 1e-4)[np.random.default_rng(seed).permutation(f)]
+    return torch.tensor(1 - density, dtype=torch.float32)
+
+
+def label(zero_frac) -> dict:
+    """Row columns for a sparsity level: a float (synthetic, uniform) or per-feature zero fractions."""
+    if isinstance(zero_frac, torch.Tensor):
+        return {"activations": "trained profile", "zero_frac": round(float(zero_frac.mean()), 4)}
+    return {"activations": "synthetic", "zero_frac": zero_frac}
+
+
+def ffn_inputs(t: int, d: int, f: int, zero_frac, seed: int = 0):
+    """x (t x d), W1 (f x d), W2 (d x f), dY (t x d) in bf16 on the GPU, never zeros. W1's first column
+    and x's first feature (constant 1) shift Y1 so that a `zero_frac` share of relu(Y1) is zero (a float,
+    or one value per feature)."""
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    x = torch.randn(t, d, device="cuda", generator=g)
+    x[:, 0] = 1.0
+    w1 = torch.randn(f, d, device="cuda", generator=g) / math.sqrt(d - 1)
+    keep = 1.0 - torch.as_tensor(zero_frac, dtype=torch.float32)
+    w1[:, 0] = -torch.distributions.Normal(0.0, 1.0).icdf(keep).to("cuda")
+    w2 = torch.randn(d, f, device="cuda", generator=g) / math.sqrt(f * float(keep.mean()))
+    dy = torch.randn(t, d, device="cuda", generator=g)
+    return [v.bfloat16() for v in (x, w1, w2, dy)]
+
+
+def bench_ms(fn: Callable[[], object], cfg: GpuBenchConfig, rep_ms: float | None = None) -> float:
+    """Median milliseconds of `fn` (CUDA events via triton.testing.do_bench)."""
+    from triton.testing import do_bench
+
+    return float(do_bench(fn, warmup=cfg.warmup_ms, rep=rep_ms or cfg.rep_ms, return_mode="median"))
+
+
+def event_ms(fn: Callable[[], object], budget_ms: float, max_calls: int = 100) -> float:
+    """Median milliseconds of `fn` over about `budget_ms` of calls (at least 2), each between two CUDA events."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn()
+    end.record()
+    end.synchronize()
+    n = max(2, min(max_calls, round(budget_ms / max(start.elapsed_time(end), 1e-3))))
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(n)]
+    for s, e in events:
+        s.record()
+        fn()
+        e.record()
+    torch.cuda.synchronize()
+    return statistics.median(s.elapsed_time(e) for s, e in events)
+
+
+def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    if not torch.isfinite(out).all():
+        return math.inf
+    return float((out.double() - ref.double()).norm() / ref.double().norm().clamp(min=1e-30))
+
+
+def worst_error(outs, refs) -> float:
+    """The largest relative error of several outputs against their references (inf for any non-finite)."""
+    return max(rel_error(o, r) for o, r in zip(outs, refs, strict=True))
+
+
+def gated(rows: list[dict], base: dict, check: Callable[[], float], tol: float, time_it: Callable[..., float],
+          pending: list | None = None):
+    """Append a row: the correctness check first; only a correct path is timed. With `pending`, a correct row
+    is timed later by `time_rounds` (time_it then takes the milliseconds to spend per round)."""
+    try:
+        err = check()
+    except Exception as exc:  # a failing kernel is a result to report
+        rows.append({**base, "status": f"failed: {type(exc).__name__}: {str(exc)[:200]}", "rel_error": math.nan,
+                     "ms": math.nan})
+        return
+    if not err <= tol:
+        rows.append({**base, "status": f"incorrect: relative error {err:.3g} > {tol}", "rel_error": err,
+                     "ms": math.nan})
+        return
+    if pending is None:
+        rows.append({**base, "status": "ok", "rel_error": err, "ms": time_it()})
+    else:
+        rows.append({**base, "status": "ok", "rel_error": err, "ms": math.nan})
+        pending.append((rows[-1], time_it))
+
+
+def time_rounds(pending: list[tuple[dict, Callable[[float], float]]], cfg: GpuBenchConfig) -> list[dict]:
+    """Time the rows `gated` left pending in cfg.rounds interleaved rounds (each row once per round, in turn, for
+    cfg.round_ms). Each row gets its median over the rounds and its rounds' spread; returns one record per row and
+    round (the round's median ms) for the paired intervals."""
+    times: list[list[float]] = [[] for _ in pending]
+    for _ in range(cfg.rounds):
+        for i, (_, time_it) in enumerate(pending):
+            times[i].append(time_it(cfg.round_ms))
+    records = []
+    for (row, _), t in zip(pending, times):
+        row["ms"] = statistics.median(t)
+        row["ms_min"], row["ms_max"] = min(t), max(t)
+        records += [{**{k: v for k, v in row.items() if k not in ("status", "rel_error", "ms", "ms_min", "ms_max")},
+                     "round": r, "ms": ms} for r, ms in enumerate(t)]
+    pending.clear()
+    return records
+
+
+# Kernels that are matrix products: cuBLAS / CUTLASS / cuSPARSELt names (sm90_xmma_gemm_*, nvjet_*, cutlass::...
+# GemmUniversal..., *sparse*gemm*). Everything else (Triton kernels, torch's elementwise and copy kernels) is not.
+GEMM_KERNEL = re.compile(r"gemm|xmma|nvjet|cutlass|cublas|cusparse|splitk", re.IGNORECASE)
+
+
+def kernel_breakdown(fn: Callable[[], object], iters: int) -> list[dict]:
+    """The device kernels one call of `fn` runs: name, GEMM or not, calls and milliseconds per call of `fn`
+    (torch.profiler over `iters` calls, after one unprofiled call)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(iters):
+            fn()
+        torch.cuda.synchronize()
+    kernels: dict[str, list[float]] = {}
+    for ev in prof.events():
+        if ev.device_type == torch.autograd.DeviceType.CUDA and ev.device_time > 0:
+            kernels.setdefault(ev.name, []).append(ev.device_time / 1000.0)
+    return [{"kernel": name[:160], "gemm": bool(GEMM_KERNEL.search(name)), "calls": len(t) / iters,
+             "ms": sum(t) / iters} for name, t in sorted(kernels.items(), key=lambda kv: -sum(kv[1]))]
+
+
+def ceilings(cfg: GpuBenchConfig) -> dict[str, float]:
+    """Device copy bandwidth (bytes read + written) and dense bf16 GEMM throughput, measured here."""
+    src = torch.randn(256 * 2**20, device="cuda", dtype=torch.bfloat16)  # 512 MiB
+    dst = torch.empty_like(src)
+    copy_ms = bench_ms(lambda: dst.copy_(src), cfg)
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    mm_ms = bench_ms(lambda: a @ b, cfg)
+    return {"copy_GBps": 2 * src.numel() * 2 / copy_ms / 1e6, "dense_bf16_TFLOPs": 2 * 8192**3 / mm_ms / 1e9}

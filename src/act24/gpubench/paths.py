@@ -1,0 +1,116 @@
+"""The FFN paths the benchmark compares, per precision: every dense baseline and every 2:4 path.
+
+A path has a forward (x, W1, W2 -> Y3) and a training step (-> dX, dW1, dW2 for dY). Dense paths come in three
+forms where the precision has them: eager PyTorch, `torch.compile` (inductor fuses the activation, its derivative
+and every quantization into neighbouring kernels), and this project's fused kernels (FP8: relu² + FP8 in one pass,
+the backward's dY1 and its transposes likewise: every fusion the 2:4 path has for work the dense path also does).
+The speedup tables take the fastest dense path of the same precision measured in the same run.
+
+Nothing is compiled at import: compiled functions are made on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+
+from ..kernels.backends import (Backend, CuSparseLtBackend, FusedFp8Sm90Backend, XformersFp8Sm90Backend,
+                                _cuda_capability)
+from ..sparsity.ffn import SparseRecipe, dense_sqrelu_ffn, sparse_sqrelu_ffn
+from ..sparsity.fused_ffn import dense_fused_fp8_ffn
+
+
+@dataclass(frozen=True)
+class FfnPath:
+    name: str
+    sparse: bool
+    forward: Callable  # (x, w1, w2) -> y3
+    step: Callable  # (x, w1, w2, dy) -> (dx, dw1, dw2)
+
+
+def _dense_bf16(x, w1, w2):
+    return F.linear(F.relu(F.linear(x, w1)).square(), w2)
+
+
+def _dense_fp8(x, w1, w2):
+    mm = XformersFp8Sm90Backend().mm  # row-wise FP8 operands, bf16 out (cuBLAS)
+    return mm(F.relu(mm(x, w1.t())).square(), w2.t())
+
+
+def _dense_fp8_step(x, w1, w2, dy):
+    """Forward and backward of the dense FP8 FFN written out (DenseSqReluFFNFunction's math) for inductor."""
+    mm = XformersFp8Sm90Backend().mm
+    y1 = mm(x, w1.t())
+    y2 = F.relu(y1).square()
+    dy1 = mm(dy, w2) * (2 * F.relu(y1))
+    return mm(dy1, w1), mm(dy1.t().contiguous(), x), mm(dy.t().contiguous(), y2)
+
+
+@functools.cache
+def compiled(fn: Callable) -> Callable:
+    """`fn` under torch.compile with the token dimension dynamic and every other dimension static: one compile per
+    FFN shape, not per token count (a fully dynamic compile ran the FP8 step 1.6x slower on an H200)."""
+    import torch._dynamo
+
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    torch._dynamo.config.automatic_dynamic_shapes = False  # only what maybe_mark_dynamic names
+    inner = torch.compile(fn)
+
+    def run(x, *rest):
+        torch._dynamo.maybe_mark_dynamic(x, 0)
+        if len(rest) == 3:  # the step's dY shares the token dimension
+            torch._dynamo.maybe_mark_dynamic(rest[2], 0)
+        return inner(x, *rest)
+
+    return run
+
+
+def autograd_step(forward: Callable) -> Callable:
+    """The training step of a differentiable forward: (dX, dW1, dW2) for dY."""
+    def step(x, w1, w2, dy):
+        params = [v.detach().requires_grad_() for v in (x, w1, w2)]
+        forward(*params).backward(dy)
+        return tuple(p.grad for p in params)
+    return step
+
+
+def _compiled_bf16_step(x, w1, w2, dy):
+    return autograd_step(compiled(_dense_bf16))(x, w1, w2, dy)
+
+
+def sparse_path(name: str, backend: Backend, recipe: SparseRecipe) -> FfnPath:
+    forward = lambda x, w1, w2: sparse_sqrelu_ffn(x, w1, w2, recipe, backend)  # noqa: E731
+    return FfnPath(name, True, forward, autograd_step(forward))
+
+
+def ffn_paths(precision: str, recipe: SparseRecipe) -> tuple[list[FfnPath], list[dict]]:
+    """The paths of `precision` ("bf16" or "fp8") that can run here, and a row per path that cannot (why)."""
+    paths, missing = [], []
+    if precision == "bf16":
+        paths += [FfnPath("dense (eager)", False, _dense_bf16, autograd_step(_dense_bf16)),
+                  FfnPath("dense (torch.compile)", False, compiled(_dense_bf16), _compiled_bf16_step)]
+        candidates = [("2:4 cuSPARSELt (stock packing)", CuSparseLtBackend())]
+    else:
+        cap = _cuda_capability()
+        if cap is None or cap < (8, 9):
+            return [], [{"path": "all FP8 paths", "status": f"unavailable: FP8 GEMMs need compute capability >= 8.9, "
+                                                            f"device has {cap}"}]
+        paths += [FfnPath("dense (eager)", False, _dense_fp8,
+                          autograd_step(lambda x, w1, w2: dense_sqrelu_ffn(x, w1, w2, XformersFp8Sm90Backend()))),
+                  FfnPath("dense (torch.compile)", False, compiled(_dense_fp8), compiled(_dense_fp8_step))]
+        fused_why = FusedFp8Sm90Backend().probe()
+        if fused_why:
+            missing.append({"path": "dense (fused kernels)", "status": f"unavailable: {fused_why}"})
+        else:
+            paths.append(FfnPath("dense (fused kernels)", False, dense_fused_fp8_ffn,
+                                 autograd_step(dense_fused_fp8_ffn)))
+        candidates = [("2:4 (stock packing)", XformersFp8Sm90Backend()), ("2:4 (fused kernels)", FusedFp8Sm90Backend())]
+    for name, backend in candidates:
+        if why := backend.probe():
+            missing.append({"path": name, "status": f"unavailable: {why}"})
+        else:
+            paths.append(sparse_path(name, backend, recipe))
+    return paths, missing

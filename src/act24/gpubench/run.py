@@ -1,0 +1,106 @@
+"""Run the benchmarks of one FFN shape and write its tables; combine the shapes' tables into the derived ones."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..io import environment_info, read_json, write_json
+from . import tables
+from .config import GpuBenchConfig
+from .ffn import ffn_rows
+from .gemm import gemm_rows, split_gemm_rows
+from .harness import ceilings, label, trained_zero_fracs
+from .sparsify import sparsify_rows
+
+SHAPE_TABLES = ("ceilings", "gemm", "sparsify", "ffn", "ffn_rounds", "breakdown", "split_gemm")
+DERIVED_TABLES = ("speedups", "stages", "sparsify_share")
+TABLES = SHAPE_TABLES + DERIVED_TABLES
+NO_CUDA = "skipped: no CUDA device"
+
+
+def run_shape(cfg: GpuBenchConfig, shape: str, progress: Callable[[str], None] = print) -> dict[str, list[dict]]:
+    """Every table of one FFN shape over the token sweep (and the extra sparsity levels at extra_tokens)."""
+    if not torch.cuda.is_available():
+        raise RuntimeError("no CUDA device")
+    from tqdm import tqdm
+
+    d, f = cfg.shapes[shape]
+    ceil = ceilings(cfg)
+    progress(f"ceilings: {ceil}")
+    out: dict[str, list[dict]] = {name: [] for name in SHAPE_TABLES}
+    out["ceilings"] = [ceil]
+    points = [(t, cfg.sweep_zero_frac) for t in cfg.tokens] + [(cfg.extra_tokens, z) for z in cfg.extra_zero_fracs]
+    if cfg.trained_profile:
+        points.append((cfg.extra_tokens, trained_zero_fracs(cfg, f)))
+    for t, z in tqdm(points, desc=f"{shape} (d={d}, F={f})", unit="point"):
+        progress(f"{shape} T={t} {label(z)}")
+        for name, rows in ffn_rows(cfg, t, d, f, z, shape).items():
+            out[name] += rows
+        out["split_gemm"] += split_gemm_rows(cfg, t, d, f, z, shape)
+        if t == cfg.extra_tokens:
+            out["gemm"] += gemm_rows(cfg, t, d, f, z, shape)
+            out["sparsify"] += [{**r, "shape": shape} for r in sparsify_rows(cfg, t, d, f, z, ceil["copy_GBps"])]
+        torch.cuda.empty_cache()
+    return out
+
+
+def _sidecar(cfg: GpuBenchConfig, status: str) -> dict:
+    side = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "config": dataclasses.asdict(cfg), "environment": environment_info(), "status": status}
+    if status == "ok":
+        side["environment"]["cusparselt"] = torch.backends.cusparselt.version()
+        side["environment"]["triton"] = __import__("triton").__version__
+    return side
+
+
+def write_shape(out_dir, cfg: GpuBenchConfig, shape: str, progress: Callable[[str], None] = print) -> None:
+    """One shape's tables as CSVs plus `bench.json` (settings, versions, date). Without a CUDA device every table
+    is one row saying so, and the sidecar records why."""
+    if shape not in cfg.shapes:
+        raise ValueError(f"gpu_bench.shapes has no shape {shape!r}; configured: {list(cfg.shapes)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if torch.cuda.is_available():
+        results, status = run_shape(cfg, shape, progress), "ok"
+    else:
+        results, status = {name: [{"status": NO_CUDA}] for name in SHAPE_TABLES}, NO_CUDA
+    for name in SHAPE_TABLES:
+        pd.DataFrame(results[name]).to_csv(out / f"{name}.csv", index=False)
+    write_json(out / "bench.json", {**_sidecar(cfg, status), "shape": shape})
+
+
+def combine(shape_dirs: dict[str, str | Path], out_dir) -> None:
+    """All shapes' tables in one CSV each, plus the derived tables (speedups with intervals and bounds, stages,
+    sparsify share) and one sidecar: status "ok" when any shape ran, else the shapes' own status."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sides = {shape: read_json(Path(p) / "bench.json") for shape, p in shape_dirs.items()}
+    ran = [s for s, side in sides.items() if side["status"] == "ok"]
+    frames = {}
+    for name in SHAPE_TABLES:
+        parts = [pd.read_csv(Path(shape_dirs[s]) / f"{name}.csv") for s in ran]
+        frames[name] = pd.concat([p for p in parts if not p.empty], ignore_index=True) if parts else pd.DataFrame()
+    if ran:
+        records = {name: frames[name].to_dict("records") for name in SHAPE_TABLES}
+        derived = {"speedups": tables.speedups(records["ffn"], records["ffn_rounds"], records["breakdown"]),
+                   "stages": tables.stages(records["ffn"], records["breakdown"]),
+                   "sparsify_share": tables.sparsify_share(records["sparsify"], records["ffn"])}
+        side = {**sides[ran[0]], "status": "ok"}
+    else:
+        status = next(iter(sides.values()))["status"] if sides else NO_CUDA
+        frames = {name: pd.DataFrame([{"status": status}]) for name in SHAPE_TABLES}
+        derived = {name: [{"status": status}] for name in DERIVED_TABLES}
+        side = {**(next(iter(sides.values())) if sides else {}), "status": status}
+    side.pop("shape", None)
+    side["shapes"] = {s: {"status": sides[s]["status"], "date": sides[s].get("date")} for s in sides}
+    for name in SHAPE_TABLES:
+        frames[name].to_csv(out / f"{name}.csv", index=False)
+    for name in DERIVED_TABLES:
+        pd.DataFrame(derived[name]).to_csv(out / f"{name}.csv", index=False)
+    write_json(out / "bench.json", side)

@@ -1,0 +1,107 @@
+"""Tables derived from the measured rows (pure functions, run anywhere): speedups against the fastest dense path of
+the same precision with paired intervals and their bounds, the time per stage, the sparsify step's share."""
+
+from __future__ import annotations
+
+
+import pandas as pd
+
+from ..report.compare import paired_ratio_ci
+
+POINT = ["shape", "T", "activations", "zero_frac", "precision", "pass"]  # one measured point
+FUSED_FORWARD_STEP = "fused (act24, Triton): relu² + 2:4 + FP8 + sm90 packing"
+
+
+def _ok(rows) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    if df.empty or "status" not in df:
+        return df.iloc[0:0]
+    return df[df["status"] == "ok"]
+
+
+def gemm_ms(breakdown) -> dict[tuple, tuple[float, float]]:
+    """(GEMM ms, all kernels' ms) per call of each path at each point, from the kernel breakdown."""
+    df = pd.DataFrame(breakdown)
+    if df.empty:
+        return {}
+    out = {}
+    for key, g in df.groupby([*POINT, "path"], sort=False):
+        out[key] = (float(g.loc[g["gemm"].astype(bool), "ms"].sum()), float(g["ms"].sum()))
+    return out
+
+
+def speedups(ffn, rounds, breakdown=()) -> list[dict]:
+    """For each point and 2:4 path: the fastest dense path of the same precision (by median over the rounds), the
+    speedup as the geometric mean of the per-round ratios dense / 2:4 with its 95% Student t interval, and two
+    bounds from the kernel breakdown: `amdahl_bound`, the dense time with its GEMMs replaced by the 2:4 path's
+    (what the 2:4 GEMMs allow if the rest costs what it costs the dense path), and `gemm_only_bound`, the ratio of
+    the GEMM times (all other work free). A speedup whose interval lies above the Amdahl bound means the 2:4 path
+    does the shared non-GEMM work faster than the dense baseline: `check` says so."""
+    ok = _ok(ffn)
+    per_round = pd.DataFrame(rounds)
+    gemms = gemm_ms(breakdown)
+    out = []
+    for key, g in ok.groupby(POINT, sort=False):
+        dense, sparse = g[~g["sparse"].astype(bool)], g[g["sparse"].astype(bool)]
+        if dense.empty:
+            continue
+        best = dense.loc[dense["ms"].idxmin()]
+        for _, s in sparse.iterrows():
+            def series(path):
+                sel = per_round
+                for k, v in zip(POINT, key):
+                    sel = sel[sel[k] == v]
+                return sel[sel["path"] == path].sort_values("round")["ms"].tolist()
+
+            est, lo, hi = paired_ratio_ci(series(best["path"]), series(s["path"]))
+            row = dict(zip(POINT, key)) | {
+                "sparse_path": s["path"], "dense_path": best["path"], "dense_ms": best["ms"], "sparse_ms": s["ms"],
+                "speedup": est, "speedup_lo": lo, "speedup_hi": hi, "rounds": len(series(s["path"]))}
+            dg, sg = gemms.get((*key, best["path"])), gemms.get((*key, s["path"]))
+            if dg and sg:
+                row["dense_gemm_ms"], row["sparse_gemm_ms"] = dg[0], sg[0]
+                row["dense_other_ms"], row["sparse_other_ms"] = dg[1] - dg[0], sg[1] - sg[0]
+                row["amdahl_bound"] = best["ms"] / (best["ms"] - dg[0] + sg[0])
+                row["gemm_only_bound"] = dg[0] / sg[0]
+                row["check"] = ("above the Amdahl bound: the dense baseline's non-GEMM work is slower than the 2:4 "
+                                "path's" if lo > row["amdahl_bound"] else "ok")
+            out.append(row)
+    return out
+
+
+def stages(ffn, breakdown) -> list[dict]:
+    """Per point and path: milliseconds in GEMMs, in other kernels, and the rest of the timed median (launch gaps,
+    host time; the profiler's kernel times and the timed medians come from different calls, so it can be < 0)."""
+    ok = _ok(ffn)
+    gemms = gemm_ms(breakdown)
+    out = []
+    for _, r in ok.iterrows():
+        key = (*(r[k] for k in POINT), r["path"])
+        if key in gemms:
+            g, total = gemms[key]
+            out.append({**{k: r[k] for k in POINT}, "path": r["path"], "sparse": bool(r["sparse"]), "ms": r["ms"],
+                        "gemm_ms": g, "other_kernels_ms": total - g, "gaps_ms": r["ms"] - total})
+    return out
+
+
+def sparsify_share(sparsify, ffn) -> list[dict]:
+    """Share of the 2:4 FFN forward time spent in its sparsify step (timed alone, as the FFN runs it)."""
+    forward = {(r["shape"], r["T"], r["activations"], r["zero_frac"], r["precision"], r["path"]): r["ms"]
+               for r in ffn if r.get("status") == "ok" and r["pass"] == "forward" and r.get("sparse")}
+    out = []
+    for r in sparsify:
+        if r.get("status") != "ok":
+            continue
+        if r["step"].startswith("as in act24"):
+            precision = "bf16" if "(bf16)" in r["step"] else "fp8"
+            path = "2:4 cuSPARSELt (stock packing)" if precision == "bf16" else "2:4 (stock packing)"
+        elif r["step"] == FUSED_FORWARD_STEP:
+            precision, path = "fp8", "2:4 (fused kernels)"
+        else:
+            continue
+        key = (r["shape"], r["T"], r["activations"], r["zero_frac"], precision, path)
+        if key in forward:
+            out.append({"shape": key[0], "T": key[1], "activations": key[2], "zero_frac": key[3],
+                        "precision": precision, "sparse_path": path, "sparsify_ms": r["ms"],
+                        "sparse_ffn_forward_ms": forward[key], "sparsify_share": r["ms"] / forward[key]})
+    return out
