@@ -375,15 +375,16 @@ def test_dense_fused_ffn_equals_the_unfused_dense_fp8_ffn(monkeypatch):
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "2:4"])
 def test_custom_op_gives_the_autograd_functions_results_and_compiles_whole(monkeypatch, sparse):
-    from act24.sparsity.fused_ffn import dense_fused_fp8_ffn, fused_ffn_op
+    from act24.sparsity.fused_ffn import dense_fused_fp8_ffn, fused_ffn_op, recipe_spec
 
     if DEVICE == "cpu":
         monkeypatch.setattr(torch, "_scaled_mm", emulated_scaled_mm)
         monkeypatch.setattr(B.FusedFp8Sm90Backend, "packed_gemm", staticmethod(EmulatedFusedBackend.packed_gemm))
     recipe = SparseRecipe(split_multiple=64) if sparse else None
+    spec = recipe_spec(recipe)
     x, w1, w2, dy = ffn_operands(seed=1)
     results = []
-    for run in (lambda *p: fused_ffn_op(*p, recipe),
+    for run in (lambda *p: fused_ffn_op(*p, spec),
                 lambda *p: (sparse_sqrelu_ffn(*p, recipe, B.FusedFp8Sm90Backend()) if sparse
                             else dense_fused_fp8_ffn(*p))):
         params = [v.clone().requires_grad_() for v in (x, w1, w2)]
@@ -393,7 +394,7 @@ def test_custom_op_gives_the_autograd_functions_results_and_compiles_whole(monke
     for name, op_out, ref_out in zip(("Y", "dX", "dW1", "dW2"), *results):
         assert torch.equal(op_out, ref_out), name
     # The op traces as one node: a compiled caller has no graph break around it.
-    explanation = torch._dynamo.explain(lambda a, b, c: fused_ffn_op(a, b, c, recipe) * 2)(x, w1, w2)
+    explanation = torch._dynamo.explain(lambda a, b, c: fused_ffn_op(a, b, c, spec) * 2)(x, w1, w2)
     assert explanation.graph_break_count == 0 and explanation.graph_count == 1
     with pytest.raises(ValueError, match="only the paper's recipe"):
-        fused_ffn_op(x, w1, w2, SparseRecipe(mask_dy1=False))
+        recipe_spec(SparseRecipe(mask_dy1=False))

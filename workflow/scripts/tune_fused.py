@@ -12,7 +12,8 @@ import sys
 import pandas as pd
 import torch
 
-from act24.gpubench import GpuBenchConfig, bench_ms, ceilings
+from act24.gpubench import GpuBenchConfig
+from act24.gpubench.harness import bench_ms, ceilings
 from act24.kernels import fused
 from act24.sparsity.pattern import feature_split
 

@@ -21,14 +21,14 @@ from ..config import ModelConfig
 from ..model import Transformer, ffn_width
 from ..report.compare import paired_ratio_ci
 from ..sparsity.ffn import SparseRecipe
-from ..sparsity.fused_ffn import fused_ffn_op
+from ..sparsity.fused_ffn import fused_ffn_op, recipe_spec
 from .config import ModelStepConfig
 
 BF16, FP8_DENSE, FP8_24 = "bf16, dense FFN", "FP8 dense FFN (fused kernels)", "FP8 2:4 FFN (fused kernels)"
 
 
 def variants(recipe: SparseRecipe) -> dict[str, Callable | None]:
-    return {BF16: None, FP8_DENSE: fused_ffn_op, FP8_24: functools.partial(fused_ffn_op, recipe=recipe)}
+    return {BF16: None, FP8_DENSE: fused_ffn_op, FP8_24: functools.partial(fused_ffn_op, spec=recipe_spec(recipe))}
 
 
 def train_step(model: Transformer, opt: torch.optim.Optimizer, inputs: torch.Tensor, targets: torch.Tensor):

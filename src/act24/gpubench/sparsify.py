@@ -52,7 +52,7 @@ def sparsify_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float,
         steps["relu² + 2:4 mask + FP8 quantize + xformers sm90 compress"] = (
             fp8_step, fp8_check, 2 + 0.5 + 1 / 8, 2 * cfg.tolerance)
     if not FusedFp8Sm90Backend().probe():
-        from .kernels import fused
+        from ..kernels import fused
 
         ops, _ = import_xformers_ops()
         w8, w_scale = quantize_rowwise_fp8(w2)

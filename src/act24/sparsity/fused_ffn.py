@@ -171,18 +171,20 @@ def _op_autograd(ctx, dy3, _dy1):
 _op_forward.register_autograd(_op_autograd, setup_context=_op_setup_context)
 
 
-@torch.compiler.assume_constant_result  # a constant string for torch.compile, not a traced json.dumps
-def _recipe_spec(recipe) -> str:
-    return json.dumps(dataclasses.asdict(recipe)) if recipe is not None else ""
-
-
-def fused_ffn_op(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, recipe=None) -> torch.Tensor:
-    """relu(x W1ᵀ)² W2ᵀ through the custom ops: 2:4 with `recipe` (a SparseRecipe of the paper's kind), else dense;
-    FP8 on the fused kernels (sm90). x: (..., d), any float dtype (computed in bf16)."""
-    if recipe is not None and not (recipe.backward == "sparse" and recipe.mask_dy1):
+def recipe_spec(recipe) -> str:
+    """The custom ops' form of a recipe: its JSON ("" for the dense FFN). Make it outside compiled code (a string
+    is a constant there; a dataclass is not on every torch version)."""
+    if recipe is None:
+        return ""
+    if not (recipe.backward == "sparse" and recipe.mask_dy1):
         raise ValueError(f"fused_ffn_op: only the paper's recipe runs fused, got {recipe}")
+    return json.dumps(dataclasses.asdict(recipe))
+
+
+def fused_ffn_op(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, spec: str = "") -> torch.Tensor:
+    """relu(x W1ᵀ)² W2ᵀ through the custom ops: 2:4 with the recipe `spec` (`recipe_spec`), else ("") dense; FP8
+    on the fused kernels (sm90). x: (..., d), any float dtype (computed in bf16)."""
     lead = x.shape[:-1]
-    spec = _recipe_spec(recipe)
     with torch.autocast(x.device.type, enabled=False):
         y3, _ = _op_forward(x.reshape(-1, x.shape[-1]).to(torch.bfloat16), w1.to(torch.bfloat16),
                             w2.to(torch.bfloat16), spec)
