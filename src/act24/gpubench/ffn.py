@@ -14,24 +14,31 @@ from .paths import ffn_paths
 PRECISIONS = ("bf16", "fp8")
 
 
-def references(x, w1, w2, dy, recipe: SparseRecipe) -> dict[bool, tuple[torch.Tensor, ...]]:
-    """(Y3, dX, dW1, dW2) of the dense (False) and the 2:4 (True) FFN in fp32 (TF32 GEMMs: ~1e-3, far under the
-    tolerances) on the same inputs."""
-    out = {}
+def references(x, w1, w2, dy, recipe: SparseRecipe) -> tuple[dict[bool, tuple[torch.Tensor, ...]], str]:
+    """(Y3, dX, dW1, dW2) of the dense (False) and the 2:4 (True) FFN on the same inputs, and the reference's
+    precision: fp32 with TF32 GEMMs (~1e-3, far under the tolerances), or, where fp32 does not fit in memory (the
+    largest shapes), bf16 tensors with fp32 accumulation (~1e-2), said so in every row."""
     tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = True
     try:
-        for sparse in (False, True):
-            params = [v.float().requires_grad_() for v in (x, w1, w2)]
-            y = (sparse_sqrelu_ffn(*params, recipe, ReferenceBackend()) if sparse
-                 else dense_sqrelu_ffn(*params, ReferenceBackend()))
-            y.backward(dy.float())
-            out[sparse] = (y.detach(), *(p.grad for p in params))
-            del y, params
-            torch.cuda.empty_cache()
+        for dtype, name in ((torch.float32, "fp32 (TF32 GEMMs)"), (torch.bfloat16, "bf16 (fp32 did not fit)")):
+            out = {}
+            try:
+                for sparse in (False, True):
+                    params = [v.to(dtype).requires_grad_() for v in (x, w1, w2)]
+                    y = (sparse_sqrelu_ffn(*params, recipe, ReferenceBackend()) if sparse
+                         else dense_sqrelu_ffn(*params, ReferenceBackend()))
+                    y.backward(dy.to(dtype))
+                    out[sparse] = (y.detach(), *(p.grad for p in params))
+                    del y, params
+                return out, name
+            except torch.cuda.OutOfMemoryError:
+                out.clear()
+            finally:
+                torch.cuda.empty_cache()
+        raise RuntimeError("the FFN reference does not fit in GPU memory, even in bf16")
     finally:
         torch.backends.cuda.matmul.allow_tf32 = tf32
-    return out
 
 
 def ffn_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac, shape: str) -> dict[str, list[dict]]:
@@ -40,12 +47,13 @@ def ffn_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac, shape: str)
     count."""
     x, w1, w2, dy = ffn_inputs(t, d, f, zero_frac)
     recipe = SparseRecipe(dense_fraction=cfg.dense_fraction, split_multiple=cfg.split_multiple)
-    refs = references(x, w1, w2, dy, recipe)
+    refs, reference = references(x, w1, w2, dy, recipe)
     rows: list[dict] = []
     rounds: list[dict] = []
     breakdown: list[dict] = []
     for precision in PRECISIONS:
-        base = {"shape": shape, "T": t, "d": d, "F": f, **label(zero_frac), "precision": precision}
+        base = {"shape": shape, "T": t, "d": d, "F": f, **label(zero_frac), "precision": precision,
+                "reference": reference}
         paths, missing = ffn_paths(precision, recipe)
         rows += [{**base, "pass": "forward", "sparse": m["path"].startswith("2:4"), **m} for m in missing]
         tol = cfg.tolerance * (2 if precision == "fp8" else 1)

@@ -120,8 +120,13 @@ def time_rounds(pending: list[tuple[dict, Callable[[float], float]]], cfg: GpuBe
 
 
 # Kernels that are matrix products: cuBLAS / CUTLASS / cuSPARSELt names (sm90_xmma_gemm_*, nvjet_*, cutlass::...
-# GemmUniversal..., *sparse*gemm*). Everything else (Triton kernels, torch's elementwise and copy kernels) is not.
-GEMM_KERNEL = re.compile(r"gemm|xmma|nvjet|cutlass|cublas|cusparse|splitk", re.IGNORECASE)
+# GemmUniversal..., *sparse*gemm*). Everything else (Triton kernels, torch's elementwise and copy kernels, CUTLASS's
+# and cuSPARSELt's compressors) is not.
+GEMM_KERNEL = re.compile(r"gemm|xmma|nvjet", re.IGNORECASE)
+
+
+def is_gemm(kernel: str) -> bool:
+    return bool(GEMM_KERNEL.search(kernel)) and "compress" not in kernel.lower()
 
 
 def kernel_breakdown(fn: Callable[[], object], iters: int) -> list[dict]:
@@ -139,7 +144,7 @@ def kernel_breakdown(fn: Callable[[], object], iters: int) -> list[dict]:
     for ev in prof.events():
         if ev.device_type == torch.autograd.DeviceType.CUDA and ev.device_time > 0:
             kernels.setdefault(ev.name, []).append(ev.device_time / 1000.0)
-    return [{"kernel": name[:160], "gemm": bool(GEMM_KERNEL.search(name)), "calls": len(t) / iters,
+    return [{"kernel": name[:160], "gemm": is_gemm(name), "calls": len(t) / iters,
              "ms": sum(t) / iters} for name, t in sorted(kernels.items(), key=lambda kv: -sum(kv[1]))]
 
 
