@@ -9,6 +9,8 @@ pytest.importorskip("triton", reason="the fused kernels are Triton kernels (pip 
 
 from act24.kernels import backends as B  # noqa: E402
 from act24.kernels import fused  # noqa: E402
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
 from act24.kernels import sm90_layout as L  # noqa: E402
 from act24.kernels.backends import quantize_rowwise_fp8  # noqa: E402
 from act24.sparsity.ffn import SparseRecipe, sparse_sqrelu_ffn  # noqa: E402
@@ -398,3 +400,22 @@ def test_custom_op_gives_the_autograd_functions_results_and_compiles_whole(monke
     assert explanation.graph_break_count == 0 and explanation.graph_count == 1
     with pytest.raises(ValueError, match="only the paper's recipe"):
         recipe_spec(SparseRecipe(mask_dy1=False))
+
+
+@triton.jit
+def _meta_offsets_kernel(rows_ptr, cols_ptr, out_ptr, M, N: tl.constexpr, META16: tl.constexpr):
+    i = tl.arange(0, N)
+    tl.store(out_ptr + i, fused._meta_offset(tl.load(rows_ptr + i), tl.load(cols_ptr + i), M, META16))
+
+
+@pytest.mark.parametrize("fp8", [True, False], ids=["fp8", "bf16"])
+def test_metadata_offsets_stay_exact_past_two_to_the_31_elements(fp8):
+    """The 70B-like FFN at 64k tokens has 65536 x 43008 > 2^31 activations: the kernels' metadata offsets must not
+    wrap (they did in int32: the 2:4 FFN's output was wrong there). No large tensor is needed to check the math."""
+    m, k = 65536, 43008
+    rows = torch.tensor([0, 1, 4095, 65535, 65535, 12345, 65472, 7], dtype=torch.int32, device=DEVICE)
+    cols = torch.tensor([0, 42992, 42880, 42999, 128, 21504, 40960, 33000], dtype=torch.int32, device=DEVICE)
+    out = torch.empty(8, dtype=torch.int64, device=DEVICE)
+    _meta_offsets_kernel[(1,)](rows, cols, out, m, N=8, META16=not fp8)
+    ref = L.meta_byte_offset(rows.long().cpu(), cols.long().cpu(), m, 8 if fp8 else 16)
+    assert ref.max() > 2**31 // 8 and torch.equal(out.cpu(), ref)

@@ -365,7 +365,10 @@ def _word64(lo, hi):
 
 @triton.jit
 def _meta_offset(rows, cols, M, META16: tl.constexpr):
-    """Byte offsets of the metadata bytes of (rows, cols); see sm90_layout.meta_byte_offset."""
+    """Byte offsets of the metadata bytes of (rows, cols); see sm90_layout.meta_byte_offset. In int64: the
+    logical offset passes 2^31 from M x K = 2^31 elements on (70B-like FFN, 64k tokens)."""
+    cols = cols.to(tl.int64)
+    rows = rows.to(tl.int64)
     if META16:
         kb = cols // 64
         kk = cols % 64
