@@ -169,6 +169,7 @@ def ffn_stages(stages: pd.DataFrame, tokens: int) -> plt.Figure:
     cols = list(dict.fromkeys(zip(part["precision"], part["pass"])))
     shapes = list(dict.fromkeys(part["shape"]))
     fig, axes = plt.subplots(len(shapes), len(cols), figsize=(4.2 * len(cols), 2.6 * len(shapes)), squeeze=False)
+    fig.suptitle(f"FFN time per stage at {tokens} tokens", fontsize=11)
     parts = [("gemm_ms", "GEMM kernels", "tab:blue"), ("other_kernels_ms", "other kernels", "tab:orange"),
              ("gaps_ms", "rest (gaps, host)", "tab:gray")]
     for i, shape in enumerate(shapes):
@@ -180,7 +181,8 @@ def ffn_stages(stages: pd.DataFrame, tokens: int) -> plt.Figure:
                 v = g[col].clip(lower=0).to_numpy()
                 ax.barh(g["path"], v, left=left, color=colour, label=name)
                 left += v
-            ax.set(title=f"{shape}, {precision} {ps}, T={tokens}", xlabel="ms")
+            ax.set_title(f"{shape}, {precision} {ps}", fontsize=9)
+            ax.set_xlabel("ms")
             ax.tick_params(axis="y", labelsize=7)
             ax.invert_yaxis()
     axes[0][0].legend(fontsize=7)
