@@ -164,7 +164,7 @@ def test_report_builds(tiny_run):
 @pytest.mark.parametrize("notebook, expected", [
     ("sparsity.ipynb", ["18 finished runs"]),
     ("ablation.ipynb", ["18 finished runs", "C6: Ablation order"]),
-    ("kernels.ipynb", ["round trip: True", "7B-like, synthetic (0.95 zeros), T = 16384: fused"])])
+    ("kernels.ipynb", ["round trip: True", "7B-like, T = 16384, fp8 forward: 2:4 (fused kernels)"])])
 def test_notebooks_run_on_the_tiny_results(tiny_run, monkeypatch, notebook, expected):
     import nbformat
     from nbclient import NotebookClient
