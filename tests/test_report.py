@@ -141,6 +141,9 @@ def test_speed_claims_take_their_verdict_from_the_interval():
     wide = gpu_tables(fwd=((1.1, 1.0, 1.2), (1.3, 1.15, 1.45)))
     assert verdicts(claims_table(summaries(), stats(curve), {}, th, "sqrelu", "swiglu", gpu=wide))["C7"].startswith(
         "inconclusive")
+    other = ClaimThresholds(speed_shape="70B-like")
+    v = verdicts(claims_table(summaries(), stats(curve), {}, other, "sqrelu", "swiglu", gpu=gpu_tables()))
+    assert v["C7"] == "not measured: claims.speed_shape '70B-like' is not a benchmarked shape (1.5B-like, 7B-like)"
     skipped = {"sidecar": {"status": "skipped: no CUDA device"}}
     v = verdicts(claims_table(summaries(), stats(curve), {}, th, "sqrelu", "swiglu", gpu=skipped))
     assert v["C7"] == v["C9"] == "not measured: no CUDA device"

@@ -106,7 +106,10 @@ def _speed_claims(gpu: dict | None, environment: dict, th: ClaimThresholds) -> l
             "no CUDA device" if not environment.get("cuda_available") else "the GPU benchmark did not run")
         return [_row(cid, "", f"not measured: {reason}", "", "") for cid in ("C7", "C8", "C9")]
     cfg, sp, split = gpu["sidecar"]["config"], gpu["speedups"], gpu["split_gemm"]
-    shape = th.speed_shape if th.speed_shape in cfg["shapes"] else list(cfg["shapes"])[-1]
+    shape = th.speed_shape
+    if shape not in cfg["shapes"]:
+        why = f"not measured: claims.speed_shape {shape!r} is not a benchmarked shape ({', '.join(cfg['shapes'])})"
+        return [_row(cid, "", why, "", "") for cid in ("C7", "C8", "C9")]
     t, z = cfg["extra_tokens"], cfg["sweep_zero_frac"]
     threshold = th.paper_speedup - th.speedup_tolerance
     rows = []
