@@ -103,18 +103,14 @@ def model_step_rows(cfg: ModelStepConfig, progress: Callable[[str], None] = prin
     return rows
 
 
-def write_model_step(out_csv, sidecar, cfg: ModelStepConfig, progress: Callable[[str], None] = print) -> None:
+def write_model_step(out_csv, sidecar_json, cfg: ModelStepConfig, progress: Callable[[str], None] = print) -> None:
     """The model-step table (a 'skipped' record without CUDA) and its sidecar (settings, versions, date)."""
-    import dataclasses
-    import datetime
-
     import pandas as pd
 
-    from ..io import environment_info, write_json
-    from .run import NO_CUDA
+    from ..io import write_json
+    from .run import NO_CUDA, sidecar
 
     status = "ok" if torch.cuda.is_available() else NO_CUDA
     rows = model_step_rows(cfg, progress) if status == "ok" else [{"status": status}]
     pd.DataFrame(rows).to_csv(out_csv, index=False)
-    write_json(sidecar, {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                         "status": status, "config": dataclasses.asdict(cfg), "environment": environment_info()})
+    write_json(sidecar_json, sidecar(cfg, status))

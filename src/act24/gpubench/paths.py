@@ -36,7 +36,8 @@ def _dense_bf16(x, w1, w2):
 
 
 def _dense_fp8(x, w1, w2):
-    mm = XformersFp8Sm90Backend().mm  # row-wise FP8 operands, bf16 out (cuBLAS)
+    """The dense FP8 forward written out for inductor (row-wise FP8 operands, bf16 out, cuBLAS)."""
+    mm = XformersFp8Sm90Backend().mm
     return mm(F.relu(mm(x, w1.t())).square(), w2.t())
 
 
@@ -98,8 +99,8 @@ def ffn_paths(precision: str, recipe: SparseRecipe) -> tuple[list[FfnPath], list
         if cap is None or cap < (8, 9):
             return [], [{"path": "all FP8 paths", "status": f"unavailable: FP8 GEMMs need compute capability >= 8.9, "
                                                             f"device has {cap}"}]
-        paths += [FfnPath("dense (eager)", False, _dense_fp8,
-                          autograd_step(lambda x, w1, w2: dense_sqrelu_ffn(x, w1, w2, XformersFp8Sm90Backend()))),
+        eager = lambda x, w1, w2: dense_sqrelu_ffn(x, w1, w2, XformersFp8Sm90Backend())  # noqa: E731
+        paths += [FfnPath("dense (eager)", False, eager, autograd_step(eager)),
                   FfnPath("dense (torch.compile)", False, compiled(_dense_fp8), compiled(_dense_fp8_step))]
         fused_why = FusedFp8Sm90Backend().probe()
         if fused_why:

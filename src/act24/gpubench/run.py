@@ -50,7 +50,8 @@ def run_shape(cfg: GpuBenchConfig, shape: str, progress: Callable[[str], None] =
     return out
 
 
-def _sidecar(cfg: GpuBenchConfig, status: str) -> dict:
+def sidecar(cfg, status: str) -> dict:
+    """What a benchmark writes beside its tables: date, settings (a config dataclass), versions, status."""
     side = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "config": dataclasses.asdict(cfg), "environment": environment_info(), "status": status}
     if status == "ok":
@@ -72,7 +73,7 @@ def write_shape(out_dir, cfg: GpuBenchConfig, shape: str, progress: Callable[[st
         results, status = {name: [{"status": NO_CUDA}] for name in SHAPE_TABLES}, NO_CUDA
     for name in SHAPE_TABLES:
         pd.DataFrame(results[name]).to_csv(out / f"{name}.csv", index=False)
-    write_json(out / "bench.json", {**_sidecar(cfg, status), "shape": shape})
+    write_json(out / "bench.json", {**sidecar(cfg, status), "shape": shape})
 
 
 def combine(shape_dirs: dict[str, str | Path], out_dir) -> None:
