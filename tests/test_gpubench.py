@@ -82,8 +82,8 @@ def test_stages_split_the_median_into_gemms_other_kernels_and_the_rest():
     ffn = [ffn_row("dense (fused kernels)", 10.0), ffn_row("2:4 (fused kernels)", 9.0, status="failed: x")]
     breakdown = kernel_rows("dense (fused kernels)", 6.0, 3.0) + kernel_rows("2:4 (fused kernels)", 4.0, 3.0)
     (row,) = T.stages(ffn, breakdown)
-    assert (row["path"], row["gemm_ms"], row["other_kernels_ms"], row["gaps_ms"]) == (
-        "dense (fused kernels)", 6.0, 3.0, pytest.approx(1.0))
+    assert (row["path"], row["gemm_ms"], row["other_kernels_ms"], row["gaps_ms"], row["sustained_factor"]) == (
+        "dense (fused kernels)", 6.0, 3.0, pytest.approx(1.0), pytest.approx(10 / 9))
 
 
 @pytest.mark.parametrize("name, gemm", [

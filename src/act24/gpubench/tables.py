@@ -79,7 +79,8 @@ def speedups(ffn, rounds, breakdown=()) -> list[dict]:
 
 def stages(ffn, breakdown) -> list[dict]:
     """Per point and path: milliseconds in GEMMs, in other kernels, and the rest of the timed median (launch gaps,
-    host time; the profiler's kernel times and the timed medians come from different calls, so it can be < 0)."""
+    host time; the profiler's kernel times and the timed medians come from different calls, so it can be < 0), and
+    the timed median over the kernel sum (`sustained_factor`, see `speedups`)."""
     ok = _ok(ffn)
     gemms = gemm_ms(breakdown)
     out = []
@@ -88,7 +89,8 @@ def stages(ffn, breakdown) -> list[dict]:
         if key in gemms:
             g, total = gemms[key]
             out.append({**{k: r[k] for k in POINT}, "path": r["path"], "sparse": bool(r["sparse"]), "ms": r["ms"],
-                        "gemm_ms": g, "other_kernels_ms": total - g, "gaps_ms": r["ms"] - total})
+                        "gemm_ms": g, "other_kernels_ms": total - g, "gaps_ms": r["ms"] - total,
+                        "sustained_factor": r["ms"] / total})
     return out
 
 
