@@ -26,9 +26,11 @@ def round_rows(path, times, precision="fp8", ps="forward"):
 
 
 def kernel_rows(path, gemm_ms, other_ms, precision="fp8", ps="forward"):
-    return [{**POINT, "precision": precision, "pass": ps, "path": path, "kernel": "gemm", "gemm": True, "ms": gemm_ms},
-            {**POINT, "precision": precision, "pass": ps, "path": path, "kernel": "other", "gemm": False,
-             "ms": other_ms}]
+    """A path's kernels: one named like a cuBLAS GEMM, one like CUTLASS's compressor (not a GEMM)."""
+    return [{**POINT, "precision": precision, "pass": ps, "path": path, "kernel": "nvjet_sm90_qqtst_128x128",
+             "calls": 2.0, "ms": gemm_ms},
+            {**POINT, "precision": precision, "pass": ps, "path": path,
+             "kernel": "cutlass::SM90StructuredSparseCompressor<>", "calls": 1.0, "ms": other_ms}]
 
 
 def test_speedup_is_against_the_fastest_dense_path_of_its_precision_with_a_paired_interval():
@@ -183,3 +185,28 @@ def test_importing_the_package_compiles_and_configures_nothing():
     code = ("import torch._dynamo as d; before = d.config.cache_size_limit; import act24.gpubench.paths, "
             "act24.gpubench.run; assert d.config.cache_size_limit == before and d.config.automatic_dynamic_shapes")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_combine_joins_the_shapes_and_derives_the_tables(tmp_path):
+    """Two shapes' tables (one measured, one skipped) become one table each plus the derived ones."""
+    ok, skipped = tmp_path / "ok", tmp_path / "skipped"
+    ffn = [ffn_row("dense (fused kernels)", 10.0), ffn_row("2:4 (fused kernels)", 8.0)]
+    rounds = round_rows("dense (fused kernels)", [10.0, 10.2, 9.8]) + round_rows("2:4 (fused kernels)", [8.0] * 3)
+    tables = {"ffn": ffn, "ffn_rounds": rounds,
+              "breakdown": kernel_rows("dense (fused kernels)", 8.0, 2.0) + kernel_rows("2:4 (fused kernels)", 5.0, 3.0),
+              "ceilings": [{"copy_GBps": 4000.0}], "gemm": [], "sparsify": [], "split_gemm": []}
+    for folder, status in ((ok, "ok"), (skipped, G.NO_CUDA)):
+        folder.mkdir()
+        for name in G.SHAPE_TABLES:
+            pd.DataFrame(tables[name] if status == "ok" else [{"status": status}]).to_csv(folder / f"{name}.csv",
+                                                                                       index=False)
+        (folder / "bench.json").write_text(f'{{"status": "{status}", "date": "d", "config": {{}}}}')
+    G.combine({"7B-like": ok, "13B-like": skipped}, tmp_path / "all")
+    breakdown = pd.read_csv(tmp_path / "all" / "breakdown.csv")
+    assert breakdown["gemm"].tolist() == [True, False, True, False]
+    (row,) = pd.read_csv(tmp_path / "all" / "speedups.csv").to_dict("records")
+    assert row["speedup"] == pytest.approx((10.0 * 10.2 * 9.8 / 8.0**3) ** (1 / 3))
+    assert row["amdahl_bound"] == pytest.approx(10 / (2 + 5))  # the kernels add up to both medians
+    side = pd.read_json(tmp_path / "all" / "bench.json", typ="series")
+    assert side["status"] == "ok" and side["shapes"]["13B-like"]["status"] == G.NO_CUDA
+

@@ -52,14 +52,15 @@ def bench_ms(fn: Callable[[], object], cfg: GpuBenchConfig, rep_ms: float | None
     return float(do_bench(fn, warmup=cfg.warmup_ms, rep=rep_ms or cfg.rep_ms, return_mode="median"))
 
 
-def event_ms(fn: Callable[[], object], budget_ms: float, max_calls: int = 100) -> float:
-    """Median milliseconds of `fn` over about `budget_ms` of calls (at least 2), each between two CUDA events."""
+def event_ms(fn: Callable[[], object], budget_ms: float = 0.0, max_calls: int = 100, calls: int | None = None) -> float:
+    """Median milliseconds of `fn` over `calls` calls, or about `budget_ms` of calls (at least 2), each between two
+    CUDA events, after one untimed call (which also sizes the budget)."""
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
     fn()
     end.record()
     end.synchronize()
-    n = max(2, min(max_calls, round(budget_ms / max(start.elapsed_time(end), 1e-3))))
+    n = calls or max(2, min(max_calls, round(budget_ms / max(start.elapsed_time(end), 1e-3))))
     events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(n)]
     for s, e in events:
         s.record()
@@ -130,8 +131,9 @@ def is_gemm(kernel: str) -> bool:
 
 
 def kernel_breakdown(fn: Callable[[], object], iters: int) -> list[dict]:
-    """The device kernels one call of `fn` runs: name, GEMM or not, calls and milliseconds per call of `fn`
-    (torch.profiler over `iters` calls, after one unprofiled call)."""
+    """The device kernels one call of `fn` runs: name, calls and milliseconds per call of `fn` (torch.profiler over
+    `iters` calls, after one unprofiled call). Whether a kernel is a GEMM is decided from its name (`is_gemm`)
+    where the tables are made."""
     from torch.profiler import ProfilerActivity, profile
 
     fn()
@@ -144,8 +146,8 @@ def kernel_breakdown(fn: Callable[[], object], iters: int) -> list[dict]:
     for ev in prof.events():
         if ev.device_type == torch.autograd.DeviceType.CUDA and ev.device_time > 0:
             kernels.setdefault(ev.name, []).append(ev.device_time / 1000.0)
-    return [{"kernel": name[:160], "gemm": is_gemm(name), "calls": len(t) / iters,
-             "ms": sum(t) / iters} for name, t in sorted(kernels.items(), key=lambda kv: -sum(kv[1]))]
+    return [{"kernel": name[:160], "calls": len(t) / iters, "ms": sum(t) / iters}
+            for name, t in sorted(kernels.items(), key=lambda kv: -sum(kv[1]))]
 
 
 def ceilings(cfg: GpuBenchConfig) -> dict[str, float]:

@@ -23,6 +23,7 @@ from ..report.compare import paired_ratio_ci
 from ..sparsity.ffn import SparseRecipe
 from ..sparsity.fused_ffn import fused_ffn_op, recipe_spec
 from .config import ModelStepConfig
+from .harness import event_ms
 
 BF16, FP8_DENSE, FP8_24 = "bf16, dense FFN", "FP8 dense FFN (fused kernels)", "FP8 2:4 FFN (fused kernels)"
 
@@ -80,14 +81,7 @@ def model_step_rows(cfg: ModelStepConfig, progress: Callable[[str], None] = prin
         times = {name: [] for name in runs}
         for _ in range(cfg.rounds):
             for name, (model, opt) in runs.items():
-                events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-                          for _ in range(cfg.steps_per_round)]
-                for s, e in events:
-                    s.record()
-                    train_step(model, opt, inputs, targets)
-                    e.record()
-                torch.cuda.synchronize()
-                times[name].append(statistics.median(s.elapsed_time(e) for s, e in events))
+                times[name].append(event_ms(lambda: train_step(model, opt, inputs, targets), calls=cfg.steps_per_round))
         for name, r in results.items():
             row = {**base, "variant": name, **r}
             if name in times:

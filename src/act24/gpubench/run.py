@@ -15,7 +15,7 @@ from . import tables
 from .config import GpuBenchConfig
 from .ffn import ffn_rows
 from .gemm import gemm_rows, split_gemm_rows
-from .harness import ceilings, label, trained_zero_fracs
+from .harness import ceilings, is_gemm, label, trained_zero_fracs
 from .sparsify import sparsify_rows
 
 SHAPE_TABLES = ("ceilings", "gemm", "sparsify", "ffn", "ffn_rounds", "breakdown", "split_gemm")
@@ -76,6 +76,15 @@ def write_shape(out_dir, cfg: GpuBenchConfig, shape: str, progress: Callable[[st
     write_json(out / "bench.json", {**sidecar(cfg, status), "shape": shape})
 
 
+def _read_table(path: Path) -> pd.DataFrame:
+    """A table as written by `write_shape`; an empty one (e.g. no GEMM rows when no point has extra_tokens tokens) has
+    no columns at all."""
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
 def combine(shape_dirs: dict[str, str | Path], out_dir) -> None:
     """All shapes' tables in one CSV each, plus the derived tables (speedups with intervals and bounds, stages,
     sparsify share) and one sidecar: status "ok" when any shape ran, else the shapes' own status."""
@@ -85,9 +94,12 @@ def combine(shape_dirs: dict[str, str | Path], out_dir) -> None:
     ran = [s for s, side in sides.items() if side["status"] == "ok"]
     frames = {}
     for name in SHAPE_TABLES:
-        parts = [pd.read_csv(Path(shape_dirs[s]) / f"{name}.csv") for s in ran]
-        frames[name] = pd.concat([p for p in parts if not p.empty], ignore_index=True) if parts else pd.DataFrame()
+        parts = [_read_table(Path(shape_dirs[s]) / f"{name}.csv") for s in ran]
+        parts = [p for p in parts if not p.empty]
+        frames[name] = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if ran:
+        if not frames["breakdown"].empty:  # the classification the tables use, beside each kernel
+            frames["breakdown"]["gemm"] = frames["breakdown"]["kernel"].map(is_gemm)
         records = {name: frames[name].to_dict("records") for name in SHAPE_TABLES}
         derived = {"speedups": tables.speedups(records["ffn"], records["ffn_rounds"], records["breakdown"]),
                    "stages": tables.stages(records["ffn"], records["breakdown"]),
