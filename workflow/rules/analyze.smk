@@ -163,6 +163,7 @@ TRAINED_PROFILE = config["gpu_bench"].get("trained_profile")
 if TRAINED_PROFILE and not os.path.isabs(TRAINED_PROFILE):
     TRAINED_PROFILE = os.path.join(workflow.basedir, TRAINED_PROFILE)
 GPU_SHAPES = list(config["gpu_bench"]["shapes"])
+# The tables act24.gpubench writes (tests/test_workflow.py keeps these lists equal to its own).
 SHAPE_TABLES = ["ceilings", "gemm", "sparsify", "ffn", "ffn_rounds", "breakdown", "split_gemm"]
 DERIVED_TABLES = ["speedups", "stages", "sparsify_share"]
 
