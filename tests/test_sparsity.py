@@ -67,9 +67,9 @@ def test_dense_feature_split_keeps_the_densest_features_dense():
 
 def test_activation_stats_rejects_bad_shapes():
     with pytest.raises(ValueError, match="2-D"):
-        activation_stats(torch.zeros(2, 4, 4), torch.arange(2))
+        activation_stats(torch.zeros(2, 4, 4), torch.arange(2), 0.05)
     with pytest.raises(ValueError, match="permutation"):
-        activation_stats(torch.zeros(8, 4), torch.arange(4))
+        activation_stats(torch.zeros(8, 4), torch.arange(4), 0.05)
 
 
 def test_token_permutation_is_fixed_by_seed():

@@ -92,6 +92,19 @@ def test_sparse_recipe_switches_on_after_the_dense_warmup(tmp_path, token_files)
     assert summary["final_val_loss"] != dense["final_val_loss"]
 
 
+@pytest.mark.parametrize("dense_fraction", [0.0, 0.25])
+def test_the_statistics_split_follows_the_recipe(tmp_path, token_files, dense_fraction):
+    cfg = RunConfig.from_dict({"name": "s", "model": TINY["model"], "train": {**TINY["train"], "steps": 4},
+                               "sparse": {"dense_fraction": dense_fraction}})
+    train(cfg, *token_files, tmp_path / "s", progress=False)
+    st = pd.read_csv(tmp_path / "s" / "activation_stats.csv")
+    if dense_fraction == 0:  # no dense features: the split's drop is the permuted token-wise drop
+        assert (st["dense_features_share"] == 0).all()
+        assert np.allclose(st["drop24_tokens_permuted_split"], st["drop24_tokens_permuted"])
+    else:  # the densest quarter of the features holds more than a quarter of the non-zeros
+        assert (st["dense_features_share"] > 0.25).all()
+
+
 def test_sparse_recipe_needs_a_sqrelu_model():
     from act24.config import ConfigError
 

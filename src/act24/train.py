@@ -82,13 +82,15 @@ def evaluate(model: Transformer, batches: list[tuple[torch.Tensor, torch.Tensor]
 
 
 @torch.no_grad()
-def layer_statistics(model: Transformer, x: torch.Tensor, perm: torch.Tensor) -> tuple[list[dict], np.ndarray]:
-    """Per-layer activation statistics and per-feature densities (layers x features) on batch `x`."""
+def layer_statistics(model: Transformer, x: torch.Tensor, perm: torch.Tensor,
+                     dense_fraction: float) -> tuple[list[dict], np.ndarray]:
+    """Per-layer activation statistics and per-feature densities (layers x features) on batch `x`;
+    `dense_fraction`: the recipe's 95/5 split (sparse.dense_fraction)."""
     model.eval()
     with record_activations(model.ffn_modules()) as acts:
         model(x)
     model.train()
-    rows = [{"layer": i, **activation_stats(a.float(), perm.to(a.device))} for i, a in enumerate(acts)]
+    rows = [{"layer": i, **activation_stats(a.float(), perm.to(a.device), dense_fraction)} for i, a in enumerate(acts)]
     return rows, torch.stack([feature_density(a) for a in acts]).cpu().numpy()
 
 
@@ -198,7 +200,7 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
                 model.set_sparse(recipe, backend)
             if world.main and (step % t.stats_every == 0 or last):
                 with autocast(device, t.precision):
-                    rows, density = layer_statistics(model, stats_x, perm)
+                    rows, density = layer_statistics(model, stats_x, perm, cfg.sparse.dense_fraction)
                 writer = writer or csv.DictWriter(stats_f, fieldnames=["step", "tokens", *rows[0].keys()])
                 if stats_f.tell() == 0:
                     writer.writeheader()

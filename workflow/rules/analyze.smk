@@ -107,12 +107,15 @@ rule gradient_fidelity:
 
 rule table1:
     input:
-        run_files("summary.json"),
+        summaries=run_files("summary.json"),
+        metrics=run_files("metrics.jsonl"),
     output:
         csv=f"{TABLES}/table1.csv",
         md=report(f"{TABLES}/table1.md", caption="../report/table1.rst", category="Tables"),
     params:
         table="table1",
+        rows=config["analysis"].get("table1") or {},
+        claims=config["claims"],  # divergence and plateau detection
     conda:
         "../../environment.yml"
     log:
@@ -178,7 +181,8 @@ rule bench_gpu:
     wildcard_constraints:
         shape="|".join(re.escape(s) for s in GPU_SHAPES),
     params:
-        cfg={**config["gpu_bench"], "trained_profile": TRAINED_PROFILE},
+        cfg={**config["gpu_bench"], "trained_profile": TRAINED_PROFILE,
+             "dense_fraction": config["sparse"]["dense_fraction"]},
     resources:
         gpu_percent=100,  # times the GPU: the whole GPU, nothing else alongside
     conda:
@@ -213,7 +217,7 @@ rule bench_model_step:
         csv=f"{GPU_BENCH}/model_step.csv",
         sidecar=f"{GPU_BENCH}/model_step.json",
     params:
-        cfg=config["model_step"],
+        cfg={**config["model_step"], "dense_fraction": config["sparse"]["dense_fraction"]},
     resources:
         gpu_percent=100,
     conda:

@@ -7,6 +7,7 @@ from snakemake.utils import validate
 try:
     from act24.config import ConfigError
     from act24.experiment import resolve_runs
+    from act24.report.claims import ideal_speedups
     from act24.report.results import run_dir
 except ImportError as exc:
     sys.exit(f"act24 is not importable ({exc}): install it first, e.g. `pip install -e .` (see README)")

@@ -1,5 +1,7 @@
 # Figures and the claims table; `snakemake --report report.html` collects them with captions.
 FIGURES = f"{RESULTS}/figures"
+# The ideal speedups (claim C10, and the bounds drawn in Fig. 5 / Fig. 6) of the configured recipe.
+IDEAL_SPEEDUPS = ideal_speedups(config["claims"]["ideal_sparse_gemm_speedup"], config["sparse"]["dense_fraction"])
 
 
 rule fig_sparsity:
@@ -67,7 +69,7 @@ rule fig_loss_curves:
 rule fig_table1:
     input:
         metrics=run_files("metrics.jsonl", TABLE1_VARIANTS),
-        summaries=run_files("summary.json"),
+        table=rules.table1.output.csv,
     output:
         report(f"{FIGURES}/table1_ablation.png", caption="../report/table1.rst", category="Figures"),
     params:
@@ -88,6 +90,7 @@ rule fig5_ffn_speedup:
         report(f"{FIGURES}/fig5_ffn_speedup.png", caption="../report/fig5.rst", category="GPU benchmarks"),
     params:
         figure="fig5",
+        ideal=IDEAL_SPEEDUPS,
     conda:
         "../../environment.yml"
     log:
@@ -120,6 +123,7 @@ rule fig6_split_gemm:
         report(f"{FIGURES}/fig6_split_gemm.png", caption="../report/fig6.rst", category="GPU benchmarks"),
     params:
         figure="fig6",
+        ideal=IDEAL_SPEEDUPS,
     conda:
         "../../environment.yml"
     log:
@@ -133,6 +137,7 @@ rule claims:
         summaries=run_files("summary.json", list(dict.fromkeys([SPARSE_VARIANT, config["analysis"]["swiglu_variant"],
                                                                 *RECIPE_VARIANTS, *TABLE1_VARIANTS]))),
         inference=rules.inference_table.output.csv,
+        table1=rules.table1.output.csv,
         stats=run_files("activation_stats.csv", [SPARSE_VARIANT]),
         environment=rules.environment.output[0],
         speedups=rules.gpu_combine.output.speedups,
@@ -141,6 +146,9 @@ rule claims:
     output:
         csv=f"{TABLES}/claims.csv",
         md=report(f"{TABLES}/claims.md", caption="../report/claims.rst", category="Claims"),
+    params:
+        claims=config["claims"],
+        dense_fraction=config["sparse"]["dense_fraction"],
     conda:
         "../../environment.yml"
     log:

@@ -23,9 +23,8 @@ with log_to(snakemake.log[0]):
     elif which == "loss":
         fig = figures.loss_curves(results.read_metrics(runs), labels)
     elif which == "table1":
-        table = ablation.table1(results.read_summaries([Path(p).parent for p in snakemake.input.summaries]),
-                                config["analysis"].get("table1") or {}, labels)
-        fig = figures.table1_ablation(results.read_metrics(Path(p).parent for p in snakemake.input.metrics), table)
+        fig = figures.table1_ablation(results.read_metrics(Path(p).parent for p in snakemake.input.metrics),
+                                      ablation.read_table1(snakemake.input.table))
     else:
         raise ValueError(f"unknown figure {which!r}")
     figures.save(fig, snakemake.output[0])

@@ -7,7 +7,6 @@ import pandas as pd
 
 from act24.io import log_to, read_json
 from act24.report import figures
-from act24.report.claims import ideal_speedups
 
 TITLES = {"fig5": "Fig. 5: FFN speedup", "fig6": "Fig. 6: split GEMM", "stages": "FFN time per stage"}
 
@@ -24,9 +23,9 @@ with log_to(snakemake.log[0]):
     if reason != "ok":
         fig = figures.not_measured(TITLES[which], reason)
     elif which == "fig5":
-        fig = figures.ffn_speedups(data, ideal_speedups())
+        fig = figures.ffn_speedups(data, snakemake.params.ideal)
     elif which == "stages":
         fig = figures.ffn_stages(data, cfg["extra_tokens"])
     else:
-        fig = figures.split_gemm(data, ideal_speedups()["split_gemm"])
+        fig = figures.split_gemm(data, snakemake.params.ideal["split_gemm"])
     figures.save(fig, snakemake.output[0])

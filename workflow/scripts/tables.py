@@ -3,11 +3,11 @@ from pathlib import Path
 
 from act24.experiment import variant_label
 from act24.io import log_to
-from act24.report import ablation, results, tables
+from act24.report import ablation, claims, results, tables
 
 with log_to(snakemake.log[0]):
     config, which = snakemake.config, snakemake.params.table
-    runs = [Path(p).parent for p in snakemake.input]
+    runs = [Path(p).parent for p in snakemake.input.get("summaries", snakemake.input)]
     labels = {v: variant_label(config, v) for v in config["variants"]}
     if which == "quality":
         df = tables.quality_table(results.read_summaries(runs), labels)
@@ -16,7 +16,8 @@ with log_to(snakemake.log[0]):
     elif which == "inference":
         df = tables.inference_table(results.read_inference(runs), labels)
     elif which == "table1":
-        df = ablation.table1(results.read_summaries(runs), config["analysis"].get("table1") or {}, labels)
+        df = ablation.table1(results.read_summaries(runs), snakemake.params.rows, labels,
+                             metrics=results.read_metrics(runs), dynamics=claims.ClaimThresholds.from_config(snakemake.params.claims).dynamics)
     elif which == "params":
         df = tables.parameter_table(snakemake.params.shapes)
     else:

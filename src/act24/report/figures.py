@@ -54,7 +54,7 @@ def table1_ablation(metrics: pd.DataFrame, table: pd.DataFrame) -> plt.Figure:
     seeds at each evaluation; band min..max over seeds). Right: each row's final-loss difference to dense
     Squared-ReLU with its 95% interval over seeds (diverged rows marked); the paper's difference is in the
     row label. `table`: report.ablation.table1."""
-    rows = table[(table["row"] != "context") & (table["variant"] != "")]
+    rows = table[(table["row"] != "context") & (table["variant"] != "")]  # read with report.ablation.read_table1
     labels = {r.variant: f"{r.label}\n(paper {r.paper_diff:+.3f})" for r in rows.itertuples()}
     val = metrics[(metrics["split"] == "val") & metrics["variant"].isin(labels)]
     baseline = rows.loc[rows["row"] == "dense_sqrelu", "variant"]
@@ -73,15 +73,18 @@ def table1_ablation(metrics: pd.DataFrame, table: pd.DataFrame) -> plt.Figure:
     ax = axes[1]
     y = np.arange(len(rows))[::-1]
     finite = rows["diff_vs_dense_sqrelu"].notna().to_numpy()
-    ax.errorbar(rows.loc[finite, "diff_vs_dense_sqrelu"], y[finite], xerr=rows.loc[finite, "ci95"].fillna(0),
-                fmt="o", color="black", capsize=3)
+    est = rows.loc[finite, "diff_vs_dense_sqrelu"]
+    err = [(est - rows.loc[finite, "ci_low"]).fillna(0), (rows.loc[finite, "ci_high"] - est).fillna(0)]
+    ax.errorbar(est, y[finite], xerr=err, fmt="o", color="black", capsize=3)
+    methods = sorted({m.split(",")[0] for m in rows["interval"] if m})
     for yi, r in zip(y, rows.itertuples()):
         if r.diverged:
             ax.annotate(f"diverged ({r.diverged}/{r.seeds} seeds)", (0, yi), color="firebrick", fontsize=8,
                         va="center")
     ax.axvline(0, color="grey", lw=0.8, ls="--")
     ax.set_yticks(y, [labels[v] for v in rows["variant"]], fontsize=7)
-    ax.set(xlabel="final validation loss − dense Squared-ReLU (nats), 95% interval", title="at the end")
+    ax.set(xlabel=f"final validation loss − dense Squared-ReLU (nats), 95% interval ({' / '.join(methods)})",
+           title="at the end")
     fig.tight_layout()
     return fig
 

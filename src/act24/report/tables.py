@@ -8,6 +8,7 @@ import pandas as pd
 
 from ..config import FFN_KINDS, ModelConfig
 from ..model import parameter_counts
+from .compare import mean_interval
 
 
 def quality_table(summaries: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFrame:
@@ -46,7 +47,8 @@ def final_sparsity_table(stats: pd.DataFrame) -> pd.DataFrame:
 
 def inference_table(inference: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFrame:
     """Sparse inference per variant: validation loss dense and with 2:4 forced on the FFN activations, the
-    paired change (mean over seeds, 95% interval), and what the mask drops (mean over layers and seeds)."""
+    paired change (mean over seeds, its 95% Student t interval over seeds), and what the mask drops (mean over
+    layers and seeds)."""
     g = inference.groupby("variant", sort=False)
     out = g.agg(ffn=("ffn", "first"), trained_sparse=("trained_sparse", "first"), seeds=("seed", "count"),
                 val_loss_dense=("val_loss_dense", "mean"), val_loss_24=("val_loss_24", "mean"),
@@ -54,8 +56,10 @@ def inference_table(inference: pd.DataFrame, labels: dict[str, str] | None = Non
                 drop24_features=("drop24_features", "mean"),
                 drop24_features_energy=("drop24_features_energy", "mean"),
                 eval_tokens=("eval_tokens", "first")).reset_index()
-    n = out["seeds"].where(out["seeds"] > 1)
-    out.insert(7, "delta_24_ci95", (1.96 * g["delta_24"].std(ddof=1).to_numpy() / n.pow(0.5)).to_numpy())
+    ci = [mean_interval(g.get_group(v)["delta_24"]) for v in out["variant"]]
+    out.insert(7, "delta_24_ci_low", [c.low for c in ci])
+    out.insert(8, "delta_24_ci_high", [c.high for c in ci])
+    out.insert(9, "interval", [c.method for c in ci])
     if labels:
         out.insert(1, "label", out["variant"].map(labels))
     return out

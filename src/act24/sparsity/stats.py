@@ -38,8 +38,9 @@ def feature_density(a: torch.Tensor) -> torch.Tensor:
     return (a != 0).float().mean(0)
 
 
-def activation_stats(a: torch.Tensor, perm: torch.Tensor, dense_fraction: float = 0.05) -> dict[str, float]:
-    """Scalar statistics of one layer's activations `a` (tokens x features); `perm` permutes tokens."""
+def activation_stats(a: torch.Tensor, perm: torch.Tensor, dense_fraction: float) -> dict[str, float]:
+    """Scalar statistics of one layer's activations `a` (tokens x features); `perm` permutes tokens;
+    `dense_fraction` of the features (the densest) are left out of the split's token-wise 2:4."""
     if a.dim() != 2:
         raise ValueError(f"activations must be 2-D (tokens x features), got shape {tuple(a.shape)}")
     if perm.numel() != a.shape[0]:
