@@ -162,6 +162,13 @@ def read_table1(path) -> pd.DataFrame:
     return df.astype({c: object for c in text}).fillna({c: "" for c in text})
 
 
+def _not_run(t: pd.DataFrame) -> str:
+    """Why a C6 part cannot be measured from table1 `t` (indexed by row), or "" when every recipe row ran."""
+    missing = [r for r in RECIPE_ROWS if r not in t.index or not t.loc[r, "seeds"]]
+    return (f"not measured: Table 1 rows not run here ({', '.join(missing)}); run config/ablation.yaml"
+            if missing else "")
+
+
 def order_claim(table: pd.DataFrame, alpha: float) -> tuple[str, str, str]:
     """Claim C6a from `table1(...)`: do the recipe rows' mean losses order like the paper's? (ours, verdict,
     criterion). Kendall's tau with the paper's order (diverged rows rank worst) and its exact one-sided
@@ -171,10 +178,8 @@ def order_claim(table: pd.DataFrame, alpha: float) -> tuple[str, str, str]:
                  f"recipe rows; exact permutation p-value ≤ {alpha}: reproduced; the reverse order at p ≤ {alpha}: "
                  "not reproduced; else inconclusive")
     t = table.set_index("row")
-    missing = [r for r in RECIPE_ROWS if r not in t.index or not t.loc[r, "seeds"]]
-    if missing:
-        return "", (f"not measured: Table 1 rows not run here ({', '.join(missing)}); run "
-                    "config/ablation.yaml"), criterion
+    if why := _not_run(t):
+        return "", why, criterion
     ours = [math.inf if t.loc[r, "effect"] == "diverged" else t.loc[r, "val_loss_mean"] for r in RECIPE_ROWS]
     paper = [PAPER_TABLE1[r][1] for r in RECIPE_ROWS]
     tau, p = order_test(paper, ours)
@@ -198,10 +203,8 @@ def effects_claim(table: pd.DataFrame) -> tuple[str, str, str]:
                  "difference and not 0 (or both diverged): consistent; excludes the paper's: ruled out; contains "
                  "both: cannot tell")
     t = table.set_index("row")
-    missing = [r for r in RECIPE_ROWS if r not in t.index or not t.loc[r, "seeds"]]
-    if missing:
-        return "", (f"not measured: Table 1 rows not run here ({', '.join(missing)}); run "
-                    "config/ablation.yaml"), criterion
+    if why := _not_run(t):
+        return "", why, criterion
     parts, outcome = [], {}
     for r in ABLATION_ROWS:
         x = t.loc[r]
