@@ -314,7 +314,7 @@ def recipe_table(effects: dict[str, tuple], spread=(0.0, 0.01, -0.01), metrics=N
     """table1 of a full recipe at 3.0 and each ablation row at 3.0 + effect + the per-seed `spread`."""
     losses = {"full_recipe": (3.0, 3.0, 3.0)}
     losses |= {r: tuple(3.0 + eff + e for e in spread) for r, eff in effects.items()}
-    return ablation.table1(ablation_summaries(losses, diverged), ALL_ROWS, metrics=metrics)
+    return ablation.table1(ablation_summaries(losses, diverged), ALL_ROWS, metrics=metrics, dynamics=TH.dynamics)
 
 
 PAPER_EFFECTS = {"no_dense_warmup": 0.005, "naive_backward": 0.030, "no_token_permutation": 0.267}
@@ -363,7 +363,8 @@ def test_c6b_effect_sizes_against_the_paper():
 
 
 def test_divergence_and_plateau_detection():
-    dyn = ablation.Dynamics(divergence_rise=0.5, plateau_share=0.5, plateau_gain_ratio=0.5)
+    dyn = ablation.Dynamics(divergence_rise=0.5, plateau_share=0.5, plateau_gain_ratio=0.5)  # the shipped rule
+    assert dyn == TH.dynamics
     falling = [5.0, 4.0, 3.5, 3.2, 3.0, 2.9]  # steps 0-50: the best loss gains 0.6 after step 25 (3.5 -> 2.9)
     flat = [5.0, 4.0, 3.5, 3.45, 3.44, 3.43]  # gains 0.07 < half of 0.6
     rising = [5.0, 4.0, 3.5, 3.2, 3.5, 3.8]   # 0.6 above its best at the end
@@ -375,7 +376,7 @@ def test_divergence_and_plateau_detection():
     assert dyn.late_gain(pd.DataFrame({"step": [0, 10, 20, 30, 40, 50], "loss": falling})) == pytest.approx(0.6)
     # The curve ends 0.6 above its best: a stricter rule (a 0.7 rise) no longer calls it diverged.
     strict = ablation.table1(ablation_summaries({"full_recipe": (3.0,), "no_dy1_mask": (3.0,)}), ALL_ROWS,
-                             metrics=metrics, dynamics=ablation.Dynamics(divergence_rise=0.7))
+                             metrics=metrics, dynamics=dataclasses.replace(dyn, divergence_rise=0.7))
     assert strict.set_index("row").loc["no_dy1_mask", "diverged"] == 0
 
 

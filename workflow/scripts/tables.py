@@ -16,8 +16,9 @@ with log_to(snakemake.log[0]):
     elif which == "inference":
         df = tables.inference_table(results.read_inference(runs), labels)
     elif which == "table1":
+        dynamics = claims.ClaimThresholds.from_config(snakemake.params.claims).dynamics
         df = ablation.table1(results.read_summaries(runs), snakemake.params.rows, labels,
-                             metrics=results.read_metrics(runs), dynamics=claims.ClaimThresholds.from_config(snakemake.params.claims).dynamics)
+                             metrics=results.read_metrics(runs), dynamics=dynamics)
     elif which == "params":
         df = tables.parameter_table(snakemake.params.shapes)
     else:

@@ -45,9 +45,9 @@ class Dynamics:
     improves by less than `plateau_gain_ratio` times what the full recipe's run with the same seed improves
     (gain = best loss before the window - best loss within it)."""
 
-    divergence_rise: float = 0.5
-    plateau_share: float = 0.5
-    plateau_gain_ratio: float = 0.5
+    divergence_rise: float
+    plateau_share: float
+    plateau_gain_ratio: float
 
     def late_gain(self, val: pd.DataFrame) -> float:
         """Improvement of the best validation loss over the last `plateau_share` of the steps (`val`: step, loss)."""
@@ -103,16 +103,17 @@ def _curves(metrics: pd.DataFrame | None) -> dict[tuple[str, int], pd.DataFrame]
 
 
 def table1(summaries: pd.DataFrame, rows: dict[str, str], labels: dict[str, str] | None = None,
-           metrics: pd.DataFrame | None = None, dynamics: Dynamics = Dynamics()) -> pd.DataFrame:
+           metrics: pd.DataFrame | None = None, dynamics: Dynamics | None = None) -> pd.DataFrame:
     """One row per Table 1 row (the paper's order), then every other variant of `summaries` as context.
 
     `rows` maps a Table 1 row (a key of PAPER_TABLE1) to its variant; `metrics` (report.results.read_metrics)
-    gives the validation curves for the divergence and plateau counts. Columns: the paper's loss and its
+    and `dynamics` (the config's rule) give the divergence and plateau counts; without them a run counts as
+    diverged only by a non-finite loss, and plateaus are not counted. Columns: the paper's loss and its
     difference to dense Squared-ReLU; ours (mean ± std over finished seeds); the difference to dense
     Squared-ReLU with its 95% interval; for the ablations, the difference to the full recipe, the paper's, and
     whether ours is consistent with it."""
     labels = labels or {}
-    curves = _curves(metrics)
+    curves = _curves(metrics) if dynamics else {}
     base_losses = _losses(summaries, rows.get(BASELINE_ROW))[0]
     full_variant = rows.get("full_recipe")
     full_losses = _losses(summaries, full_variant)[0]
@@ -130,8 +131,9 @@ def table1(summaries: pd.DataFrame, rows: dict[str, str], labels: dict[str, str]
             "row": row or "context", "paper": paper_desc or "(not in Table 1)", "variant": variant or "",
             "label": labels.get(variant, variant) if variant else "not run (config/ablation.yaml runs it)",
             "paper_loss": paper_loss, "paper_diff": paper_loss - PAPER_TABLE1[BASELINE_ROW][1],
-            "seeds": n, "diverged": sum(dynamics.diverged(r, curves.get((variant, int(r.seed)), pd.DataFrame(
-                columns=["step", "loss"]))) for _, r in runs.iterrows()),
+            "seeds": n, "diverged": diverged if not dynamics else sum(
+                dynamics.diverged(r, curves.get((variant, int(r.seed)), pd.DataFrame(columns=["step", "loss"])))
+                for _, r in runs.iterrows()),
             "val_loss_mean": losses.mean() if len(losses) else math.nan,
             "val_loss_std": losses.std(ddof=1) if len(losses) > 1 else math.nan,
             "diff_vs_dense_sqrelu": d.estimate if d else (0.0 if n and row == BASELINE_ROW else math.nan),

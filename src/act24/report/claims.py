@@ -90,8 +90,8 @@ def _compare_losses(cid: str, summaries: pd.DataFrame, variant: str, baseline: s
                     names: tuple[str, str], link: str) -> dict:
     """Row for "`variant` matches `baseline`": an equivalence test of the final losses within ± `tolerance`."""
     a, b = _by_seed(summaries, variant), _by_seed(summaries, baseline)
-    criterion = (f"95% interval of {names[0]} − {names[1]} mean final loss (paired t over shared seeds, else Welch t) "
-                 f"wholly within ±{tolerance} nats: reproduced; wholly outside: not reproduced")
+    criterion = (f"95% interval of {names[0]} − {names[1]} mean final loss (paired t over shared seeds, else "
+                 f"Welch t) wholly within ±{tolerance} nats: reproduced; wholly outside: not reproduced")
     if a.isna().any() or b.isna().any():  # a null final loss: the run diverged
         return _row(cid, f"{int(a.isna().sum())} of {len(a)} {names[0]} and {int(b.isna().sum())} of {len(b)} "
                          f"{names[1]} runs diverged", "not reproduced", criterion, link)
@@ -205,9 +205,9 @@ def _sparsity_claims(stats: pd.DataFrame, th: ClaimThresholds) -> list[dict]:
     rows.append(_row("C3", f"zeros at init {init_iv.text('.1%')}, {early.mean():.1%} at step {early_step}, "
                            f"{end.mean():.1%} at step {last_step}; share of the rise in the first "
                            f"{th.c3_early_fraction:.0%} of training {share_iv.text('.2f')}",
-                     c3, f"95% intervals over seeds (mean over layers): init within [{lo:.0%}, {hi:.0%}], and the share "
-                         f"of the rise within the first {th.c3_early_fraction:.0%} of steps above 0.5 (no rise: not "
-                         "reproduced)", "figures/fig1_sparsity.png"))
+                     c3, f"95% intervals over seeds (mean over layers): init within [{lo:.0%}, {hi:.0%}], and the "
+                         f"share of the rise within the first {th.c3_early_fraction:.0%} of steps above 0.5 (no rise: "
+                         "not reproduced)", "figures/fig1_sparsity.png"))
     return rows
 
 
