@@ -140,7 +140,8 @@ def test_tiny_pipeline_outputs(tiny_run):
     assert set(inference.index) == set(VARIANTS) and (inference["seeds"] == 2).all()
     assert inference.loc["swiglu", "drop24_features"] == pytest.approx(0.5)
     assert (inference["eval_tokens"] == 2 * 4 * 16).all()
-    fidelity = pd.read_csv(res / "tables" / "gradient_fidelity.csv").set_index(["recipe", "layer", "weight"])
+    fidelity = pd.read_csv(res / "tables" / "gradient_fidelity.csv")
+    fidelity = fidelity.set_index(["recipe", "layer", "weight"]).sort_index()
     assert set(fidelity.index.get_level_values("recipe")) == {v for v in VARIANTS if v.startswith("sqrelu_24")}
     # The dense warmup only schedules the recipe: its gradients are the full recipe's, bit for bit. Each other
     # ablation changes them.
