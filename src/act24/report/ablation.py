@@ -67,7 +67,7 @@ class Dynamics:
         return bool(ref > 0 and gain < self.plateau_gain_ratio * ref)
 
 
-def _losses(summaries: pd.DataFrame, variant: str | None) -> tuple[pd.Series, int]:
+def final_losses(summaries: pd.DataFrame, variant: str | None) -> tuple[pd.Series, int]:
     """(final losses of the finished runs indexed by seed, number of diverged runs) of `variant`."""
     runs = summaries[summaries["variant"] == variant]
     diverged = runs["diverged_at_step"].notna() if "diverged_at_step" in runs else pd.Series(False, runs.index)
@@ -114,16 +114,16 @@ def table1(summaries: pd.DataFrame, rows: dict[str, str], labels: dict[str, str]
     whether ours is consistent with it."""
     labels = labels or {}
     curves = _curves(metrics) if dynamics else {}
-    base_losses = _losses(summaries, rows.get(BASELINE_ROW))[0]
+    base_losses = final_losses(summaries, rows.get(BASELINE_ROW))[0]
     full_variant = rows.get("full_recipe")
-    full_losses = _losses(summaries, full_variant)[0]
+    full_losses = final_losses(summaries, full_variant)[0]
     mapped = {v: r for r, v in rows.items()}
     order = [(r, rows.get(r)) for r in PAPER_TABLE1]
     order += [(None, v) for v in dict.fromkeys(summaries["variant"]) if v not in mapped]
     out = []
     for row, variant in order:
         paper_desc, paper_loss = PAPER_TABLE1.get(row, ("", math.nan))
-        losses, diverged = _losses(summaries, variant)
+        losses, diverged = final_losses(summaries, variant)
         n = len(losses) + diverged
         runs = summaries[summaries["variant"] == variant]
         d = difference(losses, base_losses) if n and not diverged and variant != rows.get(BASELINE_ROW) else None

@@ -81,20 +81,15 @@ def ideal_speedups(sparse_gemm_speedup: float, dense_fraction: float) -> dict[st
     }
 
 
-def _by_seed(summaries: pd.DataFrame, variant: str) -> pd.Series:
-    runs = summaries[summaries["variant"] == variant]
-    return pd.Series(runs["final_val_loss"].astype(float).to_numpy(), index=runs["seed"].to_numpy())
-
-
 def _compare_losses(cid: str, summaries: pd.DataFrame, variant: str, baseline: str, tolerance: float,
                     names: tuple[str, str], link: str) -> dict:
     """Row for "`variant` matches `baseline`": an equivalence test of the final losses within ± `tolerance`."""
-    a, b = _by_seed(summaries, variant), _by_seed(summaries, baseline)
+    (a, diverged_a), (b, diverged_b) = (ablation.final_losses(summaries, v) for v in (variant, baseline))
     criterion = (f"95% interval of {names[0]} − {names[1]} mean final loss (paired t over shared seeds, else "
                  f"Welch t) wholly within ±{tolerance} nats: reproduced; wholly outside: not reproduced")
-    if a.isna().any() or b.isna().any():  # a null final loss: the run diverged
-        return _row(cid, f"{int(a.isna().sum())} of {len(a)} {names[0]} and {int(b.isna().sum())} of {len(b)} "
-                         f"{names[1]} runs diverged", "not reproduced", criterion, link)
+    if diverged_a or diverged_b:
+        return _row(cid, f"{diverged_a} of {len(a) + diverged_a} {names[0]} and {diverged_b} of "
+                         f"{len(b) + diverged_b} {names[1]} runs diverged", "not reproduced", criterion, link)
     d = difference(a, b)
     ours = f"{a.mean():.3f} vs {b.mean():.3f}; difference {d.text()}"
     return _row(cid, ours, verdict(d, -tolerance, tolerance, " nats"), criterion, link)
@@ -164,15 +159,10 @@ def _speed_claims(gpu: dict | None, environment: dict, th: ClaimThresholds) -> l
     return rows
 
 
-def _per_seed(stats: pd.DataFrame, step: int) -> pd.DataFrame:
-    """The statistics at `step`, one row per (seed, layer)."""
-    return stats[stats["step"] == step]
-
-
 def _sparsity_claims(stats: pd.DataFrame, th: ClaimThresholds) -> list[dict]:
     """C2-C3 from the dense Squared-ReLU runs' activation statistics, with t intervals over seeds."""
     last_step = stats["step"].max()
-    final = _per_seed(stats, last_step)
+    final = stats[stats["step"] == last_step]  # one row per (seed, layer)
 
     # C2: per layer, the 95% interval of the final zero fraction against the paper's lowest.
     layers = {layer: mean_interval(g["zero_frac"]) for layer, g in final.groupby("layer")}
@@ -226,7 +216,7 @@ def claims_table(summaries: pd.DataFrame, stats: pd.DataFrame, environment: dict
     rows += _sparsity_claims(st, th)
 
     # C4: what the forward 2:4 mask (along features) drops: per seed the mean over layers, t over seeds.
-    final = _per_seed(st, st["step"].max())
+    final = st[st["step"] == st["step"].max()]
     drop = mean_interval(final.groupby("seed")["drop24_features"].mean())
     energy = final["drop24_features_energy"].mean()
     per_layer = final.groupby("layer")["drop24_features"].mean()

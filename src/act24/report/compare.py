@@ -67,10 +67,9 @@ def difference(a: pd.Series, b: pd.Series, level: float = LEVEL) -> Interval:
 
     a, b = a.astype(float), b.astype(float)
     if len(a) and set(a.index) == set(b.index) and a.index.is_unique and b.index.is_unique:
-        d = a.sort_index().to_numpy() - b.sort_index().to_numpy()
-        r = mean_interval(d, level)
-        method = f"paired t, {len(d)} seeds" if r.defined else r.method.replace("value", "seed")
-        return Interval(r.estimate, r.low, r.high, method)
+        r = mean_interval(a.sort_index().to_numpy() - b.sort_index().to_numpy(), level)
+        return Interval(r.estimate, r.low, r.high, f"paired t, {len(a)} seeds" if r.defined else
+                        f"{len(a)} seed: no interval")
     diff = a.mean() - b.mean() if len(a) and len(b) else math.nan
     if len(a) < 2 or len(b) < 2:
         return _no_interval(diff, f"{len(a)} and {len(b)} seeds: no interval")
@@ -78,18 +77,12 @@ def difference(a: pd.Series, b: pd.Series, level: float = LEVEL) -> Interval:
     return Interval(float(diff), float(ci.low), float(ci.high), f"Welch t, {len(a)} and {len(b)} seeds")
 
 
-def ratio(num: list[float], den: list[float], level: float = LEVEL) -> Interval:
-    """Ratio of two paired series (e.g. dense and 2:4 times of the same interleaved rounds): the geometric mean
-    of the per-pair ratios num/den with its Student t interval on the log scale."""
-    logs = mean_interval([math.log(a / b) for a, b in zip(num, den, strict=True)], level)
-    method = f"paired t on log ratios, {len(num)} rounds" if logs.defined else "one round: no interval"
-    return Interval(math.exp(logs.estimate), math.exp(logs.low), math.exp(logs.high), method)
-
-
 def paired_ratio_ci(num: list[float], den: list[float], level: float = LEVEL) -> tuple[float, float, float]:
-    """`ratio` as (estimate, low, high); the interval is nan with fewer than 2 pairs."""
-    r = ratio(num, den, level)
-    return r.estimate, r.low, r.high
+    """Ratio of two paired series (e.g. dense and 2:4 times of the same interleaved rounds): the geometric mean of
+    the per-pair ratios num/den and its Student t interval on the log scale, (estimate, low, high); the interval
+    is nan with fewer than 2 pairs."""
+    logs = mean_interval([math.log(a / b) for a, b in zip(num, den, strict=True)], level)
+    return math.exp(logs.estimate), math.exp(logs.low), math.exp(logs.high)
 
 
 def verdict(interval: Interval, low: float = -math.inf, high: float = math.inf, unit: str = "") -> str:
