@@ -54,7 +54,7 @@ def test_gradient_fidelity_against_an_independent_computation(checkpoints, token
     """The exact gradient of the masked forward, independently: autograd through `y2 * mask24(y2)` (the
     inference path); each recipe's gradient through the model's sparse FFN. Their errors must match the rows."""
     from act24.evaluate import gradient_fidelity
-    from act24.sparsity.ffn import SparseRecipe
+    from act24.sparsity.recipe import SparseRecipe
 
     recipes = {"exact": SparseRecipe(backward="masked_dense"), "full": SparseRecipe(split_multiple=8),
                "no_dy1": SparseRecipe(split_multiple=8, mask_dy1=False)}

@@ -12,8 +12,9 @@ from act24.kernels import fused  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 from act24.kernels import sm90_layout as L  # noqa: E402
-from act24.kernels.backends import quantize_rowwise_fp8  # noqa: E402
-from act24.sparsity.ffn import SparseRecipe, sparse_sqrelu_ffn  # noqa: E402
+from act24.kernels.fp8 import quantize_rowwise_fp8  # noqa: E402
+from act24.ffn import sparse_sqrelu_ffn  # noqa: E402
+from act24.sparsity.recipe import SparseRecipe  # noqa: E402
 from act24.sparsity.pattern import feature_split, mask24, token_permutation  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -227,13 +228,13 @@ def test_fused_ffn_equals_the_unfused_fp8_path(monkeypatch, recipe):
 
 
 def test_backend_dispatch_runs_the_fused_function_only_for_the_papers_recipe():
-    from act24.sparsity.fused_ffn import fused_recipe_supported
+    from act24.ffn import runs_fused
 
     fused_backend = EmulatedFusedBackend()
-    assert fused_recipe_supported(SparseRecipe(), fused_backend)
-    assert not fused_recipe_supported(SparseRecipe(mask_dy1=False), fused_backend)
-    assert not fused_recipe_supported(SparseRecipe(backward="masked_dense"), fused_backend)
-    assert not fused_recipe_supported(SparseRecipe(), B.ReferenceBackend())
+    assert runs_fused(SparseRecipe(), fused_backend)
+    assert not runs_fused(SparseRecipe(mask_dy1=False), fused_backend)
+    assert not runs_fused(SparseRecipe(backward="masked_dense"), fused_backend)
+    assert not runs_fused(SparseRecipe(), B.ReferenceBackend())
 
 
 def test_quantize_transposed_is_the_rowwise_fp8_of_the_permuted_transpose():
@@ -357,8 +358,8 @@ def ffn_operands(t=256, d=64, f=256, seed=0):
 def test_dense_fused_ffn_equals_the_unfused_dense_fp8_ffn(monkeypatch):
     """The dense FP8 FFN on the fused kernels computes exactly what the eager dense FP8 FFN computes: the same
     quantized operands into the same GEMMs (emulated identically on the CPU)."""
-    from act24.sparsity.ffn import dense_sqrelu_ffn
-    from act24.sparsity.fused_ffn import dense_fused_fp8_ffn
+    from act24.ffn import dense_sqrelu_ffn
+    from act24.ffn.fused import dense_fused_fp8_ffn
 
     if DEVICE == "cpu":
         monkeypatch.setattr(torch, "_scaled_mm", emulated_scaled_mm)
@@ -377,7 +378,7 @@ def test_dense_fused_ffn_equals_the_unfused_dense_fp8_ffn(monkeypatch):
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "2:4"])
 def test_custom_op_gives_the_autograd_functions_results_and_compiles_whole(monkeypatch, sparse):
-    from act24.sparsity.fused_ffn import dense_fused_fp8_ffn, fused_ffn_op, recipe_spec
+    from act24.ffn.fused import dense_fused_fp8_ffn, fused_ffn_op, recipe_spec
 
     if DEVICE == "cpu":
         monkeypatch.setattr(torch, "_scaled_mm", emulated_scaled_mm)

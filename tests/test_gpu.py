@@ -10,9 +10,11 @@ import torch
 
 from act24.config import ModelConfig
 from act24.kernels import backends as B
+from act24.kernels.fp8 import quantize_rowwise_fp8
 from act24.kernels.cuda12 import import_xformers_ops
 from act24.model import Transformer
-from act24.sparsity.ffn import SparseRecipe, sparse_sqrelu_ffn
+from act24.ffn import sparse_sqrelu_ffn
+from act24.sparsity.recipe import SparseRecipe
 from act24.sparsity.pattern import mask24
 from act24.sparsity.stats import record_activations
 
@@ -187,7 +189,7 @@ def test_fused_kernels_pack_exactly_like_cutlass(trained_activations, fp8):
 
     if why := B.XformersFp8Sm90Backend().probe():
         pytest.skip(f"needs CUTLASS's sm90 compressor: {why}")
-    quant = (lambda a: B.quantize_rowwise_fp8(a)[0]) if fp8 else (lambda a: a)
+    quant = (lambda a: quantize_rowwise_fp8(a)[0]) if fp8 else (lambda a: a)
     for y in pre_activations(trained_activations):
         y2 = torch.relu(y).square()
         mask = mask24(y2)

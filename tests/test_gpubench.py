@@ -162,7 +162,7 @@ def test_without_cuda_every_table_is_a_skipped_record(tmp_path):
 def test_config_sections_name_unknown_keys():
     cfg = G.GpuBenchConfig.from_dict({"shapes": {"x": [64, 128]}, "tokens": [128, 256]})
     assert cfg.shapes == {"x": (64, 128)} and cfg.tokens == (128, 256)
-    with pytest.raises(ValueError, match=r"model_step: unknown keys \['layers'\]"):
+    with pytest.raises(ValueError, match=r"unknown config key 'model_step.layers'"):
         G.ModelStepConfig.from_dict({"layers": 2})
 
 

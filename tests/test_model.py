@@ -116,7 +116,7 @@ def test_inference24_keeps_the_two_largest_of_four_activations(kind):
 
 
 def test_set_sparse_turns_the_inference_mask_on_and_off():
-    from act24.sparsity.ffn import SparseRecipe
+    from act24.sparsity.recipe import SparseRecipe
 
     model = Transformer(ModelConfig(**SMALL, ffn="sqrelu"))
     model.set_sparse(SparseRecipe())

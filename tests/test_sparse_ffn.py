@@ -1,15 +1,14 @@
 """The 2:4 sparse FFN autograd function against explicit formulas (float64, CPU, reference backend)."""
 
-import dataclasses
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from act24.config import ModelConfig
-from act24.kernels.backends import Backend, ReferenceBackend
+from act24.kernels.backends import ReferenceBackend
 from act24.model import Transformer
-from act24.sparsity.ffn import SparseRecipe, sparse_sqrelu_ffn
+from act24.ffn import sparse_sqrelu_ffn
+from act24.sparsity.recipe import SparseRecipe
 from act24.sparsity.pattern import is_24_sparse, mask24, token_permutation
 
 T, D, FF = 64, 16, 128
@@ -213,7 +212,7 @@ def test_set_sparse_refuses_non_sqrelu_models():
 
 
 def test_dense_ffn_function_is_the_plain_ffn_with_its_gradients():
-    from act24.sparsity.ffn import dense_sqrelu_ffn
+    from act24.ffn import dense_sqrelu_ffn
 
     x, w1, w2, dy = inputs()
     want_y = F.relu(x @ w1.t()).square() @ w2.t()

@@ -35,7 +35,7 @@ def step_cost(cfg: RunConfig, repeats: int = 20, warmup: int = 3) -> dict:
     device = resolve_device(t)
     model = Transformer(m).to(device)
     optimizer = make_optimizer(model, t)
-    recipe = s.recipe(permutation_seed=t.seed)
+    recipe = s.seeded_recipe(t.seed)
     backend, note = select_backend(s.backend, device)
     gen = torch.Generator().manual_seed(t.seed)
     x = torch.randint(0, m.vocab_size, (t.batch_size, m.seq_len), generator=gen).to(device)

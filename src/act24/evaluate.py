@@ -16,8 +16,8 @@ import torch
 from .config import RunConfig
 from .data import TokenArray
 from .model import Transformer
-from .sparsity.ffn import SparseRecipe
 from .sparsity.pattern import token_permutation
+from .sparsity.recipe import SparseRecipe
 from .train import autocast, evaluate, layer_statistics, resolve_device
 
 
@@ -52,7 +52,7 @@ def sparse_inference(checkpoint: str | Path, val_path: str | Path, n_batches: in
     # What the forward mask drops, on the first evaluation batch (unmasked activations, per layer).
     x = batches[0][0]
     with autocast(device, t.precision):
-        layers, _ = layer_statistics(model, x, token_permutation(x.numel(), seed=t.seed), cfg.sparse.dense_fraction)
+        layers, _ = layer_statistics(model, x, token_permutation(x.numel(), seed=t.seed), cfg.sparse.recipe.dense_fraction)
     mean = lambda key: sum(row[key] for row in layers) / len(layers)  # noqa: E731
     return {
         "ffn": cfg.model.ffn,

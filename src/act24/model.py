@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .sparsity.ffn import SparseRecipe, sparse_sqrelu_ffn
+from .ffn import sparse_sqrelu_ffn
 from .sparsity.pattern import mask24
+from .sparsity.recipe import SparseRecipe
 
 
 def round_up(x: float, multiple: int) -> int:
@@ -44,7 +45,7 @@ class FeedForward(nn.Module):
         self.sparse: SparseRecipe | None = None  # set by Transformer.set_sparse
         self.backend = None
         # A function (x, W1, W2) -> Y3 that computes this FFN in training instead (e.g. the fused FP8 custom ops of
-        # act24.sparsity.fused_ffn): set by Transformer.set_ffn_kernel.
+        # act24.ffn.fused): set by Transformer.set_ffn_kernel.
         self.kernel = None
         # 2:4 along features on Y2 outside training (inference), for any FFN kind: set_sparse / set_inference24.
         self.mask24_forward = False

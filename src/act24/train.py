@@ -148,7 +148,7 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
 
     sparse_from, recipe, backend, backend_note = None, None, None, "dense run"
     if cfg.sparse.enabled:
-        recipe = cfg.sparse.recipe(permutation_seed=t.seed)
+        recipe = cfg.sparse.seeded_recipe(t.seed)
         backend, backend_note = select_backend(cfg.sparse.backend, device)
         sparse_from = cfg.sparse.warmup_steps(t.steps)
         print(f"{cfg.name}: 2:4 sparse FFN from step {sparse_from}; backend {backend_note}", flush=True)
@@ -200,7 +200,7 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
                 model.set_sparse(recipe, backend)
             if world.main and (step % t.stats_every == 0 or last):
                 with autocast(device, t.precision):
-                    rows, density = layer_statistics(model, stats_x, perm, cfg.sparse.dense_fraction)
+                    rows, density = layer_statistics(model, stats_x, perm, cfg.sparse.recipe.dense_fraction)
                 writer = writer or csv.DictWriter(stats_f, fieldnames=["step", "tokens", *rows[0].keys()])
                 if stats_f.tell() == 0:
                     writer.writeheader()

@@ -10,7 +10,7 @@ from act24.io import log_to
 from act24.report import tables
 
 with log_to(snakemake.log[0]):
-    recipes = {v: RunConfig.from_dict({"sparse": s}).sparse.recipe() for v, s in snakemake.params.recipes.items()}
+    recipes = {v: RunConfig.from_dict({"sparse": s}).sparse.recipe for v, s in snakemake.params.recipes.items()}
     rows = pd.DataFrame(gradient_fidelity(snakemake.input.checkpoint, snakemake.input.val, recipes,
                                           snakemake.params.n_batches))
     labels = {v: variant_label(snakemake.config, v) for v in snakemake.config["variants"]}

@@ -2,77 +2,68 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 
-
-def from_mapping(cls, values: dict, section: str):
-    """A config dataclass from its config section: lists become tuples (mappings of lists: of tuples); an unknown
-    key is an error naming it."""
-    unknown = set(values) - {f.name for f in fields(cls)}
-    if unknown:
-        raise ValueError(f"{section}: unknown keys {sorted(unknown)}")
-
-    def freeze(v):
-        if isinstance(v, list):
-            return tuple(v)
-        if isinstance(v, dict):
-            return {k: freeze(x) for k, x in v.items()}
-        return v
-
-    return cls(**{k: freeze(v) for k, v in values.items()})
+from ..settings import build, setting
 
 
 @dataclass(frozen=True)
 class GpuBenchConfig:
-    # FFN shapes: name -> (d_model, F of the parameter-matched Squared-ReLU FFN, 1.5 x Llama's SwiGLU width).
-    shapes: dict[str, tuple[int, int]] = field(default_factory=lambda: {
-        "1.5B-like": (2048, 8448), "7B-like": (4096, 16512), "13B-like": (5120, 20736), "70B-like": (8192, 43008)})
-    tokens: tuple[int, ...] = (4096, 8192, 16384, 32768, 65536)
-    sweep_zero_frac: float = 0.95  # share of zeros of the synthetic activations in the token sweep
-    # At `extra_tokens` only: more sparsity levels (and the trained profile), and the GEMM and sparsify tables.
-    extra_zero_fracs: tuple[float, ...] = ()
-    extra_tokens: int = 16384
-    rep_ms: int = 100  # GEMM and sparsify tables: triton.testing.do_bench, median over this many milliseconds
-    warmup_ms: int = 25
-    # FFN paths: `rounds` interleaved rounds (every path once per round, in turn), each path timed for about
-    # `round_ms` per round (at least 2 calls, CUDA events, median). An H200 near its power limit lowers its clock,
-    # so paths timed side by side see the same spread of power states; the rounds give each speedup its interval.
-    rounds: int = 5
-    round_ms: int = 40
-    profile_iters: int = 3  # calls per path under torch.profiler for the kernel breakdown (0: no breakdown)
-    dense_fraction: float = 0.05
-    split_multiple: int = 128
-    # Relative error allowed for bf16 paths (FP8: 2x). Rounding flips some 2:4 choices, so correct paths
-    # land at 0.01-0.07 against the fp32 reference; a wrong kernel lands near 1.
-    tolerance: float = 0.1
-    # Optional: per-feature densities of a trained Squared-ReLU model (an .npz with `density`, layers x
-    # features, as written by training); its `trained_layer` profile, resampled to F, is benchmarked at
-    # `extra_tokens` beside the synthetic levels.
-    trained_profile: str | None = None
-    trained_layer: int = 2
+    shapes: dict[str, tuple[int, int]] = setting(
+        {"1.5B-like": (2048, 8448), "7B-like": (4096, 16512), "13B-like": (5120, 20736), "70B-like": (8192, 43008)},
+        "FFN shapes, one job each: name -> [d_model, F of the parameter-matched Squared-ReLU FFN (1.5 x Llama's "
+        "SwiGLU width)]", items={"minimum": 64})
+    tokens: tuple[int, ...] = setting((4096, 8192, 16384, 32768, 65536), "token counts of the sweep",
+                                      items={"minimum": 128})
+    sweep_zero_frac: float = setting(0.95, "share of zeros of the synthetic activations in the token sweep",
+                                     minimum=0, exclusiveMaximum=1)
+    extra_zero_fracs: tuple[float, ...] = setting((), "more sparsity levels at extra_tokens",
+                                                  items={"minimum": 0, "exclusiveMaximum": 1})
+    extra_tokens: int = setting(16384, "tokens of the extra levels, the trained profile, the GEMM and sparsify tables "
+                                "and claims C7 / C8", minimum=128)
+    rep_ms: int = setting(100, "GEMM and sparsify tables: triton.testing.do_bench median over this many ms", minimum=1)
+    warmup_ms: int = setting(25, "do_bench warm-up per measurement", minimum=0)
+    # An H200 near its power limit lowers its clock, so paths timed side by side see the same spread of power states;
+    # the rounds give each speedup its interval.
+    rounds: int = setting(5, "FFN paths: interleaved rounds (each path once per round, in turn); the intervals' n",
+                          minimum=1)
+    round_ms: int = setting(40, "FFN paths: milliseconds of calls per path and round (at least 2 calls, CUDA events, "
+                            "median)", minimum=1)
+    profile_iters: int = setting(3, "calls per path under torch.profiler for the kernel breakdown (0: none)",
+                                 minimum=0)
+    dense_fraction: float = setting(0.05, derived="sparse.dense_fraction", minimum=0, exclusiveMaximum=1)
+    split_multiple: int = setting(128, "the 2:4 paths' sparse-feature count is rounded to this multiple", minimum=1)
+    # Rounding flips some 2:4 choices, so correct bf16 paths land at 0.01-0.07 against the fp32 reference; a wrong
+    # kernel lands near 1.
+    tolerance: float = setting(0.1, "relative error allowed for bf16 paths against fp32 (FP8: 2x)", exclusiveMinimum=0)
+    trained_profile: str | None = setting(None, "per-feature densities of a trained Squared-ReLU model (.npz with "
+                                          "`density`, layers x features, as training writes it), benchmarked at "
+                                          "extra_tokens resampled to F")
+    trained_layer: int = setting(2, "the layer of trained_profile", minimum=0)
 
     @classmethod
     def from_dict(cls, values: dict) -> "GpuBenchConfig":
-        return from_mapping(cls, values, "gpu_bench")
+        return build(cls, values, "gpu_bench.")
 
 
 @dataclass(frozen=True)
 class ModelStepConfig:
     """The whole-model training step: this project's Transformer at a model family's width, a few layers."""
 
-    # name -> (d_model, n_heads); FFN widths follow act24.model.ffn_width (ffn_ratio 4, multiple of 128).
-    widths: dict[str, tuple[int, int]] = field(default_factory=lambda: {"1.5B-like": (2048, 16), "7B-like": (4096, 32)})
-    n_layers: int = 4
-    seq_len: int = 2048
-    tokens: int = 16384  # per step: tokens // seq_len sequences
-    vocab_size: int = 32000
-    rounds: int = 5
-    steps_per_round: int = 5
-    warmup_steps: int = 3
-    compile: bool = True  # each block compiled (torch.compile), the FFN a custom op inside the compiled graph
-    dense_fraction: float = 0.05
-    split_multiple: int = 128
+    widths: dict[str, tuple[int, int]] = setting(
+        {"1.5B-like": (2048, 16), "7B-like": (4096, 32)},
+        "name -> [d_model, n_heads]; FFN widths from model.ffn_width (ratio 4, multiple of 128)", items={"minimum": 1})
+    n_layers: int = setting(4, minimum=1)
+    seq_len: int = setting(2048, minimum=4)
+    tokens: int = setting(16384, "per step: tokens // seq_len sequences", minimum=4)
+    vocab_size: int = setting(32000, minimum=2)
+    rounds: int = setting(5, "interleaved rounds of steps_per_round timed steps per variant", minimum=1)
+    steps_per_round: int = setting(5, minimum=1)
+    warmup_steps: int = setting(3, "untimed steps first (compilation; the first step's loss is the check)", minimum=1)
+    compile: bool = setting(True, "each block under torch.compile, the FFN a custom op inside its graph")
+    dense_fraction: float = setting(0.05, derived="sparse.dense_fraction", minimum=0, exclusiveMaximum=1)
+    split_multiple: int = setting(128, minimum=1)
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelStepConfig":
-        return from_mapping(cls, values, "model_step")
+        return build(cls, values, "model_step.")

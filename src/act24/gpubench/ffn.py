@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 
 from ..kernels.backends import ReferenceBackend
-from ..sparsity.ffn import SparseRecipe, dense_sqrelu_ffn, sparse_sqrelu_ffn
+from ..ffn import dense_sqrelu_ffn, sparse_sqrelu_ffn
+from ..sparsity.recipe import SparseRecipe
 from .config import GpuBenchConfig
 from .harness import event_ms, ffn_inputs, gated, kernel_breakdown, label, rel_error, time_rounds, worst_error
 from .paths import ffn_paths

@@ -20,8 +20,8 @@ import torch
 from ..config import ModelConfig
 from ..model import Transformer, ffn_width
 from ..report.compare import paired_ratio_ci
-from ..sparsity.ffn import SparseRecipe
-from ..sparsity.fused_ffn import fused_ffn_op, recipe_spec
+from ..sparsity.recipe import SparseRecipe
+from ..ffn.fused import fused_ffn_op, recipe_spec
 from .config import ModelStepConfig
 from .harness import event_ms
 

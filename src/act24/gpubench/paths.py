@@ -19,8 +19,9 @@ import torch.nn.functional as F
 
 from ..kernels.backends import (Backend, CuSparseLtBackend, FusedFp8Sm90Backend, XformersFp8Sm90Backend,
                                 _cuda_capability)
-from ..sparsity.ffn import SparseRecipe, dense_sqrelu_ffn, sparse_sqrelu_ffn
-from ..sparsity.fused_ffn import dense_fused_fp8_ffn
+from ..ffn import dense_sqrelu_ffn, sparse_sqrelu_ffn
+from ..sparsity.recipe import SparseRecipe
+from ..ffn.fused import dense_fused_fp8_ffn
 
 
 @dataclass(frozen=True)

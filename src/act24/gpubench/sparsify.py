@@ -7,7 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..kernels.backends import CuSparseLtBackend, FusedFp8Sm90Backend, XformersFp8Sm90Backend, quantize_rowwise_fp8
+from ..kernels.backends import CuSparseLtBackend, FusedFp8Sm90Backend, XformersFp8Sm90Backend
+from ..kernels.fp8 import quantize_rowwise_fp8
 from ..kernels.cuda12 import import_xformers_ops
 from ..sparsity.pattern import feature_split, mask24
 from .config import GpuBenchConfig

@@ -10,8 +10,7 @@ import torch
 
 from ..sparsity.pattern import mask24
 from .cuda12 import import_xformers_ops
-
-FP8_MAX = 448.0  # largest finite float8_e4m3fn
+from .fp8 import quantize_rowwise_fp8
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ class Backend:
     multiples = (1, 4, 1)
     # True when mm24 is plain dense math: callers may then fuse masks instead of splitting GEMMs.
     dense_math = False
-    # True when the sparse FFN can run its fused kernels on this backend (act24.sparsity.fused_ffn).
+    # True when the sparse FFN can run its fused kernels on this backend (act24.ffn.fused).
     fused = False
 
     def probe(self) -> str:
@@ -150,23 +149,6 @@ class XformersCusparseLtBackend(Backend):
         return torch._cslt_sparse_mm(packed, b)
 
 
-def fp8_scale(amax: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scale, 1 / scale) in float32 for row maxima `amax`: scale = amax / 448, each an IEEE division.
-
-    Divisions by tensors, not by Python numbers: CUDA torch multiplies by a rounded reciprocal when dividing by
-    a Python number, the CPU divides; this way both devices and the fused kernels give the same bits."""
-    amax = amax.float().clamp(min=1e-12)
-    scale = amax / torch.full_like(amax, FP8_MAX)
-    return scale, torch.ones_like(scale) / scale
-
-
-def quantize_rowwise_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """float8_e4m3fn values and float32 scales (rows x 1) with x ≈ values * scales. Zeros stay zero. Values are
-    x * (1 / scale), rounded to nearest even (the fused kernels reproduce this bit for bit)."""
-    scale, inv = fp8_scale(x.abs().amax(dim=1, keepdim=True))
-    return (x.float() * inv).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn), scale
-
-
 class XformersFp8Sm90Backend(Backend):
     name = "xformers_fp8_sm90"
     description = ("xformers FP8 on sm90: _sparse24_sm90_cutlass_compress + _sparse24_fp8_sm90_cutlass_gemm, "
@@ -218,7 +200,7 @@ class XformersFp8Sm90Backend(Backend):
 
 class FusedFp8Sm90Backend(XformersFp8Sm90Backend):
     """Our fused Triton sparsify kernels (act24.kernels.fused) feeding xformers' sm90 FP8 sparse GEMM. The sparse
-    FFN runs its fused forward and backward on it (act24.sparsity.fused_ffn); `mm24` packs an already 2:4
+    FFN runs its fused forward and backward on it (act24.ffn.fused); `mm24` packs an already 2:4
     operand with the same kernel (no CUTLASS compressor)."""
 
     name = "fused_fp8_sm90"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from . import ablation
+from ..settings import build, setting
 from .compare import Interval, difference, mean_interval, verdict
 
 PAPER = {
@@ -38,29 +39,33 @@ PAPER = {
 
 @dataclass(frozen=True)
 class ClaimThresholds:
-    """The config's `claims` section (defaults: config/config.yaml, checked by the schema)."""
+    """The config's `claims` section (values: config/config.yaml; no defaults here)."""
 
-    c1_loss_tolerance: float
-    c2_min_zero_frac: float
-    c3_init_range: tuple[float, float]
-    c3_early_fraction: float
-    c4_max_drop: float
-    c5_loss_tolerance: float
-    c6_order_alpha: float
-    divergence_rise: float
-    plateau_share: float
-    plateau_gain_ratio: float
-    # C7 / C8: the paper's "about 1.3x" less this tolerance is the threshold the speedup's 95% interval is held to,
-    # at the shape `speed_shape` and the GPU benchmark's `extra_tokens` tokens.
-    paper_speedup: float
-    speedup_tolerance: float
-    speed_shape: str
-    # C10: the ideal bounds at this sparse GEMM speedup (the hardware's 2x).
-    ideal_sparse_gemm_speedup: float
+    c1_loss_tolerance: float = setting(doc="nats: equivalence margin of Squared-ReLU − SwiGLU", minimum=0)
+    c2_min_zero_frac: float = setting(doc="the paper's lowest per-layer sparsity", minimum=0, maximum=1)
+    c3_init_range: tuple[float, float] = setting(doc="sparsity at initialization: [low, high]")
+    c3_early_fraction: float = setting(doc="share of training in which the sparsity rise must happen",
+                                       exclusiveMinimum=0, maximum=1)
+    c4_max_drop: float = setting(doc="largest share of non-zero activations the 2:4 mask may drop", minimum=0,
+                                 maximum=1)
+    c5_loss_tolerance: float = setting(doc="nats: equivalence margin of the 2:4 recipe − dense Squared-ReLU",
+                                       minimum=0)
+    c6_order_alpha: float = setting(doc="C6a: the exact permutation p-value of the ablation order must be at most this",
+                                    exclusiveMinimum=0, maximum=1)
+    divergence_rise: float = setting(doc="C6b: nats above a run's best loss that count as diverged",
+                                     exclusiveMinimum=0)
+    plateau_share: float = setting(doc="C6b: last share of the steps over which a plateau is judged",
+                                   exclusiveMinimum=0, exclusiveMaximum=1)
+    plateau_gain_ratio: float = setting(doc="C6b: plateaued if the gain there is below this times the full recipe's",
+                                        exclusiveMinimum=0)
+    paper_speedup: float = setting(doc="C7, C8: the paper's FFN speedup", exclusiveMinimum=0)
+    speedup_tolerance: float = setting(doc="C7, C8: the paper's speedup less this is the threshold", minimum=0)
+    speed_shape: str = setting(doc="C7 / C8 are read at this gpu_bench shape (and its extra_tokens tokens)")
+    ideal_sparse_gemm_speedup: float = setting(doc="C10 and the figures' ideal bounds", minimum=1)
 
     @classmethod
     def from_config(cls, claims: dict) -> "ClaimThresholds":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in claims.items()})
+        return build(cls, claims, "claims.")
 
     @property
     def dynamics(self) -> ablation.Dynamics:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from .recipe import n_sparse_features
+
 
 def _check_group_dim(x: torch.Tensor, dim: int) -> int:
     dim = dim % x.dim()
@@ -47,11 +49,16 @@ def token_permutation(n_tokens: int, seed: int = 0) -> torch.Tensor:
     return torch.randperm(n_tokens, generator=gen)
 
 
-def n_sparse_features(n_features: int, dense_fraction: float, multiple: int = 1) -> int:
-    """How many features the 95/5 split sends through 2:4: (1 - dense_fraction) of them, rounded down to a
-    multiple of `multiple` (kernel alignment) unless none would be left."""
-    n_sparse = n_features - int(round(dense_fraction * n_features))
-    return n_sparse - n_sparse % multiple if n_sparse >= multiple else n_sparse
+_PERMUTATIONS: dict[tuple[int, int, str, torch.dtype], torch.Tensor] = {}
+
+
+def cached_permutation(n_tokens: int, seed: int, device: torch.device,
+                       dtype: torch.dtype = torch.int64) -> torch.Tensor:
+    """`token_permutation` on `device`, made once per (size, seed, device, dtype): the backward asks every step."""
+    key = (n_tokens, seed, str(device), dtype)
+    if key not in _PERMUTATIONS:
+        _PERMUTATIONS[key] = token_permutation(n_tokens, seed).to(device=device, dtype=dtype)
+    return _PERMUTATIONS[key]
 
 
 def feature_split(a: torch.Tensor, dense_fraction: float, multiple: int = 1,

@@ -9,42 +9,18 @@ Backward: dY2 = dY3 W2 (BW1, dense);  dY1 = dY2 ⊙ 2 relu(Y1) ⊙ M ("sparsify 
           `dense_fraction` of features (by density of Ỹ2) go through a dense GEMM. Token-wise masks apply on
           top of the forward mask: what the forward dropped stays dropped.
 
-Every switch of the paper's Table 1 ablation is a field of `SparseRecipe`. With the reference backend this
+Every switch of the paper's Table 1 ablation is a field of `SparseRecipe` (act24.sparsity.recipe). With the reference backend this
 runs anywhere (masks on dense tensors); with a GPU backend the sparse GEMMs run on sparse tensor cores.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
 from ..kernels.backends import Backend, ReferenceBackend
-from .pattern import feature_split, mask24, n_sparse_features, token_permutation
-
-BACKWARD_MODES = ("sparse", "masked_dense", "straight_through")
-
-
-@dataclass(frozen=True)
-class SparseRecipe:
-    # "sparse": the paper's backward; "masked_dense": exact gradient of the masked forward with dense GEMMs;
-    # "straight_through": the backward ignores the forward mask.
-    backward: str = "sparse"
-    token_permutation: bool = True
-    dense_fraction: float = 0.05  # 0 = the "naive" backward: token-wise 2:4 on every feature
-    mask_dy1: bool = True
-    permutation_seed: int = 0
-    # The sparse-feature count is rounded down to this multiple (GPU kernels need aligned M).
-    split_multiple: int = 32
-
-    def __post_init__(self):
-        if self.backward not in BACKWARD_MODES:
-            raise ValueError(f"sparse.backward: expected one of {BACKWARD_MODES}, got {self.backward!r}")
-        if not 0.0 <= self.dense_fraction < 1.0:
-            raise ValueError(f"sparse.dense_fraction: expected 0 <= x < 1, got {self.dense_fraction}")
-
+from ..sparsity.pattern import cached_permutation, feature_split, mask24
+from ..sparsity.recipe import SparseRecipe
 
 def tokenwise_sparse_mm(a: torch.Tensor, b: torch.Tensor, sparse_idx: torch.Tensor, dense_idx: torch.Tensor,
                         perm: torch.Tensor | None, backend: Backend) -> torch.Tensor:
@@ -65,21 +41,9 @@ def tokenwise_sparse_mm(a: torch.Tensor, b: torch.Tensor, sparse_idx: torch.Tens
     return out
 
 
-_PERMUTATIONS: dict[tuple[int, int, str, torch.dtype], torch.Tensor] = {}
-
-
-def cached_permutation(n_tokens: int, seed: int, device: torch.device,
-                       dtype: torch.dtype = torch.int64) -> torch.Tensor:
-    key = (n_tokens, seed, str(device), dtype)
-    if key not in _PERMUTATIONS:
-        _PERMUTATIONS[key] = token_permutation(n_tokens, seed).to(device=device, dtype=dtype)
-    return _PERMUTATIONS[key]
-
-
-def split_multiple(recipe: SparseRecipe, backend: Backend) -> int:
-    """The sparse-feature count's multiple: the recipe's, raised to what the backend's sparse operand rows need
-    (FP8 sm90: 64); the reference backend keeps the recipe's."""
-    return math.lcm(recipe.split_multiple, backend.multiples[0])
+def runs_fused(recipe: SparseRecipe, backend: Backend) -> bool:
+    """Whether the fused kernels (act24.ffn.fused) run this recipe on this backend: only the paper's recipe does."""
+    return backend.fused and recipe.is_papers
 
 
 def check_shapes(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, recipe: SparseRecipe,
@@ -95,7 +59,7 @@ def check_shapes(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, recipe: Sp
         raise ValueError(f"sparse FFN: the token count {t} must be a multiple of 4 (2:4 groups along tokens)")
     gemms = {"FW2 (Ỹ2 W2ᵀ)": (t, f, d)}
     if recipe.backward == "sparse":
-        f_sparse = n_sparse_features(f, recipe.dense_fraction, split_multiple(recipe, backend))
+        f_sparse = recipe.sparse_features(f, backend.multiples[0])
         gemms.update({"BW3 (dY1 W1)": (t, f, d), "BW2 (Ỹ2ᵀ dY3, 2:4 along tokens)": (f_sparse, t, d),
                       "BW4 (dY1ᵀ X, 2:4 along tokens)": (f_sparse, t, d)})
     for what, (m, k, n) in gemms.items():
@@ -130,7 +94,8 @@ class SparseSqReluFFNFunction(torch.autograd.Function):
             return dy1 @ w1, dy1.t() @ x, dy3.t() @ y2s, None, None
         # BW3: dY1 is 2:4 along F through the forward mask; without that mask it is dense.
         dx = (backend.mm24(dy1, w1) if recipe.mask_dy1 else backend.mm(dy1, w1)).to(x.dtype)
-        sparse_idx, dense_idx = feature_split(y2s, recipe.dense_fraction, split_multiple(recipe, backend))
+        sparse_idx, dense_idx = feature_split(y2s, recipe.dense_fraction,
+                                                recipe.split_multiple_for(backend.multiples[0]))
         perm = cached_permutation(x.shape[0], recipe.permutation_seed, x.device) if recipe.token_permutation else None
         dw2 = tokenwise_sparse_mm(y2s, dy3, sparse_idx, dense_idx, perm, backend).t()  # BW2
         dw1 = tokenwise_sparse_mm(dy1, x, sparse_idx, dense_idx, perm, backend)  # BW4
@@ -151,11 +116,8 @@ def sparse_sqrelu_ffn(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, recip
         x2, w1, w2 = x2.to(dtype), w1.to(dtype), w2.to(dtype)
     check_shapes(x2, w1, w2, recipe, backend)
     function = SparseSqReluFFNFunction
-    if backend.fused:
-        from .fused_ffn import FusedSparseSqReluFFNFunction, fused_recipe_supported
-
-        if fused_recipe_supported(recipe, backend):
-            function = FusedSparseSqReluFFNFunction
+    if runs_fused(recipe, backend):
+        from .fused import FusedSparseSqReluFFNFunction as function  # Triton: imported only where it runs
     with torch.autocast(x.device.type, enabled=False):
         y = function.apply(x2, w1, w2, recipe, backend)
     return y.reshape(*lead, -1)

@@ -1,4 +1,4 @@
-"""The Squared-ReLU FFN on fused kernels, 2:4 and dense: the same math as `sparsity.ffn`, fewer passes over memory.
+"""The Squared-ReLU FFN on fused kernels, 2:4 and dense: the same math as `ffn.sparse`, fewer passes over memory.
 
 2:4 (`FusedSparseSqReluFFNFunction`, the paper's recipe):
 Forward:  Y1 = X W1ᵀ (FP8 GEMM); one kernel: relu², 2:4 along F, row-wise FP8, packing; Y3 = Ỹ2 W2ᵀ (2:4 GEMM).
@@ -24,25 +24,19 @@ mask); other settings use the unfused function. `fused_ffn_op` runs either throu
 
 from __future__ import annotations
 
-import dataclasses
-import json
-
 import torch
 
 from ..kernels import fused
 from ..kernels.backends import Backend, FusedFp8Sm90Backend
-from .pattern import n_sparse_features
-
-
-def fused_recipe_supported(recipe, backend: Backend) -> bool:
-    return backend.fused and recipe.backward == "sparse" and recipe.mask_dy1
+from ..sparsity.pattern import cached_permutation
+from ..sparsity.recipe import SparseRecipe
 
 
 def tokenwise_fused_mm(a: torch.Tensor | fused.Kept24, b: torch.Tensor, dest: torch.Tensor, n_sparse: int,
                        perm: torch.Tensor | None, backend, a_amax: torch.Tensor | None = None,
                        transpose: bool = False) -> torch.Tensor:
     """a[perm]ᵀ b[perm] (F x N; N x F with `transpose`): 2:4 along tokens on the split's sparse features, dense
-    FP8 on the others (as sparsity.ffn.tokenwise_sparse_mm computes it on an FP8 backend). dest: the split as
+    FP8 on the others (as ffn.sparse.tokenwise_sparse_mm computes it on an FP8 backend). dest: the split as
     `fused.feature_destinations` gives it, n_sparse: its number of sparse features; a_amax: max |a| per column,
     if known."""
     packed, dense8, dense_scale = fused.tokens_split(a, perm, dest, n_sparse, amax=a_amax)
@@ -63,15 +57,13 @@ def sparse_forward(x, w1, w2, backend) -> tuple[torch.Tensor, torch.Tensor]:
 
 def sparse_backward(dy3, x, w1, w2, y1, recipe, backend) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dX, dW1, dW2) of the 2:4 FFN with the paper's recipe."""
-    from .ffn import cached_permutation, split_multiple
-
     dy2 = backend.mm(dy3, w2)  # BW1 (dense)
     packed_dy1, dy1, y2s = fused.sparsify24_rows(y1, grad=dy2.to(y1.dtype), write_kept=True)
     dx = backend.sparse_gemm(packed_dy1, w1)  # BW3
     # One read of the kept forms for the split (Ỹ2's non-zeros) and the FP8 scales of BW2 and BW4.
     y2_amax, y2_counts, dy1_amax = fused.kept_column_stats(y2s, dy1)
     t, f = y1.shape
-    n_sparse = n_sparse_features(f, recipe.dense_fraction, split_multiple(recipe, backend))
+    n_sparse = recipe.sparse_features(f, backend.multiples[0])
     dest = fused.split_destinations(y2_counts, n_sparse, t)  # the 95/5 split, unsorted
     perm = cached_permutation(t, recipe.permutation_seed, x.device, torch.int32) if recipe.token_permutation else None
     dw2 = tokenwise_fused_mm(y2s, dy3, dest, n_sparse, perm, backend, y2_amax, transpose=True)  # BW2
@@ -148,9 +140,7 @@ def _op_backward(dy3: torch.Tensor, x: torch.Tensor, w1: torch.Tensor, w2: torch
     backend = FusedFp8Sm90Backend()
     if not recipe:
         return dense_backward(dy3, x, w1, w2, y1, backend)
-    from .ffn import SparseRecipe
-
-    return sparse_backward(dy3, x, w1, w2, y1, SparseRecipe(**json.loads(recipe)), backend)
+    return sparse_backward(dy3, x, w1, w2, y1, SparseRecipe.from_json(recipe), backend)
 
 
 @_op_backward.register_fake
@@ -176,9 +166,9 @@ def recipe_spec(recipe) -> str:
     is a constant there; a dataclass is not on every torch version)."""
     if recipe is None:
         return ""
-    if not (recipe.backward == "sparse" and recipe.mask_dy1):
+    if not recipe.is_papers:
         raise ValueError(f"fused_ffn_op: only the paper's recipe runs fused, got {recipe}")
-    return json.dumps(dataclasses.asdict(recipe))
+    return recipe.to_json()
 
 
 def fused_ffn_op(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, spec: str = "") -> torch.Tensor:
