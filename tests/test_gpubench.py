@@ -10,7 +10,7 @@ from scipy import stats
 from act24 import gpubench as G
 from act24.gpubench import harness as H
 from act24.gpubench import tables as T
-from act24.report.compare import paired_ratio_ci
+from act24.intervals import paired_ratio_ci
 
 POINT = {"shape": "7B-like", "T": 16384, "activations": "synthetic", "zero_frac": 0.95}
 

@@ -7,7 +7,8 @@ import pytest
 import yaml
 from scipy import stats as scipy_stats
 
-from act24.report import ablation, claims, compare, tables
+from act24 import intervals as compare
+from act24.report import ablation, claims, tables
 from act24.report.claims import ClaimThresholds, claims_table, ideal_speedups
 from conftest import REPO
 

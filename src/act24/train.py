@@ -20,16 +20,11 @@ from .config import RunConfig, TrainConfig
 from .data import TokenArray
 from .distributed import init_world, shutdown
 from .kernels.backends import select_backend
+from .layout import CHECKPOINT, DENSITY, METRICS, RESUME, STATS, SUMMARY
 from .model import Transformer, parameter_counts
 from .sparsity.pattern import token_permutation
 from .sparsity.stats import activation_stats, feature_density, record_activations
 
-METRICS = "metrics.jsonl"
-STATS = "activation_stats.csv"
-DENSITY = "feature_density.npz"
-CHECKPOINT = "model.pt"
-SUMMARY = "summary.json"
-RESUME = "resume.pt"  # the resumable training state, in the run's resume folder
 
 
 class NonFiniteLossError(RuntimeError):

@@ -18,7 +18,7 @@ rule environment:
 
 rule quality_table:
     input:
-        run_files("summary.json"),
+        run_files(SUMMARY),
     output:
         csv=f"{TABLES}/quality.csv",
         md=report(f"{TABLES}/quality.md", caption="../report/quality.rst", category="Tables"),
@@ -34,7 +34,7 @@ rule quality_table:
 
 rule sparsity_table:
     input:
-        run_files("activation_stats.csv", [v for v in VARIANTS if config["variants"][v]["ffn"] != "swiglu"]),
+        run_files(STATS, [v for v in VARIANTS if config["variants"][v]["ffn"] != "swiglu"]),
     output:
         csv=f"{TABLES}/sparsity.csv",
         md=report(f"{TABLES}/sparsity.md", caption="../report/sparsity_table.rst", category="Tables"),
@@ -53,7 +53,7 @@ rule sparse_inference:
         checkpoint=rules.train.output.checkpoint,
         val=rules.tokenize.output.val,
     output:
-        f"{RESULTS}/runs/{{variant}}/seed{{seed}}/sparse_inference.json",
+        f"{RUN}/{INFERENCE}",
     params:
         n_batches=config["analysis"].get("inference_eval_batches", 32),
     threads: config["train"].get("threads", 1)
@@ -69,7 +69,7 @@ rule sparse_inference:
 
 rule inference_table:
     input:
-        run_files("sparse_inference.json"),
+        run_files(INFERENCE),
     output:
         csv=f"{TABLES}/sparse_inference.csv",
         md=report(f"{TABLES}/sparse_inference.md", caption="../report/sparse_inference.rst", category="Tables"),
@@ -85,7 +85,7 @@ rule inference_table:
 
 rule gradient_fidelity:
     input:
-        checkpoint=f"{RESULTS}/runs/{SPARSE_VARIANT}/seed{SEEDS[0]}/model.pt",
+        checkpoint=str(run_dir(RESULTS, SPARSE_VARIANT, SEEDS[0]) / CHECKPOINT),
         val=rules.tokenize.output.val,
     output:
         csv=f"{TABLES}/gradient_fidelity.csv",
@@ -107,8 +107,8 @@ rule gradient_fidelity:
 
 rule table1:
     input:
-        summaries=run_files("summary.json"),
-        metrics=run_files("metrics.jsonl"),
+        summaries=run_files(SUMMARY),
+        metrics=run_files(METRICS),
     output:
         csv=f"{TABLES}/table1.csv",
         md=report(f"{TABLES}/table1.md", caption="../report/table1.rst", category="Tables"),

@@ -8,7 +8,7 @@ try:
     from act24.config import ConfigError
     from act24.experiment import resolve_runs
     from act24.report.claims import ideal_speedups
-    from act24.report.results import run_dir
+    from act24.layout import CHECKPOINT, DENSITY, INFERENCE, METRICS, STATS, SUMMARY, resume_dir, run_dir
 except ImportError as exc:
     sys.exit(f"act24 is not importable ({exc}): install it first, e.g. `pip install -e .` (see README)")
 
@@ -23,6 +23,7 @@ RESULTS = config["results"]
 LOGS = config["logs"]
 VARIANTS = list(config["variants"])
 SEEDS = [int(s) for s in config["seeds"]]
+RUN = str(run_dir(RESULTS, "{variant}", "{seed}"))  # one run's folder, with wildcards
 
 
 wildcard_constraints:

@@ -6,7 +6,7 @@ IDEAL_SPEEDUPS = ideal_speedups(config["claims"]["ideal_sparse_gemm_speedup"], c
 
 rule fig_sparsity:
     input:
-        run_files("activation_stats.csv", [SPARSE_VARIANT]),
+        run_files(STATS, [SPARSE_VARIANT]),
     output:
         report(f"{FIGURES}/fig1_sparsity.png", caption="../report/fig1_sparsity.rst", category="Figures"),
     params:
@@ -22,7 +22,7 @@ rule fig_sparsity:
 
 rule fig_drop24:
     input:
-        run_files("activation_stats.csv", [SPARSE_VARIANT]),
+        run_files(STATS, [SPARSE_VARIANT]),
     output:
         report(f"{FIGURES}/drop24.png", caption="../report/drop24.rst", category="Figures"),
     params:
@@ -37,7 +37,7 @@ rule fig_drop24:
 
 rule fig_feature_density:
     input:
-        run_files("feature_density.npz", [SPARSE_VARIANT])[0],
+        run_files(DENSITY, [SPARSE_VARIANT])[0],
     output:
         report(f"{FIGURES}/feature_density.png", caption="../report/feature_density.rst", category="Figures"),
     params:
@@ -53,7 +53,7 @@ rule fig_feature_density:
 
 rule fig_loss_curves:
     input:
-        run_files("metrics.jsonl", config["analysis"]["loss_curve_variants"]),
+        run_files(METRICS, config["analysis"]["loss_curve_variants"]),
     output:
         report(f"{FIGURES}/loss_curves.png", caption="../report/loss_curves.rst", category="Figures"),
     params:
@@ -68,7 +68,7 @@ rule fig_loss_curves:
 
 rule fig_table1:
     input:
-        metrics=run_files("metrics.jsonl", TABLE1_VARIANTS),
+        metrics=run_files(METRICS, TABLE1_VARIANTS),
         table=rules.table1.output.csv,
     output:
         report(f"{FIGURES}/table1_ablation.png", caption="../report/table1.rst", category="Figures"),
@@ -134,11 +134,11 @@ rule fig6_split_gemm:
 
 rule claims:
     input:
-        summaries=run_files("summary.json", list(dict.fromkeys([SPARSE_VARIANT, config["analysis"]["swiglu_variant"],
+        summaries=run_files(SUMMARY, list(dict.fromkeys([SPARSE_VARIANT, config["analysis"]["swiglu_variant"],
                                                                 *RECIPE_VARIANTS, *TABLE1_VARIANTS]))),
         inference=rules.inference_table.output.csv,
         table1=rules.table1.output.csv,
-        stats=run_files("activation_stats.csv", [SPARSE_VARIANT]),
+        stats=run_files(STATS, [SPARSE_VARIANT]),
         environment=rules.environment.output[0],
         speedups=rules.gpu_combine.output.speedups,
         split_gemm=rules.gpu_combine.output.split_gemm,

@@ -6,16 +6,16 @@ rule train:
         train=rules.tokenize.output.train,
         val=rules.tokenize.output.val,
     output:
-        metrics=f"{RESULTS}/runs/{{variant}}/seed{{seed}}/metrics.jsonl",
-        stats=f"{RESULTS}/runs/{{variant}}/seed{{seed}}/activation_stats.csv",
-        density=f"{RESULTS}/runs/{{variant}}/seed{{seed}}/feature_density.npz",
-        checkpoint=f"{RESULTS}/runs/{{variant}}/seed{{seed}}/model.pt",
-        summary=f"{RESULTS}/runs/{{variant}}/seed{{seed}}/summary.json",
+        metrics=f"{RUN}/{METRICS}",
+        stats=f"{RUN}/{STATS}",
+        density=f"{RUN}/{DENSITY}",
+        checkpoint=f"{RUN}/{CHECKPOINT}",
+        summary=f"{RUN}/{SUMMARY}",
     params:
         run=lambda w: RUNS[(w.variant, int(w.seed))].to_dict(),
         out_dir=lambda w, output: os.path.dirname(output.summary),
         # Not an output: Snakemake never deletes it, so a rerun after a crash resumes from it.
-        resume_dir=lambda w: f"{RESULTS}/checkpoints/{w.variant}/seed{w.seed}",
+        resume_dir=lambda w: str(resume_dir(RESULTS, w.variant, int(w.seed))),
     threads: config["train"].get("threads", 1)
     resources:
         gpu_percent=gpu_percent,

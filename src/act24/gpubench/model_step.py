@@ -19,7 +19,7 @@ import torch
 
 from ..config import ModelConfig
 from ..model import Transformer, ffn_width
-from ..report.compare import paired_ratio_ci
+from ..intervals import paired_ratio_ci
 from ..sparsity.recipe import SparseRecipe
 from ..ffn.fused import fused_ffn_op, recipe_spec
 from .config import ModelStepConfig

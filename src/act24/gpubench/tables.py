@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..report.compare import paired_ratio_ci
+from ..intervals import paired_ratio_ci
 from .harness import is_gemm
 
 POINT = ["shape", "T", "activations", "zero_frac", "precision", "pass"]  # one measured point

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .compare import Interval, difference, order_test
+from ..intervals import Interval, difference, order_test
 
 # The paper's Table 1, in its order: row -> (description, final loss). The SwiGLU loss is C1's (unconfirmed).
 PAPER_TABLE1 = {

@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import ablation
 from ..settings import build, setting
-from .compare import Interval, difference, mean_interval, verdict
+from ..intervals import Interval, difference, mean_interval, verdict
 
 PAPER = {
     "C1": ("Squared-ReLU matches SwiGLU quality at equal parameters and tokens",

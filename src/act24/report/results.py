@@ -9,13 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import train as T
+from .. import layout as T
+from ..layout import INFERENCE, run_dir
 
-INFERENCE = "sparse_inference.json"  # written by the sparse_inference rule, next to the run's outputs
-
-
-def run_dir(results: str | Path, variant: str, seed: int) -> Path:
-    return Path(results) / "runs" / variant / f"seed{seed}"
+__all__ = ["find_runs", "read_density", "read_inference", "read_metrics", "read_stats", "read_summaries", "run_dir"]
 
 
 def find_runs(results: str | Path) -> list[Path]:

@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..config import FFN_KINDS, ModelConfig
 from ..model import parameter_counts
-from .compare import mean_interval
+from ..intervals import mean_interval
 
 
 def quality_table(summaries: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFrame:

@@ -1,0 +1,148 @@
+"""The package's shape: one definition of each setting, imports in layers without cycles, a workflow that parses
+without torch."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from act24 import schema
+from act24.config import BACKEND_NAMES, RunConfig
+from act24.settings import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "src" / "act24"
+# Lower layers never import higher ones (a module may import its own layer).
+LAYERS = [
+    {"settings", "layout", "sparsity.recipe", "config", "experiment", "intervals"},
+    {"sparsity.pattern", "sparsity.stats", "io", "data", "distributed"},
+    {"kernels"},
+    {"ffn"},
+    {"model"},
+    {"train", "evaluate", "bench", "gpubench"},
+    {"report", "schema", "cli"},
+]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """The act24 modules `path` imports, at module level or inside functions."""
+    name = module_name(path)
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            elif (node.module or "").startswith("act24"):
+                target = node.module.removeprefix("act24").lstrip(".")
+            else:
+                continue
+            for alias in node.names:  # `from . import fused` imports a module
+                sub = f"{target}.{alias.name}" if target else alias.name
+                found.add(sub if (PACKAGE / sub.replace(".", "/")).exists()
+                          or (PACKAGE / (sub.replace(".", "/") + ".py")).exists() else target)
+        elif isinstance(node, ast.Import):
+            found |= {a.name.removeprefix("act24.") for a in node.names if a.name.startswith("act24.")}
+    return {m for m in found if m and m != name}
+
+
+GRAPH = {module_name(p): imports_of(p) for p in PACKAGE.rglob("*.py")}
+
+
+def layer_of(module: str) -> int:
+    for i, layer in enumerate(LAYERS):
+        if any(module == m or module.startswith(m + ".") for m in layer):
+            return i
+    raise AssertionError(f"module act24.{module} is in no layer of tests/test_structure.py")
+
+
+def test_the_import_graph_has_no_cycles():
+    state: dict[str, str] = {}
+
+    def visit(module, path):
+        if state.get(module) == "open":
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(module):] + [module]))
+        if state.get(module) == "done":
+            return
+        state[module] = "open"
+        for dep in GRAPH.get(module, ()):
+            visit(dep, path + [module])
+        state[module] = "done"
+
+    for module in GRAPH:
+        visit(module, [])
+
+
+def test_imports_point_down_the_layers():
+    upward = [f"act24.{m} imports act24.{d}" for m, deps in GRAPH.items() if m
+              for d in deps if layer_of(d) > layer_of(m)]
+    assert not upward
+
+
+def test_the_cycle_check_sees_a_cycle(monkeypatch):
+    monkeypatch.setitem(GRAPH, "settings", GRAPH["settings"] | {"config"})
+    with pytest.raises(AssertionError, match="import cycle: .*settings"):
+        test_the_import_graph_has_no_cycles()
+
+
+def test_the_committed_schema_is_the_declared_one():
+    assert schema.main(["--check"]) == 0
+
+
+def test_every_backend_name_passes_the_schema_and_builds():
+    from act24.kernels.backends import BACKENDS, select_backend
+
+    assert set(BACKENDS) == set(BACKEND_NAMES)
+    workflow_schema = yaml.safe_load(schema.SCHEMA.read_text())
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for name in ("auto", *BACKEND_NAMES):
+        config["sparse"]["backend"] = name
+        jsonschema.validate(config, workflow_schema)
+        assert RunConfig.from_dict({"sparse": {"backend": name}}).sparse.backend == name
+    for name in BACKEND_NAMES:
+        assert BACKENDS[name]().name == name
+    config["sparse"]["backend"] = "magic"
+    with pytest.raises(jsonschema.ValidationError, match="magic"):
+        jsonschema.validate(config, workflow_schema)
+    with pytest.raises(ConfigError, match="sparse.backend"):
+        RunConfig.from_dict({"sparse": {"backend": "magic"}})
+    with pytest.raises(ValueError, match="magic"):
+        select_backend("magic", "cpu")
+
+
+def test_the_schema_and_the_dataclasses_enforce_the_same_bounds():
+    workflow_schema = yaml.safe_load(schema.SCHEMA.read_text())
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for section, key, bad in (("sparse", "dense_fraction", 1.0), ("train", "steps", 0), ("model", "ffn_multiple_of", 6),
+                              ("sparse", "backward", "dense")):
+        broken = {**config, section: {**config[section], key: bad}}
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, workflow_schema)
+        with pytest.raises(ConfigError, match=f"'{section}.{key}'"):
+            RunConfig.from_dict({section: {key: bad}})
+
+
+DRY_RUN = """
+import runpy, sys
+sys.argv = ["snakemake", "-n", "--cores", "1", "--quiet", "rules"]
+try:
+    runpy.run_module("snakemake", run_name="__main__")
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print("torch" in sys.modules, "triton" in sys.modules)
+"""
+
+
+def test_a_dry_run_parses_the_workflow_without_torch(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", DRY_RUN], cwd=REPO, capture_output=True, text=True, check=True)
+    assert proc.stdout.split()[-2:] == ["False", "False"], proc.stdout + proc.stderr
