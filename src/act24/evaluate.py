@@ -15,6 +15,7 @@ import torch
 
 from .config import RunConfig
 from .data import TokenArray
+from .kernels.backends import select_backend
 from .model import Transformer
 from .sparsity.pattern import token_permutation
 from .sparsity.recipe import SparseRecipe
@@ -68,22 +69,24 @@ def sparse_inference(checkpoint: str | Path, val_path: str | Path, n_batches: in
 
 
 def gradient_fidelity(checkpoint: str | Path, val_path: str | Path, recipes: dict[str, SparseRecipe],
-                      n_batches: int = 1) -> list[dict]:
+                      n_batches: int = 1, backend: str = "reference") -> list[dict]:
     """How far each 2:4 recipe's FFN weight gradients are from the exact gradient of the 2:4-masked forward
     (`backward: masked_dense`), on a trained Squared-ReLU model and fixed validation batches.
 
     One row per recipe, layer and weight (w1, w2): relative error ||g - g_exact|| / ||g_exact|| and cosine
-    similarity. This is the mechanism behind Table 1: what each part of the recipe costs the gradient."""
+    similarity. This is the mechanism behind Table 1: what each part of the recipe costs the gradient. The recipe's
+    math is measured on the `reference` backend unless `backend` names another (then kernel rounding adds to it)."""
     model, cfg = load_model(checkpoint)
     if cfg.model.ffn != "sqrelu":
         raise ValueError(f"{checkpoint}: gradient fidelity needs a Squared-ReLU model, got {cfg.model.ffn!r}")
     device = next(model.parameters()).device
+    kernels, _ = select_backend(backend, device)
     torch.set_num_threads(cfg.train.threads)
     batches = TokenArray(val_path, cfg.model.seq_len).fixed_batches(n_batches, cfg.train.batch_size)
     model.train()
 
     def ffn_grads(recipe: SparseRecipe) -> list[dict[str, torch.Tensor]]:
-        model.set_sparse(recipe)
+        model.set_sparse(recipe, kernels)
         model.zero_grad(set_to_none=True)
         for x, y in batches:
             model(x.to(device), y.to(device))[1].backward()

@@ -9,6 +9,7 @@ import math
 import os
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +19,12 @@ from tqdm.auto import tqdm
 
 from .config import RunConfig, TrainConfig
 from .data import TokenArray
-from .distributed import init_world, shutdown
-from .kernels.backends import select_backend
+from .distributed import World, init_world, shutdown
+from .kernels.backends import Backend, select_backend
 from .layout import CHECKPOINT, DENSITY, METRICS, RESUME, STATS, SUMMARY
 from .model import Transformer, parameter_counts
 from .sparsity.pattern import token_permutation
+from .sparsity.recipe import SparseRecipe
 from .sparsity.stats import activation_stats, feature_density, record_activations
 
 
@@ -112,6 +114,140 @@ def load_resume(path: Path, cfg: RunConfig) -> dict | None:
     return state
 
 
+@dataclass
+class Run:
+    """One training run's objects and progress (what a resumable checkpoint restores)."""
+
+    cfg: RunConfig
+    world: World
+    device: torch.device
+    model: Transformer
+    stepper: torch.nn.Module  # the model, wrapped for data parallelism when there are several processes
+    optimizer: torch.optim.AdamW
+    data_gen: torch.Generator
+    train_data: TokenArray
+    eval_batches: list
+    stats_x: torch.Tensor
+    perm: torch.Tensor
+    out: Path
+    work: Path  # where the logs are written while training (the resume folder, if any)
+    resume_path: Path | None
+    recipe: SparseRecipe | None = None
+    backend: Backend | None = None
+    backend_note: str = "dense run"
+    sparse_from: int | None = None
+    first_step: int = 0
+    diverged_at: int | None = None
+    val_loss: float = math.nan
+    elapsed: float = 0.0
+    density_steps: list = field(default_factory=list)
+    densities: list = field(default_factory=list)
+    offsets: dict = field(default_factory=lambda: {METRICS: 0, STATS: 0})
+
+
+def start_run(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path,
+              resume_dir: str | Path | None) -> Run:
+    """Seed, build the model, optimizer, data and the sparse backend (in this order: it fixes the RNG streams)."""
+    m, t = cfg.model, cfg.train
+    world = init_world(t.processes, t.device)
+    out = Path(out_dir)
+    work = Path(resume_dir) if resume_dir else out
+    if world.main:
+        out.mkdir(parents=True, exist_ok=True)
+        work.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(t.threads)
+    torch.manual_seed(t.seed)
+    device = resolve_device(t, world.local_rank)
+    train_data, val_data = TokenArray(train_path, m.seq_len), TokenArray(val_path, m.seq_len)
+    model = Transformer(m).to(device)
+    stats_x = val_data.fixed_batches(1, t.stats_batch_size)[0][0]
+    run = Run(cfg, world, device, model, DistributedDataParallel(model) if world.size > 1 else model,
+              make_optimizer(model, t), torch.Generator().manual_seed(t.seed),  # CPU: a device-independent order
+              train_data, [(x.to(device), y.to(device)) for x, y in val_data.fixed_batches(t.eval_batches,
+                                                                                           t.batch_size)],
+              stats_x.to(device), token_permutation(stats_x.numel(), seed=t.seed), out, work,
+              work / RESUME if resume_dir else None)
+    if cfg.sparse.enabled:
+        run.recipe = cfg.sparse.seeded_recipe(t.seed)
+        run.backend, run.backend_note = select_backend(cfg.sparse.backend, device)
+        run.sparse_from = cfg.sparse.warmup_steps(t.steps)
+        print(f"{cfg.name}: 2:4 sparse FFN from step {run.sparse_from}; backend {run.backend_note}", flush=True)
+    if run.resume_path and (state := load_resume(run.resume_path, cfg)) is not None:
+        restore(run, state)
+    if world.main:
+        for name, size in run.offsets.items():  # drop whatever was logged after the checkpoint
+            with open(work / name, "a+b") as f:
+                f.truncate(size)
+    return run
+
+
+def restore(run: Run, state: dict) -> None:
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.data_gen.set_state(state["data_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    if run.device.type == "cuda" and state.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"], run.device)
+    run.first_step, run.val_loss, run.elapsed = state["step"], state["val_loss"], state["elapsed"]
+    run.density_steps, run.densities, run.offsets = state["density_steps"], state["densities"], state["offsets"]
+    print(f"{run.cfg.name}: resuming at step {run.first_step} from {run.resume_path}", flush=True)
+
+
+def checkpoint(run: Run, step: int, elapsed: float, offsets: dict) -> None:
+    """The whole training state at the start of `step`, with the logs' sizes so far (`offsets`)."""
+    save_resume(run.resume_path, {
+        "config": run.cfg.to_dict(), "step": step, "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(), "data_rng": run.data_gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None,
+        "val_loss": run.val_loss, "elapsed": elapsed, "density_steps": run.density_steps,
+        "densities": run.densities, "offsets": offsets})
+
+
+def record_statistics(run: Run, step: int, tokens: int, stats_f) -> None:
+    """Per-layer activation statistics (a CSV row per layer) and per-feature densities on the fixed batch."""
+    with autocast(run.device, run.cfg.train.precision):
+        rows, density = layer_statistics(run.model, run.stats_x, run.perm, run.cfg.sparse.recipe.dense_fraction)
+    writer = csv.DictWriter(stats_f, fieldnames=["step", "tokens", *rows[0].keys()])
+    if stats_f.tell() == 0:
+        writer.writeheader()
+    writer.writerows({"step": step, "tokens": tokens, **r} for r in rows)
+    stats_f.flush()
+    run.density_steps.append(step)
+    run.densities.append(density)
+
+
+def optimizer_step(run: Run, step: int) -> tuple[float, float, float]:
+    """One step at the scheduled learning rate: (loss, lr, gradient norm); the loss is non-finite when it is
+    (nothing is updated then)."""
+    t = run.cfg.train
+    lr = lr_at(step, t)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    x, y = (run.world.slice(b) for b in run.train_data.batch(t.batch_size, run.data_gen))  # same global batch
+    with autocast(run.device, t.precision):
+        _, loss = run.stepper(x.to(run.device), y.to(run.device))
+    loss_value = run.world.mean(loss.item(), run.device)
+    if not math.isfinite(loss_value):
+        return loss_value, lr, math.nan
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), t.grad_clip)
+    run.optimizer.step()
+    return loss_value, lr, float(grad_norm)
+
+
+def stop_on_nonfinite(run: Run, step: int, loss_value: float) -> None:
+    """Raise (train.on_nonfinite: error), or record the run as diverged at `step` (stop)."""
+    if run.cfg.train.on_nonfinite == "error":
+        kept = (f"; the last good checkpoint is kept in {run.resume_path}"
+                if run.resume_path and run.resume_path.exists() else "")
+        raise NonFiniteLossError(f"{run.cfg.name}: loss is {loss_value} at step {step}{kept} "
+                                 "(train.on_nonfinite: stop records such a run as diverged)")
+    print(f"{run.cfg.name}: loss is {loss_value} at step {step}: stopped, recorded as diverged", flush=True)
+    run.diverged_at, run.val_loss = step, math.nan
+
+
 def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, progress: bool = True,
           resume_dir: str | Path | None = None) -> dict:
     """Train one model; write its metrics, statistics, checkpoint and summary under `out_dir`.
@@ -121,146 +257,72 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
     config continues from it: the result is bitwise the same as an uninterrupted run on the CPU. The logs are
     written in `resume_dir` and copied to `out_dir` at the end, so nothing that a workflow manager deletes
     after a failure is needed to resume. The checkpoint is removed once the run has finished."""
-    m, t = cfg.model, cfg.train
-    world = init_world(t.processes, t.device)
-    out = Path(out_dir)
-    work = Path(resume_dir) if resume_dir else out
-    if world.main:
-        out.mkdir(parents=True, exist_ok=True)
-        work.mkdir(parents=True, exist_ok=True)
-    resume_path = work / RESUME
-    torch.set_num_threads(t.threads)
-    torch.manual_seed(t.seed)
-    device = resolve_device(t, world.local_rank)
-    train_data, val_data = TokenArray(train_path, m.seq_len), TokenArray(val_path, m.seq_len)
-    model = Transformer(m).to(device)
-    stepper = DistributedDataParallel(model) if world.size > 1 else model  # runs the training steps
-    optimizer = make_optimizer(model, t)
-    data_gen = torch.Generator().manual_seed(t.seed)  # on the CPU: the data order is device-independent
-    eval_batches = [(x.to(device), y.to(device)) for x, y in val_data.fixed_batches(t.eval_batches, t.batch_size)]
-    stats_x = val_data.fixed_batches(1, t.stats_batch_size)[0][0].to(device)
-    perm = token_permutation(stats_x.numel(), seed=t.seed)
-
-    sparse_from, recipe, backend, backend_note = None, None, None, "dense run"
-    if cfg.sparse.enabled:
-        recipe = cfg.sparse.seeded_recipe(t.seed)
-        backend, backend_note = select_backend(cfg.sparse.backend, device)
-        sparse_from = cfg.sparse.warmup_steps(t.steps)
-        print(f"{cfg.name}: 2:4 sparse FFN from step {sparse_from}; backend {backend_note}", flush=True)
-
-    first_step, diverged_at, val_loss, elapsed = 0, None, math.nan, 0.0
-    density_steps, densities, offsets = [], [], {METRICS: 0, STATS: 0}
-    state = load_resume(resume_path, cfg) if resume_dir else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        data_gen.set_state(state["data_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
-        first_step, val_loss, elapsed = state["step"], state["val_loss"], state["elapsed"]
-        density_steps, densities, offsets = state["density_steps"], state["densities"], state["offsets"]
-        print(f"{cfg.name}: resuming at step {first_step} from {resume_path}", flush=True)
-    if world.main:
-        for name, size in offsets.items():  # drop whatever was logged after the checkpoint
-            with open(work / name, "a+b") as f:
-                f.truncate(size)
-
-    start = time.perf_counter() - elapsed
+    run = start_run(cfg, train_path, val_path, out_dir, resume_dir)
+    m, t, main = cfg.model, cfg.train, run.world.main
+    start = time.perf_counter() - run.elapsed
     # Only the main process writes; the others log into the void.
-    metrics_path, stats_path = (work / METRICS, work / STATS) if world.main else (os.devnull, os.devnull)
+    metrics_path, stats_path = (run.work / METRICS, run.work / STATS) if main else (os.devnull, os.devnull)
     with open(metrics_path, "a") as metrics_f, open(stats_path, "a", newline="") as stats_f:
         def log(row: dict) -> None:
-            metrics_f.write(json.dumps(row) + "\n")
+            metrics_f.write(json.dumps({**row, "time": time.perf_counter() - start}) + "\n")
             metrics_f.flush()
 
-        writer = None
-        bar = tqdm(range(first_step, t.steps + 1), desc=cfg.name, disable=not (progress and world.main),
+        bar = tqdm(range(run.first_step, t.steps + 1), desc=cfg.name, disable=not (progress and main),
                    mininterval=2.0)
         for step in bar:
-            tokens = step * t.batch_size * m.seq_len
-            last = step == t.steps
-            if (world.main and resume_dir and t.checkpoint_every and step % t.checkpoint_every == 0
-                    and step > first_step):
-                save_resume(resume_path, {
-                    "config": cfg.to_dict(), "step": step, "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "data_rng": data_gen.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                    "val_loss": val_loss, "elapsed": time.perf_counter() - start,
-                    "density_steps": density_steps, "densities": densities,
-                    "offsets": {METRICS: metrics_f.tell(), STATS: stats_f.tell()}})
-            sparse_now = sparse_from is not None and step >= sparse_from
-            if sparse_now and model.ffn_modules()[0].sparse is None:
-                model.set_sparse(recipe, backend)
-            if world.main and (step % t.stats_every == 0 or last):
-                with autocast(device, t.precision):
-                    rows, density = layer_statistics(model, stats_x, perm, cfg.sparse.recipe.dense_fraction)
-                writer = writer or csv.DictWriter(stats_f, fieldnames=["step", "tokens", *rows[0].keys()])
-                if stats_f.tell() == 0:
-                    writer.writeheader()
-                writer.writerows({"step": step, "tokens": tokens, **r} for r in rows)
-                stats_f.flush()
-                density_steps.append(step)
-                densities.append(density)
-            if world.main and (step % t.eval_every == 0 or last):
-                with autocast(device, t.precision):
-                    val_loss = evaluate(model, eval_batches)
-                log({"split": "val", "step": step, "tokens": tokens, "loss": val_loss, "sparse": sparse_now,
-                     "time": time.perf_counter() - start})
+            tokens, last = step * t.batch_size * m.seq_len, step == t.steps
+            if main and run.resume_path and t.checkpoint_every and step % t.checkpoint_every == 0 \
+                    and step > run.first_step:
+                checkpoint(run, step, time.perf_counter() - start, {METRICS: metrics_f.tell(), STATS: stats_f.tell()})
+            sparse_now = run.sparse_from is not None and step >= run.sparse_from
+            if sparse_now and run.model.ffn_modules()[0].sparse is None:
+                run.model.set_sparse(run.recipe, run.backend)
+            if main and (step % t.stats_every == 0 or last):
+                record_statistics(run, step, tokens, stats_f)
+            if main and (step % t.eval_every == 0 or last):
+                with autocast(run.device, t.precision):
+                    run.val_loss = evaluate(run.model, run.eval_batches)
+                log({"split": "val", "step": step, "tokens": tokens, "loss": run.val_loss, "sparse": sparse_now})
             if last:
                 break
-            lr = lr_at(step, t)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x, y = (world.slice(b) for b in train_data.batch(t.batch_size, data_gen))  # same global batch everywhere
-            with autocast(device, t.precision):
-                _, loss = stepper(x.to(device), y.to(device))
-            loss_value = world.mean(loss.item(), device)
+            loss_value, lr, grad_norm = optimizer_step(run, step)
             if not math.isfinite(loss_value):
-                if t.on_nonfinite == "error":
-                    kept = f"; the last good checkpoint is kept in {resume_path}" if resume_path.exists() else ""
-                    raise NonFiniteLossError(f"{cfg.name}: loss is {loss_value} at step {step}{kept} "
-                                             "(train.on_nonfinite: stop records such a run as diverged)")
-                print(f"{cfg.name}: loss is {loss_value} at step {step}: stopped, recorded as diverged", flush=True)
-                diverged_at, val_loss = step, math.nan
-                log({"split": "train", "step": step, "tokens": tokens, "loss": None, "diverged": True,
-                     "time": time.perf_counter() - start})
+                stop_on_nonfinite(run, step, loss_value)
+                log({"split": "train", "step": step, "tokens": tokens, "loss": None, "diverged": True})
                 break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            optimizer.step()
-            log({"split": "train", "step": step, "tokens": tokens + t.batch_size * m.seq_len,
-                 "loss": loss_value, "lr": lr, "grad_norm": float(grad_norm), "sparse": sparse_now,
-                 "time": time.perf_counter() - start})
+            log({"split": "train", "step": step, "tokens": tokens + t.batch_size * m.seq_len, "loss": loss_value,
+                 "lr": lr, "grad_norm": grad_norm, "sparse": sparse_now})
             bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
+    shutdown(run.world)
+    return finish(run, time.perf_counter() - start) if main else {"name": cfg.name, "rank": run.world.rank}
 
-    shutdown(world)
-    if not world.main:
-        return {"name": cfg.name, "rank": world.rank}
-    if work != out:
+
+def finish(run: Run, seconds: float) -> dict:
+    """Copy the logs to the run folder, write the densities, the model and the summary (last: it marks the run
+    finished), then remove the resume checkpoint."""
+    cfg, m, out = run.cfg, run.cfg.model, run.out
+    if run.work != out:
         for name in (METRICS, STATS):
-            shutil.copyfile(work / name, out / name)
-    np.savez_compressed(out / DENSITY, steps=np.asarray(density_steps), density=np.stack(densities))
-    torch.save({"config": cfg.to_dict(), "model": model.state_dict()}, out / CHECKPOINT)
+            shutil.copyfile(run.work / name, out / name)
+    np.savez_compressed(out / DENSITY, steps=np.asarray(run.density_steps), density=np.stack(run.densities))
+    torch.save({"config": cfg.to_dict(), "model": run.model.state_dict()}, out / CHECKPOINT)
     summary = {
         "name": cfg.name,
-        "final_val_loss": None if math.isnan(val_loss) else val_loss,  # null: diverged
-        "diverged_at_step": diverged_at,
-        "steps": t.steps,
-        "tokens": t.steps * t.batch_size * m.seq_len,
-        "train_seconds": time.perf_counter() - start,
-        "resumed_from_step": first_step or None,
-        "processes": world.size,
+        "final_val_loss": None if math.isnan(run.val_loss) else run.val_loss,  # null: diverged
+        "diverged_at_step": run.diverged_at,
+        "steps": cfg.train.steps,
+        "tokens": cfg.train.steps * cfg.train.batch_size * m.seq_len,
+        "train_seconds": seconds,
+        "resumed_from_step": run.first_step or None,
+        "processes": run.world.size,
         **parameter_counts(m),
         "config": cfg.to_dict(),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "sparse_from_step": sparse_from,
-        "sparse_backend": backend_note,
+        "device": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else "cpu",
+        "sparse_from_step": run.sparse_from,
+        "sparse_backend": run.backend_note,
         "versions": {"torch": torch.__version__},
     }
     (out / SUMMARY).write_text(json.dumps(summary, indent=2))
-    if resume_dir:
-        resume_path.unlink(missing_ok=True)  # finished: a forced rerun starts from scratch
+    if run.resume_path:
+        run.resume_path.unlink(missing_ok=True)  # finished: a forced rerun starts from scratch
     return summary

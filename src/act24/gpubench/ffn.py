@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ..kernels.backends import ReferenceBackend
+from ..kernels.backends import select_backend
 from ..ffn import dense_sqrelu_ffn, sparse_sqrelu_ffn
 from ..sparsity.recipe import SparseRecipe
 from .config import GpuBenchConfig
@@ -19,6 +19,7 @@ def references(x, w1, w2, dy, recipe: SparseRecipe) -> tuple[dict[bool, tuple[to
     """(Y3, dX, dW1, dW2) of the dense (False) and the 2:4 (True) FFN on the same inputs, and the reference's
     precision: fp32 with TF32 GEMMs (~1e-3, far under the tolerances), or, where fp32 does not fit in memory (the
     largest shapes), bf16 tensors with fp32 accumulation (~1e-2), said so in every row."""
+    reference = select_backend("reference", x.device)[0]
     tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = True
     try:
@@ -27,8 +28,8 @@ def references(x, w1, w2, dy, recipe: SparseRecipe) -> tuple[dict[bool, tuple[to
             try:
                 for sparse in (False, True):
                     params = [v.to(dtype).requires_grad_() for v in (x, w1, w2)]
-                    y = (sparse_sqrelu_ffn(*params, recipe, ReferenceBackend()) if sparse
-                         else dense_sqrelu_ffn(*params, ReferenceBackend()))
+                    y = (sparse_sqrelu_ffn(*params, recipe, reference) if sparse
+                         else dense_sqrelu_ffn(*params, reference))
                     y.backward(dy.to(dtype))
                     out[sparse] = (y.detach(), *(p.grad for p in params))
                     del y, params

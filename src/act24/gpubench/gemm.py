@@ -5,12 +5,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..kernels.backends import CuSparseLtBackend, XformersFp8Sm90Backend
 from ..kernels.fp8 import quantize_rowwise_fp8
 from ..kernels.cuda12 import import_xformers_ops
 from ..sparsity.pattern import feature_split, mask24
 from .config import GpuBenchConfig
-from .harness import bench_ms, ffn_inputs, gated, label, rel_error
+from .harness import backend_here, bench_ms, ffn_inputs, gated, label, rel_error
 
 
 def gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, shape: str) -> list[dict]:
@@ -21,18 +20,18 @@ def gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, sha
     ref = y2s.float() @ w2.t().float()
     base = {"shape": shape, "M": t, "K": f, "N": d, **label(zero_frac)}
     rows: list[dict] = []
-    cusp, fp8 = CuSparseLtBackend(), XformersFp8Sm90Backend()
+    (cusp, cusp_why), (fp8, fp8_why) = backend_here("cusparselt"), backend_here("xformers_fp8_sm90")
     w2t = w2.t()
     gated(rows, {**base, "gemm": "dense bf16"}, lambda: rel_error(y2s @ w2t, ref), cfg.tolerance,
           lambda: bench_ms(lambda: y2s @ w2t, cfg))
-    if not cusp.probe():
+    if cusp:
         packed = torch._cslt_compress(y2s)
         gated(rows, {**base, "gemm": "2:4 bf16 cuSPARSELt"},
               lambda: rel_error(torch._cslt_sparse_mm(packed, w2t), ref), cfg.tolerance,
               lambda: bench_ms(lambda: torch._cslt_sparse_mm(packed, w2t), cfg))
     else:
-        rows.append({**base, "gemm": "2:4 bf16 cuSPARSELt", "status": f"unavailable: {cusp.probe()}"})
-    if not fp8.probe():
+        rows.append({**base, "gemm": "2:4 bf16 cuSPARSELt", "status": cusp_why})
+    if fp8:
         a8, a_scale = quantize_rowwise_fp8(y2s)
         w8, w_scale = quantize_rowwise_fp8(w2)  # (d x F): one scale per output column of W2ᵀ
         w_scale_t = w_scale.t().contiguous()
@@ -48,7 +47,7 @@ def gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, sha
               2 * cfg.tolerance, lambda: bench_ms(sparse8, cfg))
     else:
         for g in ("dense FP8 (row-wise scales)", "2:4 FP8 xformers sm90"):
-            rows.append({**base, "gemm": g, "status": f"unavailable: {fp8.probe()}"})
+            rows.append({**base, "gemm": g, "status": fp8_why})
     for r in rows:
         if r["status"] == "ok":
             r["TFLOPs_dense_equivalent"] = 2 * t * f * d / r["ms"] / 1e9
@@ -59,10 +58,9 @@ def gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, sha
 def split_gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, shape: str) -> list[dict]:
     """Fig. 6: dW2ᵀ = Ỹ2ᵀ dY3 with K = tokens. Dense, fully 2:4 (along tokens), and split (the densest
     features dense, the rest 2:4), in dense-equivalent TFLOP/s. bf16, cuSPARSELt."""
-    backend = CuSparseLtBackend()
     base = {"shape": shape, "T": t, "d": d, "F": f, **label(zero_frac)}
-    if why := backend.probe():
-        return [{**base, "gemm": "split", "status": f"unavailable: {why}"}]
+    if not (found := backend_here("cusparselt"))[0]:
+        return [{**base, "gemm": "split", "status": found[1]}]
     x, w1, _, dy = ffn_inputs(t, d, f, zero_frac)
     y2 = F.relu(x @ w1.t()).square()
     y2s = (y2 * mask24(y2)).t().contiguous()  # (F x T), forward-masked

@@ -9,7 +9,17 @@ from collections.abc import Callable
 
 import torch
 
+from ..kernels.backends import Backend, BackendUnavailable, select_backend
 from .config import GpuBenchConfig
+
+
+def backend_here(name: str) -> tuple[Backend | None, str]:
+    """(backend, "") when this GPU can run the 2:4 backend `name`, else (None, "unavailable: why"). Chosen through
+    `select_backend` like training's; the benchmark checks every result itself (`gated`), so only the probe runs."""
+    try:
+        return select_backend(name, "cuda", check=False)[0], ""
+    except BackendUnavailable as exc:
+        return None, str(exc)
 
 
 def trained_zero_fracs(cfg: GpuBenchConfig, f: int, seed: int = 0) -> torch.Tensor:

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from ..kernels.backends import (Backend, CuSparseLtBackend, FusedFp8Sm90Backend, XformersFp8Sm90Backend,
-                                _cuda_capability)
 from ..ffn import dense_sqrelu_ffn, sparse_sqrelu_ffn
+from ..kernels.backends import Backend, XformersFp8Sm90Backend, _cuda_capability
 from ..sparsity.recipe import SparseRecipe
-from ..ffn.fused import dense_fused_fp8_ffn
+from .harness import backend_here
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,7 @@ def ffn_paths(precision: str, recipe: SparseRecipe) -> tuple[list[FfnPath], list
     if precision == "bf16":
         paths += [FfnPath("dense (eager)", False, _dense_bf16, autograd_step(_dense_bf16)),
                   FfnPath("dense (torch.compile)", False, compiled(_dense_bf16), _compiled_bf16_step)]
-        candidates = [("2:4 cuSPARSELt (stock packing)", CuSparseLtBackend())]
+        candidates = [("2:4 cuSPARSELt (stock packing)", "cusparselt")]
     else:
         cap = _cuda_capability()
         if cap is None or cap < (8, 9):
@@ -103,16 +102,19 @@ def ffn_paths(precision: str, recipe: SparseRecipe) -> tuple[list[FfnPath], list
         eager = lambda x, w1, w2: dense_sqrelu_ffn(x, w1, w2, XformersFp8Sm90Backend())  # noqa: E731
         paths += [FfnPath("dense (eager)", False, eager, autograd_step(eager)),
                   FfnPath("dense (torch.compile)", False, compiled(_dense_fp8), compiled(_dense_fp8_step))]
-        fused_why = FusedFp8Sm90Backend().probe()
-        if fused_why:
-            missing.append({"path": "dense (fused kernels)", "status": f"unavailable: {fused_why}"})
-        else:
+        fused_backend, fused_why = backend_here("fused_fp8_sm90")
+        if fused_backend:
+            from ..ffn.fused import dense_fused_fp8_ffn  # Triton: imported where it runs
+
             paths.append(FfnPath("dense (fused kernels)", False, dense_fused_fp8_ffn,
                                  autograd_step(dense_fused_fp8_ffn)))
-        candidates = [("2:4 (stock packing)", XformersFp8Sm90Backend()), ("2:4 (fused kernels)", FusedFp8Sm90Backend())]
-    for name, backend in candidates:
-        if why := backend.probe():
-            missing.append({"path": name, "status": f"unavailable: {why}"})
         else:
+            missing.append({"path": "dense (fused kernels)", "status": fused_why})
+        candidates = [("2:4 (stock packing)", "xformers_fp8_sm90"), ("2:4 (fused kernels)", "fused_fp8_sm90")]
+    for name, backend_name in candidates:
+        backend, why = backend_here(backend_name)
+        if backend:
             paths.append(sparse_path(name, backend, recipe))
+        else:
+            missing.append({"path": name, "status": why})
     return paths, missing

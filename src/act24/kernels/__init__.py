@@ -7,10 +7,10 @@ reference (`check_backend`) before it is trusted: a backend that gives wrong res
 incorrect, never used.
 """
 
-from .backends import (BACKENDS, Backend, BackendStatus, CuSparseLtBackend, ReferenceBackend,
+from .backends import (BACKENDS, Backend, BackendStatus, BackendUnavailable, CuSparseLtBackend, ReferenceBackend,
                        XformersCusparseLtBackend, XformersCutlassBackend, XformersFp8Sm90Backend,
                        backend_statuses, check_backend, get_backend, select_backend)
 
-__all__ = ["BACKENDS", "Backend", "BackendStatus", "CuSparseLtBackend", "ReferenceBackend",
+__all__ = ["BACKENDS", "Backend", "BackendStatus", "BackendUnavailable", "CuSparseLtBackend", "ReferenceBackend",
            "XformersCusparseLtBackend", "XformersCutlassBackend", "XformersFp8Sm90Backend", "backend_statuses",
            "check_backend", "get_backend", "select_backend"]

@@ -248,6 +248,7 @@ class FusedFp8Sm90Backend(XformersFp8Sm90Backend):
         return self.sparse_gemm(sparsify24_rows(a.to(torch.bfloat16), mode=PLAIN)[0], b)
 
 
+# One class per name of act24.config.BACKEND_NAMES (the names the config accepts; a test checks they agree).
 BACKENDS: dict[str, type[Backend]] = {
     cls.name: cls
     for cls in (ReferenceBackend, CuSparseLtBackend, XformersCutlassBackend, XformersCusparseLtBackend,
@@ -310,11 +311,19 @@ def backend_statuses(**kwargs) -> list[BackendStatus]:
     return [check_backend(cls(), **kwargs) for cls in BACKENDS.values()]
 
 
-def select_backend(name: str, device: torch.device) -> tuple[Backend, str]:
-    """The backend to use and a sentence saying why (written to the run's log and summary).
+class BackendUnavailable(RuntimeError):
+    """A named backend cannot run here (the message says why)."""
 
-    'auto' picks the reference on CPU and the first correct GPU backend of AUTO_ORDER on CUDA. A named
-    backend must be usable here: if it is unavailable or fails its correctness check, this raises."""
+
+def select_backend(name: str, device: torch.device | str, check: bool = True) -> tuple[Backend, str]:
+    """The backend to use and a sentence saying why (written to the run's log and summary): the one place where
+    training, evaluation and the benchmarks turn a backend name into a backend.
+
+    'auto' picks the reference on CPU and the first correct GPU backend of AUTO_ORDER on CUDA. A named backend must
+    run here and, with `check`, pass its correctness check (`check_backend`), else BackendUnavailable says why.
+    Without `check` only the capability probe runs: for callers that check every result themselves (the GPU
+    benchmark's gate)."""
+    device = torch.device(device)
     if name == "auto":
         if device.type != "cuda":
             return ReferenceBackend(), "auto: reference (not on a CUDA device)"
@@ -328,7 +337,11 @@ def select_backend(name: str, device: torch.device) -> tuple[Backend, str]:
     backend = get_backend(name)
     if name == "reference":
         return backend, "reference (requested)"
+    if not check:
+        if why := backend.probe():
+            raise BackendUnavailable(f"unavailable: {why}")
+        return backend, f"{name} (requested; probe ok, results checked by the caller)"
     status = check_backend(backend, device=device)
     if not status.usable:
-        raise RuntimeError(f"2:4 backend {name!r} cannot be used here: {status.verdict}")
+        raise BackendUnavailable(f"2:4 backend {name!r} cannot be used here: {status.verdict}")
     return backend, f"{name} (requested; correctness check ok, rel. error {status.rel_error:.2g})"
