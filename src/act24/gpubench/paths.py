@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from ..ffn import dense_sqrelu_ffn, sparse_sqrelu_ffn
-from ..kernels.backends import Backend, XformersFp8Sm90Backend, _cuda_capability
+from ..kernels.backends import Backend, _cuda_capability, get_backend
+from ..kernels.fp8 import fp8_mm
 from ..sparsity.recipe import SparseRecipe
 from .harness import backend_here
 
@@ -37,13 +38,12 @@ def _dense_bf16(x, w1, w2):
 
 def _dense_fp8(x, w1, w2):
     """The dense FP8 forward written out for inductor (row-wise FP8 operands, bf16 out, cuBLAS)."""
-    mm = XformersFp8Sm90Backend().mm
-    return mm(F.relu(mm(x, w1.t())).square(), w2.t())
+    return fp8_mm(F.relu(fp8_mm(x, w1.t())).square(), w2.t())
 
 
 def _dense_fp8_step(x, w1, w2, dy):
     """Forward and backward of the dense FP8 FFN written out (DenseSqReluFFNFunction's math) for inductor."""
-    mm = XformersFp8Sm90Backend().mm
+    mm = fp8_mm
     y1 = mm(x, w1.t())
     y2 = F.relu(y1).square()
     dy1 = mm(dy, w2) * (2 * F.relu(y1))
@@ -99,7 +99,8 @@ def ffn_paths(precision: str, recipe: SparseRecipe) -> tuple[list[FfnPath], list
         if cap is None or cap < (8, 9):
             return [], [{"path": "all FP8 paths", "status": f"unavailable: FP8 GEMMs need compute capability >= 8.9, "
                                                             f"device has {cap}"}]
-        eager = lambda x, w1, w2: dense_sqrelu_ffn(x, w1, w2, XformersFp8Sm90Backend())  # noqa: E731
+        dense_fp8 = get_backend("xformers_fp8_sm90")  # only its dense mm (fp8_mm: cuBLAS, no xformers) runs here
+        eager = lambda x, w1, w2: dense_sqrelu_ffn(x, w1, w2, dense_fp8)  # noqa: E731
         paths += [FfnPath("dense (eager)", False, eager, autograd_step(eager)),
                   FfnPath("dense (torch.compile)", False, compiled(_dense_fp8), compiled(_dense_fp8_step))]
         fused_backend, fused_why = backend_here("fused_fp8_sm90")

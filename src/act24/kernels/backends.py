@@ -10,7 +10,7 @@ import torch
 
 from ..sparsity.pattern import mask24
 from .cuda12 import import_xformers_ops
-from .fp8 import quantize_rowwise_fp8
+from .fp8 import quantize_rowwise_fp8, scaled_mm_rowwise
 
 
 @dataclass(frozen=True)
@@ -180,12 +180,7 @@ class XformersFp8Sm90Backend(Backend):
     def mm(self, a, b):
         return self.gemm8(*self.quantize(a), *self.quantize_t(b))
 
-    @staticmethod
-    def gemm8(a8: torch.Tensor, a_scale: torch.Tensor, bt8: torch.Tensor, b_scale: torch.Tensor) -> torch.Tensor:
-        """The dense FP8 GEMM (cuBLAS) of row-wise quantized a (M x K) and bᵀ (N x K), scales (M x 1) and (N x 1)."""
-        # torch._scaled_mm takes b column-major (the transpose of a contiguous (N x K) tensor).
-        return torch._scaled_mm(a8, bt8.t(), scale_a=a_scale, scale_b=b_scale.t().contiguous(),
-                                out_dtype=torch.bfloat16, use_fast_accum=True)
+    gemm8 = staticmethod(scaled_mm_rowwise)
 
     def mm24(self, a, b):
         ops, _ = import_xformers_ops()

@@ -1,6 +1,6 @@
 """The claims table: each claim of the paper with its number, ours, and a verdict computed from results.
 
-Every verdict that compares a measurement with a threshold uses one rule (report.compare.verdict) on a 95%
+Every verdict that compares a measurement with a threshold uses one rule (act24.intervals.verdict) on a 95%
 interval: "reproduced" when the whole interval is on the claim's side (for "matches" claims: within ± the
 tolerance, an equivalence test), "not reproduced" when it is wholly on the other side, else "inconclusive".
 Intervals over seeds are Student t (paired where the variants share seeds); C6 has its own two parts

@@ -69,7 +69,7 @@ class LaunchConfig:
 
 ON_CHIP_MAX_K = 20480  # 40 KB of bf16 per row and input (two inputs in the backward)
 
-# Picked on an H200 at T = 16384, F = 16512 with workflow/scripts/tune_fused.py.
+# Picked on an H200 at T = 16384, F = 16512 with workflow/experiments/tune_fused.py.
 ROWS_CONFIG = LaunchConfig(block_m=1, block_k=4096, num_warps=4, whole_row_max=True)  # 2:4, forward (and plain)
 # The backward: 8 warps, 2048-wide blocks and a tail block (620 -> 596 us at that shape).
 BACKWARD_ROWS_CONFIG = LaunchConfig(block_m=1, block_k=2048, num_warps=8, whole_row_max=True, tail_block=True)

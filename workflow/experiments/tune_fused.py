@@ -1,10 +1,11 @@
 """Sweep the launch settings of the fused kernels on this GPU (not part of the pipeline).
 
-    python workflow/scripts/tune_fused.py OUT.csv [T F]
+    python workflow/experiments/tune_fused.py OUT.csv [T F]
 
-Each setting is checked (same bits as the default setting's output) before it is timed; the defaults in
-act24.kernels.fused (ROWS_CONFIG, TOKENS_CONFIG, TRANSPOSE_CONFIG, COLUMNS_CONFIG, ...) were picked from this sweep on an H200
-(reference/h200/fused/tuning/). Shares of copy bandwidth count the fewest bytes each step must move."""
+Each setting is checked (same bits as the default setting's output) before it is timed with the benchmark
+harness (`act24.gpubench.harness.bench_ms`); the defaults in act24.kernels.fused.formats (ROWS_CONFIG,
+TOKENS_CONFIG, TRANSPOSE_CONFIG, COLUMNS_CONFIG, ...) were picked from this sweep on an H200 at T = 16384,
+F = 16512. Shares of copy bandwidth count the fewest bytes each step must move."""
 
 import dataclasses
 import sys
