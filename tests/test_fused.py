@@ -9,6 +9,7 @@ pytest.importorskip("triton", reason="the fused kernels are Triton kernels (pip 
 
 from act24.kernels import backends as B  # noqa: E402
 from act24.kernels import fused  # noqa: E402
+from act24.kernels.fused import bits as fused_bits  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 from act24.kernels import sm90_layout as L  # noqa: E402
@@ -406,7 +407,7 @@ def test_custom_op_gives_the_autograd_functions_results_and_compiles_whole(monke
 @triton.jit
 def _meta_offsets_kernel(rows_ptr, cols_ptr, out_ptr, M, N: tl.constexpr, META16: tl.constexpr):
     i = tl.arange(0, N)
-    tl.store(out_ptr + i, fused._meta_offset(tl.load(rows_ptr + i), tl.load(cols_ptr + i), M, META16))
+    tl.store(out_ptr + i, fused_bits._meta_offset(tl.load(rows_ptr + i), tl.load(cols_ptr + i), M, META16))
 
 
 @pytest.mark.parametrize("fp8", [True, False], ids=["fp8", "bf16"])
