@@ -132,6 +132,33 @@ def test_the_schema_and_the_dataclasses_enforce_the_same_bounds():
             RunConfig.from_dict({section: {key: bad}})
 
 
+def test_derived_keys_are_not_config_keys_and_defaults_reach_the_schema():
+    workflow_schema = yaml.safe_load(schema.SCHEMA.read_text())
+    model = workflow_schema["properties"]["model"]["properties"]
+    assert "vocab_size" not in model and "ffn" not in model  # from data.vocab_size and the variant
+    assert "seed" not in workflow_schema["properties"]["train"]["properties"]
+    assert "permutation_seed" not in workflow_schema["properties"]["sparse"]["properties"]
+    assert workflow_schema["properties"]["sparse"]["properties"]["dense_fraction"] == {
+        "type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.05,
+        "description": "densest features kept dense in BW2 / BW4 (0: the naive backward, token-wise 2:4 on every "
+                       "feature)"}
+    variant_sparse = workflow_schema["properties"]["variants"]["additionalProperties"]["properties"]["sparse"]
+    assert "default" not in variant_sparse["properties"]["dense_fraction"]  # a variant overrides only what it sets
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    with pytest.raises(jsonschema.ValidationError, match="vocab_size"):
+        jsonschema.validate({**config, "model": {**config["model"], "vocab_size": 300}}, workflow_schema)
+
+
+def test_run_configs_round_trip_with_integers_read_as_floats():
+    cfg = RunConfig.from_dict({"model": {"ffn": "sqrelu"}, "train": {"lr": 1, "seed": 3},
+                               "sparse": {"enabled": True, "dense_fraction": 0}})
+    assert isinstance(cfg.train.lr, float) and isinstance(cfg.sparse.recipe.dense_fraction, float)
+    assert cfg.sparse.seeded_recipe(cfg.train.seed).permutation_seed == 3
+    flat = cfg.to_dict()["sparse"]
+    assert "recipe" not in flat and flat["dense_fraction"] == 0.0 and "permutation_seed" not in flat
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
 DRY_RUN = """
 import runpy, sys
 sys.argv = ["snakemake", "-n", "--cores", "1", "--quiet", "rules"]

@@ -32,9 +32,8 @@ def setting(default: Any = dataclasses.MISSING, doc: str = "", *, choices: tuple
         raise TypeError(f"setting(): unknown bound {sorted(unknown)}")
     meta = {"doc": doc, "choices": choices, "derived": derived, "items": items or {}, "bounds": bounds,
             "flatten": flatten}
-    if isinstance(default, (list, dict)):
-        value = default
-        return dataclasses.field(default_factory=lambda: typing.cast(Any, value).copy(), metadata=meta)
+    if isinstance(default, (list, dict)):  # mutable: each instance gets its own copy
+        return dataclasses.field(default_factory=default.copy, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
