@@ -160,13 +160,15 @@ def start_run(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Pat
     device = resolve_device(t, world.local_rank)
     train_data, val_data = TokenArray(train_path, m.seq_len), TokenArray(val_path, m.seq_len)
     model = Transformer(m).to(device)
-    stats_x = val_data.fixed_batches(1, t.stats_batch_size)[0][0]
-    run = Run(cfg, world, device, model, DistributedDataParallel(model) if world.size > 1 else model,
-              make_optimizer(model, t), torch.Generator().manual_seed(t.seed),  # CPU: a device-independent order
-              train_data, [(x.to(device), y.to(device)) for x, y in val_data.fixed_batches(t.eval_batches,
-                                                                                           t.batch_size)],
-              stats_x.to(device), token_permutation(stats_x.numel(), seed=t.seed), out, work,
-              work / RESUME if resume_dir else None)
+    optimizer = make_optimizer(model, t)
+    eval_batches = [(x.to(device), y.to(device)) for x, y in val_data.fixed_batches(t.eval_batches, t.batch_size)]
+    stats_x = val_data.fixed_batches(1, t.stats_batch_size)[0][0].to(device)
+    run = Run(cfg=cfg, world=world, device=device, model=model,
+              stepper=DistributedDataParallel(model) if world.size > 1 else model, optimizer=optimizer,
+              data_gen=torch.Generator().manual_seed(t.seed),  # on the CPU: the data order is device-independent
+              train_data=train_data, eval_batches=eval_batches, stats_x=stats_x,
+              perm=token_permutation(stats_x.numel(), seed=t.seed), out=out, work=work,
+              resume_path=work / RESUME if resume_dir else None)
     if cfg.sparse.enabled:
         run.recipe = cfg.sparse.seeded_recipe(t.seed)
         run.backend, run.backend_note = select_backend(cfg.sparse.backend, device)
