@@ -69,7 +69,8 @@ class TrainConfig:
     device: str = setting("cpu", choices=("cpu", "cuda"))
     precision: str = setting("fp32", "bf16: autocast", choices=("fp32", "bf16"))
     on_nonfinite: str = setting("error", "a non-finite training loss: error fails the run; stop ends it and records "
-                                "it as diverged (an ablation's result rather than a failure)", choices=("error", "stop"))
+                                "it as diverged (an ablation's result rather than a failure)",
+                                choices=("error", "stop"))
     checkpoint_every: int = setting(100, "steps between resumable checkpoints (model, optimizer, data order, RNG "
                                     "states; 0: none)", minimum=0)
     processes: int = setting(1, "data-parallel processes (torchrun, one per GPU; gloo on the CPU); divides batch_size, "

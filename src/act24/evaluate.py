@@ -53,7 +53,8 @@ def sparse_inference(checkpoint: str | Path, val_path: str | Path, n_batches: in
     # What the forward mask drops, on the first evaluation batch (unmasked activations, per layer).
     x = batches[0][0]
     with autocast(device, t.precision):
-        layers, _ = layer_statistics(model, x, token_permutation(x.numel(), seed=t.seed), cfg.sparse.recipe.dense_fraction)
+        layers, _ = layer_statistics(model, x, token_permutation(x.numel(), seed=t.seed),
+                                     cfg.sparse.recipe.dense_fraction)
     mean = lambda key: sum(row[key] for row in layers) / len(layers)  # noqa: E731
     return {
         "ffn": cfg.model.ffn,

@@ -9,8 +9,9 @@ Backward: dY2 = dY3 W2 (BW1, dense);  dY1 = dY2 ⊙ 2 relu(Y1) ⊙ M ("sparsify 
           `dense_fraction` of features (by density of Ỹ2) go through a dense GEMM. Token-wise masks apply on
           top of the forward mask: what the forward dropped stays dropped.
 
-Every switch of the paper's Table 1 ablation is a field of `SparseRecipe` (act24.sparsity.recipe). With the reference backend this
-runs anywhere (masks on dense tensors); with a GPU backend the sparse GEMMs run on sparse tensor cores.
+Every switch of the paper's Table 1 ablation is a field of `SparseRecipe` (act24.sparsity.recipe). With the
+reference backend this runs anywhere (masks on dense tensors); with a GPU backend the sparse GEMMs run on sparse
+tensor cores.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from ..kernels.backends import Backend, ReferenceBackend
 from ..sparsity.pattern import cached_permutation, feature_split, mask24
 from ..sparsity.recipe import SparseRecipe
+
 
 def tokenwise_sparse_mm(a: torch.Tensor, b: torch.Tensor, sparse_idx: torch.Tensor, dense_idx: torch.Tensor,
                         perm: torch.Tensor | None, backend: Backend) -> torch.Tensor:

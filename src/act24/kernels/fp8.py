@@ -24,8 +24,10 @@ def quantize_rowwise_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (x.float() * inv).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn), scale
 
 
-def scaled_mm_rowwise(a8: torch.Tensor, a_scale: torch.Tensor, bt8: torch.Tensor, b_scale: torch.Tensor) -> torch.Tensor:
-    """The dense FP8 GEMM (cuBLAS) of row-wise quantized a (M x K) and bᵀ (N x K), scales (M x 1) and (N x 1); bf16."""
+def scaled_mm_rowwise(a8: torch.Tensor, a_scale: torch.Tensor, bt8: torch.Tensor,
+                      b_scale: torch.Tensor) -> torch.Tensor:
+    """The dense FP8 GEMM (cuBLAS) of row-wise quantized a (M x K) and bᵀ (N x K), scales (M x 1) and (N x 1);
+    bf16 out."""
     # torch._scaled_mm takes b column-major (the transpose of a contiguous (N x K) tensor).
     return torch._scaled_mm(a8, bt8.t(), scale_a=a_scale, scale_b=b_scale.t().contiguous(),
                             out_dtype=torch.bfloat16, use_fast_accum=True)
