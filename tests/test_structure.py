@@ -2,6 +2,7 @@
 without torch."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -173,3 +174,34 @@ print("torch" in sys.modules, "triton" in sys.modules)
 def test_a_dry_run_parses_the_workflow_without_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", DRY_RUN], cwd=REPO, capture_output=True, text=True, check=True)
     assert proc.stdout.split()[-2:] == ["False", "False"], proc.stdout + proc.stderr
+
+
+def test_functions_outside_triton_kernels_stay_short():
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and not any("jit" in ast.unparse(d) for d in node.decorator_list):
+                if node.end_lineno - node.lineno + 1 > 60:
+                    long.append(f"{path.relative_to(PACKAGE)}:{node.name}")
+    assert not long
+
+
+RUN_FOLDERS = {"tables", "figures", "runs", "bench", "data", "logs"}
+
+
+def test_reference_folders_are_laid_out_like_results():
+    runs = [p.parent for p in (REPO / "reference").glob("*/*/README.md")]
+    assert len(runs) >= 5
+    for run in runs:
+        extra = {p.name for p in run.iterdir()} - RUN_FOLDERS - {"README.md", "environment.json"}
+        assert not extra, f"{run}: not a results/ folder: {sorted(extra)}"
+    assert not [p for p in (REPO / "reference").rglob("*") if p.suffix in (".py", ".patch", ".yaml", ".npz")]
+
+
+def test_the_docs_speak_of_the_project_not_of_its_history():
+    tracked = subprocess.run(["git", "ls-files", "README.md", "reference/*README.md", "src", "notebooks", "workflow",
+                              "config", "resources"], cwd=REPO, capture_output=True, text=True).stdout.split()
+    pattern = re.compile(r"\b(issue\s*#?\d+|work period|sessions?)\b", re.IGNORECASE)
+    hits = [f"{f}: {m.group(0)}" for f in tracked if (REPO / f).is_file()
+            for m in [pattern.search((REPO / f).read_text(errors="ignore"))] if m]
+    assert not hits
