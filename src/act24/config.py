@@ -114,6 +114,7 @@ class RunConfig:
     sparse: SparseConfig = field(default_factory=SparseConfig)
 
     def __post_init__(self):
+        check(self, "")
         if self.sparse.enabled and self.model.ffn != "sqrelu":
             raise ConfigError(f"config key 'sparse.enabled': the 2:4 recipe needs model.ffn 'sqrelu', got "
                               f"{self.model.ffn!r}")

@@ -1,6 +1,7 @@
 """One definition per setting: a dataclass field with its default, range or choices and a sentence of docs.
 
-`setting(...)` declares a field; `check(obj, prefix)` enforces its declaration (the dataclasses call it when built);
+`setting(...)` declares a field; `check(obj, prefix)` enforces its declaration (each dataclass calls it in
+`__post_init__`);
 `json_schema(cls)` turns the same declarations into the JSON schema that Snakemake validates the config against
 (`python -m act24.schema` writes those sections of workflow/schemas/config.schema.yaml, and a test checks that the
 committed file matches). No torch here: the workflow parses without it.
@@ -120,9 +121,7 @@ def build(cls, values: Any, prefix: str = "", derived: bool = True):
               for k, v in values.items() if k in hints and k not in flat}
     for name, keys in flat.items():
         kwargs[name] = build(hints[name], {k: values[k] for k in keys if k in values}, prefix)
-    out = cls(**kwargs)
-    check(out, prefix)
-    return out
+    return cls(**kwargs)  # the dataclass checks itself (`check` in its __post_init__)
 
 
 def _freeze(v: Any, typ: Any) -> Any:

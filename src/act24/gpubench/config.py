@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..settings import build, setting
+from ..settings import build, check, setting
+from ..sparsity.recipe import SparseRecipe
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class GpuBenchConfig:
                             "median)", minimum=1)
     profile_iters: int = setting(3, "calls per path under torch.profiler for the kernel breakdown (0: none)",
                                  minimum=0)
-    dense_fraction: float = setting(0.05, derived="sparse.dense_fraction")
+    dense_fraction: float = setting(SparseRecipe.dense_fraction, derived="sparse.dense_fraction")
     split_multiple: int = setting(128, "the 2:4 paths' sparse-feature count is rounded to this multiple", minimum=1)
     # Rounding flips some 2:4 choices, so correct bf16 paths land at 0.01-0.07 against the fp32 reference; a wrong
     # kernel lands near 1.
@@ -40,6 +41,9 @@ class GpuBenchConfig:
                                           "`density`, layers x features, as training writes it), benchmarked at "
                                           "extra_tokens resampled to F")
     trained_layer: int = setting(2, "the layer of trained_profile", minimum=0)
+
+    def __post_init__(self):
+        check(self, "gpu_bench.")
 
     @classmethod
     def from_dict(cls, values: dict) -> "GpuBenchConfig":
@@ -61,8 +65,11 @@ class ModelStepConfig:
     steps_per_round: int = setting(5, minimum=1)
     warmup_steps: int = setting(3, "untimed steps first (compilation; the first step's loss is the check)", minimum=1)
     compile: bool = setting(True, "each block under torch.compile, the FFN a custom op inside its graph")
-    dense_fraction: float = setting(0.05, derived="sparse.dense_fraction")
+    dense_fraction: float = setting(SparseRecipe.dense_fraction, derived="sparse.dense_fraction")
     split_multiple: int = setting(128, minimum=1)
+
+    def __post_init__(self):
+        check(self, "model_step.")
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelStepConfig":

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from . import ablation
-from ..settings import build, setting
+from ..settings import build, check, setting
 from ..intervals import Interval, difference, mean_interval, verdict
 
 PAPER = {
@@ -62,6 +62,9 @@ class ClaimThresholds:
     speedup_tolerance: float = setting(doc="C7, C8: the paper's speedup less this is the threshold", minimum=0)
     speed_shape: str = setting(doc="C7 / C8 are read at this gpu_bench shape (and its extra_tokens tokens)")
     ideal_sparse_gemm_speedup: float = setting(doc="C10 and the figures' ideal bounds", minimum=1)
+
+    def __post_init__(self):
+        check(self, "claims.")
 
     @classmethod
     def from_config(cls, claims: dict) -> "ClaimThresholds":
