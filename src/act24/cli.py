@@ -15,7 +15,7 @@ def _train(args) -> int:
     with open(args.config) as f:
         cfg = RunConfig.from_dict(json.load(f))
     summary = train(cfg, args.train_tokens, args.val_tokens, args.out, progress=not args.quiet,
-                    resume_dir=args.resume_dir)
+                    resume_dir=args.resume_dir, keep_resume=args.keep_resume)
     print(f"{describe(summary)} -> {args.out}")
     return 0
 
@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-tokens", required=True, help="val.npy from the tokenize rule")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--resume-dir", help="folder for resumable checkpoints: a rerun continues from the last one")
+    p.add_argument("--keep-resume", action="store_true", help="keep the last resumable checkpoint when the run "
+                                                                   "finishes (it is removed otherwise)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_train)
 

@@ -65,19 +65,22 @@ class TrainConfig:
     stats_every: int = setting(25, minimum=1)
     stats_batch_size: int = setting(8, minimum=1)
     seed: int = setting(0, derived="seeds", minimum=0)
-    threads: int = setting(1, "torch threads of a training job", minimum=1)
+    threads: int = setting(1, "torch threads of a training job", minimum=1, neutral=True)
     device: str = setting("cpu", choices=("cpu", "cuda"))
     precision: str = setting("fp32", "bf16: autocast", choices=("fp32", "bf16"))
     on_nonfinite: str = setting("error", "a non-finite training loss: error fails the run; stop ends it and records "
                                 "it as diverged (an ablation's result rather than a failure)",
                                 choices=("error", "stop"))
     checkpoint_every: int = setting(100, "steps between resumable checkpoints (model, optimizer, data order, RNG "
-                                    "states; 0: none)", minimum=0)
+                                    "states; 0: none)", minimum=0, neutral=True)
     processes: int = setting(1, "data-parallel processes (torchrun, one per GPU; gloo on the CPU); divides batch_size, "
                              "which stays the global batch", minimum=1)
 
     def __post_init__(self):
         check(self, "train.")
+        if self.warmup_steps > self.steps:
+            raise ConfigError(f"config key 'train.warmup_steps': must be at most train.steps={self.steps} (the "
+                              f"learning-rate warmup ends within the run), got {self.warmup_steps}")
         if self.batch_size % self.processes:
             raise ConfigError(f"config key 'train.processes': must divide train.batch_size={self.batch_size} (each "
                               f"process takes an equal slice), got {self.processes}")
@@ -115,14 +118,23 @@ class RunConfig:
 
     def __post_init__(self):
         check(self, "")
-        if self.sparse.enabled and self.model.ffn != "sqrelu":
-            raise ConfigError(f"config key 'sparse.enabled': the 2:4 recipe needs model.ffn 'sqrelu', got "
-                              f"{self.model.ffn!r}")
+        m, t = self.model, self.train
+        # The statistics take 2:4 groups along the tokens of the fixed batch; the recipe, of each process's batch.
+        if (t.stats_batch_size * m.seq_len) % 4:
+            raise ConfigError(f"config key 'train.stats_batch_size': stats_batch_size x model.seq_len must be a "
+                              f"multiple of 4 (2:4 groups along tokens), got {t.stats_batch_size} x {m.seq_len}")
+        if self.sparse.enabled and m.ffn != "sqrelu":
+            raise ConfigError(f"config key 'sparse.enabled': the 2:4 recipe needs model.ffn 'sqrelu', got {m.ffn!r}")
+        if self.sparse.enabled and (t.batch_size // t.processes * m.seq_len) % 4:
+            raise ConfigError(f"config key 'train.batch_size': the 2:4 recipe needs a multiple of 4 tokens per "
+                              f"process (2:4 groups along tokens), got batch_size / processes x model.seq_len = "
+                              f"{t.batch_size // t.processes} x {m.seq_len}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
         """From the mapping `to_dict` writes (derived keys such as model.ffn and train.seed included)."""
         return build(cls, d)
 
-    def to_dict(self) -> dict[str, Any]:
-        return to_dict(self)
+    def to_dict(self, neutral: bool = True) -> dict[str, Any]:
+        """The mapping `from_dict` takes; without the settings that do not change results unless `neutral`."""
+        return to_dict(self, neutral=neutral)

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .io import InputFileError, reading, rebuild_hint
+
 EOS = "<|endoftext|>"
 
 
@@ -158,11 +160,21 @@ def write_documents(path: str | os.PathLike, train: list[Document], val: list[Do
 
 
 def read_documents(path: str | os.PathLike) -> dict[str, list[Document]]:
+    """The split documents as `write_documents` wrote them; a truncated or malformed file is an error naming it
+    (and the line)."""
     out: dict[str, list[Document]] = {"train": [], "val": []}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            out[row["split"]].append(Document(row["name"], row["text"]))
+    line_no = 0
+    with reading(path, "documents file (JSON lines)"), open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            try:
+                row = json.loads(line)
+                out[row["split"]].append(Document(row["name"], row["text"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise InputFileError(f"{path}, line {line_no}: not a document record ({type(exc).__name__}: {exc}); "
+                                     f"{rebuild_hint(path)}") from exc
+    if not (out["train"] and out["val"]):
+        raise InputFileError(f"{path}: truncated: {len(out['train'])} train and {len(out['val'])} validation "
+                             f"documents in {line_no} lines; {rebuild_hint(path)}")
     return out
 
 

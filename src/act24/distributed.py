@@ -17,6 +17,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from .io import read_json
+from .layout import SUMMARY
+
 
 @dataclass(frozen=True)
 class World:
@@ -73,9 +76,9 @@ def train_data_parallel(cfg, train_path: str, val_path: str, out_dir: str, resum
     run_json.write_text(json.dumps(cfg.to_dict()))
     cmd = [*launch_prefix(cfg.train.processes), "-m", "act24.cli", "train", "--config", str(run_json),
            "--train-tokens", str(train_path), "--val-tokens", str(val_path), "--out", str(out_dir),
-           "--resume-dir", str(resume_dir), "--quiet"]
+           "--resume-dir", str(resume_dir), "--keep-resume", "--quiet"]
     print("launching:", " ".join(cmd), flush=True)
     proc = subprocess.run(cmd, stdout=sys.stdout, stderr=sys.stderr)
     if proc.returncode:
         raise RuntimeError(f"{cfg.name}: data-parallel training exited with {proc.returncode} (see the log above)")
-    return json.loads((Path(out_dir) / "summary.json").read_text())
+    return read_json(Path(out_dir) / SUMMARY)

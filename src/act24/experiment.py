@@ -1,15 +1,64 @@
 """The experiment grid: the workflow config's variants x seeds, each resolved into a RunConfig.
 
-A variant is data: a name, an FFN kind, and optional overrides of the shared `model` / `train` settings.
-Resolving every run up front means a bad variant fails before any job starts, naming the key.
+A variant is data: a name, an FFN kind, and optional overrides of the shared `model` / `train` / `sparse` settings.
+`check_config` validates the whole config against the workflow's JSON schema (filling in its defaults) and resolves
+every run, so that any bad setting, top-level or in a variant, fails before any job starts with one line that names
+the key.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, RunConfig
+import yaml
+
+from .config import ConfigError, ModelConfig, RunConfig, TrainConfig
+from .settings import declaration
+
+
+def check_config(config: dict[str, Any], schema: str | Path) -> dict[tuple[str, int], RunConfig]:
+    """Validate `config` against the JSON schema file `schema` (its defaults are filled into `config`) and resolve
+    every run; ConfigError (one line, naming the key) on the first problem."""
+    _reject_derived_keys(config)
+    _validate(config, yaml.safe_load(Path(schema).read_text()))
+    return resolve_runs(config)
+
+
+def _reject_derived_keys(config: dict[str, Any]) -> None:
+    """Keys the workflow sets itself (model.vocab_size from data.vocab_size, ...): an error, never overwritten."""
+    sections = [("", config)] + [(f"variants.{name}.", spec) for name, spec in (config.get("variants") or {}).items()
+                                 if isinstance(spec, dict)]
+    for prefix, section in sections:
+        for name, cls in (("model", ModelConfig), ("train", TrainConfig)):
+            values = section.get(name)
+            for f in dataclasses.fields(cls) if isinstance(values, dict) else ():
+                if f.name in values and declaration(f)["derived"]:
+                    raise ConfigError(f"config key '{prefix}{name}.{f.name}': cannot be set here, it comes from "
+                                      f"{declaration(f)['derived']}")
+
+
+def _validate(config: dict[str, Any], schema: dict) -> None:
+    import jsonschema  # Snakemake's dependency; only the workflow validates this way
+
+    def set_defaults(validator, properties, instance, subschema):
+        for key, prop in properties.items():
+            if isinstance(instance, dict) and "default" in prop:
+                instance.setdefault(key, copy.deepcopy(prop["default"]))
+        yield from jsonschema.Draft202012Validator.VALIDATORS["properties"](validator, properties, instance, subschema)
+
+    validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"properties": set_defaults})(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is None:
+        return
+    key = ".".join(map(str, error.absolute_path))
+    if error.validator == "additionalProperties":
+        unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        expected = ", ".join(sorted(error.schema.get("properties", {})))
+        raise ConfigError(f"unknown config key '{key + '.' if key else ''}{unknown[0]}' (expected one of: {expected})")
+    raise ConfigError(f"config key '{key or '<root>'}': {error.message}")
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -28,6 +77,13 @@ def run_config(config: dict[str, Any], variant: str, seed: int) -> RunConfig:
     train = _merge(config.get("train", {}), spec.get("train", {}))
     model.update(ffn=spec["ffn"], vocab_size=config["data"]["vocab_size"])
     sparse = _merge(config.get("sparse", {}), spec.get("sparse", {}))
+    if not sparse.get("enabled", False):
+        # A dense run does not use the recipe: it keeps the defaults, so that changing the recipe reruns 2:4 runs only.
+        ignored = sorted(set(spec.get("sparse", {})) - {"enabled"})
+        if ignored:
+            raise ConfigError(f"config key 'variants.{variant}.sparse.{ignored[0]}': has no effect, the variant does "
+                              "not enable the 2:4 recipe (sparse.enabled)")
+        sparse = {"enabled": False}
     train.update(seed=seed)
     try:
         return RunConfig.from_dict({"name": f"{variant}/seed{seed}", "model": model, "train": train,

@@ -7,6 +7,8 @@ import json
 import os
 import platform
 import sys
+import traceback
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,13 +16,18 @@ from typing import Any
 
 @contextlib.contextmanager
 def log_to(path: str | os.PathLike | None) -> Iterator[None]:
-    """Send stdout and stderr (progress bars included) to `path` for the duration of the block."""
+    """Send stdout and stderr (progress bars included) to `path` for the duration of the block. An exception that
+    leaves the block is written there too (the log ends with its traceback), then raised as usual."""
     if path is None:
         yield
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
-        yield
+        try:
+            yield
+        except BaseException:
+            traceback.print_exc(file=f)
+            raise
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -32,8 +39,31 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
+class InputFileError(RuntimeError):
+    """A file a step reads is missing, truncated or malformed; the message names it and how to rebuild it."""
+
+
+def rebuild_hint(path: str | os.PathLike) -> str:
+    return f"rebuild it: snakemake --force {path}"
+
+
+@contextlib.contextmanager
+def reading(path: str | os.PathLike, what: str, hint: str = "") -> Iterator[None]:
+    """Any failure to read or parse `path` (a `what`) inside the block becomes an InputFileError that names the file
+    and ends with `hint` (default: the command that rebuilds it)."""
+    try:
+        yield
+    except InputFileError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        cause = "missing" if isinstance(exc, FileNotFoundError) else \
+            f"not a readable {what} ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0]})"
+        raise InputFileError(f"{path}: {cause}; {hint or rebuild_hint(path)}") from exc
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    with reading(path, what):
+        return json.loads(Path(path).read_text())
 
 
 def environment_info() -> dict[str, Any]:

@@ -3,6 +3,8 @@ readers (no torch here: the workflow parses without it)."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 METRICS = "metrics.jsonl"  # training and validation losses
@@ -21,3 +23,15 @@ def run_dir(results: str | Path, variant: str, seed: int) -> Path:
 def resume_dir(results: str | Path, variant: str, seed: int) -> Path:
     """Not a rule output: Snakemake never deletes it, so a rerun after a crash resumes from it."""
     return Path(results) / "checkpoints" / variant / f"seed{seed}"
+
+
+def remove_finished_resume_folders(results: str | Path, runs: Iterable[tuple[str, int]]) -> list[Path]:
+    """Remove the resume folder of each (variant, seed) run whose summary is in place (the run finished); the
+    workflow calls it once Snakemake has recorded the finished jobs, so that no kill can lose a finished run."""
+    removed = []
+    for variant, seed in runs:
+        folder = resume_dir(results, variant, seed)
+        if (run_dir(results, variant, seed) / SUMMARY).exists() and folder.exists():
+            shutil.rmtree(folder)
+            removed.append(folder)
+    return removed

@@ -23,23 +23,26 @@ class ConfigError(ValueError):
 
 
 def setting(default: Any = dataclasses.MISSING, doc: str = "", *, choices: tuple | None = None,
-            derived: str = "", items: dict | None = None, flatten: bool = False, **bounds: float) -> Any:
+            derived: str = "", items: dict | None = None, flatten: bool = False, neutral: bool = False,
+            **bounds: float) -> Any:
     """A dataclass field with its declaration. bounds: JSON-schema keywords (minimum, exclusiveMaximum, ...);
     choices: the allowed values; items: bounds of each element of a list or pair; derived: the field is not a
     config key of its section but comes from elsewhere (the key it comes from); flatten: a dataclass field whose
-    own fields are keys of this section."""
+    own fields are keys of this section; neutral: the field does not change results (thread counts), so neither
+    a resume checkpoint nor the workflow's rerun triggers compare it."""
     unknown = set(bounds) - set(BOUNDS)
     if unknown:
         raise TypeError(f"setting(): unknown bound {sorted(unknown)}")
     meta = {"doc": doc, "choices": choices, "derived": derived, "items": items or {}, "bounds": bounds,
-            "flatten": flatten}
+            "flatten": flatten, "neutral": neutral}
     if isinstance(default, (list, dict)):  # mutable: each instance gets its own copy
         return dataclasses.field(default_factory=default.copy, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
 def declaration(f: dataclasses.Field) -> dict:
-    return f.metadata or {"doc": "", "choices": None, "derived": "", "items": {}, "bounds": {}, "flatten": False}
+    return f.metadata or {"doc": "", "choices": None, "derived": "", "items": {}, "bounds": {}, "flatten": False,
+                          "neutral": False}
 
 
 def config_fields(cls, derived: bool = False) -> list[dataclasses.Field]:
@@ -139,16 +142,18 @@ def _freeze(v: Any, typ: Any) -> Any:
     return v
 
 
-def to_dict(obj: Any, derived: bool = True) -> dict:
+def to_dict(obj: Any, derived: bool = True, neutral: bool = True) -> dict:
     """The mapping `build` takes for `obj`: tuples as lists, flattened dataclasses merged in (without their derived
-    fields), derived fields included unless `derived` is False."""
+    fields), derived fields included unless `derived` is False, neutral ones unless `neutral` is False."""
     out: dict[str, Any] = {}
     for f in config_fields(type(obj), derived):
         value = getattr(obj, f.name)
+        if declaration(f)["neutral"] and not neutral:
+            continue
         if declaration(f)["flatten"]:
-            out.update(to_dict(value, derived=False))
+            out.update(to_dict(value, derived=False, neutral=neutral))
         else:
-            out[f.name] = to_dict(value, derived) if dataclasses.is_dataclass(value) else _plain(value)
+            out[f.name] = to_dict(value, derived, neutral) if dataclasses.is_dataclass(value) else _plain(value)
     return out
 
 

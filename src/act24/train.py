@@ -4,6 +4,7 @@ metrics (JSONL), per-layer FFN activation statistics (CSV) and per-feature densi
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -91,16 +92,32 @@ def layer_statistics(model: Transformer, x: torch.Tensor, perm: torch.Tensor,
     return rows, torch.stack([feature_density(a) for a in acts]).cpu().numpy()
 
 
+class CheckpointError(OSError):
+    """A resumable checkpoint could not be written; the message names the file and the cause."""
+
+
 def save_resume(path: Path, state: dict) -> None:
-    """Write a resumable checkpoint atomically: a crash mid-write leaves the previous one intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a resumable checkpoint atomically: a crash mid-write leaves the previous one intact, a failed write
+    (disk full, no permission) leaves no partial file and names the path and the cause."""
     tmp = path.with_name(path.name + ".partial")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()  # serialized first, so that a full disk fails as the OS says it (torch.save would not)
+    torch.save(state, buffer)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(exc.errno, f"cannot write the resume checkpoint {path} ({exc.strerror or exc}; "
+                              f"{buffer.getbuffer().nbytes / 1e6:.1f} MB); the previous one, if any, is kept") from exc
 
 
 def load_resume(path: Path, cfg: RunConfig) -> dict | None:
-    """The resumable checkpoint at `path` if it belongs to this exact run config, else None (said why)."""
+    """The resumable checkpoint at `path` if it belongs to this run config (up to settings that do not change
+    results), else None (said why)."""
     if not path.exists():
         return None
     try:
@@ -108,7 +125,7 @@ def load_resume(path: Path, cfg: RunConfig) -> dict | None:
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
         raise RuntimeError(f"{path}: unreadable resume checkpoint ({type(exc).__name__}: "
                            f"{(str(exc).splitlines() or [''])[0]}); delete it to train from the start") from exc
-    if state.get("config") != cfg.to_dict():
+    if state.get("results_config") != cfg.to_dict(neutral=False):  # threads, say, need not match
         print(f"{cfg.name}: {path} was written with other settings: training from the start", flush=True)
         return None
     return state
@@ -153,8 +170,10 @@ def start_run(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Pat
     out = Path(out_dir)
     work = Path(resume_dir) if resume_dir else out
     if world.main:
-        out.mkdir(parents=True, exist_ok=True)
-        work.mkdir(parents=True, exist_ok=True)
+        for folder in (out, work):  # before any training: a folder it cannot write fails now, by name
+            folder.mkdir(parents=True, exist_ok=True)
+            if not os.access(folder, os.W_OK):
+                raise PermissionError(f"{folder}: cannot write here (the run's outputs and checkpoints go there)")
     torch.set_num_threads(t.threads)
     torch.manual_seed(t.seed)
     device = resolve_device(t, world.local_rank)
@@ -198,7 +217,7 @@ def restore(run: Run, state: dict) -> None:
 def checkpoint(run: Run, step: int, elapsed: float, offsets: dict) -> None:
     """The whole training state at the start of `step`, with the logs' sizes so far (`offsets`)."""
     save_resume(run.resume_path, {
-        "config": run.cfg.to_dict(), "step": step, "model": run.model.state_dict(),
+        "results_config": run.cfg.to_dict(neutral=False), "step": step, "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(), "data_rng": run.data_gen.get_state(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None,
@@ -251,14 +270,16 @@ def stop_on_nonfinite(run: Run, step: int, loss_value: float) -> None:
 
 
 def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, progress: bool = True,
-          resume_dir: str | Path | None = None) -> dict:
+          resume_dir: str | Path | None = None, keep_resume: bool = False) -> dict:
     """Train one model; write its metrics, statistics, checkpoint and summary under `out_dir`.
 
     With `resume_dir`, every `train.checkpoint_every` steps the whole training state (model, optimizer, data
     order and RNG states, the logs written so far) is saved there atomically, and a later call with the same
     config continues from it: the result is bitwise the same as an uninterrupted run on the CPU. The logs are
     written in `resume_dir` and copied to `out_dir` at the end, so nothing that a workflow manager deletes
-    after a failure is needed to resume. The checkpoint is removed once the run has finished."""
+    after a failure is needed to resume. A last checkpoint is taken after the last step; it is removed once the
+    run has finished unless `keep_resume` (a workflow manager that records the outputs only after this returns
+    removes it itself, so that a kill in between loses nothing)."""
     run = start_run(cfg, train_path, val_path, out_dir, resume_dir)
     m, t, main = cfg.model, cfg.train, run.world.main
     start = time.perf_counter() - run.elapsed
@@ -273,7 +294,8 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
                    mininterval=2.0)
         for step in bar:
             tokens, last = step * t.batch_size * m.seq_len, step == t.steps
-            if main and run.resume_path and t.checkpoint_every and step % t.checkpoint_every == 0 \
+            # The last checkpoint is taken after the last step: a kill before the outputs are in place loses nothing.
+            if main and run.resume_path and t.checkpoint_every and (step % t.checkpoint_every == 0 or last) \
                     and step > run.first_step:
                 checkpoint(run, step, time.perf_counter() - start, {METRICS: metrics_f.tell(), STATS: stats_f.tell()})
             sparse_now = run.sparse_from is not None and step >= run.sparse_from
@@ -296,12 +318,17 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
                  "lr": lr, "grad_norm": grad_norm, "sparse": sparse_now})
             bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
     shutdown(run.world)
-    return finish(run, time.perf_counter() - start) if main else {"name": cfg.name, "rank": run.world.rank}
+    if not main:
+        return {"name": cfg.name, "rank": run.world.rank}
+    summary = finish(run, time.perf_counter() - start)
+    if run.resume_path and not keep_resume:
+        run.resume_path.unlink(missing_ok=True)  # finished: a rerun starts from scratch
+    return summary
 
 
 def finish(run: Run, seconds: float) -> dict:
     """Copy the logs to the run folder, write the densities, the model and the summary (last: it marks the run
-    finished), then remove the resume checkpoint."""
+    finished)."""
     cfg, m, out = run.cfg, run.cfg.model, run.out
     if run.work != out:
         for name in (METRICS, STATS):
@@ -325,6 +352,4 @@ def finish(run: Run, seconds: float) -> dict:
         "versions": {"torch": torch.__version__},
     }
     (out / SUMMARY).write_text(json.dumps(summary, indent=2))
-    if run.resume_path:
-        run.resume_path.unlink(missing_ok=True)  # finished: a forced rerun starts from scratch
     return summary

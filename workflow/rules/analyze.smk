@@ -24,6 +24,7 @@ rule quality_table:
         md=report(f"{TABLES}/quality.md", caption="../report/quality.rst", category="Tables"),
     params:
         table="quality",
+        labels=LABELS,
     conda:
         "../../environment.yml"
     log:
@@ -75,6 +76,7 @@ rule inference_table:
         md=report(f"{TABLES}/sparse_inference.md", caption="../report/sparse_inference.rst", category="Tables"),
     params:
         table="inference",
+        labels=LABELS,
     conda:
         "../../environment.yml"
     log:
@@ -96,6 +98,7 @@ rule gradient_fidelity:
                            for v in dict.fromkeys([*TABLE1_VARIANTS, *RECIPE_VARIANTS])
                            if RUNS[(v, SEEDS[0])].sparse.enabled},
         n_batches=4,
+        labels=LABELS,
     threads: config["train"].get("threads", 1)
     conda:
         "../../environment.yml"
@@ -114,6 +117,7 @@ rule table1:
         md=report(f"{TABLES}/table1.md", caption="../report/table1.rst", category="Tables"),
     params:
         table="table1",
+        labels=LABELS,
         rows=config["analysis"].get("table1") or {},
         claims=config["claims"],  # divergence and plateau detection
     conda:

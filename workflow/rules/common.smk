@@ -2,20 +2,18 @@
 import re
 import sys
 
-from snakemake.utils import validate
-
 try:
     from act24.config import ConfigError
-    from act24.experiment import resolve_runs
+    from act24.experiment import check_config, variant_label
     from act24.report.claims import ideal_speedups
-    from act24.layout import CHECKPOINT, DENSITY, INFERENCE, METRICS, STATS, SUMMARY, resume_dir, run_dir
+    from act24.layout import (CHECKPOINT, DENSITY, INFERENCE, METRICS, STATS, SUMMARY,
+                              remove_finished_resume_folders, resume_dir, run_dir)
 except ImportError as exc:
     sys.exit(f"act24 is not importable ({exc}): install it first, e.g. `pip install -e .` (see README)")
 
 
-validate(config, "../schemas/config.schema.yaml")
-try:
-    RUNS = resolve_runs(config)
+try:  # the schema (its defaults filled in), then every run: one line naming the key, before any job
+    RUNS = check_config(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
 except ConfigError as exc:
     sys.exit(f"config error: {exc}")
 
@@ -23,6 +21,7 @@ RESULTS = config["results"]
 LOGS = config["logs"]
 VARIANTS = list(config["variants"])
 SEEDS = [int(s) for s in config["seeds"]]
+LABELS = {v: variant_label(config, v) for v in VARIANTS}  # a rule that shows labels declares them (params)
 RUN = str(run_dir(RESULTS, "{variant}", "{seed}"))  # one run's folder, with wildcards
 
 

@@ -58,6 +58,7 @@ rule fig_loss_curves:
         report(f"{FIGURES}/loss_curves.png", caption="../report/loss_curves.rst", category="Figures"),
     params:
         figure="loss",
+        labels=LABELS,
     conda:
         "../../environment.yml"
     log:
@@ -149,6 +150,9 @@ rule claims:
     params:
         claims=config["claims"],
         dense_fraction=config["sparse"]["dense_fraction"],
+        sparsity_variant=SPARSE_VARIANT,
+        swiglu_variant=config["analysis"]["swiglu_variant"],
+        sparse_recipe_variant=config["analysis"].get("sparse_recipe_variant"),
     conda:
         "../../environment.yml"
     log:

@@ -12,16 +12,25 @@ rule train:
         checkpoint=f"{RUN}/{CHECKPOINT}",
         summary=f"{RUN}/{SUMMARY}",
     params:
-        run=lambda w: RUNS[(w.variant, int(w.seed))].to_dict(),
+        # The settings that change results: a change reruns the job. The others (threads, checkpoint_every) come
+        # from `threads` and `resources`, which are no rerun triggers.
+        run=lambda w: RUNS[(w.variant, int(w.seed))].to_dict(neutral=False),
         out_dir=lambda w, output: os.path.dirname(output.summary),
         # Not an output: Snakemake never deletes it, so a rerun after a crash resumes from it.
         resume_dir=lambda w: str(resume_dir(RESULTS, w.variant, int(w.seed))),
     threads: config["train"].get("threads", 1)
     resources:
         gpu_percent=gpu_percent,
+        checkpoint_every=lambda w: RUNS[(w.variant, int(w.seed))].train.checkpoint_every,
     conda:
         "../../environment.yml"
     log:
         f"{LOGS}/train/{{variant}}/seed{{seed}}.log",
     script:
         "../scripts/train.py"
+
+
+onsuccess:
+    # Snakemake has recorded every finished job by now: the finished runs' resume checkpoints can go.
+    for folder in remove_finished_resume_folders(RESULTS, RUNS):
+        print(f"removed the resume checkpoint of a finished run: {folder}")

@@ -7,13 +7,13 @@ from act24.io import log_to, read_json
 from act24.report import ablation, claims, results, tables
 
 with log_to(snakemake.log[0]):
-    analysis = snakemake.config["analysis"]
+    params = snakemake.params
     runs = [Path(p).parent for p in snakemake.input.summaries]
-    thresholds = claims.ClaimThresholds.from_config(snakemake.params.claims)
+    thresholds = claims.ClaimThresholds.from_config(params.claims)
     df = claims.claims_table(
         results.read_summaries(runs), results.read_stats(runs), read_json(snakemake.input.environment), thresholds,
-        analysis["sparsity_variant"], analysis["swiglu_variant"], analysis.get("sparse_recipe_variant"),
-        dense_fraction=snakemake.params.dense_fraction,
+        params.sparsity_variant, params.swiglu_variant, params.sparse_recipe_variant,
+        dense_fraction=params.dense_fraction,
         gpu={"sidecar": read_json(snakemake.input.gpu_sidecar), "speedups": pd.read_csv(snakemake.input.speedups),
              "split_gemm": pd.read_csv(snakemake.input.split_gemm)},
         table1=ablation.read_table1(snakemake.input.table1), inference=pd.read_csv(snakemake.input.inference))

@@ -5,14 +5,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # figures are files; never open a window
 
-from act24.experiment import variant_label
 from act24.io import log_to
 from act24.report import ablation, figures, results
 
 with log_to(snakemake.log[0]):
-    config, which = snakemake.config, snakemake.params.figure
+    which = snakemake.params.figure
     runs = [Path(p).parent for p in snakemake.input]
-    labels = {v: variant_label(config, v) for v in config["variants"]}
     if which == "sparsity":
         fig = figures.sparsity_over_training(results.read_stats(runs), snakemake.params.title)
     elif which == "drop24":
@@ -21,7 +19,7 @@ with log_to(snakemake.log[0]):
         _, density = results.read_density(runs[0])
         fig = figures.feature_density(density[-1], snakemake.params.title)
     elif which == "loss":
-        fig = figures.loss_curves(results.read_metrics(runs), labels)
+        fig = figures.loss_curves(results.read_metrics(runs), snakemake.params.labels)
     elif which == "table1":
         fig = figures.table1_ablation(results.read_metrics(Path(p).parent for p in snakemake.input.metrics),
                                       ablation.read_table1(snakemake.input.table))

@@ -5,7 +5,6 @@ import pandas as pd
 
 from act24.config import RunConfig
 from act24.evaluate import gradient_fidelity
-from act24.experiment import variant_label
 from act24.io import log_to
 from act24.report import tables
 
@@ -13,8 +12,7 @@ with log_to(snakemake.log[0]):
     recipes = {v: RunConfig.from_dict({"sparse": s}).sparse.recipe for v, s in snakemake.params.recipes.items()}
     rows = pd.DataFrame(gradient_fidelity(snakemake.input.checkpoint, snakemake.input.val, recipes,
                                           snakemake.params.n_batches))
-    labels = {v: variant_label(snakemake.config, v) for v in snakemake.config["variants"]}
-    df = tables.gradient_fidelity_table(rows, labels)
+    df = tables.gradient_fidelity_table(rows, snakemake.params.labels)
     rows.to_csv(snakemake.output.csv, index=False)
     Path(snakemake.output.md).write_text(tables.to_markdown(df))
     print(df.to_string())

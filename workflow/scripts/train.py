@@ -9,8 +9,13 @@ from act24.train import describe, train
 with log_to(snakemake.log[0]):
     cfg = RunConfig.from_dict(snakemake.params.run)
     threads = max(1, snakemake.threads // cfg.train.processes)  # per process
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
-    fit = train_data_parallel if cfg.train.processes > 1 else train
-    summary = fit(cfg, snakemake.input.train, snakemake.input.val, snakemake.params.out_dir,
-                  resume_dir=snakemake.params.resume_dir)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+        cfg.train, threads=threads, checkpoint_every=snakemake.resources.checkpoint_every))
+    out_dir, resume_dir = snakemake.params.out_dir, snakemake.params.resume_dir
+    # Both keep the resume checkpoint: the Snakefile's onsuccess removes it once Snakemake has recorded the outputs.
+    if cfg.train.processes > 1:
+        summary = train_data_parallel(cfg, snakemake.input.train, snakemake.input.val, out_dir, resume_dir)
+    else:
+        summary = train(cfg, snakemake.input.train, snakemake.input.val, out_dir, resume_dir=resume_dir,
+                        keep_resume=True)
     print(describe(summary))

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import torch
 
+from ..io import reading
 from ..kernels.backends import Backend, BackendUnavailable, select_backend
 from .config import GpuBenchConfig
 
@@ -26,7 +27,9 @@ def trained_zero_fracs(cfg: GpuBenchConfig, f: int, seed: int = 0) -> torch.Tens
     """Per-feature zero fractions (f,) following the trained profile's distribution, features shuffled."""
     import numpy as np
 
-    with np.load(cfg.trained_profile) as z:
+    with reading(cfg.trained_profile, "feature-density profile (npz with 'density')",
+                 hint="gpu_bench.trained_profile names it (resources/README.md says how it was made)"), \
+            np.load(cfg.trained_profile) as z:
         density = np.sort(z["density"][cfg.trained_layer])
     density = np.interp(np.linspace(0, 1, f), np.linspace(0, 1, len(density)), density)
     density = np.clip(density, 1e-4, 1 - 1e-4)[np.random.default_rng(seed).permutation(f)]

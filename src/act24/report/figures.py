@@ -11,7 +11,7 @@ DROP_COLUMNS = {
     "drop24_features": "along features (forward)",
     "drop24_tokens": "along tokens, natural order",
     "drop24_tokens_permuted": "along tokens, permuted",
-    "drop24_tokens_permuted_split": "along tokens, permuted, 5% densest features dense",
+    "drop24_tokens_permuted_split": "along tokens, permuted, {split} densest features dense",
 }
 
 
@@ -93,7 +93,9 @@ def drop_fractions(stats: pd.DataFrame) -> plt.Figure:
     """Fraction of non-zeros a 2:4 mask drops over training, per direction (mean over layers and seeds)."""
     long = stats.melt(id_vars=["tokens", "layer", "seed"], value_vars=list(DROP_COLUMNS),
                       var_name="mask", value_name="dropped")
-    long["mask"] = long["mask"].map(DROP_COLUMNS)
+    # The split's dense fraction, as the statistics recorded it (runs written before they did: not known).
+    split = ", ".join(f"{f:.0%}" for f in stats.get("split_dense_fraction", pd.Series(dtype=float)).unique()) or "the"
+    long["mask"] = long["mask"].map({k: v.format(split=split) for k, v in DROP_COLUMNS.items()})
     fig, ax = plt.subplots(figsize=(6.5, 4))
     sns.lineplot(data=long, x="tokens", y="dropped", hue="mask", errorbar=None, ax=ax)
     ax.set(xlabel="training tokens", ylabel="fraction of non-zeros dropped by 2:4",

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .. import layout as T
+from ..io import InputFileError, read_json, reading, rebuild_hint
 from ..layout import INFERENCE, run_dir
 
 __all__ = ["find_runs", "read_density", "read_inference", "read_metrics", "read_stats", "read_summaries", "run_dir"]
@@ -34,32 +35,53 @@ def read_metrics(runs: Iterable[str | Path]) -> pd.DataFrame:
     """Training and validation losses: variant, seed, split, step, tokens, loss, lr, grad_norm, time."""
     frames = []
     for run in map(Path, runs):
-        df = pd.read_json(run / T.METRICS, lines=True)
-        frames.append(df.assign(**_identify(run)))
+        with reading(run / T.METRICS, "metrics log (JSON lines)"):
+            frames.append(pd.read_json(run / T.METRICS, lines=True).assign(**_identify(run)))
     return _concat(frames, "metrics")
 
 
 def read_stats(runs: Iterable[str | Path]) -> pd.DataFrame:
-    """Per-layer activation statistics: variant, seed, step, tokens, layer, zero_frac, drop24_* ..."""
-    frames = [pd.read_csv(Path(r) / T.STATS).assign(**_identify(Path(r))) for r in runs]
-    return _concat(frames, "activation statistics")
+    """Per-layer activation statistics: variant, seed, step, tokens, layer, zero_frac, drop24_* ...; checked for
+    completeness (every step has every layer and every value; the last step is the run's last, per its summary)."""
+    return _concat([_read_run_stats(Path(r)) for r in runs], "activation statistics")
+
+
+def _read_run_stats(run: Path) -> pd.DataFrame:
+    path = run / T.STATS
+    with reading(path, "activation statistics CSV"):
+        df = pd.read_csv(path)
+        layers = df.groupby("step")["layer"].nunique()
+        summary = json.loads((run / T.SUMMARY).read_text()) if (run / T.SUMMARY).exists() else {}
+    finished = summary.get("diverged_at_step") is None  # a diverged run's last statistics may be NaN
+    problem = ("empty" if df.empty else "incomplete rows (empty values)" if finished and df.isna().any().any()
+               else f"steps with fewer layers than others ({list(layers[layers < layers.max()].index)})"
+               if layers.nunique() > 1 else "")
+    if not problem and finished and "steps" in summary and df["step"].max() != summary["steps"]:
+        problem = f"ends at step {df['step'].max()}, the run at step {summary['steps']} ({run / T.SUMMARY})"
+    if problem:
+        raise InputFileError(f"{path}: truncated or incomplete: {problem}; {rebuild_hint(path)}")
+    return df.assign(**_identify(run))
 
 
 def read_summaries(runs: Iterable[str | Path]) -> pd.DataFrame:
     rows = []
     for run in map(Path, runs):
-        s = json.loads((run / T.SUMMARY).read_text())
+        s = read_json(run / T.SUMMARY, "run summary")
+        if "final_val_loss" not in s:
+            raise InputFileError(f"{run / T.SUMMARY}: not a finished run's summary (no final_val_loss); "
+                                 f"{rebuild_hint(run / T.SUMMARY)}")
         rows.append({**_identify(run), **{k: v for k, v in s.items() if not isinstance(v, dict)}})
     return _concat([pd.DataFrame(rows)] if rows else [], "run summaries")
 
 
 def read_inference(runs: Iterable[str | Path]) -> pd.DataFrame:
     """Sparse-inference evaluations (act24.evaluate.sparse_inference), one row per run."""
-    rows = [{**_identify(Path(r)), **json.loads((Path(r) / INFERENCE).read_text())} for r in runs]
+    rows = [{**_identify(Path(r)), **read_json(Path(r) / INFERENCE, "sparse-inference evaluation")} for r in runs]
     return _concat([pd.DataFrame(rows)] if rows else [], "sparse-inference evaluations")
 
 
 def read_density(run: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(steps, density[record, layer, feature]) of one run."""
-    with np.load(Path(run) / T.DENSITY) as z:
+    path = Path(run) / T.DENSITY
+    with reading(path, "feature-density archive (npz)"), np.load(path) as z:
         return z["steps"], z["density"]

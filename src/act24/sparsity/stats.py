@@ -58,6 +58,7 @@ def activation_stats(a: torch.Tensor, perm: torch.Tensor, dense_fraction: float)
         # The 95/5 split: token-wise 2:4 only on the sparsest features (as a share of all non-zeros).
         "drop24_tokens_permuted_split": dropped_fraction(sparse_part, dim=0) * nonzero_sparse_part / nonzero,
         "dense_features_share": 1.0 - nonzero_sparse_part / nonzero,
+        "split_dense_fraction": dense_fraction,  # the split these two columns measure
     }
 
 
