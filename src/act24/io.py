@@ -83,10 +83,23 @@ def environment_info() -> dict[str, Any]:
         info["gpu"] = torch.cuda.get_device_name(0)
         info["cuda"] = torch.version.cuda
         info["compute_capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
+    info.update(xformers_info())
+    return info
+
+
+def xformers_info() -> dict[str, str]:
+    """xformers' version and whether its compiled extensions (the 2:4 kernels) load: the package imports without
+    them, with a warning only."""
     try:
         import xformers
-
-        info["xformers"] = xformers.__version__
     except Exception as exc:  # reported, not hidden: the xformers backends need it
-        info["xformers"] = f"unavailable: {type(exc).__name__}: {exc}"
-    return info
+        return {"xformers": f"unavailable: {type(exc).__name__}: {exc}"}
+    try:
+        from xformers import _cpp_lib
+
+        failure = _cpp_lib._cpp_library_load_exception
+    except Exception as exc:  # noqa: BLE001 - a layout this code does not know is reported as such
+        failure = exc
+    loaded = "loaded" if failure is None else \
+        f"not loaded: {type(failure).__name__}: {(str(failure).splitlines() or [''])[0][:300]}"
+    return {"xformers": xformers.__version__, "xformers_extensions": loaded}

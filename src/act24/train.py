@@ -177,7 +177,7 @@ def start_run(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Pat
     torch.set_num_threads(t.threads)
     torch.manual_seed(t.seed)
     device = resolve_device(t, world.local_rank)
-    train_data, val_data = TokenArray(train_path, m.seq_len), TokenArray(val_path, m.seq_len)
+    train_data, val_data = (TokenArray(p, m.seq_len, m.vocab_size) for p in (train_path, val_path))
     model = Transformer(m).to(device)
     optimizer = make_optimizer(model, t)
     eval_batches = [(x.to(device), y.to(device)) for x, y in val_data.fixed_batches(t.eval_batches, t.batch_size)]

@@ -1,0 +1,128 @@
+"""Every place a setting can appear (top level, a variant, the command line) is checked before any work, by
+name: the workflow config against its schema and the run settings' own checks (act24.experiment.check_config),
+the CLI through the same dataclasses."""
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from act24.config import ConfigError
+from act24.experiment import check_config
+
+from conftest import REPO
+
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def variant(**over) -> dict:
+    """The default config with one more variant, `x`, a Squared-ReLU model with these overrides."""
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["variants"]["x"] = {"ffn": "sqrelu", **over}
+    return cfg
+
+
+def top(**sections) -> dict:
+    cfg = copy.deepcopy(DEFAULT)
+    for name, values in sections.items():
+        cfg[name] = {**cfg.get(name, {}), **values} if isinstance(values, dict) else values
+    return cfg
+
+
+SPARSE = {"enabled": True}
+CASES = {
+    # settings inside a variant get the same ranges as top-level ones
+    "variant steps 0": (variant(train={"steps": 0}), "variants.x.train.steps': 0 is less than the minimum of 1"),
+    "variant batch 0": (variant(train={"batch_size": 0}), "variants.x.train.batch_size'"),
+    "variant eval_every 0": (variant(train={"eval_every": 0}), "variants.x.train.eval_every'"),
+    "variant ffn_multiple_of 0": (variant(model={"ffn_multiple_of": 0}), "variants.x.model.ffn_multiple_of'"),
+    "variant split_multiple 0": (variant(sparse={**SPARSE, "split_multiple": 0}), "variants.x.sparse.split_multiple'"),
+    "variant n_layers 0": (variant(model={"n_layers": 0}), "variants.x.model.n_layers'"),
+    "variant d_model -8": (variant(model={"d_model": -8}), "variants.x.model.d_model'"),
+    "variant lr -1": (variant(train={"lr": -1}), "variants.x.train.lr'"),
+    "variant beta1 1.5": (variant(train={"beta1": 1.5}), "variants.x.train.beta1'"),
+    "variant backend bogus": (variant(sparse={**SPARSE, "backend": "bogus"}), "'bogus' is not one of"),
+    "variant unknown key": (variant(train={"stpes": 3}), "unknown config key 'variants.x.train.stpes'"),
+    # keys the workflow sets itself are errors, never silently overwritten
+    "variant vocab_size": (variant(model={"vocab_size": 100}), "'variants.x.model.vocab_size': cannot be set here, "
+                           "it comes from data.vocab_size"),
+    "variant model.ffn": (variant(model={"ffn": "relu"}), "'variants.x.model.ffn': cannot be set here"),
+    "variant seed": (variant(train={"seed": 3}), "'variants.x.train.seed': cannot be set here, it comes from seeds"),
+    "top-level vocab_size": (top(model={"vocab_size": 100}), "'model.vocab_size': cannot be set here"),
+    # constraints across keys
+    "2:4 tokens not a multiple of 4": (variant(model={"seq_len": 5}, train={"batch_size": 1, "stats_batch_size": 4},
+                                               sparse=SPARSE), "variants.x: config key 'train.batch_size': the 2:4 "
+                                       "recipe needs a multiple of 4 tokens per process"),
+    "statistics tokens not a multiple of 4": (variant(model={"seq_len": 5}, train={"stats_batch_size": 1}),
+                                              "'train.stats_batch_size': stats_batch_size x model.seq_len"),
+    "warmup beyond the run": (variant(train={"steps": 100, "warmup_steps": 500}),
+                              "'train.warmup_steps': must be at most train.steps=100"),
+    "heads do not divide the width": (variant(model={"d_model": 30}), "variants.x: config key 'model.n_heads'"),
+    "processes do not divide the batch": (top(train={"processes": 3}), "'train.processes': must divide"),
+    "2:4 on a ReLU model": ({**variant(), "variants": {**DEFAULT["variants"], "r": {"ffn": "relu", "sparse": SPARSE}}},
+                            "the 2:4 recipe needs model.ffn 'sqrelu'"),
+    "recipe keys on a dense variant": (variant(sparse={"dense_fraction": 0.1}),
+                                       "'variants.x.sparse.dense_fraction': has no effect"),
+    # the top level
+    "unknown top-level key": (top(trian={"steps": 3}), "unknown config key 'trian'"),
+    "unknown section key": (top(train={"stpes": 3}), "unknown config key 'train.stpes'"),
+    "wrong type": (top(train={"lr": "fast"}), "config key 'train.lr': 'fast' is not of type 'number'"),
+    "analysis names no variant": (top(analysis={"sparsity_variant": "nope"}), "analysis.sparsity_variant: 'nope'"),
+}
+
+
+@pytest.mark.parametrize("cfg, message", CASES.values(), ids=CASES.keys())
+def test_every_bad_setting_fails_before_any_job_by_name(cfg, message):
+    with pytest.raises(ConfigError) as info:
+        check_config(copy.deepcopy(cfg), SCHEMA)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)  # one line, no schema dump
+
+
+def test_the_default_config_passes_and_gets_the_schema_defaults():
+    """(The shipped configs' dry runs are in test_workflow.py.)"""
+    cfg = copy.deepcopy(DEFAULT)
+    del cfg["train"]["eval_every"]
+    runs = check_config(cfg, SCHEMA)
+    assert cfg["train"]["eval_every"] == 50  # filled in from the schema's default
+    assert set(runs) == {(v, s) for v in DEFAULT["variants"] for s in DEFAULT["seeds"]}
+
+
+def test_a_dense_variant_does_not_depend_on_the_recipe():
+    """Changing the 2:4 recipe must not change (and so rerun) the dense runs."""
+    a, b = variant(), variant()
+    b["sparse"] = {**b["sparse"], "dense_fraction": 0.2, "backward": "masked_dense"}
+    runs_a, runs_b = check_config(a, SCHEMA), check_config(b, SCHEMA)
+    assert runs_a[("x", 0)].to_dict() == runs_b[("x", 0)].to_dict()
+
+
+CLI = [sys.executable, "-m", "act24.cli"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["params", "--d-model", "-64"], "config key 'model.d_model': must be ≥ 8, got -64"),
+    (["params", "--multiple-of", "6"], "config key 'model.ffn_multiple_of': must be a multiple of 4, got 6"),
+    (["train", "--config", "/nonexistent.json", "--train-tokens", "t", "--val-tokens", "v", "--out", "o"],
+     "/nonexistent.json: missing"),
+])
+def test_the_cli_validates_like_the_config(args, message):
+    proc = subprocess.run([*CLI, *args], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_cli_names_a_malformed_run_config(tmp_path):
+    (tmp_path / "run.json").write_text('{"model": {"d_model": 64')
+    proc = subprocess.run([*CLI, "train", "--config", str(tmp_path / "run.json"), "--train-tokens", "t",
+                           "--val-tokens", "v", "--out", "o"], capture_output=True, text=True)
+    assert proc.returncode == 2 and f"{tmp_path / 'run.json'}: not a readable run config" in proc.stderr
+
+
+def test_the_cli_has_a_version():
+    from act24 import __version__
+
+    proc = subprocess.run([*CLI, "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"act24 {__version__}"
