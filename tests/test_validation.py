@@ -126,3 +126,12 @@ def test_the_cli_has_a_version():
 
     proc = subprocess.run([*CLI, "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == f"act24 {__version__}"
+
+
+def test_env_says_whether_xformers_compiled_kernels_load():
+    xformers = pytest.importorskip("xformers")
+    from act24.io import environment_info
+
+    info = environment_info()
+    assert info["xformers"] == xformers.__version__
+    assert info["xformers_extensions"].startswith("loaded" if xformers._has_cpp_library else "not loaded: ")

@@ -66,6 +66,14 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         return json.loads(Path(path).read_text())
 
 
+def read_csv(path: str | os.PathLike, what: str = "CSV table"):
+    """A pandas DataFrame of the CSV at `path`; failures name the file (`reading`)."""
+    import pandas as pd
+
+    with reading(path, what):
+        return pd.read_csv(path)
+
+
 def environment_info() -> dict[str, Any]:
     """Versions and device facts written next to results."""
     import numpy

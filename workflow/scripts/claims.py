@@ -1,9 +1,7 @@
 """Compute the claims table from the run results."""
 from pathlib import Path
 
-import pandas as pd
-
-from act24.io import log_to, read_json
+from act24.io import log_to, read_csv, read_json
 from act24.report import ablation, claims, results, tables
 
 with log_to(snakemake.log[0]):
@@ -14,9 +12,9 @@ with log_to(snakemake.log[0]):
         results.read_summaries(runs), results.read_stats(runs), read_json(snakemake.input.environment), thresholds,
         params.sparsity_variant, params.swiglu_variant, params.sparse_recipe_variant,
         dense_fraction=params.dense_fraction,
-        gpu={"sidecar": read_json(snakemake.input.gpu_sidecar), "speedups": pd.read_csv(snakemake.input.speedups),
-             "split_gemm": pd.read_csv(snakemake.input.split_gemm)},
-        table1=ablation.read_table1(snakemake.input.table1), inference=pd.read_csv(snakemake.input.inference))
+        gpu={"sidecar": read_json(snakemake.input.gpu_sidecar), "speedups": read_csv(snakemake.input.speedups),
+             "split_gemm": read_csv(snakemake.input.split_gemm)},
+        table1=ablation.read_table1(snakemake.input.table1), inference=read_csv(snakemake.input.inference))
     df.to_csv(snakemake.output.csv, index=False)
     Path(snakemake.output.md).write_text(tables.to_markdown(df))
     print(df.to_string())

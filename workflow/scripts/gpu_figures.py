@@ -3,16 +3,14 @@ import matplotlib
 
 matplotlib.use("Agg")  # figures are files; never open a window
 
-import pandas as pd
-
-from act24.io import log_to, read_json
+from act24.io import log_to, read_csv, read_json
 from act24.report import figures
 
 TITLES = {"fig5": "Fig. 5: FFN speedup", "fig6": "Fig. 6: split GEMM", "stages": "FFN time per stage"}
 
 with log_to(snakemake.log[0]):
     which, sidecar = snakemake.params.figure, read_json(snakemake.input.sidecar)
-    data = pd.read_csv(snakemake.input.table)
+    data = read_csv(snakemake.input.table)
     reason = sidecar["status"]
     if reason == "ok":
         cfg = sidecar["config"]

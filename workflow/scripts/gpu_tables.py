@@ -1,13 +1,11 @@
 """The GPU benchmark CSVs as markdown tables (a 'skipped' record stays a one-row table)."""
 from pathlib import Path
 
-import pandas as pd
-
-from act24.io import log_to
+from act24.io import log_to, read_csv
 from act24.report.tables import to_markdown
 
 with log_to(snakemake.log[0]):
     for name in ("gemm", "sparsify", "speedups", "stages", "sparsify_share", "model_step"):
-        df = pd.read_csv(snakemake.input[name])
+        df = read_csv(snakemake.input[name])
         Path(snakemake.output[name]).write_text(to_markdown(df))
         print(name, len(df), "rows")

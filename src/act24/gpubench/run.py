@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..io import environment_info, read_json, write_json
+from ..io import InputFileError, environment_info, read_json, rebuild_hint, write_json
 from . import tables
 from .config import GpuBenchConfig
 from .ffn import ffn_rows
@@ -83,6 +83,9 @@ def _read_table(path: Path) -> pd.DataFrame:
         return pd.read_csv(path)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
+    except (OSError, ValueError) as exc:
+        raise InputFileError(f"{path}: not a readable benchmark table ({type(exc).__name__}: {exc}); "
+                             f"{rebuild_hint(path)}") from exc
 
 
 def combine(shape_dirs: dict[str, str | Path], out_dir) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..intervals import Interval, difference, order_test
-from ..io import reading
+from ..io import read_csv
 
 # The paper's Table 1, in its order: row -> (description, final loss). The SwiGLU loss is C1's (unconfirmed).
 PAPER_TABLE1 = {
@@ -160,8 +160,7 @@ def table1(summaries: pd.DataFrame, rows: dict[str, str], labels: dict[str, str]
 
 def read_table1(path) -> pd.DataFrame:
     """A table1 CSV as `table1` returned it (empty text cells stay empty strings)."""
-    with reading(path, "Table 1 CSV"):
-        df = pd.read_csv(path)
+    df = read_csv(path, "Table 1 CSV")
     text = df.select_dtypes(exclude="number").columns
     return df.astype({c: object for c in text}).fillna({c: "" for c in text})
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .. import layout as T
-from ..io import InputFileError, read_json, reading, rebuild_hint
+from ..io import InputFileError, read_csv, read_json, reading, rebuild_hint
 from ..layout import INFERENCE, run_dir
 
 __all__ = ["find_runs", "read_density", "read_inference", "read_metrics", "read_stats", "read_summaries", "run_dir"]
@@ -48,10 +47,10 @@ def read_stats(runs: Iterable[str | Path]) -> pd.DataFrame:
 
 def _read_run_stats(run: Path) -> pd.DataFrame:
     path = run / T.STATS
-    with reading(path, "activation statistics CSV"):
-        df = pd.read_csv(path)
+    df = read_csv(path, "activation statistics CSV")
+    with reading(path, "activation statistics CSV"):  # without a step or layer column
         layers = df.groupby("step")["layer"].nunique()
-        summary = json.loads((run / T.SUMMARY).read_text()) if (run / T.SUMMARY).exists() else {}
+    summary = read_json(run / T.SUMMARY, "run summary") if (run / T.SUMMARY).exists() else {}
     finished = summary.get("diverged_at_step") is None  # a diverged run's last statistics may be NaN
     problem = ("empty" if df.empty else "incomplete rows (empty values)" if finished and df.isna().any().any()
                else f"steps with fewer layers than others ({list(layers[layers < layers.max()].index)})"
