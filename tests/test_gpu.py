@@ -130,6 +130,29 @@ def test_training_with_the_sparse_ffn_on_gpu(tmp_path, token_files):
     assert abs(gap) < 0.03, gap
 
 
+def test_a_gpu_run_resumes_after_its_last_step(tmp_path, token_files):
+    """On CUDA (bf16, the 2:4 kernels, CUDA RNG state saved): the checkpoint after the last step is kept for the
+    workflow (keep_resume), and a rerun whose outputs were lost resumes there with the same result."""
+    import shutil
+
+    from act24.config import RunConfig
+    from act24.train import train
+
+    cfg = RunConfig.from_dict({
+        "name": "gpu-resume",
+        "model": {"vocab_size": 300, "d_model": 128, "n_layers": 2, "n_heads": 2, "seq_len": 64, "ffn": "sqrelu",
+                  "ffn_multiple_of": 128},
+        "train": {"steps": 40, "batch_size": 8, "warmup_steps": 4, "eval_every": 20, "eval_batches": 2,
+                  "stats_every": 20, "stats_batch_size": 4, "device": "cuda", "precision": "bf16",
+                  "checkpoint_every": 20},
+        "sparse": {"enabled": True, "dense_warmup": 0.25}})
+    first = train(cfg, *token_files, tmp_path / "out", progress=False, resume_dir=tmp_path / "ck", keep_resume=True)
+    shutil.rmtree(tmp_path / "out")
+    again = train(cfg, *token_files, tmp_path / "out", progress=False, resume_dir=tmp_path / "ck")
+    assert again["resumed_from_step"] == 40 and again["final_val_loss"] == first["final_val_loss"]
+    assert not (tmp_path / "ck" / "resume.pt").exists()
+
+
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices")
 @pytest.mark.parametrize("sparse", [False, True])
 def test_data_parallel_on_two_gpus_follows_one_gpu(tmp_path, token_files, sparse):

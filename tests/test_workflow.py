@@ -94,9 +94,9 @@ def test_a_kill_during_the_data_step_keeps_the_finished_data_steps(tmp_path):
                              "--configfile", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.time() + 120
-    while not (data / "documents.jsonl").exists() and proc.poll() is None and time.time() < deadline:
+    tokenizer_log = tmp_path / "logs" / "data" / "tokenizer.log"  # written from the tokenizer job's start
+    while not tokenizer_log.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    time.sleep(0.5)  # inside the tokenizer job
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (data / "train.npy").exists(), "the data step finished before it could be killed: make it longer"
