@@ -119,7 +119,8 @@ rule table1:
         table="table1",
         labels=LABELS,
         rows=config["analysis"].get("table1") or {},
-        claims=config["claims"],  # divergence and plateau detection
+        # divergence and plateau detection: these thresholds only, so that other claims thresholds rerun claims only
+        dynamics=dataclasses.asdict(ClaimThresholds.from_config(config["claims"]).dynamics),
     conda:
         "../../environment.yml"
     log:

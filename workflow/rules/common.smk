@@ -1,11 +1,12 @@
 # Shared settings: validate the config, resolve every (variant, seed) run before any job starts.
+import dataclasses
 import re
 import sys
 
 try:
     from act24.config import ConfigError
     from act24.experiment import check_config, variant_label
-    from act24.report.claims import ideal_speedups
+    from act24.report.claims import ClaimThresholds, ideal_speedups
     from act24.layout import (CHECKPOINT, DENSITY, INFERENCE, METRICS, STATS, SUMMARY,
                               remove_finished_resume_folders, resume_dir, run_dir)
 except ImportError as exc:

@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from act24.io import log_to
-from act24.report import ablation, claims, results, tables
+from act24.report import ablation, results, tables
 
 with log_to(snakemake.log[0]):
     which = snakemake.params.table
@@ -14,7 +14,7 @@ with log_to(snakemake.log[0]):
     elif which == "inference":
         df = tables.inference_table(results.read_inference(runs), snakemake.params.labels)
     elif which == "table1":
-        dynamics = claims.ClaimThresholds.from_config(snakemake.params.claims).dynamics
+        dynamics = ablation.Dynamics(**snakemake.params.dynamics)
         df = ablation.table1(results.read_summaries(runs), snakemake.params.rows, snakemake.params.labels,
                              metrics=results.read_metrics(runs), dynamics=dynamics)
     elif which == "params":
