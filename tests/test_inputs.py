@@ -54,6 +54,9 @@ def run_folder(tmp_path):
     rows += [f"{s},{s * 64},{layer},0.9,0.01" for s in (0, 10, 20, 30) for layer in (0, 1)]
     (run / "activation_stats.csv").write_text("\n".join(rows) + "\n")
     np.savez_compressed(run / "feature_density.npz", steps=np.arange(2), density=np.ones((2, 2, 8)))
+    metrics = [{"split": "train", "step": s, "loss": 3.0} for s in range(30)]
+    metrics += [{"split": "val", "step": s, "loss": 3.0} for s in (0, 10, 20, 30)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in sorted(metrics, key=lambda m: m["step"])))
     return run
 
 
@@ -61,6 +64,18 @@ def test_complete_results_read_back(run_folder):
     assert results.read_stats([run_folder])["step"].max() == 30
     assert results.read_summaries([run_folder])["final_val_loss"].tolist() == [3.0]
     assert results.read_density(run_folder)[1].shape == (2, 2, 8)
+    assert results.read_metrics([run_folder])["step"].max() == 30
+
+
+@pytest.mark.parametrize("cut, problem", [
+    (lambda text: text[:-20], r"not a readable metrics log \(JSON lines\) \(ValueError"),
+    (lambda text: "".join(text.splitlines(keepends=True)[:-3]), "truncated: ends at step 27, the run at step 30"),
+])
+def test_truncated_metrics_are_an_error_not_a_shorter_curve(run_folder, cut, problem):
+    path = run_folder / "metrics.jsonl"
+    path.write_text(cut(path.read_text()))
+    with pytest.raises(InputFileError, match=rf"metrics\.jsonl: {problem}"):
+        results.read_metrics([run_folder])
 
 
 def test_a_truncated_summary_names_the_file(run_folder):

@@ -52,6 +52,8 @@ CASES = {
     "variant model.ffn": (variant(model={"ffn": "relu"}), "'variants.x.model.ffn': cannot be set here"),
     "variant seed": (variant(train={"seed": 3}), "'variants.x.train.seed': cannot be set here, it comes from seeds"),
     "top-level vocab_size": (top(model={"vocab_size": 100}), "'model.vocab_size': cannot be set here"),
+    "permutation seed": (top(sparse={"permutation_seed": 1}), "'sparse.permutation_seed': cannot be set here, "
+                         "it comes from train.seed"),
     # constraints across keys
     "2:4 tokens not a multiple of 4": (variant(model={"seq_len": 5}, train={"batch_size": 1, "stats_batch_size": 4},
                                                sparse=SPARSE), "variants.x: config key 'train.batch_size': the 2:4 "

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .config import ConfigError, ModelConfig, RunConfig, TrainConfig
+from .config import ConfigError, ModelConfig, RunConfig, SparseRecipe, TrainConfig
 from .settings import declaration
 
 
@@ -32,7 +32,7 @@ def _reject_derived_keys(config: dict[str, Any]) -> None:
     sections = [("", config)] + [(f"variants.{name}.", spec) for name, spec in (config.get("variants") or {}).items()
                                  if isinstance(spec, dict)]
     for prefix, section in sections:
-        for name, cls in (("model", ModelConfig), ("train", TrainConfig)):
+        for name, cls in (("model", ModelConfig), ("train", TrainConfig), ("sparse", SparseRecipe)):
             values = section.get(name)
             for f in dataclasses.fields(cls) if isinstance(values, dict) else ():
                 if f.name in values and declaration(f)["derived"]:

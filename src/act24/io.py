@@ -30,13 +30,26 @@ def log_to(path: str | os.PathLike | None) -> Iterator[None]:
             raise
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON atomically (a crash never leaves a half-written file behind)."""
+def write_atomic(path: str | os.PathLike, data: bytes, what: str = "file") -> None:
+    """Write `data` to `path` atomically: a crash leaves the previous file (if any) intact; a failed write (disk
+    full, no permission) leaves no partial file and raises OSError naming `what`, the path and the cause."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, f"cannot write {what} {path} ({exc.strerror or exc}; {len(data) / 1e6:.1f} MB); "
+                                 "the previous one, if any, is kept") from exc
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_atomic(path, (json.dumps(obj, indent=2, default=str) + "\n").encode(), "JSON file")
 
 
 class InputFileError(RuntimeError):

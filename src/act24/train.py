@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from .config import RunConfig, TrainConfig
 from .data import TokenArray
 from .distributed import World, init_world, shutdown
+from .io import write_atomic, write_json
 from .kernels.backends import Backend, select_backend
 from .layout import CHECKPOINT, DENSITY, METRICS, RESUME, STATS, SUMMARY
 from .model import Transformer, parameter_counts
@@ -92,27 +93,17 @@ def layer_statistics(model: Transformer, x: torch.Tensor, perm: torch.Tensor,
     return rows, torch.stack([feature_density(a) for a in acts]).cpu().numpy()
 
 
-class CheckpointError(OSError):
-    """A resumable checkpoint could not be written; the message names the file and the cause."""
+def serialized(write) -> bytes:
+    """What `write(file)` writes, in memory: io.write_atomic then writes it, so that a full disk fails as the OS says
+    it (torch.save to a file reports a position mismatch instead)."""
+    buffer = io.BytesIO()
+    write(buffer)
+    return buffer.getvalue()
 
 
 def save_resume(path: Path, state: dict) -> None:
-    """Write a resumable checkpoint atomically: a crash mid-write leaves the previous one intact, a failed write
-    (disk full, no permission) leaves no partial file and names the path and the cause."""
-    tmp = path.with_name(path.name + ".partial")
-    buffer = io.BytesIO()  # serialized first, so that a full disk fails as the OS says it (torch.save would not)
-    torch.save(state, buffer)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise CheckpointError(exc.errno, f"cannot write the resume checkpoint {path} ({exc.strerror or exc}; "
-                              f"{buffer.getbuffer().nbytes / 1e6:.1f} MB); the previous one, if any, is kept") from exc
+    """Write a resumable checkpoint atomically (io.write_atomic: a failure names the path and the cause)."""
+    write_atomic(path, serialized(lambda f: torch.save(state, f)), "the resume checkpoint")
 
 
 def load_resume(path: Path, cfg: RunConfig) -> dict | None:
@@ -333,8 +324,10 @@ def finish(run: Run, seconds: float) -> dict:
     if run.work != out:
         for name in (METRICS, STATS):
             shutil.copyfile(run.work / name, out / name)
-    np.savez_compressed(out / DENSITY, steps=np.asarray(run.density_steps), density=np.stack(run.densities))
-    torch.save({"config": cfg.to_dict(), "model": run.model.state_dict()}, out / CHECKPOINT)
+    density = {"steps": np.asarray(run.density_steps), "density": np.stack(run.densities)}
+    write_atomic(out / DENSITY, serialized(lambda f: np.savez_compressed(f, **density)), "the feature densities")
+    model = {"config": cfg.to_dict(), "model": run.model.state_dict()}
+    write_atomic(out / CHECKPOINT, serialized(lambda f: torch.save(model, f)), "the model")
     summary = {
         "name": cfg.name,
         "final_val_loss": None if math.isnan(run.val_loss) else run.val_loss,  # null: diverged
@@ -351,5 +344,5 @@ def finish(run: Run, seconds: float) -> dict:
         "sparse_backend": run.backend_note,
         "versions": {"torch": torch.__version__},
     }
-    (out / SUMMARY).write_text(json.dumps(summary, indent=2))
+    write_json(out / SUMMARY, summary)
     return summary

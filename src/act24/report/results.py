@@ -34,9 +34,21 @@ def read_metrics(runs: Iterable[str | Path]) -> pd.DataFrame:
     """Training and validation losses: variant, seed, split, step, tokens, loss, lr, grad_norm, time."""
     frames = []
     for run in map(Path, runs):
-        with reading(run / T.METRICS, "metrics log (JSON lines)"):
-            frames.append(pd.read_json(run / T.METRICS, lines=True).assign(**_identify(run)))
+        path = run / T.METRICS
+        with reading(path, "metrics log (JSON lines)"):
+            df = pd.read_json(path, lines=True)
+            last = df["step"].max()
+        summary = _summary_if_any(run)
+        if summary.get("diverged_at_step") is None and "steps" in summary and last != summary["steps"]:
+            raise InputFileError(f"{path}: truncated: ends at step {last}, the run at step {summary['steps']} "
+                                 f"({run / T.SUMMARY}); {rebuild_hint(path)}")
+        frames.append(df.assign(**_identify(run)))
     return _concat(frames, "metrics")
+
+
+def _summary_if_any(run: Path) -> dict:
+    """The run's summary, or {} without one (a run still training, in a notebook): for completeness checks."""
+    return read_json(run / T.SUMMARY, "run summary") if (run / T.SUMMARY).exists() else {}
 
 
 def read_stats(runs: Iterable[str | Path]) -> pd.DataFrame:
@@ -50,7 +62,7 @@ def _read_run_stats(run: Path) -> pd.DataFrame:
     df = read_csv(path, "activation statistics CSV")
     with reading(path, "activation statistics CSV"):  # without a step or layer column
         layers = df.groupby("step")["layer"].nunique()
-    summary = read_json(run / T.SUMMARY, "run summary") if (run / T.SUMMARY).exists() else {}
+    summary = _summary_if_any(run)
     finished = summary.get("diverged_at_step") is None  # a diverged run's last statistics may be NaN
     problem = ("empty" if df.empty else "incomplete rows (empty values)" if finished and df.isna().any().any()
                else f"steps with fewer layers than others ({list(layers[layers < layers.max()].index)})"
