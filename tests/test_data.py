@@ -108,6 +108,8 @@ def test_a_separator_splits_one_file_into_documents(tmp_path):
                                                            ("book.txt#3", "III")]
     train, val = data.split_documents(docs, 0.34, seed=0)
     assert len(train) == 2 and len(val) == 1
+    with pytest.raises(data.DataError, match=r"data.local.separator: '\(' is not a regular expression"):
+        data.read_local(str(tmp_path / "book.txt"), separator="(")
 
 
 def test_local_glob_without_matches_names_the_key(tmp_path):

@@ -104,6 +104,10 @@ def read_local(pattern: str, separator: str | None = None, on_undecodable: str =
     if not paths:
         raise DataError(f"data.local.glob: no files match {pattern!r}")
     root = _fixed_folder(pattern)
+    try:
+        split = re.compile(separator, re.MULTILINE) if separator else None
+    except re.error as exc:
+        raise DataError(f"data.local.separator: {separator!r} is not a regular expression ({exc})") from exc
     docs, undecodable = [], []
     for path in paths:
         text, why = _utf8_text(Path(path))
@@ -111,7 +115,7 @@ def read_local(pattern: str, separator: str | None = None, on_undecodable: str =
             undecodable.append(f"{path} ({why})")
             continue
         name = Path(os.path.relpath(path, root)).as_posix()
-        parts = [part for part in re.split(separator, text, flags=re.MULTILINE) if part.strip()] if separator else [text]
+        parts = [part for part in split.split(text) if part.strip()] if split else [text]
         docs += [Document(name, parts[0])] if len(parts) == 1 else \
             [Document(f"{name}#{i}", part) for i, part in enumerate(parts, 1)]
     if undecodable:
