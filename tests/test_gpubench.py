@@ -178,6 +178,16 @@ def test_trained_profile_is_resampled_to_the_ffn_width(tmp_path):
     assert H.label(0.95) == {"activations": "synthetic", "zero_frac": 0.95}
 
 
+def test_a_corrupt_trained_profile_names_the_file_and_the_key(tmp_path):
+    from act24.io import InputFileError
+
+    (tmp_path / "d.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    cfg = G.GpuBenchConfig(trained_profile=str(tmp_path / "d.npz"))
+    with pytest.raises(InputFileError, match=r"d\.npz: not a readable feature-density profile .*BadZipFile.*"
+                                             r"gpu_bench\.trained_profile names it"):
+        H.trained_zero_fracs(cfg, 16)
+
+
 def test_importing_the_package_compiles_and_configures_nothing():
     import subprocess
     import sys

@@ -82,6 +82,12 @@ def test_a_failed_job_log_ends_with_the_traceback(tmp_path):
     assert "Traceback" in log and log.rstrip().endswith("DataError: data.local.glob: no files match 'nothing/*.txt'")
 
 
+def test_the_readme_says_how_to_rerun_after_a_kill():
+    """A killed Snakemake leaves its lock: the next run stops with a LockException until `--unlock`."""
+    crashes = (REPO / "README.md").read_text().split("**Resume.**")[1].split("**")[0]
+    assert "snakemake --unlock" in crashes and "--rerun-incomplete" in crashes
+
+
 @pytest.mark.slow
 def test_a_kill_during_the_data_step_keeps_the_finished_data_steps(tmp_path):
     import signal
