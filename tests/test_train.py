@@ -283,3 +283,16 @@ def test_processes_must_divide_the_batch():
 
     with pytest.raises(ConfigError, match=r"train.processes.*divide train.batch_size=4"):
         RunConfig.from_dict({"train": {"batch_size": 4, "processes": 3}})
+
+
+def test_only_finished_runs_lose_their_resume_folder(tmp_path):
+    from act24.layout import remove_finished_resume_folders, resume_dir, run_dir
+
+    for variant in ("done", "running"):
+        resume_dir(tmp_path, variant, 0).mkdir(parents=True)
+        (resume_dir(tmp_path, variant, 0) / "resume.pt").write_bytes(b"state")
+    run_dir(tmp_path, "done", 0).mkdir(parents=True)
+    (run_dir(tmp_path, "done", 0) / "summary.json").write_text("{}")
+    assert remove_finished_resume_folders(tmp_path, [("done", 0), ("running", 0)]) == [resume_dir(tmp_path, "done", 0)]
+    assert not (tmp_path / "checkpoints" / "done").exists()  # nor the emptied variant folder
+    assert (resume_dir(tmp_path, "running", 0) / "resume.pt").exists()

@@ -231,7 +231,7 @@ def test_a_changed_recipe_retrains_the_sparse_runs_only(tiny_run):
 @pytest.mark.slow
 def test_finished_runs_leave_no_resume_checkpoint(tiny_run):
     work, _ = tiny_run
-    assert not list((work / "results" / "checkpoints").glob("*/seed*/resume.pt"))
+    assert not (work / "results" / "checkpoints").exists()  # nor the folders that held them
 
 
 @pytest.mark.slow

@@ -34,4 +34,7 @@ def remove_finished_resume_folders(results: str | Path, runs: Iterable[tuple[str
         if (run_dir(results, variant, seed) / SUMMARY).exists() and folder.exists():
             shutil.rmtree(folder)
             removed.append(folder)
+    for folder in [*{f.parent for f in removed}, Path(results) / "checkpoints"]:  # and the folders left empty
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
     return removed
