@@ -18,7 +18,7 @@ rule train:
         out_dir=lambda w, output: os.path.dirname(output.summary),
         # Not an output: Snakemake never deletes it, so a rerun after a crash resumes from it.
         resume_dir=lambda w: str(resume_dir(RESULTS, w.variant, int(w.seed))),
-    threads: config["train"].get("threads", 1)
+    threads: lambda w: RUNS[(w.variant, int(w.seed))].train.threads  # a variant may set its own
     resources:
         gpu_percent=gpu_percent,
         checkpoint_every=lambda w: RUNS[(w.variant, int(w.seed))].train.checkpoint_every,
