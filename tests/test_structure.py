@@ -205,3 +205,13 @@ def test_the_docs_speak_of_the_project_not_of_its_history():
     hits = [f"{f}: {m.group(0)}" for f in tracked if (REPO / f).is_file()
             for m in [pattern.search((REPO / f).read_text(errors="ignore"))] if m]
     assert not hits
+
+
+def test_every_workflow_script_runs_inside_its_log():
+    """A script's imports and work all run inside `log_to`, so that any error, an import error too, ends the job's
+    log with its traceback."""
+    for script in sorted((REPO / "workflow" / "scripts").glob("*.py")):
+        body = ast.parse(script.read_text()).body
+        statements = body[1:] if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) else body
+        assert [ast.unparse(s).splitlines()[0] for s in statements[:2]] == [
+            "from act24.io import log_to", "with log_to(snakemake.log[0]):"] and len(statements) == 2, script.name

@@ -1,15 +1,17 @@
 """Cost of the emulated 2:4 training step against the dense step (a benchmark, not a test)."""
-import dataclasses
-from pathlib import Path
+from act24.io import log_to
 
-import pandas as pd
+with log_to(snakemake.log[0]):  # the imports too: an import error also ends the job's log
+    import dataclasses
+    from pathlib import Path
 
-from act24.bench import step_cost
-from act24.config import RunConfig
-from act24.io import log_to, write_json
-from act24.report.tables import to_markdown
+    import pandas as pd
 
-with log_to(snakemake.log[0]):
+    from act24.bench import step_cost
+    from act24.config import RunConfig
+    from act24.io import write_json
+    from act24.report.tables import to_markdown
+
     cfg = RunConfig.from_dict(snakemake.params.run)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=snakemake.threads))
     result = step_cost(cfg, repeats=snakemake.params.repeats)

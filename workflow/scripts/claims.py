@@ -1,10 +1,12 @@
 """Compute the claims table from the run results."""
-from pathlib import Path
+from act24.io import log_to
 
-from act24.io import log_to, read_csv, read_json
-from act24.report import ablation, claims, results, tables
+with log_to(snakemake.log[0]):  # the imports too: an import error also ends the job's log
+    from pathlib import Path
 
-with log_to(snakemake.log[0]):
+    from act24.io import read_csv, read_json
+    from act24.report import ablation, claims, results, tables
+
     params = snakemake.params
     runs = [Path(p).parent for p in snakemake.input.summaries]
     thresholds = claims.ClaimThresholds.from_config(params.claims)

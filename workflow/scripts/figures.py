@@ -1,14 +1,15 @@
 """Draw one figure of the training runs, named by params.figure."""
-from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")  # figures are files; never open a window
-
 from act24.io import log_to
-from act24.report import ablation, figures, results
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0]):  # the imports too: an import error also ends the job's log
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # figures are files; never open a window
+
+    from act24.report import ablation, figures, results
+
     which = snakemake.params.figure
     runs = [Path(p).parent for p in snakemake.input]
     if which == "sparsity":

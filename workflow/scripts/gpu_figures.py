@@ -1,14 +1,16 @@
 """Fig. 5 / Fig. 6 mirrors and the stage breakdown from the GPU benchmark; a figure saying why when it did not run."""
-import matplotlib
+from act24.io import log_to
 
-matplotlib.use("Agg")  # figures are files; never open a window
+with log_to(snakemake.log[0]):  # the imports too: an import error also ends the job's log
+    import matplotlib
 
-from act24.io import log_to, read_csv, read_json
-from act24.report import figures
+    matplotlib.use("Agg")  # figures are files; never open a window
 
-TITLES = {"fig5": "Fig. 5: FFN speedup", "fig6": "Fig. 6: split GEMM", "stages": "FFN time per stage"}
+    from act24.io import read_csv, read_json
+    from act24.report import figures
 
-with log_to(snakemake.log[0]):
+    TITLES = {"fig5": "Fig. 5: FFN speedup", "fig6": "Fig. 6: split GEMM", "stages": "FFN time per stage"}
+
     which, sidecar = snakemake.params.figure, read_json(snakemake.input.sidecar)
     data = read_csv(snakemake.input.table)
     reason = sidecar["status"]

@@ -1,10 +1,12 @@
 """The GPU benchmark CSVs as markdown tables (a 'skipped' record stays a one-row table)."""
-from pathlib import Path
+from act24.io import log_to
 
-from act24.io import log_to, read_csv
-from act24.report.tables import to_markdown
+with log_to(snakemake.log[0]):  # the imports too: an import error also ends the job's log
+    from pathlib import Path
 
-with log_to(snakemake.log[0]):
+    from act24.io import read_csv
+    from act24.report.tables import to_markdown
+
     for name in ("gemm", "sparsify", "speedups", "stages", "sparsify_share", "model_step"):
         df = read_csv(snakemake.input[name])
         Path(snakemake.output[name]).write_text(to_markdown(df))

@@ -1,14 +1,15 @@
 """FFN weight gradients of each 2:4 recipe against the exact gradient, on a trained Squared-ReLU model."""
-from pathlib import Path
-
-import pandas as pd
-
-from act24.config import RunConfig
-from act24.evaluate import gradient_fidelity
 from act24.io import log_to
-from act24.report import tables
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0]):  # the imports too: an import error also ends the job's log
+    from pathlib import Path
+
+    import pandas as pd
+
+    from act24.config import RunConfig
+    from act24.evaluate import gradient_fidelity
+    from act24.report import tables
+
     recipes = {v: RunConfig.from_dict({"sparse": s}).sparse.recipe for v, s in snakemake.params.recipes.items()}
     rows = pd.DataFrame(gradient_fidelity(snakemake.input.checkpoint, snakemake.input.val, recipes,
                                           snakemake.params.n_batches))

@@ -1,10 +1,11 @@
 """Write one table (CSV + markdown) named by params.table."""
-from pathlib import Path
-
 from act24.io import log_to
-from act24.report import ablation, results, tables
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0]):  # the imports too: an import error also ends the job's log
+    from pathlib import Path
+
+    from act24.report import ablation, results, tables
+
     which = snakemake.params.table
     runs = [Path(p).parent for p in snakemake.input.get("summaries", snakemake.input)]
     if which == "quality":

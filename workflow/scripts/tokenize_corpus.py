@@ -1,8 +1,10 @@
 """Encode both splits to token arrays and summarize them."""
-from act24.data import encode_documents, load_tokenizer, read_documents, save_tokens
-from act24.io import log_to, write_json
+from act24.io import log_to
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0]):  # the imports too: an import error also ends the job's log
+    from act24.data import encode_documents, load_tokenizer, read_documents, save_tokens
+    from act24.io import write_json
+
     splits = read_documents(snakemake.input.documents)
     tok = load_tokenizer(snakemake.input.tokenizer)
     summary = {"vocab_size": tok.get_vocab_size()}

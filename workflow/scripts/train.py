@@ -1,12 +1,13 @@
 """Train one (variant, seed) run with the threads Snakemake granted (in train.processes processes)."""
-import dataclasses
-
-from act24.config import RunConfig
-from act24.distributed import train_data_parallel
 from act24.io import log_to
-from act24.train import describe, train
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0]):  # the imports too: an import error also ends the job's log
+    import dataclasses
+
+    from act24.config import RunConfig
+    from act24.distributed import train_data_parallel
+    from act24.train import describe, train
+
     cfg = RunConfig.from_dict(snakemake.params.run)
     threads = max(1, snakemake.threads // cfg.train.processes)  # per process
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(
