@@ -67,17 +67,6 @@ def test_complete_results_read_back(run_folder):
     assert results.read_metrics([run_folder])["step"].max() == 30
 
 
-@pytest.mark.parametrize("cut, problem", [
-    (lambda text: text[:-20], r"not a readable metrics log \(JSON lines\) \(ValueError"),
-    (lambda text: "".join(text.splitlines(keepends=True)[:-3]), "truncated: ends at step 27, the run at step 30"),
-])
-def test_truncated_metrics_are_an_error_not_a_shorter_curve(run_folder, cut, problem):
-    path = run_folder / "metrics.jsonl"
-    path.write_text(cut(path.read_text()))
-    with pytest.raises(InputFileError, match=rf"metrics\.jsonl: {problem}"):
-        results.read_metrics([run_folder])
-
-
 def test_a_truncated_summary_names_the_file(run_folder):
     truncate(run_folder / "summary.json")
     with pytest.raises(InputFileError, match=r"seed0/summary\.json: not a readable run summary \(JSONDecodeError"):
@@ -90,16 +79,24 @@ def test_a_corrupt_density_archive_names_the_file(run_folder):
         results.read_density(run_folder)
 
 
-@pytest.mark.parametrize("cut, problem", [
-    (lambda text: text[: text.rindex(",")], "incomplete rows"),  # mid-line: the last row lacks values
-    (lambda text: "".join(text.splitlines(keepends=True)[:-1]), "steps with fewer layers than others \\(\\[30\\]\\)"),
-    (lambda text: "".join(text.splitlines(keepends=True)[:-4]), "ends at step 10, the run at step 30"),
+def lines(keep: slice):
+    return lambda text: "".join(text.splitlines(keepends=True)[keep])
+
+
+@pytest.mark.parametrize("log, cut, problem", [
+    ("metrics.jsonl", lambda text: text[:-20], r"not a readable metrics log \(JSON lines\) \(ValueError"),
+    ("metrics.jsonl", lines(slice(-3)), "truncated: ends at step 27, the run at step 30"),
+    # mid-line: the last row lacks values
+    ("activation_stats.csv", lambda text: text[: text.rindex(",")], "truncated or incomplete: incomplete rows"),
+    ("activation_stats.csv", lines(slice(-1)), r"truncated or incomplete: steps with fewer layers than others \(\[30"),
+    ("activation_stats.csv", lines(slice(-4)), "truncated or incomplete: ends at step 10, the run at step 30"),
 ])
-def test_truncated_statistics_are_an_error_not_a_shorter_table(run_folder, cut, problem):
-    path = run_folder / "activation_stats.csv"
+def test_truncated_logs_are_an_error_not_a_shorter_table(run_folder, log, cut, problem):
+    path = run_folder / log
     path.write_text(cut(path.read_text()))
-    with pytest.raises(InputFileError, match=rf"activation_stats\.csv: truncated or incomplete: {problem}"):
-        results.read_stats([run_folder])
+    read = results.read_metrics if log == "metrics.jsonl" else results.read_stats
+    with pytest.raises(InputFileError, match=rf"{log.replace('.', '[.]')}: {problem}"):
+        read([run_folder])
 
 
 def test_a_missing_file_says_missing_and_how_to_rebuild(tmp_path):
