@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..io import InputFileError, environment_info, read_json, rebuild_hint, write_json
+from ..io import environment_info, read_json, reading, write_json
 from . import tables
 from .config import GpuBenchConfig
 from .ffn import ffn_rows
@@ -79,13 +79,11 @@ def write_shape(out_dir, cfg: GpuBenchConfig, shape: str, progress: Callable[[st
 def _read_table(path: Path) -> pd.DataFrame:
     """A table as written by `write_shape`; an empty one (e.g. no GEMM rows when no point has extra_tokens tokens) has
     no columns at all."""
-    try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
-    except (OSError, ValueError) as exc:
-        raise InputFileError(f"{path}: not a readable benchmark table ({type(exc).__name__}: {exc}); "
-                             f"{rebuild_hint(path)}") from exc
+    with reading(path, "benchmark table"):
+        try:
+            return pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            return pd.DataFrame()
 
 
 def combine(shape_dirs: dict[str, str | Path], out_dir) -> None:
