@@ -137,3 +137,45 @@ def test_env_says_whether_xformers_compiled_kernels_load():
     info = environment_info()
     assert info["xformers"] == xformers.__version__
     assert info["xformers_extensions"].startswith("loaded" if xformers._has_cpp_library else "not loaded: ")
+
+
+def test_command_line_strings_are_read_as_yaml_where_the_schema_wants_another_type():
+    """Snakemake's `--config train={steps: 10}` delivers {'steps': '10'}: read as YAML where a number is wanted,
+    and only the values from the command line."""
+    cfg = top(train={"steps": "10", "lr": "1e-3", "warmup_steps": "2"}, seeds=["1", "2"])
+    cfg["variants"]["x"] = {"ffn": "sqrelu", "label": "42"}
+    command_line = {"train": {"steps": "10", "lr": "1e-3", "warmup_steps": "2"}, "seeds": ["1", "2"],
+                    "variants": {"x": {"label": "42"}}}
+    runs = check_config(cfg, SCHEMA, command_line=command_line)
+    assert runs[("x", 2)].train.steps == 10 and runs[("x", 2)].train.lr == 1e-3
+    assert cfg["seeds"] == [1, 2] and cfg["variants"]["x"]["label"] == "42"  # a string where one is wanted
+    with pytest.raises(ConfigError, match="config key 'train.steps': 'ten' is not of type 'integer'"):
+        check_config(top(train={"steps": "ten"}), SCHEMA, command_line={"train": {"steps": "ten"}})
+    with pytest.raises(ConfigError, match="'train.steps': '10' is not of type 'integer'"):
+        check_config(top(train={"steps": "10"}), SCHEMA)  # a quoted number in a config file stays an error
+
+
+def test_snakemake_config_overrides_from_the_command_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n", "--directory",
+                           str(tmp_path), "--config", "train={steps: 10, warmup_steps: 2, lr: 1e-3}", "seeds=[3]"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "seed=3" in proc.stdout and "seed=0" not in proc.stdout
+
+
+def test_train_set_overrides_one_setting_by_dotted_key(tmp_path):
+    from act24.experiment import apply_assignments
+
+    base = {"model": {"d_model": 64}, "train": {"steps": 100}}
+    out = apply_assignments(base, ["train.steps=10", "train.lr=1e-3", "sparse.enabled=true", "name=a=b"])
+    assert out == {"model": {"d_model": 64}, "train": {"steps": 10, "lr": 1e-3}, "sparse": {"enabled": True},
+                   "name": "a=b"}
+    assert base["train"]["steps"] == 100
+    for bad, message in [("train.steps", "expected dotted.key=value"), ("train..steps=1", "expected dotted"),
+                         ("model.d_model.x=1", "'model.d_model' is not a section")]:
+        with pytest.raises(ConfigError, match=message):
+            apply_assignments(base, [bad])
+    (tmp_path / "run.json").write_text('{"model": {"d_model": 64, "vocab_size": 256}}')
+    proc = subprocess.run([*CLI, "train", "--config", str(tmp_path / "run.json"), "--set", "train.stepz=3",
+                           "--train-tokens", "t", "--val-tokens", "v", "--out", "o"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "stepz" in proc.stderr and "Traceback" not in proc.stderr

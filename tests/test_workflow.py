@@ -43,6 +43,37 @@ def test_dry_run_of_shipped_configs(tmp_path, configfile):
     assert "train" in proc.stdout + proc.stderr
 
 
+def readme_snakemake_commands() -> list[str]:
+    """Every `snakemake ...` command of the README (code blocks and inline code), without placeholders."""
+    import re
+
+    text = (REPO / "README.md").read_text()
+    commands = re.findall(r"^snakemake [^#\n]*", text, flags=re.M) + re.findall(r"`(snakemake [^`]*)`", text)
+    return sorted({c.strip() for c in commands if "<" not in c})
+
+
+# Not dry runs: `--report` is test_report_builds, `--unlock` the kill tests below.
+NOT_PLANNING = ("--report", "--unlock")
+
+
+@pytest.mark.parametrize("command", [c for c in readme_snakemake_commands() if not c.startswith(
+    tuple(f"snakemake {flag}" for flag in NOT_PLANNING))])
+def test_every_readme_command_plans(tmp_path, command):
+    """Each command as written (from the repository root; GPU configs too), as a dry run in an empty folder."""
+    import shlex
+
+    args = shlex.split(command)[1:]
+    proc = subprocess.run([*SNAKEMAKE, *args, "-n", "--directory", str(tmp_path)], cwd=REPO, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, f"{command}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    assert "Job stats:" in proc.stdout + proc.stderr
+
+
+def test_readme_commands_that_do_not_plan_are_tested_elsewhere():
+    others = {c.split()[1] for c in readme_snakemake_commands() if c.split()[1] in NOT_PLANNING}
+    assert others == set(NOT_PLANNING)
+
+
 def test_lint_is_clean(tmp_path):
     proc = snakemake(tmp_path, "--lint")
     assert "Congratulations" in proc.stdout + proc.stderr

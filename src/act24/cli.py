@@ -15,7 +15,10 @@ from .io import InputFileError, read_json
 def _train(args) -> int:
     from .train import describe, train
 
-    cfg = RunConfig.from_dict(read_json(args.config, "run config (JSON of act24.config.RunConfig)"))
+    from .experiment import apply_assignments
+
+    cfg = RunConfig.from_dict(apply_assignments(read_json(args.config, "run config (JSON of act24.config.RunConfig)"),
+                                                args.set))
     summary = train(cfg, args.train_tokens, args.val_tokens, args.out, progress=not args.quiet,
                     resume_dir=args.resume_dir, keep_resume=args.keep_resume)
     print(f"{describe(summary)} -> {args.out}")
@@ -93,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("train", help="train one model from a run config (JSON of act24.config.RunConfig)")
     p.add_argument("--config", required=True)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting of the run config, e.g. --set train.steps=10 (repeatable)")
     p.add_argument("--train-tokens", required=True, help="train.npy from the tokenize rule")
     p.add_argument("--val-tokens", required=True, help="val.npy from the tokenize rule")
     p.add_argument("--out", required=True, help="output folder")

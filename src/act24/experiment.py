@@ -19,12 +19,73 @@ from .config import ConfigError, ModelConfig, RunConfig, SparseRecipe, TrainConf
 from .settings import declaration
 
 
-def check_config(config: dict[str, Any], schema: str | Path) -> dict[tuple[str, int], RunConfig]:
+def check_config(config: dict[str, Any], schema: str | Path,
+                 command_line: dict[str, Any] | None = None) -> dict[tuple[str, int], RunConfig]:
     """Validate `config` against the JSON schema file `schema` (its defaults are filled into `config`) and resolve
-    every run; ConfigError (one line, naming the key) on the first problem."""
+    every run; ConfigError (one line, naming the key) on the first problem. `command_line`: the values given with
+    Snakemake's `--config`, which arrive as strings inside braces (`train={steps: 10}`): where the schema wants
+    another type, they are read as YAML scalars."""
     _reject_derived_keys(config)
-    _validate(config, yaml.safe_load(Path(schema).read_text()))
+    _validate(config, yaml.safe_load(Path(schema).read_text()), set(_leaf_paths(command_line or {})))
     return resolve_runs(config)
+
+
+def _leaf_paths(tree: Any, prefix: tuple = ()) -> list[tuple]:
+    if isinstance(tree, dict):
+        return [p for k, v in tree.items() for p in _leaf_paths(v, (*prefix, k))]
+    if isinstance(tree, list):
+        return [p for i, v in enumerate(tree) for p in _leaf_paths(v, (*prefix, i))]
+    return [prefix]
+
+
+def _yaml_scalar(text: str) -> Any:
+    """`text` read as YAML; numbers YAML 1.1 leaves as strings (`1e-3`) as floats."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def apply_assignments(config: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
+    """A copy of `config` with each `dotted.key=value` set (the value read as YAML: `train.steps=10`,
+    `sparse.enabled=true`); ConfigError naming a malformed assignment."""
+    out = copy.deepcopy(config)
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--set {assignment!r}: expected dotted.key=value, e.g. train.steps=10")
+        *parents, last = key.split(".")
+        holder = out
+        for i, part in enumerate(parents):
+            holder = holder.setdefault(part, {})
+            if not isinstance(holder, dict):
+                raise ConfigError(f"--set {assignment!r}: '{'.'.join(parents[:i + 1])}' is not a section")
+        holder[last] = _yaml_scalar(text)
+    return out
+
+
+def _coerce_strings(config: dict[str, Any], validator, paths: set[tuple]) -> None:
+    """Read the strings at `paths` that the schema rejects as YAML (`'10'` -> 10, `'true'` -> True)."""
+    while True:
+        errors = [e for e in validator.iter_errors(config) if e.validator == "type" and isinstance(e.instance, str)
+                  and tuple(e.absolute_path) in paths]
+        changed = False
+        for error in errors:
+            *parents, last = error.absolute_path
+            holder = config
+            for key in parents:
+                holder = holder[key]
+            value = _yaml_scalar(error.instance)
+            if not isinstance(value, str):
+                holder[last], changed = value, True
+        if not changed:
+            return
 
 
 def _reject_derived_keys(config: dict[str, Any]) -> None:
@@ -40,7 +101,7 @@ def _reject_derived_keys(config: dict[str, Any]) -> None:
                                       f"{declaration(f)['derived']}")
 
 
-def _validate(config: dict[str, Any], schema: dict) -> None:
+def _validate(config: dict[str, Any], schema: dict, command_line_paths: set[tuple]) -> None:
     import jsonschema  # Snakemake's dependency; only the workflow validates this way
 
     def set_defaults(validator, properties, instance, subschema):
@@ -50,6 +111,7 @@ def _validate(config: dict[str, Any], schema: dict) -> None:
         yield from jsonschema.Draft202012Validator.VALIDATORS["properties"](validator, properties, instance, subschema)
 
     validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"properties": set_defaults})(schema)
+    _coerce_strings(config, validator, command_line_paths)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is None:
         return
@@ -118,6 +180,22 @@ def resolve_runs(config: dict[str, Any]) -> dict[tuple[str, int], RunConfig]:
             raise ConfigError(f"analysis.table1.{row}: variant {name!r} must "
                               f"{'enable' if sparse_row else 'not enable'} the 2:4 recipe (sparse.enabled)")
     return runs
+
+
+def device_warning(runs: dict[tuple[str, int], RunConfig]) -> str | None:
+    """A line for planning time when runs ask for a CUDA device this machine does not have (their jobs would fail
+    one by one after the data steps), else None."""
+    on_cuda = sorted({name for (name, _), run in runs.items() if run.train.device == "cuda"})
+    if not on_cuda:
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    why = "torch is a CPU build" if torch.version.cuda is None else "no CUDA device is visible"
+    return (f"warning: {len(on_cuda)} variant(s) train on train.device 'cuda' ({', '.join(on_cuda)}), but this "
+            f"machine has no CUDA device ({why}, torch {torch.__version__}): their jobs will fail. Run this config "
+            "on a CUDA machine or cluster (then ignore this line), or set train.device: cpu.")
 
 
 def variant_label(config: dict[str, Any], variant: str) -> str:

@@ -167,10 +167,11 @@ rule bench_cpu_step:
 
 
 GPU_BENCH = f"{RESULTS}/bench/gpu"
-# The trained density profile ships with the repository: resolve it next to the Snakefile.
+# The trained density profile ships with the repository: found next to the Snakefile, named relative to the
+# working folder (an absolute path would change with every clone and rerun the benchmarks).
 TRAINED_PROFILE = config["gpu_bench"].get("trained_profile")
 if TRAINED_PROFILE and not os.path.isabs(TRAINED_PROFILE):
-    TRAINED_PROFILE = os.path.join(workflow.basedir, TRAINED_PROFILE)
+    TRAINED_PROFILE = os.path.relpath(os.path.join(workflow.basedir, TRAINED_PROFILE))
 GPU_SHAPES = list(config["gpu_bench"]["shapes"])
 # The tables act24.gpubench writes (tests/test_workflow.py keeps these lists equal to its own).
 SHAPE_TABLES = ["ceilings", "gemm", "sparsify", "ffn", "ffn_rounds", "breakdown", "split_gemm"]

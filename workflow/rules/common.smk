@@ -5,7 +5,7 @@ import sys
 
 try:
     from act24.config import ConfigError
-    from act24.experiment import check_config, variant_label
+    from act24.experiment import check_config, device_warning, variant_label
     from act24.report.claims import ClaimThresholds, ideal_speedups
     from act24.layout import (CHECKPOINT, DENSITY, INFERENCE, METRICS, STATS, SUMMARY,
                               remove_finished_resume_folders, resume_dir, run_dir)
@@ -14,9 +14,12 @@ except ImportError as exc:
 
 
 try:  # the schema (its defaults filled in), then every run: one line naming the key, before any job
-    RUNS = check_config(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
+    RUNS = check_config(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"),
+                        command_line=workflow.config_settings.overwrite_config)
 except ConfigError as exc:
     sys.exit(f"config error: {exc}")
+if device_warning(RUNS):  # at planning time, not after the data steps
+    print(device_warning(RUNS), file=sys.stderr)
 
 RESULTS = config["results"]
 LOGS = config["logs"]
