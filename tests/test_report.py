@@ -1,5 +1,7 @@
 import dataclasses
+import html
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -152,9 +154,25 @@ def test_parameter_table_has_equal_counts_per_shape():
     assert df["non_embedding_params"].nunique() == 1
 
 
-def test_markdown_table():
-    md = tables.to_markdown(pd.DataFrame({"a": [1, 2], "b": [0.123456, float("nan")]}))
-    assert md.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.1235 |", "| 2 |  |"]
+TABLE = pd.DataFrame({"a": [1, 2], "b": [0.123456, float("nan")], "label": ["1.5e3", "<x & y>"]})
+
+
+def test_markdown_table_formats_floats_keeps_labels_and_leaves_missing_cells_empty():
+    lines = tables.to_markdown(TABLE).splitlines()
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    assert cells[0] == ["a", "b", "label"] and cells[2:] == [["1", "0.1235", "1.5e3"], ["2", "", "<x & y>"]]
+    assert lines[1].startswith("|--") and lines[1].split("|")[1].endswith(":")  # numbers right-aligned
+
+
+def test_html_table_is_a_page_with_escaped_cells_and_the_same_values(tmp_path):
+    tables.write_table(TABLE, tmp_path / "t.md", tmp_path / "t.html")
+    page = (tmp_path / "t.html").read_text()
+    assert page.startswith("<!doctype html>") and "<title>t</title>" in page
+    assert "&lt;x &amp; y&gt;" in page and "<x & y>" not in page
+    rows = [[html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+            for row in re.findall(r"<tr>(.*?)</tr>", page, flags=re.S)]
+    assert [r for r in rows if r] == [["1", "0.1235", "1.5e3"], ["2", "", "<x & y>"]]
+    assert page == tables.to_html(TABLE, "t")  # the same bytes on a rerun
 
 
 def test_every_claim_has_paper_text():

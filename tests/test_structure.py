@@ -25,7 +25,7 @@ LAYERS = [
     {"ffn"},
     {"model"},
     {"train", "evaluate", "bench", "gpubench"},
-    {"report", "schema", "cli"},
+    {"report", "schema", "cli", "__main__"},
 ]
 
 

@@ -21,7 +21,8 @@ rule quality_table:
         run_files(SUMMARY),
     output:
         csv=f"{TABLES}/quality.csv",
-        md=report(f"{TABLES}/quality.md", caption="../report/quality.rst", category="Tables"),
+        md=f"{TABLES}/quality.md",
+        html=report(f"{TABLES}/quality.html", caption="../report/quality.rst", category="Tables"),
     params:
         table="quality",
         labels=LABELS,
@@ -38,7 +39,8 @@ rule sparsity_table:
         run_files(STATS, [v for v in VARIANTS if config["variants"][v]["ffn"] != "swiglu"]),
     output:
         csv=f"{TABLES}/sparsity.csv",
-        md=report(f"{TABLES}/sparsity.md", caption="../report/sparsity_table.rst", category="Tables"),
+        md=f"{TABLES}/sparsity.md",
+        html=report(f"{TABLES}/sparsity.html", caption="../report/sparsity_table.rst", category="Tables"),
     params:
         table="sparsity",
     conda:
@@ -73,7 +75,8 @@ rule inference_table:
         run_files(INFERENCE),
     output:
         csv=f"{TABLES}/sparse_inference.csv",
-        md=report(f"{TABLES}/sparse_inference.md", caption="../report/sparse_inference.rst", category="Tables"),
+        md=f"{TABLES}/sparse_inference.md",
+        html=report(f"{TABLES}/sparse_inference.html", caption="../report/sparse_inference.rst", category="Tables"),
     params:
         table="inference",
         labels=LABELS,
@@ -91,7 +94,8 @@ rule gradient_fidelity:
         val=rules.tokenize.output.val,
     output:
         csv=f"{TABLES}/gradient_fidelity.csv",
-        md=report(f"{TABLES}/gradient_fidelity.md", caption="../report/gradient_fidelity.rst", category="Tables"),
+        md=f"{TABLES}/gradient_fidelity.md",
+        html=report(f"{TABLES}/gradient_fidelity.html", caption="../report/gradient_fidelity.rst", category="Tables"),
     params:
         # The sparse Table 1 rows' recipes (the full recipe and its ablations), by variant.
         recipes=lambda w: {v: RUNS[(v, SEEDS[0])].to_dict()["sparse"]
@@ -114,7 +118,8 @@ rule table1:
         metrics=run_files(METRICS),
     output:
         csv=f"{TABLES}/table1.csv",
-        md=report(f"{TABLES}/table1.md", caption="../report/table1.rst", category="Tables"),
+        md=f"{TABLES}/table1.md",
+        html=report(f"{TABLES}/table1.html", caption="../report/table1.rst", category="Tables"),
     params:
         table="table1",
         labels=LABELS,
@@ -132,7 +137,8 @@ rule table1:
 rule params_table:
     output:
         csv=f"{TABLES}/params.csv",
-        md=report(f"{TABLES}/params.md", caption="../report/params.rst", category="Tables"),
+        md=f"{TABLES}/params.md",
+        html=report(f"{TABLES}/params.html", caption="../report/params.rst", category="Tables"),
     params:
         table="params",
         shapes={
@@ -150,7 +156,8 @@ rule params_table:
 rule bench_cpu_step:
     output:
         json=f"{RESULTS}/bench/step_cost.json",
-        md=report(f"{TABLES}/step_cost.md", caption="../report/step_cost.rst", category="Tables"),
+        md=f"{TABLES}/step_cost.md",
+        html=report(f"{TABLES}/step_cost.html", caption="../report/step_cost.rst", category="Tables"),
     params:
         run=lambda w: RUNS[(RECIPE_VARIANTS[0], SEEDS[0])].to_dict(neutral=False),
         repeats=20,
@@ -235,6 +242,9 @@ rule bench_model_step:
         "../scripts/bench_model_step.py"
 
 
+GPU_TABLES = ["gemm", "sparsify", "speedups", "stages", "sparsify_share", "model_step"]
+
+
 rule gpu_tables:
     input:
         gemm=rules.gpu_combine.output.gemm,
@@ -244,14 +254,9 @@ rule gpu_tables:
         sparsify_share=rules.gpu_combine.output.sparsify_share,
         model_step=rules.bench_model_step.output.csv,
     output:
-        gemm=report(f"{TABLES}/gpu_gemm.md", caption="../report/gpu_gemm.rst", category="GPU benchmarks"),
-        sparsify=report(f"{TABLES}/gpu_sparsify.md", caption="../report/gpu_sparsify.rst", category="GPU benchmarks"),
-        speedups=report(f"{TABLES}/gpu_speedups.md", caption="../report/gpu_speedups.rst", category="GPU benchmarks"),
-        stages=report(f"{TABLES}/gpu_stages.md", caption="../report/gpu_stages.rst", category="GPU benchmarks"),
-        sparsify_share=report(f"{TABLES}/gpu_sparsify_share.md", caption="../report/gpu_sparsify.rst",
-                              category="GPU benchmarks"),
-        model_step=report(f"{TABLES}/gpu_model_step.md", caption="../report/gpu_model_step.rst",
-                          category="GPU benchmarks"),
+        **{t: f"{TABLES}/gpu_{t}.md" for t in GPU_TABLES},
+        **{f"{t}_html": report(f"{TABLES}/gpu_{t}.html", caption=f"../report/gpu_{t}.rst", category="GPU benchmarks")
+           for t in GPU_TABLES},
     conda:
         "../../environment.yml"
     log:

@@ -7,6 +7,7 @@ try:
     from act24.config import ConfigError
     from act24.experiment import check_config, device_warning, variant_label
     from act24.report.claims import ClaimThresholds, ideal_speedups
+    from act24.report.palette import variant_palette
     from act24.layout import (CHECKPOINT, DENSITY, INFERENCE, METRICS, STATS, SUMMARY,
                               remove_finished_resume_folders, resume_dir, run_dir)
 except ImportError as exc:
@@ -26,6 +27,7 @@ LOGS = config["logs"]
 VARIANTS = list(config["variants"])
 SEEDS = [int(s) for s in config["seeds"]]
 LABELS = {v: variant_label(config, v) for v in VARIANTS}  # a rule that shows labels declares them (params)
+PALETTE = variant_palette(VARIANTS)  # one colour per variant in every figure
 RUN = str(run_dir(RESULTS, "{variant}", "{seed}"))  # one run's folder, with wildcards
 
 

@@ -8,7 +8,8 @@ rule fig_sparsity:
     input:
         run_files(STATS, [SPARSE_VARIANT]),
     output:
-        report(f"{FIGURES}/fig1_sparsity.png", caption="../report/fig1_sparsity.rst", category="Figures"),
+        png=report(f"{FIGURES}/fig1_sparsity.png", caption="../report/fig1_sparsity.rst", category="Figures"),
+        pdf=f"{FIGURES}/fig1_sparsity.pdf",
     params:
         figure="sparsity",
         title=f"FFN activation sparsity during training ({SPARSE_VARIANT})",
@@ -24,7 +25,8 @@ rule fig_drop24:
     input:
         run_files(STATS, [SPARSE_VARIANT]),
     output:
-        report(f"{FIGURES}/drop24.png", caption="../report/drop24.rst", category="Figures"),
+        png=report(f"{FIGURES}/drop24.png", caption="../report/drop24.rst", category="Figures"),
+        pdf=f"{FIGURES}/drop24.pdf",
     params:
         figure="drop24",
     conda:
@@ -39,7 +41,8 @@ rule fig_feature_density:
     input:
         run_files(DENSITY, [SPARSE_VARIANT])[0],
     output:
-        report(f"{FIGURES}/feature_density.png", caption="../report/feature_density.rst", category="Figures"),
+        png=report(f"{FIGURES}/feature_density.png", caption="../report/feature_density.rst", category="Figures"),
+        pdf=f"{FIGURES}/feature_density.pdf",
     params:
         figure="density",
         title=f"Per-feature density at the end of training ({SPARSE_VARIANT}, seed {SEEDS[0]})",
@@ -55,10 +58,12 @@ rule fig_loss_curves:
     input:
         run_files(METRICS, config["analysis"]["loss_curve_variants"]),
     output:
-        report(f"{FIGURES}/loss_curves.png", caption="../report/loss_curves.rst", category="Figures"),
+        png=report(f"{FIGURES}/loss_curves.png", caption="../report/loss_curves.rst", category="Figures"),
+        pdf=f"{FIGURES}/loss_curves.pdf",
     params:
         figure="loss",
         labels=LABELS,
+        palette=PALETTE,
     conda:
         "../../environment.yml"
     log:
@@ -72,9 +77,11 @@ rule fig_table1:
         metrics=run_files(METRICS, TABLE1_VARIANTS),
         table=rules.table1.output.csv,
     output:
-        report(f"{FIGURES}/table1_ablation.png", caption="../report/table1.rst", category="Figures"),
+        png=report(f"{FIGURES}/table1_ablation.png", caption="../report/table1_ablation.rst", category="Figures"),
+        pdf=f"{FIGURES}/table1_ablation.pdf",
     params:
         figure="table1",
+        palette=PALETTE,
     conda:
         "../../environment.yml"
     log:
@@ -88,7 +95,8 @@ rule fig5_ffn_speedup:
         table=rules.gpu_combine.output.speedups,
         sidecar=rules.gpu_combine.output.sidecar,
     output:
-        report(f"{FIGURES}/fig5_ffn_speedup.png", caption="../report/fig5.rst", category="GPU benchmarks"),
+        png=report(f"{FIGURES}/fig5_ffn_speedup.png", caption="../report/fig5.rst", category="GPU benchmarks"),
+        pdf=f"{FIGURES}/fig5_ffn_speedup.pdf",
     params:
         figure="fig5",
         ideal=IDEAL_SPEEDUPS,
@@ -105,7 +113,8 @@ rule fig_ffn_stages:
         table=rules.gpu_combine.output.stages,
         sidecar=rules.gpu_combine.output.sidecar,
     output:
-        report(f"{FIGURES}/ffn_stages.png", caption="../report/ffn_stages.rst", category="GPU benchmarks"),
+        png=report(f"{FIGURES}/ffn_stages.png", caption="../report/ffn_stages.rst", category="GPU benchmarks"),
+        pdf=f"{FIGURES}/ffn_stages.pdf",
     params:
         figure="stages",
     conda:
@@ -121,7 +130,8 @@ rule fig6_split_gemm:
         table=rules.gpu_combine.output.split_gemm,
         sidecar=rules.gpu_combine.output.sidecar,
     output:
-        report(f"{FIGURES}/fig6_split_gemm.png", caption="../report/fig6.rst", category="GPU benchmarks"),
+        png=report(f"{FIGURES}/fig6_split_gemm.png", caption="../report/fig6.rst", category="GPU benchmarks"),
+        pdf=f"{FIGURES}/fig6_split_gemm.pdf",
     params:
         figure="fig6",
         ideal=IDEAL_SPEEDUPS,
@@ -146,7 +156,8 @@ rule claims:
         gpu_sidecar=rules.gpu_combine.output.sidecar,
     output:
         csv=f"{TABLES}/claims.csv",
-        md=report(f"{TABLES}/claims.md", caption="../report/claims.rst", category="Claims"),
+        md=f"{TABLES}/claims.md",
+        html=report(f"{TABLES}/claims.html", caption="../report/claims.rst", category="Claims"),
     params:
         claims=config["claims"],
         dense_fraction=config["sparse"]["dense_fraction"],

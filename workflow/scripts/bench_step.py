@@ -10,11 +10,11 @@ with log_to(snakemake.log[0]):  # the imports too: an import error also ends the
     from act24.bench import step_cost
     from act24.config import RunConfig
     from act24.io import write_json
-    from act24.report.tables import to_markdown
+    from act24.report.tables import write_table
 
     cfg = RunConfig.from_dict(snakemake.params.run)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=snakemake.threads))
     result = step_cost(cfg, repeats=snakemake.params.repeats)
     write_json(snakemake.output.json, result)
-    Path(snakemake.output.md).write_text(to_markdown(pd.DataFrame([result])))
+    write_table(pd.DataFrame([result]), snakemake.output.md, snakemake.output.html)
     print(result)

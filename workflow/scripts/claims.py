@@ -18,5 +18,5 @@ with log_to(snakemake.log[0]):  # the imports too: an import error also ends the
              "split_gemm": read_csv(snakemake.input.split_gemm)},
         table1=ablation.read_table1(snakemake.input.table1), inference=read_csv(snakemake.input.inference))
     df.to_csv(snakemake.output.csv, index=False)
-    Path(snakemake.output.md).write_text(tables.to_markdown(df))
+    tables.write_table(df, snakemake.output.md, snakemake.output.html)
     print(df.to_string())

@@ -20,10 +20,10 @@ with log_to(snakemake.log[0]):  # the imports too: an import error also ends the
         _, density = results.read_density(runs[0])
         fig = figures.feature_density(density[-1], snakemake.params.title)
     elif which == "loss":
-        fig = figures.loss_curves(results.read_metrics(runs), snakemake.params.labels)
+        fig = figures.loss_curves(results.read_metrics(runs), snakemake.params.labels, snakemake.params.palette)
     elif which == "table1":
         fig = figures.table1_ablation(results.read_metrics(Path(p).parent for p in snakemake.input.metrics),
-                                      ablation.read_table1(snakemake.input.table))
+                                      ablation.read_table1(snakemake.input.table), snakemake.params.palette)
     else:
         raise ValueError(f"unknown figure {which!r}")
-    figures.save(fig, snakemake.output[0])
+    figures.save(fig, snakemake.output.png, snakemake.output.pdf)

@@ -20,12 +20,13 @@ with log_to(snakemake.log[0]):  # the imports too: an import error also ends the
         if which == "fig6":
             data = data[data["status"] == "ok"]
         reason = "ok" if not data.empty else "no path passed its correctness check"
+    device = figures.device_title(sidecar.get("environment", {}))
     if reason != "ok":
-        fig = figures.not_measured(TITLES[which], reason)
+        fig = figures.not_measured(TITLES[which], f"{reason} ({device})")
     elif which == "fig5":
-        fig = figures.ffn_speedups(data, snakemake.params.ideal)
+        fig = figures.ffn_speedups(data, snakemake.params.ideal, device)
     elif which == "stages":
-        fig = figures.ffn_stages(data, cfg["extra_tokens"])
+        fig = figures.ffn_stages(data, cfg["extra_tokens"], device)
     else:
-        fig = figures.split_gemm(data, snakemake.params.ideal["split_gemm"])
-    figures.save(fig, snakemake.output[0])
+        fig = figures.split_gemm(data, snakemake.params.ideal["split_gemm"], device)
+    figures.save(fig, snakemake.output.png, snakemake.output.pdf)

@@ -15,5 +15,5 @@ with log_to(snakemake.log[0]):  # the imports too: an import error also ends the
                                           snakemake.params.n_batches))
     df = tables.gradient_fidelity_table(rows, snakemake.params.labels)
     rows.to_csv(snakemake.output.csv, index=False)
-    Path(snakemake.output.md).write_text(tables.to_markdown(df))
+    tables.write_table(df, snakemake.output.md, snakemake.output.html)
     print(df.to_string())

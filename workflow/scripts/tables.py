@@ -23,5 +23,5 @@ with log_to(snakemake.log[0]):  # the imports too: an import error also ends the
     else:
         raise ValueError(f"unknown table {which!r}")
     df.to_csv(snakemake.output.csv, index=False)
-    Path(snakemake.output.md).write_text(tables.to_markdown(df))
+    tables.write_table(df, snakemake.output.md, snakemake.output.html)
     print(df.to_string())

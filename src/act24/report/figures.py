@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
+import matplotlib.lines as mlines
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -29,18 +33,22 @@ def sparsity_over_training(stats: pd.DataFrame, title: str = "") -> plt.Figure:
     return fig
 
 
-def loss_curves(metrics: pd.DataFrame, labels: dict[str, str] | None = None) -> plt.Figure:
-    """Training loss (smoothed, mean over seeds) and validation loss against training tokens."""
+def loss_curves(metrics: pd.DataFrame, labels: dict[str, str] | None = None,
+                palette: dict[str, str] | None = None) -> plt.Figure:
+    """Training loss (smoothed, mean over seeds) and validation loss against training tokens; `palette`: variant
+    -> colour (report.palette), shared with the other figures."""
     labels = labels or {}
     df = metrics.assign(label=metrics["variant"].map(lambda v: labels.get(v, v)))
     train = df[df["split"] == "train"].sort_values("step").copy()
     train["loss"] = train.groupby(["variant", "seed"])["loss"].transform(
         lambda s: s.ewm(alpha=0.1).mean())
     order = list(dict.fromkeys(df["label"]))  # one colour per variant in both panels
+    colours = _label_colours(df, palette)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, part, title in ((axes[0], train, "training loss (EMA 0.1)"),
                             (axes[1], df[df["split"] == "val"], "validation loss (held-out documents)")):
-        sns.lineplot(data=part, x="tokens", y="loss", hue="label", hue_order=order, errorbar=("pi", 100), ax=ax)
+        sns.lineplot(data=part, x="tokens", y="loss", hue="label", hue_order=order, palette=colours,
+                     errorbar=("pi", 100), ax=ax)
         ax.set(xlabel="training tokens", ylabel="cross-entropy (nats/token)", title=title)
         ax.legend(title=None)
     last = df[df["split"] == "val"]["loss"]
@@ -49,44 +57,80 @@ def loss_curves(metrics: pd.DataFrame, labels: dict[str, str] | None = None) -> 
     return fig
 
 
-def table1_ablation(metrics: pd.DataFrame, table: pd.DataFrame) -> plt.Figure:
-    """Table 1 mirror. Left: each Table 1 variant's validation loss minus dense Squared-ReLU's (mean over
-    seeds at each evaluation; band min..max over seeds). Right: each row's final-loss difference to dense
-    Squared-ReLU with its 95% interval over seeds (diverged rows marked); the paper's difference is in the
-    row label. `table`: report.ablation.table1."""
-    rows = table[(table["row"] != "context") & (table["variant"] != "")]  # read with report.ablation.read_table1
-    labels = {r.variant: f"{r.label}\n(paper {r.paper_diff:+.3f})" for r in rows.itertuples()}
-    val = metrics[(metrics["split"] == "val") & metrics["variant"].isin(labels)]
+def _label_colours(df: pd.DataFrame, palette: dict[str, str] | None) -> dict[str, str] | None:
+    """label -> colour from a variant palette (None: seaborn's defaults)."""
+    if not palette:
+        return None
+    return {label: palette.get(v, "grey") for v, label in zip(df["variant"], df["label"])}
+
+
+def table1_ablation(metrics: pd.DataFrame, table: pd.DataFrame, palette: dict[str, str] | None = None) -> plt.Figure:
+    """Table 1 mirror. Left: each row's final validation loss minus dense Squared-ReLU's, seed by seed (dots,
+    paired on the seed), our mean with its 95% interval (bar) and the paper's difference (hollow diamond).
+    Right: one small panel per row, the same difference during training (mean over seeds, band min..max).
+    `table`: report.ablation.read_table1; `palette`: variant -> colour (report.palette)."""
+    rows = table[(table["row"] != "context") & (table["variant"] != "")].reset_index(drop=True)
+    colour = {v: (palette or {}).get(v, "black") for v in rows["variant"]}
     baseline = rows.loc[rows["row"] == "dense_sqrelu", "variant"]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [1.1, 1]})
-    if not baseline.empty:
-        ref = val[val["variant"] == baseline.iloc[0]].groupby("step")["loss"].mean()
-        val = val.assign(diff=val["loss"] - val["step"].map(ref), label=val["variant"].map(
-            lambda v: labels[v].split("\n")[0]))
-        sns.lineplot(data=val, x="tokens", y="diff", hue="label", errorbar=("pi", 100), ax=axes[0])
-        late = val[val["step"] >= val["step"].max() / 4]["diff"]
-        axes[0].set_ylim(min(late.min(), 0) - 0.02, max(late.max(), 0) + 0.02)
-        axes[0].legend(fontsize=7, title=None)
-    axes[0].axhline(0, color="grey", lw=0.8, ls="--")
-    axes[0].set(xlabel="training tokens", ylabel="validation loss − dense Squared-ReLU (nats)",
-                title="during training")
-    ax = axes[1]
+    baseline = baseline.iloc[0] if not baseline.empty else None
+    others = rows[rows["row"] != "dense_sqrelu"]
+    ncols = max(1, math.ceil(len(others) / 2))
+    fig = plt.figure(figsize=(6 + 2.6 * ncols, 5))
+    grid = fig.add_gridspec(2, 1 + ncols, width_ratios=[2.2] + [1] * ncols)
+    val = metrics[metrics["split"] == "val"]
+    if baseline is not None:  # paired on seed and step
+        ref = val[val["variant"] == baseline].set_index(["seed", "step"])["loss"]
+        val = val.assign(diff=val["loss"].to_numpy()
+                         - ref.reindex(pd.MultiIndex.from_frame(val[["seed", "step"]])).to_numpy())
+    else:
+        val = val.assign(diff=np.nan)
+    _table1_endpoints(fig.add_subplot(grid[:, 0]), rows, val, colour)
+    first = None
+    for k, r in enumerate(others.itertuples()):
+        ax = fig.add_subplot(grid[k // ncols, 1 + k % ncols], sharey=first, sharex=first)
+        first = first or ax
+        part = val[(val["variant"] == r.variant) & val["diff"].notna()]
+        if not part.empty:
+            sns.lineplot(data=part, x="tokens", y="diff", color=colour[r.variant], errorbar=("pi", 100), ax=ax)
+        ax.axhline(0, color="grey", lw=0.8, ls="--")
+        ax.set_title(r.label, fontsize=8)
+        ax.set(xlabel="training tokens" if k + ncols >= len(others) else "", ylabel="")
+        ax.tick_params(labelsize=7)
+        ax.xaxis.set_major_formatter(mticker.EngFormatter(sep=""))  # 200k, not 200000
+    late = val.loc[val["step"] >= val["step"].max() / 4, "diff"].dropna()
+    if first is not None and not late.empty:
+        first.set_ylim(min(late.min(), 0) - 0.02, max(late.max(), 0) + 0.02)
+    fig.suptitle("Table 1: each row against dense Squared-ReLU (right: validation loss difference during training)",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _table1_endpoints(ax, rows: pd.DataFrame, val: pd.DataFrame, colour: dict[str, str]) -> None:
+    """The final differences: seeds (dots), mean and interval (bar), the paper's (hollow diamond)."""
     y = np.arange(len(rows))[::-1]
-    finite = rows["diff_vs_dense_sqrelu"].notna().to_numpy()
-    est = rows.loc[finite, "diff_vs_dense_sqrelu"]
-    err = [(est - rows.loc[finite, "ci_low"]).fillna(0), (rows.loc[finite, "ci_high"] - est).fillna(0)]
-    ax.errorbar(est, y[finite], xerr=err, fmt="o", color="black", capsize=3)
-    methods = sorted({m.split(",")[0] for m in rows["interval"] if m})
+    final = val[val["step"] == val.groupby(["variant", "seed"])["step"].transform("max")]
     for yi, r in zip(y, rows.itertuples()):
+        seeds = final.loc[final["variant"] == r.variant, "diff"].dropna()
+        ax.scatter(seeds, np.full(len(seeds), yi + 0.15), s=12, color=colour[r.variant], alpha=0.6, lw=0)
+        if pd.notna(r.diff_vs_dense_sqrelu):
+            est = r.diff_vs_dense_sqrelu
+            lo, hi = (r.ci_low, r.ci_high) if pd.notna(r.ci_low) else (est, est)
+            ax.errorbar(est, yi, xerr=[[est - lo], [hi - est]], fmt="o", color=colour[r.variant], capsize=3)
+        if pd.notna(r.paper_diff):
+            ax.scatter(r.paper_diff, yi - 0.15, marker="D", s=30, facecolors="none", edgecolors="black", zorder=3)
         if r.diverged:
             ax.annotate(f"diverged ({r.diverged}/{r.seeds} seeds)", (0, yi), color="firebrick", fontsize=8,
                         va="center")
+    ax.scatter([], [], marker="D", s=30, facecolors="none", edgecolors="black", label="paper (1.5B, 63B tokens)")
+    ax.errorbar([], [], xerr=[], fmt="o", color="grey", capsize=3, label="ours: mean, 95% interval")
+    ax.scatter([], [], s=12, color="grey", alpha=0.6, label="ours: one seed")
     ax.axvline(0, color="grey", lw=0.8, ls="--")
-    ax.set_yticks(y, [labels[v] for v in rows["variant"]], fontsize=7)
-    ax.set(xlabel=f"final validation loss − dense Squared-ReLU (nats), 95% interval ({' / '.join(methods)})",
-           title="at the end")
-    fig.tight_layout()
-    return fig
+    ax.set_yticks(y, rows["label"], fontsize=8)
+    methods = sorted({m.split(",")[0] for m in rows["interval"] if m})
+    ax.set(xlabel="final validation loss − dense Squared-ReLU (nats)",
+           title=f"at the end ({' / '.join(methods) or 'no interval'})")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncols=3, frameon=False)
 
 
 def drop_fractions(stats: pd.DataFrame) -> plt.Figure:
@@ -96,11 +140,11 @@ def drop_fractions(stats: pd.DataFrame) -> plt.Figure:
     # The split's dense fraction, as the statistics recorded it (runs written before they did: not known).
     split = ", ".join(f"{f:.0%}" for f in stats.get("split_dense_fraction", pd.Series(dtype=float)).unique()) or "the"
     long["mask"] = long["mask"].map({k: v.format(split=split) for k, v in DROP_COLUMNS.items()})
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
     sns.lineplot(data=long, x="tokens", y="dropped", hue="mask", errorbar=None, ax=ax)
     ax.set(xlabel="training tokens", ylabel="fraction of non-zeros dropped by 2:4",
            title="What a 2:4 mask would drop (mean over layers)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -123,9 +167,27 @@ def feature_density(density: np.ndarray, title: str = "") -> plt.Figure:
     return fig
 
 
-def save(fig: plt.Figure, path) -> None:
-    fig.savefig(path, dpi=130)
+def save(fig: plt.Figure, *paths) -> None:
+    """Write the figure to each path, in the format its suffix names (PNG for the report, PDF as vector)."""
+    for path in paths:
+        # No creation date or software version in the files: a rerun gives the same bytes.
+        metadata = {"CreationDate": None} if str(path).endswith(".pdf") else {"Software": None}
+        fig.savefig(path, dpi=150, bbox_inches="tight", metadata=metadata)
     plt.close(fig)
+
+
+def _token_axis(ax, tokens, label: str = "tokens") -> None:
+    """A log axis labelled at the measured token counts, written out (4096, not 4 x 10^3)."""
+    values = sorted({int(t) for t in tokens})
+    ax.set_xscale("log")
+    ax.set_xticks(values, [str(v) for v in values], rotation=30)
+    ax.xaxis.set_minor_locator(mticker.NullLocator())
+    ax.set_xlabel(label)
+
+
+def device_title(environment: dict) -> str:
+    """'NVIDIA H200 (torch 2.11.0+cu130)' from a benchmark sidecar's environment."""
+    return f"{environment.get('gpu') or 'no GPU'} (torch {environment.get('torch', '?')})"
 
 
 def not_measured(title: str, reason: str) -> plt.Figure:
@@ -137,17 +199,19 @@ def not_measured(title: str, reason: str) -> plt.Figure:
     return fig
 
 
-def ffn_speedups(speedups: pd.DataFrame, ideal: dict[str, float]) -> plt.Figure:
+def ffn_speedups(speedups: pd.DataFrame, ideal: dict[str, float], device: str = "") -> plt.Figure:
     """Fig. 5 mirror: FFN speedup (fastest dense path of the same precision / 2:4 path, geometric mean of the
     interleaved rounds' ratios) against tokens, per shape and pass, for each precision and 2:4 path, with its 95%
-    interval (band) and the Amdahl bound of the measured GEMM times (dotted, same colour)."""
+    interval (band) and the Amdahl bound of the measured GEMM times (dotted, same colour). A point above the ideal
+    bound (2x GEMMs, the rest free) gets a red cross: its dense baseline did work the 2:4 path skipped."""
     passes = ["forward", "forward+backward"]
     shapes = list(dict.fromkeys(speedups["shape"]))
-    fig, axes = plt.subplots(len(passes), len(shapes), figsize=(4.6 * len(shapes), 7), sharex=True, sharey="row",
+    fig, axes = plt.subplots(len(passes), len(shapes), figsize=(4.6 * len(shapes), 7.4), sharex=True, sharey=True,
                              squeeze=False)
     labels = (speedups["precision"] + " " + speedups["sparse_path"]).unique()
     colours = dict(zip(labels, sns.color_palette(n_colors=len(labels))))
     for i, ps in enumerate(passes):
+        bound = ideal["forward" if ps == "forward" else "forward_backward"]
         for j, shape in enumerate(shapes):
             ax = axes[i][j]
             part = speedups[(speedups["pass"] == ps) & (speedups["shape"] == shape)]
@@ -158,23 +222,37 @@ def ffn_speedups(speedups: pd.DataFrame, ideal: dict[str, float]) -> plt.Figure:
                     ax.fill_between(g["T"], g["speedup_lo"], g["speedup_hi"], color=colours[name], alpha=0.2, lw=0)
                 if "amdahl_bound" in g:
                     ax.plot(g["T"], g["amdahl_bound"], color=colours[name], lw=0.8, ls=":")
+                above = g[g["speedup"] > bound]
+                ax.scatter(above["T"], above["speedup"], marker="x", s=60, color="red", zorder=4)
             ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-            bound = ideal["forward" if ps == "forward" else "forward_backward"]
-            ax.axhline(bound, color="firebrick", lw=0.8, ls="-.", label=f"ideal {bound:.2f}x (2x GEMMs, rest free)")
-            ax.set(xscale="log", title=f"{shape}: {ps}", xlabel="tokens", ylabel="speedup over dense (x)")
-            ax.legend(fontsize=7)
-    fig.tight_layout()
+            ax.axhline(bound, color="firebrick", lw=0.8, ls="-.")
+            ax.set_title(f"{shape}: {ps}", fontsize=10)
+            _token_axis(ax, speedups["T"], "tokens" if i == len(passes) - 1 else "")
+            ax.set_ylabel("speedup over dense (x)" if j == 0 else "")
+            ax.text(0.02, bound, f"ideal {bound:.2f}x", transform=ax.get_yaxis_transform(), fontsize=7,
+                    color="firebrick", va="bottom")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    handles += [mlines.Line2D([], [], color="grey", lw=0.8, ls=":"),
+                mlines.Line2D([], [], color="firebrick", lw=0.8, ls="-."),
+                mlines.Line2D([], [], color="red", marker="x", ls="")]
+    names += ["Amdahl bound of the measured GEMMs", "ideal (2x GEMMs, rest free)", "above the ideal: baseline suspect"]
+    fig.legend(handles, names, loc="lower center", ncols=3, fontsize=8, frameon=False)
+    baselines = "; ".join(f"{p}: {', '.join(sorted(g.unique()))}"
+                          for p, g in speedups.groupby("precision")["dense_path"])
+    fig.suptitle(f"FFN speedup of 2:4 over the fastest dense path of the same precision, {device}\n"
+                 f"the fastest dense path per point, of: {baselines}", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 
-def ffn_stages(stages: pd.DataFrame, tokens: int) -> plt.Figure:
+def ffn_stages(stages: pd.DataFrame, tokens: int, device: str = "") -> plt.Figure:
     """Where the time goes at `tokens` tokens: per shape, pass and precision, each path's time as stacked bars of
     GEMM kernels, other kernels and the rest of the timed median (launch gaps, host time)."""
     part = stages[stages["T"] == tokens]
     cols = list(dict.fromkeys(zip(part["precision"], part["pass"])))
     shapes = list(dict.fromkeys(part["shape"]))
     fig, axes = plt.subplots(len(shapes), len(cols), figsize=(4.2 * len(cols), 2.6 * len(shapes)), squeeze=False)
-    fig.suptitle(f"FFN time per stage at {tokens} tokens", fontsize=11)
+    fig.suptitle(f"FFN time per stage at {tokens} tokens, {device}", fontsize=11)
     parts = [("gemm_ms", "GEMM kernels", "tab:blue"), ("other_kernels_ms", "other kernels", "tab:orange"),
              ("gaps_ms", "rest (gaps, host)", "tab:gray")]
     for i, shape in enumerate(shapes):
@@ -195,7 +273,7 @@ def ffn_stages(stages: pd.DataFrame, tokens: int) -> plt.Figure:
     return fig
 
 
-def split_gemm(split: pd.DataFrame, ideal_split: float) -> plt.Figure:
+def split_gemm(split: pd.DataFrame, ideal_split: float, device: str = "") -> plt.Figure:
     """Fig. 6 mirror: dense-equivalent TFLOP/s of the K = tokens GEMM: dense, 2:4 and the 95/5 split."""
     shapes = list(dict.fromkeys(split["shape"]))
     fig, axes = plt.subplots(1, len(shapes), figsize=(5.5 * len(shapes), 4), squeeze=False)
@@ -205,7 +283,9 @@ def split_gemm(split: pd.DataFrame, ideal_split: float) -> plt.Figure:
         dense = part[part["gemm"] == "dense"].sort_values("T")
         ax.plot(dense["T"], dense["TFLOPs_dense_equivalent"] * ideal_split, color="firebrick", lw=0.8, ls=":",
                 label=f"ideal split ({ideal_split:.2f}x dense)")
-        ax.set(xscale="log", xlabel="tokens (K)", ylabel="TFLOP/s (dense-equivalent)", title=f"{shape}: dW GEMM")
+        _token_axis(ax, part["T"], "tokens (the GEMM's reduction dimension)")
+        ax.set(ylabel="TFLOP/s (dense-equivalent)", title=f"{shape}: dW GEMM")
         ax.legend(fontsize=8)
+    fig.suptitle(f"Fig. 6: weight-gradient GEMM, bf16, {device}", fontsize=10)
     fig.tight_layout()
     return fig

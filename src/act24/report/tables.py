@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import math
+from pathlib import Path
 
 import pandas as pd
 
@@ -77,13 +79,40 @@ def gradient_fidelity_table(rows: pd.DataFrame, labels: dict[str, str] | None = 
     return out
 
 
-def to_markdown(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
-    """A GitHub-flavoured markdown table (no optional dependency on `tabulate`)."""
-    def fmt(v):
-        if isinstance(v, float):
-            return "" if math.isnan(v) else format(v, floatfmt)
-        return str(v)
+def _shown(df: pd.DataFrame, floatfmt: str) -> pd.DataFrame:
+    """Every cell as the text a table shows: floats with `floatfmt`, missing values empty."""
+    def text(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        return format(v, floatfmt) if isinstance(v, float) else str(v)
 
-    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
+    return df.astype(object).map(text)
+
+
+def _numeric(df: pd.DataFrame) -> list[bool]:
+    return [pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in df.dtypes]
+
+
+def to_markdown(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
+    """A GitHub-flavoured markdown table (pandas' `to_markdown`; the cells formatted here, so that a label that
+    looks like a number is not reformatted)."""
+    align = ["right" if n else "left" for n in _numeric(df)]
+    return _shown(df, floatfmt).to_markdown(index=False, disable_numparse=True, colalign=align or None) + "\n"
+
+
+def to_html(df: pd.DataFrame, title: str, floatfmt: str = ".4g") -> str:
+    """A standalone HTML page with the table (what `snakemake --report` shows inline)."""
+    right = [c for c, n in zip(df.columns, _numeric(df)) if n]
+    styler = _shown(df, floatfmt).style.format(escape="html").hide(axis="index").set_uuid("table")
+    styler = styler.set_properties(subset=right, **{"text-align": "right"})
+    styler = styler.set_table_styles([{"selector": "th", "props": "text-align: left; border-bottom: 1px solid #888"},
+                                      {"selector": "td, th", "props": "padding: 2px 8px"}])
+    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title></head>\n"
+            f"<body style=\"font-family: sans-serif; font-size: 13px\">\n{styler.to_html()}\n</body></html>\n")
+
+
+def write_table(df: pd.DataFrame, md: str | Path, html_page: str | Path | None = None, floatfmt: str = ".4g") -> None:
+    """The table as markdown (for reading on GitHub) and, where given, as HTML (for the report)."""
+    Path(md).write_text(to_markdown(df, floatfmt))
+    if html_page:
+        Path(html_page).write_text(to_html(df, Path(md).stem, floatfmt))
