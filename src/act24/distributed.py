@@ -76,7 +76,7 @@ def train_data_parallel(cfg, train_path: str, val_path: str, out_dir: str, resum
     run_json.write_text(json.dumps(cfg.to_dict()))
     cmd = [*launch_prefix(cfg.train.processes), "-m", "act24.cli", "train", "--config", str(run_json),
            "--train-tokens", str(train_path), "--val-tokens", str(val_path), "--out", str(out_dir),
-           "--resume-dir", str(resume_dir), "--keep-resume", "--quiet"]
+           "--resume-dir", str(resume_dir), "--keep-resume"]  # rank 0 reports progress
     print("launching:", " ".join(cmd), flush=True)
     proc = subprocess.run(cmd, stdout=sys.stdout, stderr=sys.stderr)
     if proc.returncode:

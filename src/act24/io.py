@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import traceback
 import zipfile
@@ -87,6 +88,24 @@ def read_csv(path: str | os.PathLike, what: str = "CSV table"):
         return pd.read_csv(path)
 
 
+def git_commit() -> str:
+    """The commit of the checkout this package runs from, '+changes' when tracked files differ from it;
+    ACT24_GIT_COMMIT where the checkout travelled without its history (e.g. a copy on a GPU machine)."""
+    if os.environ.get("ACT24_GIT_COMMIT"):
+        return os.environ["ACT24_GIT_COMMIT"]
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10)
+        changes = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unknown ({type(exc).__name__})"
+    if head.returncode:
+        return "unknown (not a git checkout)"
+    return head.stdout.strip() + ("+changes" if changes.stdout.strip() else "")
+
+
 def environment_info() -> dict[str, Any]:
     """Versions and device facts written next to results."""
     import numpy
@@ -99,6 +118,7 @@ def environment_info() -> dict[str, Any]:
         "numpy": numpy.__version__,
         "cpu_threads": torch.get_num_threads(),
         "cuda_available": torch.cuda.is_available(),
+        "git_commit": git_commit(),
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

@@ -16,15 +16,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
+from . import __version__
 from .config import RunConfig, TrainConfig
 from .data import TokenArray
 from .distributed import World, init_world, shutdown
-from .io import write_atomic, write_json
+from .io import git_commit, write_atomic, write_json
 from .kernels.backends import Backend, select_backend
 from .layout import CHECKPOINT, DENSITY, METRICS, RESUME, STATS, SUMMARY
 from .model import Transformer, parameter_counts
+from .progress import TrainingLog
 from .sparsity.pattern import token_permutation
 from .sparsity.recipe import SparseRecipe
 from .sparsity.stats import activation_stats, feature_density, record_activations
@@ -51,6 +52,13 @@ def lr_at(step: int, t: TrainConfig) -> float:
     progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
     floor = t.lr * t.min_lr_ratio
     return floor + 0.5 * (t.lr - floor) * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, t: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """The schedule of `lr_at` as a torch scheduler (its state travels in the resume checkpoint).
+    SequentialLR(LinearLR, CosineAnnealingLR) gives the same rates to 1e-13 (measured, 20k steps) but updates them
+    recursively and needs a special case for a warmup as long as the run; LambdaLR keeps the closed form."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_at(step, t) / t.lr)
 
 
 def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.AdamW:
@@ -132,6 +140,7 @@ class Run:
     model: Transformer
     stepper: torch.nn.Module  # the model, wrapped for data parallelism when there are several processes
     optimizer: torch.optim.AdamW
+    scheduler: torch.optim.lr_scheduler.LambdaLR
     data_gen: torch.Generator
     train_data: TokenArray
     eval_batches: list
@@ -175,6 +184,7 @@ def start_run(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Pat
     stats_x = val_data.fixed_batches(1, t.stats_batch_size)[0][0].to(device)
     run = Run(cfg=cfg, world=world, device=device, model=model,
               stepper=DistributedDataParallel(model) if world.size > 1 else model, optimizer=optimizer,
+              scheduler=make_scheduler(optimizer, t),
               data_gen=torch.Generator().manual_seed(t.seed),  # on the CPU: the data order is device-independent
               train_data=train_data, eval_batches=eval_batches, stats_x=stats_x,
               perm=token_permutation(stats_x.numel(), seed=t.seed), out=out, work=work,
@@ -196,6 +206,7 @@ def start_run(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Pat
 def restore(run: Run, state: dict) -> None:
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
     run.data_gen.set_state(state["data_rng"])
     torch.set_rng_state(state["torch_rng"])
     if run.device.type == "cuda" and state.get("cuda_rng") is not None:
@@ -209,7 +220,7 @@ def checkpoint(run: Run, step: int, elapsed: float, offsets: dict) -> None:
     """The whole training state at the start of `step`, with the logs' sizes so far (`offsets`)."""
     save_resume(run.resume_path, {
         "results_config": run.cfg.to_dict(neutral=False), "step": step, "model": run.model.state_dict(),
-        "optimizer": run.optimizer.state_dict(), "data_rng": run.data_gen.get_state(),
+        "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(), "data_rng": run.data_gen.get_state(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None,
         "val_loss": run.val_loss, "elapsed": elapsed, "density_steps": run.density_steps,
@@ -233,9 +244,7 @@ def optimizer_step(run: Run, step: int) -> tuple[float, float, float]:
     """One step at the scheduled learning rate: (loss, lr, gradient norm); the loss is non-finite when it is
     (nothing is updated then)."""
     t = run.cfg.train
-    lr = lr_at(step, t)
-    for group in run.optimizer.param_groups:
-        group["lr"] = lr
+    lr = run.scheduler.get_last_lr()[0]
     x, y = (run.world.slice(b) for b in run.train_data.batch(t.batch_size, run.data_gen))  # same global batch
     with autocast(run.device, t.precision):
         _, loss = run.stepper(x.to(run.device), y.to(run.device))
@@ -246,6 +255,7 @@ def optimizer_step(run: Run, step: int) -> tuple[float, float, float]:
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), t.grad_clip)
     run.optimizer.step()
+    run.scheduler.step()
     return loss_value, lr, float(grad_norm)
 
 
@@ -281,9 +291,10 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
             metrics_f.write(json.dumps({**row, "time": time.perf_counter() - start}) + "\n")
             metrics_f.flush()
 
-        bar = tqdm(range(run.first_step, t.steps + 1), desc=cfg.name, disable=not (progress and main),
-                   mininterval=2.0)
-        for step in bar:
+        tensorboard_dir = run.out / "tensorboard" if t.tensorboard and main else None
+        report = TrainingLog(cfg.name, run.first_step, t.steps, t.batch_size * m.seq_len, t.log_every,
+                             enabled=progress and main, tensorboard_dir=tensorboard_dir)
+        for step in range(run.first_step, t.steps + 1):
             tokens, last = step * t.batch_size * m.seq_len, step == t.steps
             # The last checkpoint is taken after the last step: a kill before the outputs are in place loses nothing.
             if main and run.resume_path and t.checkpoint_every and (step % t.checkpoint_every == 0 or last) \
@@ -298,6 +309,7 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
                 with autocast(run.device, t.precision):
                     run.val_loss = evaluate(run.model, run.eval_batches)
                 log({"split": "val", "step": step, "tokens": tokens, "loss": run.val_loss, "sparse": sparse_now})
+                report.validation(step, run.val_loss)
             if last:
                 break
             loss_value, lr, grad_norm = optimizer_step(run, step)
@@ -307,7 +319,8 @@ def train(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Path, p
                 break
             log({"split": "train", "step": step, "tokens": tokens + t.batch_size * m.seq_len, "loss": loss_value,
                  "lr": lr, "grad_norm": grad_norm, "sparse": sparse_now})
-            bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
+            report.train_step(step, loss_value, lr, grad_norm)
+        report.close()
     shutdown(run.world)
     if not main:
         return {"name": cfg.name, "rank": run.world.rank}
@@ -335,6 +348,7 @@ def finish(run: Run, seconds: float) -> dict:
         "steps": cfg.train.steps,
         "tokens": cfg.train.steps * cfg.train.batch_size * m.seq_len,
         "train_seconds": seconds,
+        "tokens_per_second": cfg.train.steps * cfg.train.batch_size * m.seq_len / seconds if seconds > 0 else None,
         "resumed_from_step": run.first_step or None,
         "processes": run.world.size,
         **parameter_counts(m),
@@ -342,7 +356,7 @@ def finish(run: Run, seconds: float) -> dict:
         "device": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else "cpu",
         "sparse_from_step": run.sparse_from,
         "sparse_backend": run.backend_note,
-        "versions": {"torch": torch.__version__},
+        "versions": {"torch": torch.__version__, "act24": __version__, "git_commit": git_commit()},
     }
     write_json(out / SUMMARY, summary)
     return summary

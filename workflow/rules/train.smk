@@ -12,8 +12,8 @@ rule train:
         checkpoint=f"{RUN}/{CHECKPOINT}",
         summary=f"{RUN}/{SUMMARY}",
     params:
-        # The settings that change results: a change reruns the job. The others (threads, checkpoint_every) come
-        # from `threads` and `resources`, which are no rerun triggers.
+        # The settings that change results: a change reruns the job. The others (threads, checkpoint_every,
+        # log_every, tensorboard) come from `threads` and `resources`, which are no rerun triggers.
         run=lambda w: RUNS[(w.variant, int(w.seed))].to_dict(neutral=False),
         out_dir=lambda w, output: os.path.dirname(output.summary),
         # Not an output: Snakemake never deletes it, so a rerun after a crash resumes from it.
@@ -22,6 +22,8 @@ rule train:
     resources:
         gpu_percent=gpu_percent,
         checkpoint_every=lambda w: RUNS[(w.variant, int(w.seed))].train.checkpoint_every,
+        log_every=lambda w: RUNS[(w.variant, int(w.seed))].train.log_every,
+        tensorboard=lambda w: int(RUNS[(w.variant, int(w.seed))].train.tensorboard),
     conda:
         "../../environment.yml"
     log:

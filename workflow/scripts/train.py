@@ -10,8 +10,10 @@ with log_to(snakemake.log[0]):  # the imports too: an import error also ends the
 
     cfg = RunConfig.from_dict(snakemake.params.run)
     threads = max(1, snakemake.threads // cfg.train.processes)  # per process
+    res = snakemake.resources
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(
-        cfg.train, threads=threads, checkpoint_every=snakemake.resources.checkpoint_every))
+        cfg.train, threads=threads, checkpoint_every=res.checkpoint_every, log_every=res.log_every,
+        tensorboard=bool(res.tensorboard)))
     out_dir, resume_dir = snakemake.params.out_dir, snakemake.params.resume_dir
     # Both keep the resume checkpoint: the Snakefile's onsuccess removes it once Snakemake has recorded the outputs.
     if cfg.train.processes > 1:
