@@ -155,7 +155,7 @@ def test_a_gpu_run_resumes_after_its_last_step(tmp_path, token_files):
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices")
 @pytest.mark.parametrize("sparse", [False, True])
-def test_data_parallel_on_two_gpus_follows_one_gpu(tmp_path, token_files, sparse):
+def test_data_parallel_on_two_gpus_follows_one_gpu(tmp_path, token_files, sparse, capfd):
     """NCCL DDP over 2 GPUs (bf16, the 2:4 recipe on real kernels when `sparse`) against one GPU."""
     import numpy as np
     import pandas as pd
@@ -172,7 +172,12 @@ def test_data_parallel_on_two_gpus_follows_one_gpu(tmp_path, token_files, sparse
             "sparse": {"enabled": sparse, "dense_warmup": 0.25}}
     one = train(RunConfig.from_dict(spec), *token_files, tmp_path / "one", progress=False)
     spec["train"]["processes"] = 2
+    capfd.readouterr()
     two = train_data_parallel(RunConfig.from_dict(spec), *token_files, str(tmp_path / "two"), str(tmp_path / "ck"))
+    log = capfd.readouterr().out.splitlines()  # rank 0 reports progress and validation losses, once each
+    val = [ln.split(":")[0] for ln in log if ln.startswith("ddp step") and "validation" in ln]
+    assert val == [f"ddp step {s}/40" for s in (0, 20, 40)]
+    assert len([ln for ln in log if ln.startswith("ddp step 40/40 (100%)") and "tokens/s" in ln]) == 1
     a = pd.read_json(tmp_path / "one" / "metrics.jsonl", lines=True)
     b = pd.read_json(tmp_path / "two" / "metrics.jsonl", lines=True)
     diff = np.abs(a["loss"].to_numpy() - b["loss"].to_numpy())

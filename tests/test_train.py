@@ -256,14 +256,19 @@ def test_non_finite_loss_keeps_the_last_good_checkpoint(tmp_path, token_files):
     assert (tmp_path / "resume" / "resume.pt").exists()
 
 
-def test_two_gloo_processes_follow_the_single_process_trajectory(tmp_path, token_files):
+def test_two_gloo_processes_follow_the_single_process_trajectory(tmp_path, token_files, capfd):
     from act24.distributed import train_data_parallel
 
     spec = {**TINY, "name": "ddp", "train": {**TINY["train"], "steps": 10, "batch_size": 4}}
     single = train(RunConfig.from_dict(spec), *token_files, tmp_path / "one", progress=False)
     spec["train"]["processes"] = 2
+    capfd.readouterr()
     ddp = train_data_parallel(RunConfig.from_dict(spec), *token_files, str(tmp_path / "two"), str(tmp_path / "ck"))
     assert ddp["processes"] == 2 and single["processes"] == 1
+    log = capfd.readouterr().out.splitlines()  # what a Snakemake job log gets: the main process reports, once
+    val = [ln.split(":")[0] for ln in log if ln.startswith("ddp step") and "validation" in ln]
+    assert val == ["ddp step 0/10", "ddp step 5/10", "ddp step 10/10"]
+    assert len([ln for ln in log if ln.startswith("ddp step 10/10 (100%)") and "tokens/s" in ln]) == 1
     a = pd.read_json(tmp_path / "one" / "metrics.jsonl", lines=True)
     b = pd.read_json(tmp_path / "two" / "metrics.jsonl", lines=True)
     assert a["step"].tolist() == b["step"].tolist()
@@ -313,7 +318,8 @@ def test_a_log_file_gets_progress_lines_with_validation_loss_and_throughput(tmp_
     lines = out.out.splitlines()
     steps = [ln for ln in lines if ln.startswith("p step ") and "tokens/s" in ln]
     assert [ln.split()[2] for ln in steps] == ["4/12", "8/12", "12/12"]
-    assert "loss " in steps[0] and "eta " in steps[0] and float(steps[0].split(", ")[-2].split()[0].replace(",", "")) > 0
+    throughput = float(steps[0].split(", ")[-2].split()[0].replace(",", ""))  # "12,345 tokens/s"
+    assert "loss " in steps[0] and "eta " in steps[0] and throughput > 0
     val = [ln for ln in lines if "validation loss" in ln]
     assert [ln.split()[2].rstrip(":") for ln in val] == ["0/12", "5/12", "10/12", "12/12"]
     assert val[-1].endswith(f"validation loss {summary['final_val_loss']:.4f}")
@@ -327,7 +333,8 @@ def test_tensorboard_scalars_when_switched_on(tmp_path, token_files):
     summary, out = run(tmp_path, "tb", token_files, tensorboard=True, log_every=6)
     events = EventAccumulator(str(out / "tensorboard"))
     events.Reload()
-    assert {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s", "val/loss"} <= set(events.Tags()["scalars"])
+    tags = {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s", "val/loss"}
+    assert tags <= set(events.Tags()["scalars"])
     assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 13))
     assert [e.step for e in events.Scalars("val/loss")] == [0, 5, 10, 12]
     assert events.Scalars("val/loss")[-1].value == pytest.approx(summary["final_val_loss"], rel=1e-6)

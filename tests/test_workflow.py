@@ -286,11 +286,13 @@ def test_report_builds(tiny_run):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("notebook, expected", [
-    ("sparsity.ipynb", ["18 finished runs"]),
-    ("ablation.ipynb", ["18 finished runs", "C6a: Ablation order", "C6b: Ablation effects"]),
-    ("kernels.ipynb", ["round trip: True", "7B-like, T = 16384, fp8 forward: 2:4 (fused kernels)"])])
-def test_notebooks_run_on_the_tiny_results(tiny_run, monkeypatch, notebook, expected):
+@pytest.mark.parametrize("notebook, expected, figures", [
+    ("sparsity.ipynb", ["18 finished runs", "density recorded at steps [0, "], 4),
+    ("ablation.ipynb", ["18 finished runs", "C6a: Ablation order", "C6b: Ablation effects",
+                        # the comparison cell: both committed machines beside the paper
+                        "committed reference runs compared: cpu, h200", "paper_diff", "no_dy1_mask"], 1),
+    ("kernels.ipynb", ["round trip: True", "7B-like, T = 16384, fp8 forward: 2:4 (fused kernels)"], 0)])
+def test_notebooks_run_on_the_tiny_results(tiny_run, monkeypatch, notebook, expected, figures):
     import nbformat
     from nbclient import NotebookClient
 
@@ -300,8 +302,13 @@ def test_notebooks_run_on_the_tiny_results(tiny_run, monkeypatch, notebook, expe
     monkeypatch.setenv("ACT24_RESULTS", str(work / "results"))
     monkeypatch.setenv("ACT24_REFERENCE", str(REPO / "reference"))
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
-    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
-    assert all(e in text for e in expected)
+    outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+    text = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs)
+    assert [e for e in expected if e not in text] == []
+    if notebook == "ablation.ipynb":  # the comparison table has a column group per machine
+        assert all(f"{m}" in outputs[-1]["data"]["text/plain"].splitlines()[0] for m in ("paper", "cpu", "h200"))
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == figures
+    assert not [o for o in outputs if o.get("name") == "stderr"], "a notebook cell warned (e.g. IProgress)"
 
 
 def test_cpu_and_gpu_ablation_configs_run_the_same_variants():

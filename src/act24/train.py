@@ -220,7 +220,8 @@ def checkpoint(run: Run, step: int, elapsed: float, offsets: dict) -> None:
     """The whole training state at the start of `step`, with the logs' sizes so far (`offsets`)."""
     save_resume(run.resume_path, {
         "results_config": run.cfg.to_dict(neutral=False), "step": step, "model": run.model.state_dict(),
-        "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(), "data_rng": run.data_gen.get_state(),
+        "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+        "data_rng": run.data_gen.get_state(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None,
         "val_loss": run.val_loss, "elapsed": elapsed, "density_steps": run.density_steps,
