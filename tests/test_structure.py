@@ -20,7 +20,7 @@ PACKAGE = REPO / "src" / "act24"
 # Lower layers never import higher ones (a module may import its own layer).
 LAYERS = [
     {"settings", "layout", "sparsity.recipe", "config", "experiment", "intervals"},
-    {"sparsity.pattern", "sparsity.stats", "io", "data", "distributed"},
+    {"sparsity.pattern", "sparsity.stats", "io", "data", "distributed", "progress"},
     {"kernels"},
     {"ffn"},
     {"model"},
