@@ -74,6 +74,19 @@ def test_readme_commands_that_do_not_plan_are_tested_elsewhere():
     assert others == set(NOT_PLANNING)
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the planning of a CUDA config without CUDA")
+def test_a_gpu_config_on_a_cpu_machine_warns_at_planning_and_names_files_relative(tmp_path):
+    proc = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "gpu.yaml"))
+    assert "warning: 3 variant(s) train on train.device 'cuda' (sqrelu, sqrelu_24, swiglu)" in proc.stderr
+    assert "this machine has no CUDA device" in proc.stderr
+    assert "warning" not in snakemake(tmp_path, "-n").stderr.lower()  # a CPU config plans without it
+    # The trained profile is named relative to the working folder: a moved checkout does not rerun the benchmark.
+    inputs = [line.split(":", 1)[1].strip() for block in (proc.stdout + proc.stderr).split("rule bench_gpu:")[1:]
+              for line in block.splitlines()[:3] if line.strip().startswith("input:")]
+    assert inputs and all(p.endswith("resources/trained_sqrelu_feature_density.npz") and not os.path.isabs(p)
+                          for p in inputs)
+
+
 def test_lint_is_clean(tmp_path):
     proc = snakemake(tmp_path, "--lint")
     assert "Congratulations" in proc.stdout + proc.stderr
