@@ -130,7 +130,7 @@ def _table1_endpoints(ax, rows: pd.DataFrame, val: pd.DataFrame, colour: dict[st
     methods = sorted({m.split(",")[0] for m in rows["interval"] if m})
     ax.set(xlabel="final validation loss − dense Squared-ReLU (nats)",
            title=f"at the end ({' / '.join(methods) or 'no interval'})")
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncols=3, frameon=False)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncols=3, frameon=False)
 
 
 def drop_fractions(stats: pd.DataFrame) -> plt.Figure:
