@@ -431,3 +431,13 @@ def test_inference_table_pairs_dense_and_24_losses():
     assert (t.loc["a", "delta_24_ci_low"], t.loc["a", "delta_24_ci_high"]) == pytest.approx((0.02 - half, 0.02 + half))
     assert t.loc["a", "interval"] == "t, n = 2"
     assert t.loc["a", "val_loss_dense"] == pytest.approx(3.5) and math.isnan(t.loc["b", "delta_24_ci_low"])
+
+
+def test_the_default_variants_keep_their_colours_in_every_config():
+    from act24.report.palette import variant_palette
+
+    default = variant_palette(["swiglu", "sqrelu", "sqrelu_24"])
+    ablation = variant_palette(["relu", "gelu", "sqrelu_24_no_warmup", "swiglu", "sqrelu", "sqrelu_24"],
+                               first=["swiglu", "sqrelu", "sqrelu_24"])
+    assert all(ablation[v] == default[v] for v in default)
+    assert len(set(ablation.values())) == 6  # and every variant its own colour

@@ -3,6 +3,8 @@ import dataclasses
 import re
 import sys
 
+import yaml
+
 try:
     from act24.config import ConfigError
     from act24.experiment import check_config, device_warning, variant_label
@@ -27,7 +29,8 @@ LOGS = config["logs"]
 VARIANTS = list(config["variants"])
 SEEDS = [int(s) for s in config["seeds"]]
 LABELS = {v: variant_label(config, v) for v in VARIANTS}  # a rule that shows labels declares them (params)
-PALETTE = variant_palette(VARIANTS)  # one colour per variant in every figure
+with open(os.path.join(workflow.basedir, "config", "config.yaml")) as f:  # its variants keep their colours
+    PALETTE = variant_palette(VARIANTS, first=list(yaml.safe_load(f)["variants"]))  # one colour per variant
 RUN = str(run_dir(RESULTS, "{variant}", "{seed}"))  # one run's folder, with wildcards
 
 

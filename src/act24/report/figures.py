@@ -26,7 +26,8 @@ def sparsity_over_training(stats: pd.DataFrame, title: str = "") -> plt.Figure:
     sns.lineplot(data=stats, x="tokens", y="zero_frac", hue="layer", palette="viridis",
                  errorbar=("pi", 100), ax=ax, legend="full")
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-    ax.set(xlabel="training tokens", ylabel="fraction of zero activations", ylim=(0, 1),
+    _training_tokens_axis(ax)
+    ax.set(ylabel="fraction of zero activations", ylim=(0, 1),
            title=title or "FFN activation sparsity during training")
     ax.legend(title="layer", ncols=2, fontsize=8)
     fig.tight_layout()
@@ -48,13 +49,21 @@ def loss_curves(metrics: pd.DataFrame, labels: dict[str, str] | None = None,
     for ax, part, title in ((axes[0], train, "training loss (EMA 0.1)"),
                             (axes[1], df[df["split"] == "val"], "validation loss (held-out documents)")):
         sns.lineplot(data=part, x="tokens", y="loss", hue="label", hue_order=order, palette=colours,
-                     errorbar=("pi", 100), ax=ax)
-        ax.set(xlabel="training tokens", ylabel="cross-entropy (nats/token)", title=title)
-        ax.legend(title=None)
+                     errorbar=("pi", 100), ax=ax, legend=ax is axes[0])
+        ax.set(ylabel="cross-entropy (nats/token)", title=title)
+        _training_tokens_axis(ax)
+    handles, names = axes[0].get_legend_handles_labels()
+    axes[0].get_legend().remove()
+    fig.legend(handles, names, loc="lower center", ncols=min(len(names), 4), fontsize=8, frameon=False)
     last = df[df["split"] == "val"]["loss"]
     axes[0].set_ylim(last.min() - 0.3, last.quantile(0.5) + 1.0)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04 + 0.05 * math.ceil(len(names) / 4), 1, 1))
     return fig
+
+
+def _training_tokens_axis(ax, label: str = "training tokens") -> None:
+    ax.set_xlabel(label)
+    ax.xaxis.set_major_formatter(mticker.EngFormatter(sep=""))  # 200k, 3M: not 1e6 in the corner
 
 
 def _label_colours(df: pd.DataFrame, palette: dict[str, str] | None) -> dict[str, str] | None:
@@ -94,9 +103,9 @@ def table1_ablation(metrics: pd.DataFrame, table: pd.DataFrame, palette: dict[st
             sns.lineplot(data=part, x="tokens", y="diff", color=colour[r.variant], errorbar=("pi", 100), ax=ax)
         ax.axhline(0, color="grey", lw=0.8, ls="--")
         ax.set_title(r.label, fontsize=8)
-        ax.set(xlabel="training tokens" if k + ncols >= len(others) else "", ylabel="")
+        _training_tokens_axis(ax, "training tokens" if k + ncols >= len(others) else "")
+        ax.set_ylabel("")
         ax.tick_params(labelsize=7)
-        ax.xaxis.set_major_formatter(mticker.EngFormatter(sep=""))  # 200k, not 200000
     late = val.loc[val["step"] >= val["step"].max() / 4, "diff"].dropna()
     if first is not None and not late.empty:
         first.set_ylim(min(late.min(), 0) - 0.02, max(late.max(), 0) + 0.02)
@@ -142,7 +151,8 @@ def drop_fractions(stats: pd.DataFrame) -> plt.Figure:
     long["mask"] = long["mask"].map({k: v.format(split=split) for k, v in DROP_COLUMNS.items()})
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     sns.lineplot(data=long, x="tokens", y="dropped", hue="mask", errorbar=None, ax=ax)
-    ax.set(xlabel="training tokens", ylabel="fraction of non-zeros dropped by 2:4",
+    _training_tokens_axis(ax)
+    ax.set(ylabel="fraction of non-zeros dropped by 2:4",
            title="What a 2:4 mask would drop (mean over layers)")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2, frameon=False)
     fig.tight_layout()
