@@ -13,6 +13,7 @@ rule fig_sparsity:
     params:
         figure="sparsity",
         title=f"FFN activation sparsity during training ({SPARSE_VARIANT})",
+        paper_min_zero_frac=config["claims"]["c2_min_zero_frac"],
     conda:
         "../../environment.yml"
     log:
@@ -100,6 +101,7 @@ rule fig5_ffn_speedup:
     params:
         figure="fig5",
         ideal=IDEAL_SPEEDUPS,
+        paper_speedup=config["claims"]["paper_speedup"],
     conda:
         "../../environment.yml"
     log:

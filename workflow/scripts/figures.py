@@ -13,7 +13,8 @@ with log_to(snakemake.log[0]):  # the imports too: an import error also ends the
     which = snakemake.params.figure
     runs = [Path(p).parent for p in snakemake.input]
     if which == "sparsity":
-        fig = figures.sparsity_over_training(results.read_stats(runs), snakemake.params.title)
+        fig = figures.sparsity_over_training(results.read_stats(runs), snakemake.params.title,
+                                             snakemake.params.paper_min_zero_frac)
     elif which == "drop24":
         fig = figures.drop_fractions(results.read_stats(runs))
     elif which == "density":

@@ -24,7 +24,7 @@ with log_to(snakemake.log[0]):  # the imports too: an import error also ends the
     if reason != "ok":
         fig = figures.not_measured(TITLES[which], f"{reason} ({device})")
     elif which == "fig5":
-        fig = figures.ffn_speedups(data, snakemake.params.ideal, device)
+        fig = figures.ffn_speedups(data, snakemake.params.ideal, device, snakemake.params.paper_speedup)
     elif which == "stages":
         fig = figures.ffn_stages(data, cfg["extra_tokens"], device)
     else:

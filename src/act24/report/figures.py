@@ -19,13 +19,18 @@ DROP_COLUMNS = {
 }
 
 
-def sparsity_over_training(stats: pd.DataFrame, title: str = "") -> plt.Figure:
+def sparsity_over_training(stats: pd.DataFrame, title: str = "", paper_min: float | None = None) -> plt.Figure:
     """Fig. 1 mirror: fraction of exact zeros of the FFN activations per layer over training
-    (mean over seeds, band = min..max over seeds)."""
+    (mean over seeds, band = min..max over seeds); `paper_min`: the paper's lowest per-layer sparsity at the end of
+    its training, drawn as a line."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     sns.lineplot(data=stats, x="tokens", y="zero_frac", hue="layer", palette="viridis",
                  errorbar=("pi", 100), ax=ax, legend="full")
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    if paper_min is not None:
+        ax.axhline(paper_min, color="black", lw=0.8, ls="--")
+        ax.text(0.01, paper_min + 0.01, f"paper: ≥ {paper_min:.0%} in every layer after 63B tokens (1.5B model)",
+                transform=ax.get_yaxis_transform(), fontsize=7)
     _training_tokens_axis(ax)
     ax.set(ylabel="fraction of zero activations", ylim=(0, 1),
            title=title or "FFN activation sparsity during training")
@@ -209,11 +214,13 @@ def not_measured(title: str, reason: str) -> plt.Figure:
     return fig
 
 
-def ffn_speedups(speedups: pd.DataFrame, ideal: dict[str, float], device: str = "") -> plt.Figure:
+def ffn_speedups(speedups: pd.DataFrame, ideal: dict[str, float], device: str = "",
+                 paper: float | None = None) -> plt.Figure:
     """Fig. 5 mirror: FFN speedup (fastest dense path of the same precision / 2:4 path, geometric mean of the
     interleaved rounds' ratios) against tokens, per shape and pass, for each precision and 2:4 path, with its 95%
     interval (band) and the Amdahl bound of the measured GEMM times (dotted, same colour). A point above the ideal
-    bound (2x GEMMs, the rest free) gets a red cross: its dense baseline did work the 2:4 path skipped."""
+    bound (2x GEMMs, the rest free) gets a red cross: its dense baseline did work the 2:4 path skipped. `paper`: the
+    paper's claimed speedup, drawn as a line."""
     passes = ["forward", "forward+backward"]
     shapes = list(dict.fromkeys(speedups["shape"]))
     fig, axes = plt.subplots(len(passes), len(shapes), figsize=(4.6 * len(shapes), 7.4), sharex=True, sharey=True,
@@ -236,6 +243,8 @@ def ffn_speedups(speedups: pd.DataFrame, ideal: dict[str, float], device: str = 
                 ax.scatter(above["T"], above["speedup"], marker="x", s=60, color="red", zorder=4)
             ax.axhline(1.0, color="grey", lw=0.8, ls="--")
             ax.axhline(bound, color="firebrick", lw=0.8, ls="-.")
+            if paper is not None:
+                ax.axhline(paper, color="black", lw=0.8, ls="--")
             ax.set_title(f"{shape}: {ps}", fontsize=10)
             _token_axis(ax, speedups["T"], "tokens" if i == len(passes) - 1 else "")
             ax.set_ylabel("speedup over dense (x)" if j == 0 else "")
@@ -246,6 +255,9 @@ def ffn_speedups(speedups: pd.DataFrame, ideal: dict[str, float], device: str = 
                 mlines.Line2D([], [], color="firebrick", lw=0.8, ls="-."),
                 mlines.Line2D([], [], color="red", marker="x", ls="")]
     names += ["Amdahl bound of the measured GEMMs", "ideal (2x GEMMs, rest free)", "above the ideal: baseline suspect"]
+    if paper is not None:
+        handles.append(mlines.Line2D([], [], color="black", lw=0.8, ls="--"))
+        names.append(f"paper: about {paper:g}x")
     fig.legend(handles, names, loc="lower center", ncols=3, fontsize=8, frameon=False)
     baselines = "; ".join(f"{p}: {', '.join(sorted(g.unique()))}"
                           for p, g in speedups.groupby("precision")["dense_path"])
