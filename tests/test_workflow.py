@@ -295,7 +295,15 @@ def test_report_builds(tiny_run):
     work, cfg = tiny_run
     snakemake(work, "--configfile", ABLATION, str(cfg), "--report", "report.html")
     html = (work / "report.html").read_text(errors="replace")
-    assert "fig1_sparsity.png" in html and "claims.md" in html
+    items = json.loads("{" + html.split("var results = {", 1)[1].split(";\n", 1)[0])  # the report's item index
+    tables = {name for name, item in items.items() if item["mime_type"] == "text/html"}
+    # every table inline (HTML, not a download), every figure an image, each with a caption of its own
+    assert {item["mime_type"] for item in items.values()} == {"text/html", "image/png"}
+    assert {"results/tables/claims.html", "results/tables/table1.html", "results/tables/gpu_speedups.html"} <= tables
+    captions = [item["caption"] for item in items.values()]
+    assert len(set(captions)) == len(captions) and all(captions)
+    desc = html.split("var workflow_desc = ", 1)[1].split("\n", 1)[0]  # names the corpus, not the key
+    assert "data.source" not in desc and 'literal\\">local</tt> corpus' in desc and "{{" not in desc
 
 
 @pytest.mark.slow
