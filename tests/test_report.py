@@ -441,3 +441,46 @@ def test_the_default_variants_keep_their_colours_in_every_config():
                                first=["swiglu", "sqrelu", "sqrelu_24"])
     assert all(ablation[v] == default[v] for v in default)
     assert len(set(ablation.values())) == 6  # and every variant its own colour
+
+
+def speedup_rows(speedups_fwd, speedups_bwd, tokens=(4096, 8192)):
+    rows = []
+    for ps, values in (("forward", speedups_fwd), ("forward+backward", speedups_bwd)):
+        for t, v in zip(tokens, values):
+            rows.append({"shape": "7B-like", "T": t, "precision": "fp8", "pass": ps, "sparse_path": "2:4 (fused kernels)",
+                         "dense_path": "dense (fused kernels)", "speedup": v, "speedup_lo": v - 0.05,
+                         "speedup_hi": v + 0.05, "amdahl_bound": v + 0.1})
+    return pd.DataFrame(rows)
+
+
+def test_fig5_names_device_and_baseline_labels_tokens_and_marks_points_above_the_ideal():
+    from matplotlib.collections import PathCollection
+
+    from act24.report import figures
+
+    fig = figures.ffn_speedups(speedup_rows([1.1, 1.4], [1.2, 1.3]), {"forward": 4 / 3, "forward_backward": 1.5},
+                               "NVIDIA H200 (torch 2.11)", paper=1.3)
+    marked = [tuple(map(float, o)) for ax in fig.axes for c in ax.collections if isinstance(c, PathCollection)
+              for o in c.get_offsets()]
+    assert marked == [(8192.0, 1.4)]  # forward 1.4 > 1.33; forward+backward 1.3 < 1.5
+    title = fig._suptitle.get_text()
+    assert "NVIDIA H200" in title and "fp8: dense (fused kernels)" in title
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["4096", "8192"]  # the bottom row
+    assert fig.axes[0].get_shared_y_axes().joined(fig.axes[0], fig.axes[1])  # one y scale for both passes
+    names = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "paper: about 1.3x" in names and "above the ideal: baseline suspect" in names
+
+
+def test_figures_are_written_as_png_and_pdf_with_the_same_bytes_on_a_rerun(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from act24.report import figures
+
+    for run in ("a", "b"):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        figures.save(fig, tmp_path / f"{run}.png", tmp_path / f"{run}.pdf")
+    assert (tmp_path / "a.pdf").read_bytes().startswith(b"%PDF")
+    assert (tmp_path / "a.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "a.pdf").read_bytes() == (tmp_path / "b.pdf").read_bytes()
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()

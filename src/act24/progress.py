@@ -18,6 +18,8 @@ def _duration(seconds: float) -> str:
 
 
 class TrainingLog:
+    """One run's reporter; only the main process's is `enabled` to print (TensorBoard: only its gets a folder)."""
+
     def __init__(self, name: str, first_step: int, steps: int, tokens_per_step: int, log_every: int,
                  enabled: bool = True, tensorboard_dir: Path | None = None):
         self.name, self.steps, self.tokens_per_step, self.log_every = name, steps, tokens_per_step, log_every

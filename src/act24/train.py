@@ -349,7 +349,8 @@ def finish(run: Run, seconds: float) -> dict:
         "steps": cfg.train.steps,
         "tokens": cfg.train.steps * cfg.train.batch_size * m.seq_len,
         "train_seconds": seconds,
-        "tokens_per_second": cfg.train.steps * cfg.train.batch_size * m.seq_len / seconds if seconds > 0 else None,
+        "tokens_per_second": (run.diverged_at if run.diverged_at is not None else cfg.train.steps)
+        * cfg.train.batch_size * m.seq_len / seconds if seconds > 0 else None,
         "resumed_from_step": run.first_step or None,
         "processes": run.world.size,
         **parameter_counts(m),

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from .palette import variant_palette
+
 DROP_COLUMNS = {
     "drop24_features": "along features (forward)",
     "drop24_tokens": "along tokens, natural order",
@@ -42,14 +44,14 @@ def sparsity_over_training(stats: pd.DataFrame, title: str = "", paper_min: floa
 def loss_curves(metrics: pd.DataFrame, labels: dict[str, str] | None = None,
                 palette: dict[str, str] | None = None) -> plt.Figure:
     """Training loss (smoothed, mean over seeds) and validation loss against training tokens; `palette`: variant
-    -> colour (report.palette), shared with the other figures."""
+    -> colour (report.palette), shared with the other figures (default: the variants' order here)."""
     labels = labels or {}
     df = metrics.assign(label=metrics["variant"].map(lambda v: labels.get(v, v)))
     train = df[df["split"] == "train"].sort_values("step").copy()
     train["loss"] = train.groupby(["variant", "seed"])["loss"].transform(
         lambda s: s.ewm(alpha=0.1).mean())
     order = list(dict.fromkeys(df["label"]))  # one colour per variant in both panels
-    colours = _label_colours(df, palette)
+    colours = _label_colours(df, palette or variant_palette(list(dict.fromkeys(df["variant"]))))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, part, title in ((axes[0], train, "training loss (EMA 0.1)"),
                             (axes[1], df[df["split"] == "val"], "validation loss (held-out documents)")):
@@ -71,10 +73,8 @@ def _training_tokens_axis(ax, label: str = "training tokens") -> None:
     ax.xaxis.set_major_formatter(mticker.EngFormatter(sep=""))  # 200k, 3M: not 1e6 in the corner
 
 
-def _label_colours(df: pd.DataFrame, palette: dict[str, str] | None) -> dict[str, str] | None:
-    """label -> colour from a variant palette (None: seaborn's defaults)."""
-    if not palette:
-        return None
+def _label_colours(df: pd.DataFrame, palette: dict[str, str]) -> dict[str, str]:
+    """label -> colour from a variant palette."""
     return {label: palette.get(v, "grey") for v, label in zip(df["variant"], df["label"])}
 
 
@@ -84,7 +84,8 @@ def table1_ablation(metrics: pd.DataFrame, table: pd.DataFrame, palette: dict[st
     Right: one small panel per row, the same difference during training (mean over seeds, band min..max).
     `table`: report.ablation.read_table1; `palette`: variant -> colour (report.palette)."""
     rows = table[(table["row"] != "context") & (table["variant"] != "")].reset_index(drop=True)
-    colour = {v: (palette or {}).get(v, "black") for v in rows["variant"]}
+    palette = palette or variant_palette(list(rows["variant"]))
+    colour = {v: palette.get(v, "black") for v in rows["variant"]}
     baseline = rows.loc[rows["row"] == "dense_sqrelu", "variant"]
     baseline = baseline.iloc[0] if not baseline.empty else None
     others = rows[rows["row"] != "dense_sqrelu"]
