@@ -19,7 +19,7 @@ setup: $(STAMP)
 $(STAMP): requirements-lock.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --timeout 30 --index-url $(TORCH_INDEX) torch==$(TORCH_VERSION) \
+	$(BIN)/python -m pip install --quiet --timeout 30 --retries 1 --index-url $(TORCH_INDEX) torch==$(TORCH_VERSION) \
 	  || { echo "make setup: $(TORCH_INDEX) unreachable, torch $(TORCH_VERSION) from the default index" >&2; \
 	       $(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION); }
 	$(BIN)/python -m pip install --quiet -c requirements-lock.txt -e ".[$(EXTRAS)]"
