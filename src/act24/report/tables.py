@@ -101,14 +101,14 @@ def to_markdown(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
 
 
 def to_html(df: pd.DataFrame, title: str, floatfmt: str = ".4g") -> str:
-    """A standalone HTML page with the table (what `snakemake --report` shows inline)."""
-    right = [c for c, n in zip(df.columns, _numeric(df)) if n]
-    styler = _shown(df, floatfmt).style.format(escape="html").hide(axis="index").set_uuid("table")
-    styler = styler.set_properties(subset=right, **{"text-align": "right"})
-    styler = styler.set_table_styles([{"selector": "th", "props": "text-align: left; border-bottom: 1px solid #888"},
-                                      {"selector": "td, th", "props": "padding: 2px 8px"}])
-    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title></head>\n"
-            f"<body style=\"font-family: sans-serif; font-size: 13px\">\n{styler.to_html()}\n</body></html>\n")
+    """A standalone HTML page with the table (what `snakemake --report` shows inline); numbers right-aligned."""
+    right = "".join(f" td:nth-child({i + 1}) {{ text-align: right }}" for i, n in enumerate(_numeric(df)) if n)
+    style = ("table { border-collapse: collapse } th { text-align: left; border-bottom: 1px solid #888 } "
+             f"td, th {{ padding: 2px 8px }}{right}")
+    table = _shown(df, floatfmt).to_html(index=False, border=0, justify="left", escape=True)
+    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>\n"
+            f"<style>{style}</style></head>\n<body style=\"font-family: sans-serif; font-size: 13px\">\n{table}\n"
+            "</body></html>\n")
 
 
 def write_table(df: pd.DataFrame, md: str | Path, html_page: str | Path | None = None, floatfmt: str = ".4g") -> None:
