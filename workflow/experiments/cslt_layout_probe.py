@@ -5,8 +5,9 @@
 For each probed shape and value type, `torch._cslt_compress` is run on the probe matrices of
 `act24.kernels.layout_probe`; OUT_DIR/cslt_layout.npz gets, per shape, the group that owns each metadata bit
 (-1: no probe flips it), and OUT_DIR/cslt_layout.json the buffer sizes, whether the values region equals
-CUTLASS's sm90 values, the 4-bit code of every index pair, and whether `_cslt_sparse_mm` takes a per-row alpha
-vector (checked against fp32)."""
+CUTLASS's sm90 values, the 4-bit code of every index pair, the map from a code's position to its row and group
+(`layout_probe.basis`: the (row, group) of each power of two, and whether the whole map is their sum), and
+whether `_cslt_sparse_mm` takes a per-row alpha vector (checked against fp32)."""
 
 import json
 import sys
@@ -80,6 +81,7 @@ def main(out_dir: str) -> None:
             summary["shapes"][key] = {"bytes": len(buf), "values_bytes": start, "meta_bytes": len(buf) - start,
                                       "values_equal_cutlass": values_equal,
                                       "unattributed_bits": int((owner < 0).sum()),
+                                      "map": P.basis(owner, k),
                                       "codes": codes(m, k, dtype, start)}
             print(key, summary["shapes"][key], flush=True)
     summary["alpha_vector"] = alpha_vector()

@@ -71,3 +71,21 @@ def run(compress: Callable[[torch.Tensor], torch.Tensor], m: int, k: int, dtype,
     """Owner group of every metadata bit of `compress` (a function from M x K to a flat byte buffer) at M x K."""
     outputs = {(s, b): compress(a) for s, b, a in probe_inputs(m, k, dtype)}
     return decode(outputs, m * k // 4, start)
+
+
+def basis(owner: torch.Tensor, k: int) -> dict:
+    """The map from a code's position n to its (row, group along K), read from `owner` (`run`'s output for an
+    M x K matrix) as the (row, group) of each power of two, and whether every position is the sum of its bits'
+    (then the basis is the whole map)."""
+    group = owner.reshape(-1, 4)
+    if not (group == group[:, :1]).all() or (group < 0).any():
+        return {"codes_of_4_bits": False}
+    group = group[:, 0]
+    row, col_group = group // (k // 4), group % (k // 4)
+    n = torch.arange(len(group))
+    bits = [b for b in range(len(group).bit_length()) if 1 << b < len(group)]
+    rows = {b: int(row[1 << b]) for b in bits}
+    cols = {b: int(col_group[1 << b]) for b in bits}
+    linear = all(torch.equal(sum(((n >> b) & 1) * v[b] for b in bits), t) for v, t in ((rows, row), (cols, col_group)))
+    return {"codes_of_4_bits": True, "linear": linear, "row_of_bit": [rows[b] for b in bits],
+            "group_of_bit": [cols[b] for b in bits]}

@@ -54,12 +54,11 @@ def _nonzero(x: torch.Tensor) -> torch.Tensor:
     return x.float() != 0  # -0.0 == 0.0: the sign bit is ignored, as in the compressor
 
 
-def compress(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(values (M x K/2), metadata (M*K/8 bytes, uint8)) of `a` (M x K, FP8 e4m3 or bf16, at most 2 non-zeros
-    in every group of 4 along K), exactly as CUTLASS's sm90 compressor writes them."""
+def kept(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values (M x K/2), 4-bit codes (M x K/4, uint8)) of `a` (M x K, FP8 e4m3 or bf16, at most 2 non-zeros in
+    every group of 4 along K): what the sm90 compressors keep, before they arrange the codes."""
     m, k = a.shape
     bits = a.element_size() * 8
-    check_shape(m, k, bits)
     groups = a.reshape(m, k // 4, 4)
     nz = _nonzero(groups)
     if (nz.sum(-1) > 2).any():
@@ -80,13 +79,22 @@ def compress(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     # Unused slots hold +0 (the compressor never copies a zero, not even -0.0).
     vraw[..., 0] = torch.where((n == 2) | ((n == 1) & ~one_at_3), first, 0)
     vraw[..., 1] = torch.where((n == 2) | one_at_3, second, 0)
-    nibble = (i0 | (i1 << 2)).to(torch.uint8)  # (M, K/4)
+    return v.reshape(m, k // 2), (i0 | (i1 << 2)).to(torch.uint8)
+
+
+def compress(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values (M x K/2), metadata (M*K/8 bytes, uint8)) of `a` (M x K, FP8 e4m3 or bf16, at most 2 non-zeros
+    in every group of 4 along K), exactly as CUTLASS's sm90 compressor writes them."""
+    m, k = a.shape
+    bits = a.element_size() * 8
+    check_shape(m, k, bits)
+    values, nibble = kept(a)
     byte = nibble[:, 0::2] | (nibble[:, 1::2] << 4)  # (M, K/8)
     rows = torch.arange(m).unsqueeze(1)
     cols = 8 * torch.arange(k // 8).unsqueeze(0)
     meta = torch.zeros(m * k // 8, dtype=torch.uint8)
     meta[meta_byte_offset(rows, cols, m, bits).flatten()] = byte.flatten()
-    return v.reshape(m, k // 2), meta
+    return values, meta
 
 
 def decompress(values: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
