@@ -42,7 +42,7 @@ def test_the_layout_reproduces_every_map_probed_on_the_h200():
         assert torch.equal(C.code_offset(row, group, k, 8 if dtype == "fp8" else 16), n), key
 
 
-@pytest.mark.parametrize("dtype, m, k", [(FP8, 128, 256), (FP8, 192, 320), (BF16, 64, 96), (BF16, 128, 512)])
+@pytest.mark.parametrize("dtype, m, k", [(FP8, 128, 256), (FP8, 192, 320), (BF16, 64, 192), (BF16, 128, 512)])
 def test_compress_round_trips_and_keeps_cutlass_values(dtype, m, k):
     a = sparse24(m, k, dtype)
     buf = C.compress(a)
@@ -52,14 +52,25 @@ def test_compress_round_trips_and_keeps_cutlass_values(dtype, m, k):
     assert torch.equal(C.decompress(buf, m, k, dtype).float(), a.float())
 
 
-def test_the_codes_are_arranged_unlike_cutlass():
+def test_the_codes_are_arranged_unlike_cutlass_and_pad_with_the_highest_indices():
     a = sparse24(128, 128, FP8)
     assert not torch.equal(C.compress(a)[128 * 64:], L.compress(a)[1])
+    a = torch.zeros(64, 64, dtype=FP8)
+    for group, kept_at in enumerate([(), (0,), (1,), (2,), (3,), (0, 3), (1, 2)]):
+        for i in kept_at:
+            a[0, 4 * group + i] = 1.0
+    buf = C.compress(a)
+    meta = buf[64 * 32:]
+    codes = torch.stack([meta & 0xF, meta >> 4], -1).flatten()
+    found = [int(codes[C.code_offset(torch.tensor(0), torch.tensor(g), 64, 8)]) for g in range(7)]
+    assert found == [0xE, 0xC, 0xD, 0xE, 0xE, 0xC, 0x9]  # (2,3) (0,3) (1,3) (2,3) (2,3) (0,3) (1,2)
 
 
 def test_shapes_outside_the_atoms_are_refused():
     with pytest.raises(ValueError, match="rows must be a multiple of 64 and columns of 64 for 8-bit"):
         C.compress(sparse24(64, 96, FP8))
+    with pytest.raises(ValueError, match="columns of 64 for 16-bit"):
+        C.compress(sparse24(64, 96, BF16))  # cuSPARSELt pads such a K
     with pytest.raises(ValueError, match="8- or 16-bit values only"):
         C.code_offset(torch.tensor(0), torch.tensor(0), 64, 32)
 

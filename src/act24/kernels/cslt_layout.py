@@ -6,12 +6,15 @@ in `reference/h200/cslt_layout/`, and a test checks this module against every pr
 - One flat buffer: the values, then the metadata.
 - Values: the same bytes as CUTLASS's sm90 compressor (`sm90_layout.kept`): the 2 kept values of every group of 4,
   row-major (M x K/2).
-- Metadata: the same 4-bit code per group as CUTLASS (bits 0-1 the first kept index, 2-3 the second), two codes per
-  byte, the lower-numbered nibble in the low half; a different arrangement. Codes are laid out in atoms of
-  64 rows x 64 columns (FP8) or 64 x 32 (bf16), atoms along K first, then along M. Inside an atom, the bits of a
-  code's position n are bits of its row r (0-63) and of its group c along K (0-15 or 0-7):
+- Metadata: the 4-bit code per group of CUTLASS (bits 0-1 the first kept index, 2-3 the second), two codes per
+  byte, the lower-numbered nibble in the low half, but for groups with fewer than 2 non-zeros: cuSPARSELt pads
+  with the highest free indices, so an empty group and a lone non-zero at index 3 are (2, 3), where CUTLASS writes
+  (0, 0) and (0, 3). The values are the same bytes either way.
+- Codes are laid out in atoms of 64 rows x 64 columns, atoms along K first, then along M (for bf16 cuSPARSELt pads
+  K to a multiple of 64; shapes are refused here instead). Inside an atom, the bits of a code's position n are
+  bits of its row r (0-63) and of its group c along K (0-15):
     FP8:  n = c0 | r3<<1 | c3<<2 | c1<<3 | c2<<4 | r0<<5 | r1<<6 | r2<<7 | r4<<8 | r5<<9
-    bf16: n = r3 | c2<<1 | c0<<2 | c1<<3 | r0<<4 | r1<<5 | r2<<6 | r4<<7 | r5<<8
+    bf16: n = r3 | c2<<1 | c0<<2 | c1<<3 | r0<<4 | r1<<5 | r2<<6 | r4<<7 | r5<<8 | c3<<9
 """
 
 from __future__ import annotations
@@ -22,14 +25,15 @@ from .sm90_layout import ATOM_M, kept
 
 # (source: "r" row or "c" group, bit) for each bit of the code's position inside an atom, lowest first.
 INNER = {8: [("c", 0), ("r", 3), ("c", 3), ("c", 1), ("c", 2), ("r", 0), ("r", 1), ("r", 2), ("r", 4), ("r", 5)],
-         16: [("r", 3), ("c", 2), ("c", 0), ("c", 1), ("r", 0), ("r", 1), ("r", 2), ("r", 4), ("r", 5)]}
+         16: [("r", 3), ("c", 2), ("c", 0), ("c", 1), ("r", 0), ("r", 1), ("r", 2), ("r", 4), ("r", 5), ("c", 3)]}
+PADDED = 0xE  # the code (2, 3): an empty group, or a lone non-zero at index 3
 
 
 def atom_groups(elem_bits: int) -> int:
-    """Groups of 4 along K in one atom: 16 (64 columns) for 8-bit values, 8 (32 columns) for 16-bit."""
+    """Groups of 4 along K in one atom: 16 (64 columns)."""
     if elem_bits not in INNER:
         raise ValueError(f"cuSPARSELt 2:4 layout: 8- or 16-bit values only, got {elem_bits}-bit")
-    return 16 if elem_bits == 8 else 8
+    return 16
 
 
 def check_shape(m: int, k: int, elem_bits: int) -> None:
@@ -56,6 +60,9 @@ def compress(a: torch.Tensor) -> torch.Tensor:
     bits = a.element_size() * 8
     check_shape(m, k, bits)
     values, codes = kept(a)
+    nz = a.reshape(m, k // 4, 4).float() != 0
+    n = nz.sum(-1)
+    codes = torch.where((n == 0) | ((n == 1) & nz[..., 3]), PADDED, codes).to(torch.uint8)
     pos = code_offset(torch.arange(m).unsqueeze(1), torch.arange(k // 4).unsqueeze(0), k, bits).flatten()
     ordered = torch.empty(m * k // 4, dtype=torch.uint8)
     ordered[pos] = codes.flatten()
