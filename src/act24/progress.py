@@ -28,7 +28,6 @@ class TrainingLog:
         self.bar = tqdm(total=steps, initial=first_step, desc=name, mininterval=2.0,
                         disable=not (enabled and sys.stderr.isatty()))
         self.window_start, self.window_steps = time.perf_counter(), 0
-        self.tokens_per_s = float("nan")
         self.writer = None
         if tensorboard_dir is not None:
             try:
@@ -59,14 +58,14 @@ class TrainingLog:
         if done % self.log_every and done != self.steps:
             return
         now = time.perf_counter()
-        self.tokens_per_s = self.window_steps * self.tokens_per_step / max(now - self.window_start, 1e-9)
-        eta = (self.steps - done) * self.tokens_per_step / self.tokens_per_s
+        tokens_per_s = self.window_steps * self.tokens_per_step / max(now - self.window_start, 1e-9)
+        eta = (self.steps - done) * self.tokens_per_step / tokens_per_s
         self.window_start, self.window_steps = now, 0
         if self.writer:
-            self.writer.add_scalar("train/tokens_per_s", self.tokens_per_s, done)
+            self.writer.add_scalar("train/tokens_per_s", tokens_per_s, done)
         if self.bar.disable:
             self._print(f"{self.name} step {done}/{self.steps} ({done / self.steps:.0%}): loss {loss:.4f}, "
-                        f"lr {lr:.3g}, grad norm {grad_norm:.3g}, {self.tokens_per_s:,.0f} tokens/s, "
+                        f"lr {lr:.3g}, grad norm {grad_norm:.3g}, {tokens_per_s:,.0f} tokens/s, "
                         f"eta {_duration(eta)}")
 
     def validation(self, step: int, loss: float) -> None:

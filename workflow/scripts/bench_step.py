@@ -3,8 +3,6 @@ from act24.io import log_to
 
 with log_to(snakemake.log[0]):  # the imports too: an import error also ends the job's log
     import dataclasses
-    from pathlib import Path
-
     import pandas as pd
 
     from act24.bench import step_cost

@@ -1,9 +1,7 @@
-"""The GPU benchmark CSVs as markdown tables (a 'skipped' record stays a one-row table)."""
+"""The GPU benchmark CSVs as Markdown and HTML tables (a 'skipped' record stays a one-row table)."""
 from act24.io import log_to
 
 with log_to(snakemake.log[0]):  # the imports too: an import error also ends the job's log
-    from pathlib import Path
-
     from act24.io import read_csv
     from act24.report.tables import write_table
 

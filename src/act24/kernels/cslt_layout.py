@@ -26,7 +26,6 @@ from .sm90_layout import ATOM_M, kept
 # (source: "r" row or "c" group, bit) for each bit of the code's position inside an atom, lowest first.
 INNER = {8: [("c", 0), ("r", 3), ("c", 3), ("c", 1), ("c", 2), ("r", 0), ("r", 1), ("r", 2), ("r", 4), ("r", 5)],
          16: [("r", 3), ("c", 2), ("c", 0), ("c", 1), ("r", 0), ("r", 1), ("r", 2), ("r", 4), ("r", 5), ("c", 3)]}
-PADDED = 0xE  # the code (2, 3): an empty group, or a lone non-zero at index 3
 
 
 def atom_groups(elem_bits: int) -> int:
@@ -59,10 +58,7 @@ def compress(a: torch.Tensor) -> torch.Tensor:
     m, k = a.shape
     bits = a.element_size() * 8
     check_shape(m, k, bits)
-    values, codes = kept(a)
-    nz = a.reshape(m, k // 4, 4).float() != 0
-    n = nz.sum(-1)
-    codes = torch.where((n == 0) | ((n == 1) & nz[..., 3]), PADDED, codes).to(torch.uint8)
+    values, codes = kept(a, pad_high=True)
     pos = code_offset(torch.arange(m).unsqueeze(1), torch.arange(k // 4).unsqueeze(0), k, bits).flatten()
     ordered = torch.empty(m * k // 4, dtype=torch.uint8)
     ordered[pos] = codes.flatten()

@@ -54,9 +54,11 @@ def _nonzero(x: torch.Tensor) -> torch.Tensor:
     return x.float() != 0  # -0.0 == 0.0: the sign bit is ignored, as in the compressor
 
 
-def kept(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def kept(a: torch.Tensor, pad_high: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(values (M x K/2), 4-bit codes (M x K/4, uint8)) of `a` (M x K, FP8 e4m3 or bf16, at most 2 non-zeros in
-    every group of 4 along K): what the sm90 compressors keep, before they arrange the codes."""
+    every group of 4 along K): what the sm90 compressors keep, before they arrange the codes. `pad_high`: groups
+    with fewer than 2 non-zeros take the highest free indices, as cuSPARSELt's do (an empty group and a lone
+    non-zero at 3 are (2, 3)); the values are the same either way."""
     m, k = a.shape
     bits = a.element_size() * 8
     groups = a.reshape(m, k // 4, 4)
@@ -79,6 +81,9 @@ def kept(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     # Unused slots hold +0 (the compressor never copies a zero, not even -0.0).
     vraw[..., 0] = torch.where((n == 2) | ((n == 1) & ~one_at_3), first, 0)
     vraw[..., 1] = torch.where((n == 2) | one_at_3, second, 0)
+    if pad_high:
+        padded = (n == 0) | one_at_3
+        i0, i1 = torch.where(padded, 2, i0), torch.where(padded, 3, i1)
     return v.reshape(m, k // 2), (i0 | (i1 << 2)).to(torch.uint8)
 
 

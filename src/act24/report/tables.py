@@ -111,8 +111,7 @@ def to_html(df: pd.DataFrame, title: str, floatfmt: str = ".4g") -> str:
             "</body></html>\n")
 
 
-def write_table(df: pd.DataFrame, md: str | Path, html_page: str | Path | None = None, floatfmt: str = ".4g") -> None:
-    """The table as markdown (for reading on GitHub) and, where given, as HTML (for the report)."""
+def write_table(df: pd.DataFrame, md: str | Path, html_page: str | Path, floatfmt: str = ".4g") -> None:
+    """The table as markdown (for reading on GitHub) and as HTML (for the report)."""
     Path(md).write_text(to_markdown(df, floatfmt))
-    if html_page:
-        Path(html_page).write_text(to_html(df, Path(md).stem, floatfmt))
+    Path(html_page).write_text(to_html(df, Path(md).stem, floatfmt))
