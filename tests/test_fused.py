@@ -12,6 +12,7 @@ from act24.kernels import fused  # noqa: E402
 from act24.kernels.fused import bits as fused_bits  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
+from act24.kernels import cslt_layout as C  # noqa: E402
 from act24.kernels import sm90_layout as L  # noqa: E402
 from act24.kernels.fp8 import quantize_rowwise_fp8  # noqa: E402
 from act24.ffn import sparse_sqrelu_ffn  # noqa: E402
@@ -38,44 +39,47 @@ def activations(m, k, seed=0):
     return y.bfloat16().to(DEVICE)
 
 
-def reference_packed(x_masked, fp8):
+def assert_packs(p: fused.Packed24, x_masked, fp8):
+    """`p` is x_masked (a 2:4 bf16 tensor; FP8 rows if fp8) exactly as the reference compressor of p.layout packs
+    it (`sm90_layout.compress`, or `cslt_layout.compress`: one buffer), with the reference row scales."""
+    a, scale = quantize_rowwise_fp8(x_masked) if fp8 else (x_masked, None)
+    if p.layout == fused.CUSPARSELT:
+        assert torch.equal(p.buffer.cpu(), C.compress(a.cpu()))
+        assert p.values.data_ptr() == p.buffer.data_ptr()  # the values lead the buffer
+    else:
+        vals, meta = L.compress(a.cpu())
+        raw = torch.uint8 if fp8 else torch.int16
+        assert torch.equal(p.values.cpu().view(raw), vals.view(raw))
+        assert torch.equal(p.meta.cpu(), meta)
     if fp8:
-        a8, scale = quantize_rowwise_fp8(x_masked)
-        vals, meta = L.compress(a8.cpu())
-        return vals, meta, scale.cpu()
-    vals, meta = L.compress(x_masked.cpu())
-    return vals, meta, None
+        assert torch.equal(p.scale.cpu(), scale.cpu())
 
 
-def assert_packed_equal(p: fused.Packed24, vals, meta, scale):
-    raw = torch.uint8 if vals.dtype == torch.float8_e4m3fn else torch.int16
-    assert torch.equal(p.values.cpu().view(raw), vals.view(raw))
-    assert torch.equal(p.meta.cpu(), meta)
-    if scale is not None:
-        assert torch.equal(p.scale.cpu(), scale)
+LAYOUTS = pytest.mark.parametrize("fp8,layout", [(True, fused.CUTLASS), (False, fused.CUTLASS),
+                                                 (True, fused.CUSPARSELT)], ids=["fp8", "bf16", "fp8-cusparselt"])
 
 
 @ROW_CONFIGS
-@pytest.mark.parametrize("fp8", [True, False], ids=["fp8", "bf16"])
+@LAYOUTS
 @pytest.mark.parametrize("seed", [0, 1])
-def test_forward_kernel_matches_reference_bit_for_bit(fp8, seed, cfg):
+def test_forward_kernel_matches_reference_bit_for_bit(fp8, layout, seed, cfg):
     y = activations(128, 256, seed)
-    packed, kept, _ = fused.sparsify24_rows(y, fp8=fp8, write_kept=True, cfg=cfg)
+    packed, kept, _ = fused.sparsify24_rows(y, fp8=fp8, write_kept=True, cfg=cfg, layout=layout)
     y2 = torch.relu(y).square()
     y2s = y2 * mask24(y2)
     assert torch.equal(kept.dense(), y2s)
     assert kept.values.shape == (128, 128) and kept.codes.shape == (128, 32)
-    assert_packed_equal(packed, *reference_packed(y2s, fp8))
+    assert_packs(packed, y2s, fp8)
 
 
 @pytest.mark.parametrize("cfg,k", [(TAIL, 384), (ON_CHIP, 384), (ON_CHIP, 896), (WHOLE_MAX, 896), (TAIL_BLOCK, 896)],
                          ids=["loop", "on_chip_tail", "on_chip_padded_tail", "whole_row_max", "tail_block"])
-@pytest.mark.parametrize("fp8", [True, False], ids=["fp8", "bf16"])
-def test_forward_kernel_handles_a_partial_last_block(fp8, cfg, k):
+@LAYOUTS
+def test_forward_kernel_handles_a_partial_last_block(fp8, layout, cfg, k):
     y = activations(64, k, 7)
-    packed, _, _ = fused.sparsify24_rows(y, fp8=fp8, cfg=cfg)
+    packed, _, _ = fused.sparsify24_rows(y, fp8=fp8, cfg=cfg, layout=layout)
     y2 = torch.relu(y).square()
-    assert_packed_equal(packed, *reference_packed(y2 * mask24(y2), fp8))
+    assert_packs(packed, y2 * mask24(y2), fp8)
 
 
 def test_kept_form_stores_the_kept_values_and_one_code_per_index_pair():
@@ -98,22 +102,23 @@ def test_kept_form_stores_the_kept_values_and_one_code_per_index_pair():
 
 
 @ROW_CONFIGS
-def test_backward_kernel_uses_the_forward_mask_on_the_gradient(cfg):
+@pytest.mark.parametrize("layout", [fused.CUTLASS, fused.CUSPARSELT])
+def test_backward_kernel_uses_the_forward_mask_on_the_gradient(cfg, layout):
     y, g = activations(64, 384, 2), activations(64, 384, 3)  # K: 256 + a 128-wide tail
-    packed, dy1, y2s = fused.sparsify24_rows(y, grad=g, write_kept=True, cfg=cfg)
+    packed, dy1, y2s = fused.sparsify24_rows(y, grad=g, write_kept=True, cfg=cfg, layout=layout)
     relu = torch.relu(y)
     mask = mask24(relu.square())
     assert dy1.codes is y2s.codes  # one mask, one set of codes
     assert torch.equal(y2s.dense(), relu.square() * mask)
     assert torch.equal(dy1.dense(), g * (2 * relu) * mask)
-    assert_packed_equal(packed, *reference_packed(dy1.dense(), True))
+    assert_packs(packed, dy1.dense(), True)
 
 
 def test_plain_mode_packs_an_already_sparse_operand():
     x = activations(64, 256, 4).float()
     x = (x * mask24(x)).bfloat16()
     packed, _, _ = fused.sparsify24_rows(x, mode=fused.PLAIN, cfg=SMALL)
-    assert_packed_equal(packed, *reference_packed(x, True))
+    assert_packs(packed, x, True)
     assert torch.equal(L.decompress(packed.values.cpu(), packed.meta.cpu()).float() * packed.scale.cpu(),
                        quantize_rowwise_fp8(x)[0].cpu().float() * packed.scale.cpu())
 
@@ -128,9 +133,9 @@ def test_quantize_kernel_is_rowwise_fp8_bit_for_bit(mode, cfg):
 
 
 @pytest.mark.parametrize("form", ["dense", "kept"])
-@pytest.mark.parametrize("fp8", [True, False], ids=["fp8", "bf16"])
+@LAYOUTS
 @pytest.mark.parametrize("dense_fraction", [0.0, 0.25])
-def test_tokenwise_kernel_matches_the_split_reference(fp8, dense_fraction, form):
+def test_tokenwise_kernel_matches_the_split_reference(fp8, layout, dense_fraction, form):
     t, f = 256, 128
     y = activations(t, f, 6)
     y2 = torch.relu(y).square()
@@ -139,12 +144,12 @@ def test_tokenwise_kernel_matches_the_split_reference(fp8, dense_fraction, form)
     perm = token_permutation(t, seed=1).to(DEVICE)
     sparse_idx, dense_idx = feature_split(a, dense_fraction, 64)
     packed, dense, dense_scale = fused.sparsify24_tokens(a if form == "dense" else kept, perm, sparse_idx,
-                                                         dense_idx, fp8=fp8,
+                                                         dense_idx, fp8=fp8, layout=layout,
                                                          cfg=fused.LaunchConfig(block_m=32, block_k=128))
     at = a[perm].t()
     sp = at[sparse_idx]
     sp = sp * mask24(sp, dim=1)
-    assert_packed_equal(packed, *reference_packed(sp, fp8))
+    assert_packs(packed, sp, fp8)
     if fp8:
         ref_dense, ref_scale = quantize_rowwise_fp8(at[dense_idx])
         assert torch.equal(dense.view(torch.uint8), ref_dense.view(torch.uint8))
@@ -405,19 +410,25 @@ def test_custom_op_gives_the_autograd_functions_results_and_compiles_whole(monke
 
 
 @triton.jit
-def _meta_offsets_kernel(rows_ptr, cols_ptr, out_ptr, M, N: tl.constexpr, META16: tl.constexpr):
+def _meta_offsets_kernel(rows_ptr, cols_ptr, out_ptr, M, K, N: tl.constexpr, LAYOUT: tl.constexpr):
     i = tl.arange(0, N)
-    tl.store(out_ptr + i, fused_bits._meta_offset(tl.load(rows_ptr + i), tl.load(cols_ptr + i), M, META16))
+    tl.store(out_ptr + i, fused_bits._meta_offset(tl.load(rows_ptr + i), tl.load(cols_ptr + i), M, K, LAYOUT))
 
 
-@pytest.mark.parametrize("fp8", [True, False], ids=["fp8", "bf16"])
-def test_metadata_offsets_stay_exact_past_two_to_the_31_elements(fp8):
+@LAYOUTS
+def test_metadata_offsets_stay_exact_past_two_to_the_31_elements(fp8, layout):
     """The 70B-like FFN at 64k tokens has 65536 x 43008 > 2^31 activations: the kernels' metadata offsets must not
     wrap (they did in int32: the 2:4 FFN's output was wrong there). No large tensor is needed to check the math."""
     m, k = 65536, 43008
     rows = torch.tensor([0, 1, 4095, 65535, 65535, 12345, 65472, 7], dtype=torch.int32, device=DEVICE)
-    cols = torch.tensor([0, 42992, 42880, 42999, 128, 21504, 40960, 33000], dtype=torch.int32, device=DEVICE)
+    cols = torch.tensor([0, 42992, 42880, 42992, 128, 21504, 40960, 33000], dtype=torch.int32, device=DEVICE)
     out = torch.empty(8, dtype=torch.int64, device=DEVICE)
-    _meta_offsets_kernel[(1,)](rows, cols, out, m, N=8, META16=not fp8)
-    ref = L.meta_byte_offset(rows.long().cpu(), cols.long().cpu(), m, 8 if fp8 else 16)
+    _meta_offsets_kernel[(1,)](rows, cols, out, m, k, N=8, LAYOUT=fused.formats.layout_code(layout, fp8))
+    r, c = rows.long().cpu(), cols.long().cpu()
+    if layout == fused.CUSPARSELT:  # the byte of the pair's even group (its code is the byte's low half)
+        codes = C.code_offset(r, c // 4, k, 8)
+        assert (codes % 2 == 0).all() and torch.equal(C.code_offset(r, c // 4 + 1, k, 8), codes + 1)
+        ref = codes // 2
+    else:
+        ref = L.meta_byte_offset(r, c, m, 8 if fp8 else 16)
     assert ref.max() > 2**31 // 8 and torch.equal(out.cpu(), ref)

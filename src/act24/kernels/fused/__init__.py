@@ -30,14 +30,14 @@ and the 95/5 split's destinations) and `columns` (column statistics and the gath
 """
 
 from .columns import column_stats, gather_rows, kept_column_stats
-from .formats import (BACKWARD, BACKWARD_ROWS_CONFIG, COLUMNS_CONFIG, FORWARD, GATHER_CONFIG, INTERPRETED,
+from .formats import (BACKWARD, BACKWARD_ROWS_CONFIG, COLUMNS_CONFIG, CUSPARSELT, CUTLASS, FORWARD, GATHER_CONFIG, INTERPRETED,
                       KEPT_COLUMNS_CONFIG, KEPT_TOKENS_CONFIG, ON_CHIP_MAX_K, PLAIN, QUANTIZE_CONFIG, ROWS_CONFIG,
                       TOKENS_CONFIG, TRANSPOSE_CONFIG, Kept24, LaunchConfig, Packed24, fit_block_k)
 from .rows import dense_backward_rows, quantize_fits, quantize_rows, row_blocks, sparsify24_rows
 from .tokens import (feature_destinations, quantize_transposed, sparsify24_tokens, split_destinations, tokens_split,
                      transposed_fits)
 
-__all__ = ["BACKWARD", "BACKWARD_ROWS_CONFIG", "COLUMNS_CONFIG", "FORWARD", "GATHER_CONFIG", "INTERPRETED",
+__all__ = ["BACKWARD", "BACKWARD_ROWS_CONFIG", "COLUMNS_CONFIG", "CUSPARSELT", "CUTLASS", "FORWARD", "GATHER_CONFIG", "INTERPRETED",
            "KEPT_COLUMNS_CONFIG", "KEPT_TOKENS_CONFIG", "ON_CHIP_MAX_K", "PLAIN", "QUANTIZE_CONFIG", "ROWS_CONFIG",
            "TOKENS_CONFIG", "TRANSPOSE_CONFIG", "Kept24", "LaunchConfig", "Packed24", "column_stats",
            "dense_backward_rows", "feature_destinations", "fit_block_k", "gather_rows", "kept_column_stats",

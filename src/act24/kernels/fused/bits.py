@@ -196,9 +196,10 @@ def _select24(s_lo, s_hi):
 
 
 @triton.jit
-def _compress_pair(pair, i0, i1, inv_scale, FP8: tl.constexpr):
-    """A group's kept values (`_pick2`) encoded as CUTLASS's sm90 compressor writes them: (metadata nibble, the
-    two values' bits in one word: FP8 of x * inv_scale, 8 bits each, or bf16, 16 bits each)."""
+def _compress_pair(pair, i0, i1, inv_scale, FP8: tl.constexpr, LAYOUT: tl.constexpr):
+    """A group's kept values (`_pick2`) encoded as the sm90 compressors write them: (metadata nibble, the two
+    values' bits in one word: FP8 of x * inv_scale, 8 bits each, or bf16, 16 bits each). CUTLASS's codes, or
+    with LAYOUT == CSLT8 cuSPARSELt's (`sm90_layout.kept(pad_high=True)`)."""
     if FP8:
         bits = _fp8x2(_lo(pair), _hi(pair), inv_scale)
         b0 = bits & 0xFF
@@ -221,6 +222,10 @@ def _compress_pair(pair, i0, i1, inv_scale, FP8: tl.constexpr):
     j1 = tl.where(both, i1, tl.where(only0 | only1, 3, 0))
     w0 = tl.where(both | only0, b0, tl.where(move1, b1, zero))
     w1 = tl.where(both | (only1 & (i1 == 3)), b1, zero)
+    if LAYOUT == 2:  # cuSPARSELt pads with the highest free indices: no non-zero, or one at 3, is (2, 3)
+        pad = ~(both | only0 | move1)
+        j0 = tl.where(pad, 2, j0)
+        j1 = tl.where(pad, 3, j1)
     return (j0 | (j1 << 2)).to(tl.uint32), w0 | (w1 << (8 if FP8 else 16))
 
 
@@ -259,18 +264,27 @@ def _word64(lo, hi):
 
 
 @triton.jit
-def _meta_offset(rows, cols, M, META16: tl.constexpr):
-    """Byte offsets of the metadata bytes of (rows, cols); see sm90_layout.meta_byte_offset. In int64: the
-    logical offset passes 2^31 from M x K = 2^31 elements on (70B-like FFN, 64k tokens)."""
+def _meta_offset(rows, cols, M, K, LAYOUT: tl.constexpr):
+    """Byte offsets of the metadata bytes of (rows, cols) (the pair of groups from column cols, a multiple of 8)
+    of an M x K operand in the layout LAYOUT (`formats.LAYOUTS`): CUTLASS's for 8- or 16-bit values
+    (`sm90_layout.meta_byte_offset`) or cuSPARSELt's for 8-bit (`cslt_layout.code_offset`; a pair's two codes
+    are neighbours there). In int64: the logical offset passes 2^31 from M x K = 2^31 elements on (70B-like FFN,
+    64k tokens)."""
     cols = cols.to(tl.int64)
     rows = rows.to(tl.int64)
-    if META16:
+    if LAYOUT == 1:
         kb = cols // 64
         kk = cols % 64
         mb = rows // 64
         mm = rows % 64
         logical = ((kk % 16) + 16 * ((mm // 8) % 2) + 32 * (kk // 32) + 64 * (mm % 8) + 512 * ((kk // 16) % 2)
                    + 1024 * (mm // 16) + mb * 4096 + kb * M * 64)
+    elif LAYOUT == 2:  # in 4-bit codes: c0 | r3 << 1 | c3 << 2 | c1 << 3 | c2 << 4 | r0-2 << 5 | r4-5 << 8
+        r = rows % 64
+        c = (cols // 4) % 16
+        inner = (((r >> 3) & 1) << 1) | (((c >> 3) & 1) << 2) | (((c >> 1) & 1) << 3) | (((c >> 2) & 1) << 4) \
+            | ((r & 7) << 5) | ((r >> 4) << 8)
+        return (inner + (cols // 64 + (K // 64) * (rows // 64)) * 1024) // 2
     else:
         logical = (cols // 128) * M * 128 + rows * 128 + cols % 128
     return logical // 8
@@ -311,7 +325,7 @@ def _words_max(uye, uge, uyo, ugo, MODE: tl.constexpr, SELECT: tl.constexpr):
 @triton.jit
 def _write_words(uye, uge, uyo, ugo, rows, M, k0, K: tl.constexpr, BK: tl.constexpr, inv, orow,
                  vals_ptr, meta_ptr, kept_ptr, kept_s_ptr, codes_ptr, MODE: tl.constexpr, FP8: tl.constexpr,
-                 SELECT: tl.constexpr, META16: tl.constexpr, WRITE_KEPT: tl.constexpr):
+                 SELECT: tl.constexpr, LAYOUT: tl.constexpr, WRITE_KEPT: tl.constexpr):
     """Everything the kernel writes for the words of `_row_words(.., k0, K, BK)`."""
     pairs = tl.arange(0, BK // 8)[None, :]
     ok = (rows[:, None] < M) & (k0 + 8 * pairs < K)
@@ -323,14 +337,14 @@ def _write_words(uye, uge, uyo, ugo, rows, M, k0, K: tl.constexpr, BK: tl.conste
         io0, io1 = _select24(so_lo, so_hi)
         pe = _pick2(ve_lo, ve_hi, ie0, ie1)
         po = _pick2(vo_lo, vo_hi, io0, io1)
-        ne, we = _compress_pair(pe, ie0, ie1, inv, FP8)
-        no, wo = _compress_pair(po, io0, io1, inv, FP8)
+        ne, we = _compress_pair(pe, ie0, ie1, inv, FP8, LAYOUT)
+        no, wo = _compress_pair(po, io0, io1, inv, FP8, LAYOUT)
         # Packed values of the two groups: one uint32 (FP8) or uint64 (bf16), 1/8 of the row's columns each.
         if FP8:
             tl.store(vals_ptr.to(tl.pointer_type(tl.uint32)) + out, we | (wo << 16), mask=ok)
         else:
             tl.store(vals_ptr.to(tl.pointer_type(tl.uint64)) + out, _word64(we, wo), mask=ok)
-        moff = _meta_offset(rows[:, None].to(tl.int64), k0 + 8 * pairs, M, META16)
+        moff = _meta_offset(rows[:, None].to(tl.int64), k0 + 8 * pairs, M, K, LAYOUT)
         tl.store(meta_ptr + moff, (ne | (no << 4)).to(tl.uint8), mask=ok)
         if WRITE_KEPT:  # the kept values (and scores) in the kept form, with one code byte per pair of groups
             tl.store(kept_ptr.to(tl.pointer_type(tl.uint64)) + out, _word64(pe, po), mask=ok)

@@ -9,19 +9,48 @@ from dataclasses import dataclass
 import torch
 import triton
 
+from .. import cslt_layout
 from ..sm90_layout import ATOM_M, atom_k
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"  # Triton reads it when a kernel is defined
 FORWARD, BACKWARD, PLAIN = 0, 1, 2  # how values and selection scores come from the inputs
+# The packed formats the kernels write: CUTLASS's sm90 one (`sm90_layout`, xformers' GEMM) and cuSPARSELt's
+# (`cslt_layout`, torch._cslt_sparse_mm; FP8 only: its bf16 metadata pairs rows 8 apart in one byte, which a
+# kernel owning whole rows cannot write).
+CUTLASS, CUSPARSELT = "cutlass", "cusparselt"
+
+
+def layout_code(layout: str, fp8: bool) -> int:
+    """The kernels' LAYOUT constexpr: 0 CUTLASS 8-bit, 1 CUTLASS 16-bit, 2 cuSPARSELt 8-bit."""
+    if layout == CUTLASS:
+        return 0 if fp8 else 1
+    if layout == CUSPARSELT and fp8:
+        return 2
+    raise ValueError(f"packed 2:4 layout: expected {CUTLASS!r} (FP8 or bf16) or {CUSPARSELT!r} (FP8), got "
+                     f"{layout!r} for {'FP8' if fp8 else 'bf16'} values")
 
 
 @dataclass
 class Packed24:
-    """A 2:4 operand in the sm90 GEMM's format: values (M x K/2), metadata bytes, row scales (M x 1, FP8)."""
+    """A 2:4 operand packed for a sparse GEMM: values (M x K/2), metadata bytes, row scales (M x 1, FP8), and its
+    `layout`. cuSPARSELt takes one buffer (`buffer`, values then metadata); values and meta are views of it."""
 
     values: torch.Tensor
     meta: torch.Tensor
     scale: torch.Tensor | None
+    layout: str = CUTLASS
+    buffer: torch.Tensor | None = None
+
+
+def empty_packed(m: int, k: int, fp8: bool, layout: str, device) -> Packed24:
+    """Uninitialized storage for an (M x K) operand packed in `layout` (no scales)."""
+    dtype = torch.float8_e4m3fn if fp8 else torch.bfloat16
+    if layout == CUTLASS:
+        return Packed24(torch.empty(m, k // 2, dtype=dtype, device=device),
+                        torch.empty(m * k // 8, dtype=torch.uint8, device=device), None)
+    layout_code(layout, fp8)
+    buffer = torch.empty(m * k // 2 + m * k // 8, dtype=torch.uint8, device=device)
+    return Packed24(buffer[:m * k // 2].view(dtype).view(m, k // 2), buffer[m * k // 2:], None, layout, buffer)
 
 
 @dataclass
@@ -100,11 +129,14 @@ def fit_block_k(cfg: LaunchConfig, k: int) -> LaunchConfig:
     return dataclasses.replace(cfg, block_k=ok[0] if ok else sizes[waste.index(min(waste))])
 
 
-def check_operand(x: torch.Tensor, name: str, m: int, k: int, fp8: bool) -> None:
+def check_operand(x: torch.Tensor, name: str, m: int, k: int, fp8: bool, layout: str = CUTLASS) -> None:
     bits = 8 if fp8 else 16
-    if m % ATOM_M or k % atom_k(bits):
+    layout_code(layout, fp8)
+    mult = atom_k(bits) if layout == CUTLASS else 4 * cslt_layout.atom_groups(bits)
+    if m % ATOM_M or k % mult:
         raise ValueError(f"{name}: the sparse operand must have rows a multiple of {ATOM_M} and a reduction "
-                         f"dimension a multiple of {atom_k(bits)} ({'FP8' if fp8 else 'bf16'}), got {m} x {k}")
+                         f"dimension a multiple of {mult} ({'FP8' if fp8 else 'bf16'}, {layout} layout), got "
+                         f"{m} x {k}")
     if x.dtype != torch.bfloat16:
         raise ValueError(f"{name}: expected bf16 input, got {x.dtype}")
 

@@ -8,13 +8,14 @@ import triton
 import triton.language as tl
 
 from .bits import FP8_MAX, _round_bf16, _row_words, _words_max, _write_words
-from .formats import BACKWARD, BACKWARD_ROWS_CONFIG, FORWARD, Kept24, LaunchConfig, ON_CHIP_MAX_K, PLAIN, Packed24, QUANTIZE_CONFIG, ROWS_CONFIG, check_operand, fit_block_k
+from .formats import (BACKWARD, BACKWARD_ROWS_CONFIG, CUTLASS, FORWARD, ON_CHIP_MAX_K, PLAIN, QUANTIZE_CONFIG,
+                      ROWS_CONFIG, Kept24, LaunchConfig, check_operand, empty_packed, fit_block_k, layout_code)
 
 
 @triton.jit
 def _rows_kernel(y_ptr, g_ptr, vals_ptr, meta_ptr, scale_ptr, kept_ptr, kept_s_ptr, codes_ptr,
                  M, K: tl.constexpr, stride_y, stride_g,
-                 MODE: tl.constexpr, FP8: tl.constexpr, SELECT: tl.constexpr, META16: tl.constexpr,
+                 MODE: tl.constexpr, FP8: tl.constexpr, SELECT: tl.constexpr, LAYOUT: tl.constexpr,
                  WRITE_KEPT: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr,
                  ROW_BK: tl.constexpr, ROW_TAIL: tl.constexpr, ON_CHIP: tl.constexpr, TAIL_BLOCK: tl.constexpr):
     # Tiles hold pairs of consecutive groups (8 columns) as two uint64 words, so that no data moves between
@@ -49,18 +50,18 @@ def _rows_kernel(y_ptr, g_ptr, vals_ptr, meta_ptr, scale_ptr, kept_ptr, kept_s_p
         tl.store(scale_ptr + rows, scale, mask=rows < M)
     if ON_CHIP:
         _write_words(a0, a1, a2, a3, rows, M, 0, K, ROW_BK, inv, orow, vals_ptr, meta_ptr, kept_ptr, kept_s_ptr,
-                     codes_ptr, MODE, FP8, SELECT, META16, WRITE_KEPT)
+                     codes_ptr, MODE, FP8, SELECT, LAYOUT, WRITE_KEPT)
         if ROW_TAIL > 0:
             _write_words(b0, b1, b2, b3, rows, M, ROW_BK, K, ROW_TAIL, inv, orow, vals_ptr, meta_ptr, kept_ptr,
-                         kept_s_ptr, codes_ptr, MODE, FP8, SELECT, META16, WRITE_KEPT)
+                         kept_s_ptr, codes_ptr, MODE, FP8, SELECT, LAYOUT, WRITE_KEPT)
     else:  # TAIL_BLOCK: BK divides ROW_BK; blocks over the power-of-2 part, then the tail
         for k0 in range(0, ROW_BK if TAIL_BLOCK else K, BK):
             _write_words(*_row_words(y64, g64, yrow, grow, rows, M, k0, K, BK), rows, M, k0, K, BK, inv, orow,
-                         vals_ptr, meta_ptr, kept_ptr, kept_s_ptr, codes_ptr, MODE, FP8, SELECT, META16, WRITE_KEPT)
+                         vals_ptr, meta_ptr, kept_ptr, kept_s_ptr, codes_ptr, MODE, FP8, SELECT, LAYOUT, WRITE_KEPT)
         if TAIL_BLOCK and ROW_TAIL > 0:
             _write_words(*_row_words(y64, g64, yrow, grow, rows, M, ROW_BK, K, ROW_TAIL), rows, M, ROW_BK, K,
                          ROW_TAIL, inv, orow, vals_ptr, meta_ptr, kept_ptr, kept_s_ptr, codes_ptr, MODE, FP8, SELECT,
-                         META16, WRITE_KEPT)
+                         LAYOUT, WRITE_KEPT)
 
 
 def row_blocks(cfg: LaunchConfig, k: int, fp8: bool) -> tuple[dict, int]:
@@ -80,25 +81,27 @@ def row_blocks(cfg: LaunchConfig, k: int, fp8: bool) -> tuple[dict, int]:
 
 
 def sparsify24_rows(y: torch.Tensor, grad: torch.Tensor | None = None, *, fp8: bool = True,
-                    mode: int | None = None, write_kept: bool = False, cfg: LaunchConfig | None = None):
+                    mode: int | None = None, write_kept: bool = False, cfg: LaunchConfig | None = None,
+                    layout: str = CUTLASS):
     """2:4 along the columns of `y` (M x K, bf16) in one fused kernel; see the module docstring.
 
     mode: FORWARD (values relu(y)², the default without `grad`), BACKWARD (values grad ⊙ 2 relu(y), selection
-    by relu(y)², the default with `grad`) or PLAIN (values y, selection by |y|). Returns (Packed24, kept values,
+    by relu(y)², the default with `grad`) or PLAIN (values y, selection by |y|). layout: the packed format
+(CUTLASS or CUSPARSELT, FP8 only). Returns (Packed24, kept values,
     kept scores): with `write_kept`, the masked values, and in the backward the masked relu(y)², as `Kept24`
     sharing their codes; else None."""
     m, k = y.shape
     mode = (BACKWARD if grad is not None else FORWARD) if mode is None else mode
     cfg = cfg or (BACKWARD_ROWS_CONFIG if mode == BACKWARD else ROWS_CONFIG)
-    check_operand(y, "sparsify24_rows", m, k, fp8)
+    check_operand(y, "sparsify24_rows", m, k, fp8, layout)
     if mode == BACKWARD and (grad is None or grad.shape != y.shape or grad.dtype != torch.bfloat16):
         raise ValueError("sparsify24_rows: the backward mode needs a bf16 `grad` shaped like `y`")
     blocks, warps = row_blocks(cfg, k, fp8)
     y = y.contiguous()
     grad = grad.contiguous() if grad is not None else y
-    vals = torch.empty(m, k // 2, dtype=torch.float8_e4m3fn if fp8 else torch.bfloat16, device=y.device)
-    meta = torch.empty(m * k // 8, dtype=torch.uint8, device=y.device)
-    scale = torch.empty(m, 1, dtype=torch.float32, device=y.device) if fp8 else None
+    packed = empty_packed(m, k, fp8, layout, y.device)
+    vals, meta = packed.values, packed.meta
+    scale = packed.scale = torch.empty(m, 1, dtype=torch.float32, device=y.device) if fp8 else None
     kept = kept_s = None
     if write_kept:
         codes = torch.empty(m, k // 8, dtype=torch.uint8, device=y.device)
@@ -108,9 +111,9 @@ def sparsify24_rows(y: torch.Tensor, grad: torch.Tensor | None = None, *, fp8: b
         y, grad, vals, meta, scale if fp8 else vals, kept.values if write_kept else vals,
         kept_s.values if kept_s is not None else vals, kept.codes if write_kept else meta, m, k, y.stride(0),
         grad.stride(0),
-        MODE=mode, FP8=fp8, SELECT=True, META16=not fp8, WRITE_KEPT=write_kept, BM=cfg.block_m, **blocks,
+        MODE=mode, FP8=fp8, SELECT=True, LAYOUT=layout_code(layout, fp8), WRITE_KEPT=write_kept, BM=cfg.block_m, **blocks,
         num_warps=warps)
-    return Packed24(vals, meta, scale), kept, kept_s
+    return packed, kept, kept_s
 
 
 def quantize_rows(y: torch.Tensor, mode: int = PLAIN,
@@ -127,7 +130,7 @@ def quantize_rows(y: torch.Tensor, mode: int = PLAIN,
     scale = torch.empty(m, 1, dtype=torch.float32, device=y.device)
     _rows_kernel[(m // cfg.block_m,)](
         y, y, out, out, scale, out, out, out, m, k, y.stride(0), y.stride(0), MODE=mode, FP8=True, SELECT=False,
-        META16=False, WRITE_KEPT=False, BM=cfg.block_m, **blocks, num_warps=warps)
+        LAYOUT=0, WRITE_KEPT=False, BM=cfg.block_m, **blocks, num_warps=warps)
     return out, scale
 
 
@@ -147,7 +150,7 @@ def dense_backward_rows(y: torch.Tensor, grad: torch.Tensor, cfg: LaunchConfig =
     dy1, y2 = torch.empty(2, m, k, dtype=torch.bfloat16, device=y.device)
     _rows_kernel[(m // cfg.block_m,)](
         y, grad, out, out, scale, dy1, y2, out, m, k, y.stride(0), grad.stride(0), MODE=BACKWARD, FP8=True,
-        SELECT=False, META16=False, WRITE_KEPT=True, BM=cfg.block_m, **blocks, num_warps=warps)
+        SELECT=False, LAYOUT=0, WRITE_KEPT=True, BM=cfg.block_m, **blocks, num_warps=warps)
     return out, scale, dy1, y2
 
 

@@ -9,7 +9,8 @@ import triton.language as tl
 
 from .bits import EMULATE_ROUNDING, _compress_pair, _fp8x4, _group_codes, _interleave16, _meta_offset, _pick2, _select24, _unkeep, _word64
 from .columns import _column_scales_kernel, column_stats, kept_column_stats
-from .formats import KEPT_TOKENS_CONFIG, Kept24, LaunchConfig, Packed24, TOKENS_CONFIG, TRANSPOSE_CONFIG, arange32, cached, check_operand
+from .formats import (CUTLASS, KEPT_TOKENS_CONFIG, TOKENS_CONFIG, TRANSPOSE_CONFIG, Kept24, LaunchConfig, arange32,
+                      cached, check_operand, empty_packed, layout_code)
 
 
 @triton.jit
@@ -53,7 +54,7 @@ def _feature_words(l_a, l_b, h_a, h_b):
 
 @triton.jit
 def _tokens_out(e_lo, e_hi, o_lo, o_hi, feats, t0, pairs, dest_ptr, inv_scale_ptr, vals_ptr, meta_ptr, dense_ptr,
-                T, M_SPARSE, FP8: tl.constexpr, META16: tl.constexpr, SPARSE: tl.constexpr):
+                T, M_SPARSE, FP8: tl.constexpr, LAYOUT: tl.constexpr, SPARSE: tl.constexpr):
     """Everything the token-wise kernel writes for features `feats`, from (BT/8, len(feats)) words of their
     tokens (0, 1), (2, 3) (the even group of each pair of groups along tokens) and (4, 5), (6, 7) (the odd one)."""
     dest = tl.load(dest_ptr + feats)
@@ -64,15 +65,15 @@ def _tokens_out(e_lo, e_hi, o_lo, o_hi, feats, t0, pairs, dest_ptr, inv_scale_pt
     if SPARSE:  # else every feature is dense (`quantize_transposed`)
         ie0, ie1 = _select24(e_lo & 0x7FFF7FFF, e_hi & 0x7FFF7FFF)
         io0, io1 = _select24(o_lo & 0x7FFF7FFF, o_hi & 0x7FFF7FFF)
-        ne, we = _compress_pair(_pick2(e_lo, e_hi, ie0, ie1), ie0, ie1, inv, FP8)
-        no, wo = _compress_pair(_pick2(o_lo, o_hi, io0, io1), io0, io1, inv, FP8)
+        ne, we = _compress_pair(_pick2(e_lo, e_hi, ie0, ie1), ie0, ie1, inv, FP8, LAYOUT)
+        no, wo = _compress_pair(_pick2(o_lo, o_hi, io0, io1), io0, io1, inv, FP8, LAYOUT)
         rows = tl.where(dest >= 0, dest, 0).to(tl.int64)[:, None]
         out = rows * (T // 8) + t0 // 8 + pairs[None, :]
         if FP8:
             tl.store(vals_ptr.to(tl.pointer_type(tl.uint32)) + out, tl.trans(we | (wo << 16)), mask=is_sparse)
         else:
             tl.store(vals_ptr.to(tl.pointer_type(tl.uint64)) + out, tl.trans(_word64(we, wo)), mask=is_sparse)
-        moff = _meta_offset(rows, t0 + 8 * pairs[None, :], M_SPARSE, META16)
+        moff = _meta_offset(rows, t0 + 8 * pairs[None, :], M_SPARSE, T, LAYOUT)
         tl.store(meta_ptr + moff, tl.trans((ne | (no << 4)).to(tl.uint8)), mask=is_sparse)
     if tl.sum((dest < 0).to(tl.int32)) > 0:  # most blocks hold sparse features only
         drows = tl.where(dest >= 0, 0, -dest - 1).to(tl.int64)[:, None]
@@ -87,7 +88,7 @@ def _tokens_out(e_lo, e_hi, o_lo, o_hi, feats, t0, pairs, dest_ptr, inv_scale_pt
 
 @triton.jit
 def _tokens_kernel(a_ptr, codes_ptr, perm_ptr, dest_ptr, inv_scale_ptr, vals_ptr, meta_ptr, dense_ptr,
-                   T, F, M_SPARSE, stride_a, FP8: tl.constexpr, META16: tl.constexpr, SPARSE: tl.constexpr,
+                   T, F, M_SPARSE, stride_a, FP8: tl.constexpr, LAYOUT: tl.constexpr, SPARSE: tl.constexpr,
                    KEPT: tl.constexpr, BF: tl.constexpr, BT: tl.constexpr):
     # Tiles are (token pairs of groups, features): the 8 tokens of a pair of groups are 8 gathered row tiles,
     # so selection needs no data movement; only the packed results are transposed (to rows = features).
@@ -106,14 +107,14 @@ def _tokens_kernel(a_ptr, codes_ptr, perm_ptr, dest_ptr, inv_scale_ptr, vals_ptr
         feats = tl.program_id(0) * BF + tl.arange(0, BF)
         _tokens_out(_feature_words(l0, l1, h0, h1), _feature_words(l2, l3, h2, h3), _feature_words(l4, l5, h4, h5),
                     _feature_words(l6, l7, h6, h7), feats, t0, pairs, dest_ptr, inv_scale_ptr, vals_ptr, meta_ptr,
-                    dense_ptr, T, M_SPARSE, FP8, META16, SPARSE)
+                    dense_ptr, T, M_SPARSE, FP8, LAYOUT, SPARSE)
     else:
         feats = tl.program_id(0) * BF + tl.arange(0, BF)
         _tokens_out(_token_words(a_ptr, perm_ptr, t0, pairs, 0, feats, stride_a),
                     _token_words(a_ptr, perm_ptr, t0, pairs, 2, feats, stride_a),
                     _token_words(a_ptr, perm_ptr, t0, pairs, 4, feats, stride_a),
                     _token_words(a_ptr, perm_ptr, t0, pairs, 6, feats, stride_a), feats, t0, pairs, dest_ptr,
-                    inv_scale_ptr, vals_ptr, meta_ptr, dense_ptr, T, M_SPARSE, FP8, META16, SPARSE)
+                    inv_scale_ptr, vals_ptr, meta_ptr, dense_ptr, T, M_SPARSE, FP8, LAYOUT, SPARSE)
 
 
 def feature_destinations(n_features: int, sparse_idx: torch.Tensor, dense_idx: torch.Tensor) -> torch.Tensor:
@@ -157,22 +158,22 @@ def _split_destinations_kernel(key_ptr, threshold_ptr, dest_ptr, F: tl.constexpr
 
 
 def tokens_split(a: torch.Tensor | Kept24, perm: torch.Tensor | None, dest: torch.Tensor, m_sparse: int, *,
-                 fp8: bool = True, amax: torch.Tensor | None = None, cfg: LaunchConfig | None = None):
+                 fp8: bool = True, amax: torch.Tensor | None = None, cfg: LaunchConfig | None = None,
+                 layout: str = CUTLASS):
     """`sparsify24_tokens` for a split given as `feature_destinations` (or `split_destinations`) with m_sparse
-    sparse features, of a dense (T x F) bf16 `a` or of one in the kept form: (Packed24, dense rows, their FP8 row
-    scales (F - m_sparse x 1) or None)."""
+    sparse features, of a dense (T x F) bf16 `a` or of one in the kept form: (Packed24 in `layout`, dense rows,
+    their FP8 row scales (F - m_sparse x 1) or None)."""
     kept = isinstance(a, Kept24)
     cfg = cfg or (KEPT_TOKENS_CONFIG if kept else TOKENS_CONFIG)
     t, f = a.shape
     n_dense = f - m_sparse
-    check_operand(a.values if kept else a, "tokens_split", m_sparse, t, fp8)
+    check_operand(a.values if kept else a, "tokens_split", m_sparse, t, fp8, layout)
     if f % cfg.block_m or t % cfg.block_k:
         raise ValueError(f"tokens_split: F={f} must be a multiple of {cfg.block_m} and T={t} of {cfg.block_k}")
     src, codes = (a.values.contiguous(), a.codes.contiguous()) if kept else (a.contiguous(), dest)
     perm = (arange32(t, src.device) if perm is None else perm).to(torch.int32).contiguous()
     dtype = torch.float8_e4m3fn if fp8 else torch.bfloat16
-    vals = torch.empty(m_sparse, t // 2, dtype=dtype, device=src.device)
-    meta = torch.empty(m_sparse * t // 8, dtype=torch.uint8, device=src.device)
+    packed = empty_packed(m_sparse, t, fp8, layout, src.device)
     dense = torch.empty(n_dense, t, dtype=dtype, device=src.device)
     sparse_scale = dense_scale = None
     inv = dest  # unused without FP8
@@ -184,19 +185,21 @@ def tokens_split(a: torch.Tensor | Kept24, perm: torch.Tensor | None, dest: torc
         dense_scale = torch.empty(n_dense, 1, dtype=torch.float32, device=src.device)
         _column_scales_kernel[(triton.cdiv(f, 1024),)](amax, dest, inv, sparse_scale, dense_scale, f, BC=1024)
     _tokens_kernel[(f // cfg.block_m, t // cfg.block_k)](
-        src, codes, perm, dest, inv, vals, meta, dense, t, f, m_sparse, src.stride(0), FP8=fp8, META16=not fp8,
+        src, codes, perm, dest, inv, packed.values, packed.meta, dense, t, f, m_sparse, src.stride(0), FP8=fp8,
+        LAYOUT=layout_code(layout, fp8),
         SPARSE=m_sparse > 0, KEPT=kept, BF=cfg.block_m, BT=cfg.block_k, num_warps=cfg.num_warps)
-    return Packed24(vals, meta, sparse_scale), dense, dense_scale
+    packed.scale = sparse_scale
+    return packed, dense, dense_scale
 
 
 def sparsify24_tokens(a: torch.Tensor | Kept24, perm: torch.Tensor | None, sparse_idx: torch.Tensor,
                       dense_idx: torch.Tensor, *, fp8: bool = True, amax: torch.Tensor | None = None,
-                      cfg: LaunchConfig | None = None):
+                      cfg: LaunchConfig | None = None, layout: str = CUTLASS):
     """The BW2 / BW4 operands of `a` (T x F, bf16, dense or `Kept24`) in one pass: rows `sparse_idx` of a[perm]ᵀ,
     2:4 along tokens, packed (Packed24), and rows `dense_idx` of a[perm]ᵀ dense (FP8 with the same row scales, or
     bf16), with the dense rows' scales. amax: max |a| per column, if known."""
     dest = feature_destinations(a.shape[1], sparse_idx, dense_idx)
-    return tokens_split(a, perm, dest, len(sparse_idx), fp8=fp8, amax=amax, cfg=cfg)
+    return tokens_split(a, perm, dest, len(sparse_idx), fp8=fp8, amax=amax, cfg=cfg, layout=layout)
 
 
 def quantize_transposed(b: torch.Tensor, perm: torch.Tensor | None = None,
