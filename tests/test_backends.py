@@ -55,10 +55,53 @@ def test_check_uses_given_operands_too():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only answers")
-@pytest.mark.parametrize("name", ["cusparselt", "xformers_cutlass", "xformers_cusparselt", "xformers_fp8_sm90"])
-def test_gpu_backends_say_why_they_are_unavailable_on_cpu(name):
+@pytest.mark.parametrize("name", ["cusparselt", "xformers_cutlass", "xformers_cusparselt", "xformers_fp8_sm90",
+                                  "fused_fp8_cusparselt"])
+def test_gpu_backends_say_why_they_are_unavailable_on_cpu(name, monkeypatch):
+    monkeypatch.setitem(sys.modules, "triton", sys.modules.get("triton") or object())  # the fused ones ask first
     status = B.check_backend(B.get_backend(name))
     assert not status.available and status.verdict == "unavailable: no CUDA device"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only answers")
+def test_the_auto_fp8_backend_names_both_gemms_it_cannot_run():
+    why = B.FusedFp8AutoBackend().probe()
+    assert why.startswith("neither 2:4 FP8 GEMM runs here: cutlass: ") and "cusparselt: no CUDA device" in why
+
+
+def test_cusparselt_search_times_only_correct_algorithms_and_caches_the_fastest(monkeypatch):
+    """Algorithm 1 is the fastest and wrong: never chosen. The first algorithm id cuSPARSELt rejects ends the list.
+    A second search of the shape is the cached choice; a shape where every algorithm is wrong is an error."""
+    from act24.kernels import cusparselt as CS
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(64, 32, generator=g), torch.randn(16, 32, generator=g)
+    ms, wrong, calls = {0: 3.0, 1: 0.1, 2: 2.0, 3: 0.5}, {1}, []
+
+    def fake_sparse_mm(compressed, bt, out_dtype=None, alg_id=0):
+        if alg_id not in ms:
+            raise RuntimeError("CUSPARSE_STATUS_INVALID_VALUE")
+        calls.append(alg_id)
+        return compressed @ bt * (2 if alg_id in wrong else 1)
+
+    monkeypatch.setattr(CS, "_CHOICES", {})
+    monkeypatch.setattr(CS, "_operands", lambda m, k, n, dtype, seed: (a, b))
+    monkeypatch.setattr(CS, "event_ms", lambda fn, calls: (fn(), ms[calls_made[-1]])[1])
+    calls_made = calls
+    monkeypatch.setattr(torch, "_cslt_compress", lambda x: x)
+    monkeypatch.setattr(torch, "_cslt_sparse_mm", fake_sparse_mm)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *_: "a GPU")
+    choice = CS.search(64, 32, 16, torch.float32)
+    assert choice.alg_id == 3 and choice.ms == 0.5
+    assert [t.split(":")[0] for t in choice.tried] == ["alg 0", "alg 1", "alg 2", "alg 3", "alg 4"]
+    assert "wrong" in choice.tried[1] and "rejected" in choice.tried[4]
+    assert "1 gave wrong results" in choice.describe()
+    n = len(calls)
+    assert CS.search(64, 32, 16, torch.float32) is choice and len(calls) == n
+    assert list(CS.choices()) == ["64 x 32 x 16 float32"]
+    wrong.update(ms)
+    with pytest.raises(RuntimeError, match="no algorithm gives correct results for 64 x 32 x 8"):
+        CS.search(64, 32, 8, torch.float32)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only answers")

@@ -44,7 +44,7 @@ def assert_packs(p: fused.Packed24, x_masked, fp8):
     it (`sm90_layout.compress`, or `cslt_layout.compress`: one buffer), with the reference row scales."""
     a, scale = quantize_rowwise_fp8(x_masked) if fp8 else (x_masked, None)
     if p.layout == fused.CUSPARSELT:
-        assert torch.equal(p.buffer.cpu(), C.compress(a.cpu()))
+        assert torch.equal(p.buffer.cpu().view(torch.uint8), C.compress(a.cpu()))
         assert p.values.data_ptr() == p.buffer.data_ptr()  # the values lead the buffer
     else:
         vals, meta = L.compress(a.cpu())
@@ -183,16 +183,29 @@ def emulated_scaled_mm(a8, b8, scale_a, scale_b, out_dtype=torch.bfloat16, use_f
     return ((a8.float() * scale_a) @ (b8.float() * scale_b)).to(out_dtype)
 
 
+def emulated_packed_gemm(a: fused.Packed24, b8, b_scale):
+    """The FP8 sparse GEMM emulated in fp32 from the packed format of either layout (CPU)."""
+    if a.layout == fused.CUSPARSELT:
+        dense = C.decompress(a.buffer, a.values.shape[0], 2 * a.values.shape[1], a.values.dtype)
+    else:
+        dense = L.decompress(a.values.cpu(), a.meta.cpu())
+    return ((dense.float().to(b8.device) * a.scale) @ (b8.float() * b_scale)).to(torch.bfloat16)
+
+
 class EmulatedFusedBackend(B.FusedFp8Sm90Backend):
-    """The fused backend with its FP8 sparse GEMM emulated in fp32 from the packed format (CPU)."""
+    """The fused backend with its FP8 sparse GEMM emulated (`emulated_packed_gemm`)."""
 
     def probe(self):
         return ""
 
-    @staticmethod
-    def packed_gemm(values, meta, b8, a_scale, b_scale):
-        a = L.decompress(values.cpu(), meta.cpu()).float().to(b8.device) * a_scale
-        return (a @ (b8.float() * b_scale)).to(torch.bfloat16)
+    packed_gemm = staticmethod(emulated_packed_gemm)
+
+
+class EmulatedFusedCusparseltBackend(EmulatedFusedBackend):
+    """The same, its kernels writing cuSPARSELt's layout."""
+
+    def layout_for(self, m, k, n):
+        return fused.CUSPARSELT
 
 
 class EmulatedUnfusedBackend(B.XformersFp8Sm90Backend):
@@ -205,13 +218,15 @@ class EmulatedUnfusedBackend(B.XformersFp8Sm90Backend):
         a8, a_scale = quantize_rowwise_fp8(a)
         bt8, b_scale = quantize_rowwise_fp8(b.t().contiguous())
         values, meta = L.compress(a8.cpu())
-        return EmulatedFusedBackend.packed_gemm(values, meta, bt8.t(), a_scale, b_scale.t().contiguous())
+        return emulated_packed_gemm(fused.Packed24(values, meta, a_scale), bt8.t(), b_scale.t().contiguous())
 
 
 @pytest.mark.parametrize("recipe", [SparseRecipe(split_multiple=64),
                                     SparseRecipe(split_multiple=64, token_permutation=False, dense_fraction=0.0)],
                          ids=["full", "no_perm_no_split"])
-def test_fused_ffn_equals_the_unfused_fp8_path(monkeypatch, recipe):
+@pytest.mark.parametrize("fused_backend", [EmulatedFusedBackend, EmulatedFusedCusparseltBackend],
+                         ids=["cutlass", "cusparselt"])
+def test_fused_ffn_equals_the_unfused_fp8_path(monkeypatch, recipe, fused_backend):
     """Same inputs, same quantization, same masks: the fused FFN's output and all gradients equal the unfused
     FP8 FFN's exactly (GEMMs emulated identically on the CPU; tests/test_gpu.py runs the real ones)."""
     if DEVICE == "cpu":
@@ -223,7 +238,7 @@ def test_fused_ffn_equals_the_unfused_fp8_path(monkeypatch, recipe):
     w2 = (torch.randn(d, f, generator=g) / 16).bfloat16().to(DEVICE)
     dy = torch.randn(t, d, generator=g).bfloat16().to(DEVICE)
     results = []
-    for backend in (EmulatedFusedBackend(), EmulatedUnfusedBackend()):
+    for backend in (fused_backend(), EmulatedUnfusedBackend()):
         params = [v.clone().requires_grad_() for v in (x, w1, w2)]
         y = sparse_sqrelu_ffn(*params, recipe, backend)
         y.backward(dy)
@@ -388,7 +403,7 @@ def test_custom_op_gives_the_autograd_functions_results_and_compiles_whole(monke
 
     if DEVICE == "cpu":
         monkeypatch.setattr(torch, "_scaled_mm", emulated_scaled_mm)
-        monkeypatch.setattr(B.FusedFp8Sm90Backend, "packed_gemm", staticmethod(EmulatedFusedBackend.packed_gemm))
+        monkeypatch.setattr(B.FusedFp8Sm90Backend, "packed_gemm", staticmethod(emulated_packed_gemm))
     recipe = SparseRecipe(split_multiple=64) if sparse else None
     spec = recipe_spec(recipe)
     x, w1, w2, dy = ffn_operands(seed=1)
@@ -432,3 +447,13 @@ def test_metadata_offsets_stay_exact_past_two_to_the_31_elements(fp8, layout):
     else:
         ref = L.meta_byte_offset(r, c, m, 8 if fp8 else 16)
     assert ref.max() > 2**31 // 8 and torch.equal(out.cpu(), ref)
+
+
+def test_scaling_pass_applies_row_and_column_scales_once():
+    g = torch.Generator().manual_seed(9)
+    out = torch.randn(70, 150, generator=g).bfloat16().to(DEVICE)  # partial tiles both ways
+    a, b = torch.rand(70, 1, generator=g).to(DEVICE) + 0.5, torch.rand(1, 150, generator=g).to(DEVICE) + 0.5
+    want = (out.float() * a * b).bfloat16()
+    assert fused.scale_rows_cols_(out, a, b) is out and torch.equal(out, want)
+    with pytest.raises(ValueError, match="scale_rows_cols_: a contiguous"):
+        fused.scale_rows_cols_(out.t(), a, b)

@@ -19,7 +19,8 @@ from act24.sparsity.pattern import mask24
 from act24.sparsity.stats import record_activations
 
 pytestmark = pytest.mark.gpu
-GPU_BACKENDS = ["cusparselt", "xformers_cutlass", "xformers_cusparselt", "xformers_fp8_sm90", "fused_fp8_sm90"]
+GPU_BACKENDS = ["cusparselt", "xformers_cutlass", "xformers_cusparselt", "xformers_fp8_sm90", "fused_fp8_sm90",
+                "fused_fp8_cusparselt", "fused_fp8_auto"]
 # Known from ../shared/gpu/README.md: on sm90 xformers' cuSPARSELt packing gives wrong results.
 KNOWN_WRONG = {("xformers_cusparselt", (9, 0))}
 
@@ -64,7 +65,8 @@ def test_backend_against_reference_random_and_trained(name, trained_activations)
         assert status.usable, status.verdict
 
 
-@pytest.mark.parametrize("name", ["cusparselt", "xformers_cutlass", "xformers_fp8_sm90", "fused_fp8_sm90"])
+@pytest.mark.parametrize("name", ["cusparselt", "xformers_cutlass", "xformers_fp8_sm90", "fused_fp8_sm90",
+                                  "fused_fp8_cusparselt", "fused_fp8_auto"])
 @pytest.mark.parametrize("t, d, f", [(1024, 256, 768), (4096, 512, 1536)])
 def test_sparse_ffn_forward_backward_with_backend(name, t, d, f):
     backend = B.get_backend(name)
@@ -293,3 +295,51 @@ def test_cslt_layout_is_cusparselt_bit_for_bit_and_its_gemm_is_right(dtype, m, k
         rel = ((y - ref).norm() / ref.norm()).item()
         print(f"\ncslt layout {dtype} {m}x{k}: bit for bit; GEMM rel. error {rel:.2e}")
         assert not y.isnan().any() and rel < 1e-2
+
+
+def test_fused_kernels_pack_exactly_like_cusparselt(trained_activations):
+    """Our fused kernels writing cuSPARSELt's layout give the bytes of torch._cslt_compress on the reference path's
+    FP8 operands (forward, backward dY1, token-wise with the split), and cuSPARSELt's GEMM on them is right."""
+    from act24.kernels import cusparselt, fused
+    from act24.sparsity.pattern import feature_split, token_permutation
+
+    if why := B.FusedFp8CusparseltBackend().probe():
+        pytest.skip(f"fused_fp8_cusparselt unavailable here: {why}")
+
+    def same_as_cslt(packed, a):
+        a8 = quantize_rowwise_fp8(a)[0]
+        assert torch.equal(packed.buffer.view(torch.uint8), torch._cslt_compress(a8).view(torch.uint8))
+        b = torch.randn(256, a.shape[1], device="cuda").bfloat16()
+        b8, b_scale = quantize_rowwise_fp8(b)
+        out = cusparselt.fp8_gemm(packed.buffer, b8.t(), packed.scale, b_scale.t())
+        ref = a.float() @ b.float().t()
+        err = float((out.float() - ref).norm() / ref.norm())
+        assert err < 0.1, err  # FP8 of both operands: ~0.04
+
+    for y in pre_activations(trained_activations):
+        y2 = torch.relu(y).square()
+        mask = mask24(y2)
+        same_as_cslt(fused.sparsify24_rows(y, layout=fused.CUSPARSELT)[0], y2 * mask)
+        grad = torch.randn_like(y)
+        packed, dy1_kept, y2_kept = fused.sparsify24_rows(y, grad=grad, write_kept=True, layout=fused.CUSPARSELT)
+        same_as_cslt(packed, dy1_kept.dense())
+        y2s = y2_kept.dense()
+        perm = token_permutation(y.shape[0], seed=1).cuda()
+        sparse_idx, dense_idx = feature_split(y2s, 0.05, 128)
+        sp = y2s[perm].t()[sparse_idx]
+        packed = fused.sparsify24_tokens(y2_kept, perm, sparse_idx, dense_idx, layout=fused.CUSPARSELT)[0]
+        same_as_cslt(packed, sp * mask24(sp, dim=1))
+    print(f"\n[cuSPARSELt algorithm choices] {cusparselt.choices()}")
+
+
+def test_auto_backend_picks_a_checked_gemm_per_shape_and_reports_it():
+    """fused_fp8_auto decides each GEMM shape once, among the GEMMs that run here, and says what it saw."""
+    backend = B.FusedFp8AutoBackend()
+    if why := backend.probe():
+        pytest.skip(f"fused_fp8_auto unavailable here: {why}")
+    layout = backend.layout_for(2048, 1536, 512)
+    assert layout in ("cutlass", "cusparselt")
+    note = backend.gemm_choices()["2048 x 1536 x 512"]
+    print(f"\n[auto 2048 x 1536 x 512] {note}")
+    assert note.startswith(layout) and "ms" in note
+    assert backend.layout_for(2048, 1536, 512) == layout and len(B.FusedFp8AutoBackend.choices) >= 1

@@ -358,6 +358,7 @@ def finish(run: Run, seconds: float) -> dict:
         "device": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else "cpu",
         "sparse_from_step": run.sparse_from,
         "sparse_backend": run.backend_note,
+        "sparse_gemms": run.backend.gemm_choices() if run.backend is not None else {},  # per-shape kernel choices
         "versions": {"torch": torch.__version__, "act24": __version__, "git_commit": git_commit()},
     }
     write_json(out / SUMMARY, summary)

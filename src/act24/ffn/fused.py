@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 
 from ..kernels import fused
-from ..kernels.backends import Backend, FusedFp8Sm90Backend
+from ..kernels.backends import Backend, FusedFp8Sm90Backend, get_backend
 from ..sparsity.pattern import cached_permutation
 from ..sparsity.recipe import SparseRecipe
 
@@ -39,10 +39,12 @@ def tokenwise_fused_mm(a: torch.Tensor | fused.Kept24, b: torch.Tensor, dest: to
     FP8 on the others (as ffn.sparse.tokenwise_sparse_mm computes it on an FP8 backend). dest: the split as
     `fused.feature_destinations` gives it, n_sparse: its number of sparse features; a_amax: max |a| per column,
     if known."""
-    packed, dense8, dense_scale = fused.tokens_split(a, perm, dest, n_sparse, amax=a_amax)
+    t, n = b.shape
+    packed, dense8, dense_scale = fused.tokens_split(a, perm, dest, n_sparse, amax=a_amax,
+                                                     layout=backend.layout_for(n_sparse, t, n))
     bt8, b_scale = backend.quantize_t(b, perm)  # b[perm]ᵀ (N x T): one scale per output column
     b_scale = b_scale.t().contiguous()
-    sparse_out = backend.packed_gemm(packed.values, packed.meta, bt8.t(), packed.scale, b_scale)
+    sparse_out = backend.packed_gemm(packed, bt8.t(), b_scale)
     dense_out = torch._scaled_mm(dense8, bt8.t(), scale_a=dense_scale, scale_b=b_scale, out_dtype=torch.bfloat16,
                                  use_fast_accum=True) if len(dest) > n_sparse else sparse_out[:0]
     # The GEMMs' rows are features in split order: put back in feature order (and transposed) in one pass.
@@ -52,17 +54,19 @@ def tokenwise_fused_mm(a: torch.Tensor | fused.Kept24, b: torch.Tensor, dest: to
 def sparse_forward(x, w1, w2, backend) -> tuple[torch.Tensor, torch.Tensor]:
     """(Y3, Y1) of the 2:4 FFN; Y1 is what the backward needs."""
     y1 = backend.mm(x, w1.t())
-    return backend.sparse_gemm(fused.sparsify24_rows(y1)[0], w2.t()), y1
+    layout = backend.layout_for(y1.shape[0], y1.shape[1], w2.shape[0])
+    return backend.sparse_gemm(fused.sparsify24_rows(y1, layout=layout)[0], w2.t()), y1
 
 
 def sparse_backward(dy3, x, w1, w2, y1, recipe, backend) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dX, dW1, dW2) of the 2:4 FFN with the paper's recipe."""
     dy2 = backend.mm(dy3, w2)  # BW1 (dense)
-    packed_dy1, dy1, y2s = fused.sparsify24_rows(y1, grad=dy2.to(y1.dtype), write_kept=True)
+    t, f = y1.shape
+    packed_dy1, dy1, y2s = fused.sparsify24_rows(y1, grad=dy2.to(y1.dtype), write_kept=True,
+                                                 layout=backend.layout_for(t, f, w1.shape[1]))
     dx = backend.sparse_gemm(packed_dy1, w1)  # BW3
     # One read of the kept forms for the split (Ỹ2's non-zeros) and the FP8 scales of BW2 and BW4.
     y2_amax, y2_counts, dy1_amax = fused.kept_column_stats(y2s, dy1)
-    t, f = y1.shape
     n_sparse = recipe.sparse_features(f, backend.multiples[0])
     dest = fused.split_destinations(y2_counts, n_sparse, t)  # the 95/5 split, unsorted
     perm = cached_permutation(t, recipe.permutation_seed, x.device, torch.int32) if recipe.token_permutation else None
@@ -123,39 +127,40 @@ def dense_fused_fp8_ffn(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor,
 
 
 # Custom ops: the same functions as single graph nodes for torch.compile. The recipe travels as JSON (custom ops
-# take tensors, numbers and strings); "" means the dense FFN.
+# take tensors, numbers and strings); "" means the dense FFN. The backend travels by name (a fused one).
 @torch.library.custom_op("act24::fused_sqrelu_ffn", mutates_args=())
-def _op_forward(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, recipe: str) -> tuple[torch.Tensor, torch.Tensor]:
-    return (sparse_forward if recipe else dense_forward)(x, w1, w2, FusedFp8Sm90Backend())
+def _op_forward(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, recipe: str,
+                backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+    return (sparse_forward if recipe else dense_forward)(x, w1, w2, get_backend(backend))
 
 
 @_op_forward.register_fake
-def _(x, w1, w2, recipe):
+def _(x, w1, w2, recipe, backend):
     return x.new_empty(x.shape[0], w2.shape[0]), x.new_empty(x.shape[0], w1.shape[0])
 
 
 @torch.library.custom_op("act24::fused_sqrelu_ffn_backward", mutates_args=())
 def _op_backward(dy3: torch.Tensor, x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, y1: torch.Tensor,
-                 recipe: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    backend = FusedFp8Sm90Backend()
+                 recipe: str, backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    backend = get_backend(backend)
     if not recipe:
         return dense_backward(dy3, x, w1, w2, y1, backend)
     return sparse_backward(dy3, x, w1, w2, y1, SparseRecipe.from_json(recipe), backend)
 
 
 @_op_backward.register_fake
-def _(dy3, x, w1, w2, y1, recipe):
+def _(dy3, x, w1, w2, y1, recipe, backend):
     return torch.empty_like(x), torch.empty_like(w1), torch.empty_like(w2)
 
 
 def _op_setup_context(ctx, inputs, output):
-    x, w1, w2, ctx.recipe = inputs
+    x, w1, w2, ctx.recipe, ctx.backend = inputs
     ctx.save_for_backward(x, w1, w2, output[1])
 
 
 def _op_autograd(ctx, dy3, _dy1):
     x, w1, w2, y1 = ctx.saved_tensors
-    return (*_op_backward(dy3.contiguous(), x, w1, w2, y1, ctx.recipe), None)
+    return (*_op_backward(dy3.contiguous(), x, w1, w2, y1, ctx.recipe, ctx.backend), None, None)
 
 
 _op_forward.register_autograd(_op_autograd, setup_context=_op_setup_context)
@@ -171,11 +176,15 @@ def recipe_spec(recipe) -> str:
     return recipe.to_json()
 
 
-def fused_ffn_op(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, spec: str = "") -> torch.Tensor:
+def fused_ffn_op(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, spec: str = "",
+                 backend: str = "fused_fp8_sm90") -> torch.Tensor:
     """relu(x W1ᵀ)² W2ᵀ through the custom ops: 2:4 with the recipe `spec` (`recipe_spec`), else ("") dense; FP8
-    on the fused kernels (sm90). x: (..., d), any float dtype (computed in bf16)."""
+    on the fused kernels (sm90) and the fused backend named `backend`'s sparse GEMMs. x: (..., d), any float dtype
+    (computed in bf16)."""
+    if not get_backend(backend).fused:
+        raise ValueError(f"fused_ffn_op: {backend!r} is not a fused backend")
     lead = x.shape[:-1]
     with torch.autocast(x.device.type, enabled=False):
         y3, _ = _op_forward(x.reshape(-1, x.shape[-1]).to(torch.bfloat16), w1.to(torch.bfloat16),
-                            w2.to(torch.bfloat16), spec)
+                            w2.to(torch.bfloat16), spec, backend)
     return y3.reshape(*lead, -1)

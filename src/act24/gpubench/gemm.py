@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..kernels import cusparselt
 from ..kernels.fp8 import quantize_rowwise_fp8
 from ..kernels.cuda12 import import_xformers_ops
 from ..sparsity.pattern import feature_split, mask24
@@ -45,12 +46,45 @@ def gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, sha
                                                               b_scale=w_scale_t)
         gated(rows, {**base, "gemm": "2:4 FP8 xformers sm90"}, lambda: rel_error(sparse8(), ref),
               2 * cfg.tolerance, lambda: bench_ms(sparse8, cfg))
+        rows += cusparselt_fp8_rows(cfg, base, a8, a_scale, w8, w_scale_t, ref)
     else:
         for g in ("dense FP8 (row-wise scales)", "2:4 FP8 xformers sm90"):
             rows.append({**base, "gemm": g, "status": fp8_why})
+    dense_ms = {p: next((r["ms"] for r in rows if r["gemm"].startswith(f"dense {p}") and r["status"] == "ok"), None)
+                for p in ("bf16", "FP8")}
     for r in rows:
         if r["status"] == "ok":
             r["TFLOPs_dense_equivalent"] = 2 * t * f * d / r["ms"] / 1e9
+            if dense := dense_ms["FP8" if "FP8" in r["gemm"] else "bf16"]:
+                r["speedup_vs_dense"] = dense / r["ms"]
+    return rows
+
+
+def cusparselt_fp8_rows(cfg: GpuBenchConfig, base: dict, a8, a_scale, w8, w_scale_t, ref) -> list[dict]:
+    """cuSPARSELt's FP8 2:4 GEMM on the same operands: algorithm 0 and the searched one (`kernels.cusparselt`), each
+    with the pass that applies the row-wise scales, and the searched GEMM alone (what that pass costs)."""
+    from ..kernels.fused import scale_rows_cols_
+
+    names = ("2:4 FP8 cuSPARSELt, algorithm 0 + scaling pass", "2:4 FP8 cuSPARSELt, searched + scaling pass",
+             "2:4 FP8 cuSPARSELt, searched, GEMM alone")
+    if why := backend_here("fused_fp8_cusparselt")[1]:
+        return [{**base, "gemm": g, "status": why} for g in names]
+    compressed, w8t, m = torch._cslt_compress(a8), w8.t(), a8.shape[0]
+    calls = {names[0]: lambda: scale_rows_cols_(torch._cslt_sparse_mm(compressed, w8t, out_dtype=torch.bfloat16),
+                                                 a_scale, w_scale_t),
+             names[1]: lambda: cusparselt.fp8_gemm(compressed, w8t, a_scale, w_scale_t),
+             names[2]: lambda: cusparselt.sparse_mm(compressed, w8t, m)}
+    rows: list[dict] = []
+    for name, fn in calls.items():
+        scaled = (lambda fn=fn: scale_rows_cols_(fn(), a_scale, w_scale_t)) if name == names[2] else fn
+        gated(rows, {**base, "gemm": name}, lambda scaled=scaled: rel_error(scaled(), ref), 2 * cfg.tolerance,
+              lambda fn=fn: bench_ms(fn, cfg))
+    try:
+        choice = cusparselt.search(m, a8.shape[1], w8.shape[0], torch.float8_e4m3fn).describe()
+    except RuntimeError as exc:  # no correct algorithm: the rows above say it failed
+        choice = str(exc)[:300]
+    for r in rows[1:]:
+        r["note"] = choice
     return rows
 
 

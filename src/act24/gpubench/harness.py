@@ -11,6 +11,7 @@ import torch
 
 from ..io import reading
 from ..kernels.backends import Backend, BackendUnavailable, select_backend
+from ..kernels.timing import event_ms, rel_error  # noqa: F401 (the benchmarks' helpers, here with the others)
 from .config import GpuBenchConfig
 
 
@@ -63,30 +64,6 @@ def bench_ms(fn: Callable[[], object], cfg: GpuBenchConfig, rep_ms: float | None
     from triton.testing import do_bench
 
     return float(do_bench(fn, warmup=cfg.warmup_ms, rep=rep_ms or cfg.rep_ms, return_mode="median"))
-
-
-def event_ms(fn: Callable[[], object], budget_ms: float = 0.0, max_calls: int = 100, calls: int | None = None) -> float:
-    """Median milliseconds of `fn` over `calls` calls, or about `budget_ms` of calls (at least 2), each between two
-    CUDA events, after one untimed call (which also sizes the budget)."""
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    fn()
-    end.record()
-    end.synchronize()
-    n = calls or max(2, min(max_calls, round(budget_ms / max(start.elapsed_time(end), 1e-3))))
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(n)]
-    for s, e in events:
-        s.record()
-        fn()
-        e.record()
-    torch.cuda.synchronize()
-    return statistics.median(s.elapsed_time(e) for s, e in events)
-
-
-def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
-    if not torch.isfinite(out).all():
-        return math.inf
-    return float((out.double() - ref.double()).norm() / ref.double().norm().clamp(min=1e-30))
 
 
 def worst_error(outs, refs) -> float:

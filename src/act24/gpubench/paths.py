@@ -22,6 +22,7 @@ from ..kernels.backends import Backend, _cuda_capability, get_backend
 from ..kernels.fp8 import fp8_mm
 from ..sparsity.recipe import SparseRecipe
 from .harness import backend_here
+from .tables import FUSED_PATHS
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def ffn_paths(precision: str, recipe: SparseRecipe) -> tuple[list[FfnPath], list
                                  autograd_step(dense_fused_fp8_ffn)))
         else:
             missing.append({"path": "dense (fused kernels)", "status": fused_why})
-        candidates = [("2:4 (stock packing)", "xformers_fp8_sm90"), ("2:4 (fused kernels)", "fused_fp8_sm90")]
+        candidates = [("2:4 (stock packing)", "xformers_fp8_sm90"), *((p, b) for b, p in FUSED_PATHS.items())]
     for name, backend_name in candidates:
         backend, why = backend_here(backend_name)
         if backend:

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..kernels import cusparselt
 from ..kernels.cuda12 import import_xformers_ops
 from ..kernels.fp8 import quantize_rowwise_fp8
 from ..sparsity.pattern import feature_split, mask24
 from .config import GpuBenchConfig
 from .harness import backend_here, bench_ms, ffn_inputs, gated, label, rel_error
-from .tables import FUSED_FORWARD_STEP
+from .tables import CSLT_FORWARD_STEP, FUSED_FORWARD_STEP
 
 Step = tuple[Callable[[], object], Callable[[], float], float, float]
 PACKED_FP8, PACKED_BF16 = 0.5 + 1 / 8, 1.0 + 1 / 8  # bytes per element of a packed 2:4 operand
@@ -107,7 +108,17 @@ def fused_forward_steps(c: Case) -> dict[str, Step]:
                                out_dtype=torch.bfloat16)
         return rel_error(out, F.relu(y1.float()).square() @ c.w2.t().float())
 
-    return {
+    def cslt_check():  # bit for bit cuSPARSELt's own compressor, then its GEMM
+        packed = fused.sparsify24_rows(y1, layout=fused.CUSPARSELT)[0]
+        if not torch.equal(packed.buffer.view(torch.uint8),
+                           torch._cslt_compress(quantize_rowwise_fp8(masked_bf16)[0]).view(torch.uint8)):
+            return math.inf
+        w8, w_scale = quantize_rowwise_fp8(c.w2)
+        return rel_error(cusparselt.fp8_gemm(packed.buffer, w8.t(), packed.scale, w_scale.t()), c.gemm_ref)
+
+    cslt = {} if backend_here("fused_fp8_cusparselt")[1] else {CSLT_FORWARD_STEP: (
+        lambda: fused.sparsify24_rows(y1, layout=fused.CUSPARSELT), cslt_check, 2 + PACKED_FP8, 2 * tol)}
+    return cslt | {
         FUSED_FORWARD_STEP: (lambda: fused.sparsify24_rows(y1), packed_check, 2 + PACKED_FP8, 2 * tol),
         "fused (act24, Triton): relu² + 2:4 + sm90 packing, bf16": (
             lambda: fused.sparsify24_rows(y1, fp8=False),

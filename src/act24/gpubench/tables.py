@@ -11,6 +11,12 @@ from .harness import is_gemm
 
 POINT = ["shape", "T", "activations", "zero_frac", "precision", "pass"]  # one measured point
 FUSED_FORWARD_STEP = "fused (act24, Triton): relu² + 2:4 + FP8 + sm90 packing"
+CSLT_FORWARD_STEP = "fused (act24, Triton): relu² + 2:4 + FP8 + cuSPARSELt packing"
+# The FP8 2:4 FFN paths on the fused kernels (act24.gpubench.paths), by the GEMM they feed.
+FUSED_PATHS = {"fused_fp8_sm90": "2:4 (fused kernels, CUTLASS)", "fused_fp8_cusparselt": "2:4 (fused kernels, cuSPARSELt)",
+               "fused_fp8_auto": "2:4 (fused kernels, auto)"}
+# The FFN path whose forward runs each fused sparsify step.
+STEP_PATHS = {FUSED_FORWARD_STEP: FUSED_PATHS["fused_fp8_sm90"], CSLT_FORWARD_STEP: FUSED_PATHS["fused_fp8_cusparselt"]}
 
 
 def _ok(rows) -> pd.DataFrame:
@@ -105,8 +111,8 @@ def sparsify_share(sparsify, ffn) -> list[dict]:
         if r["step"].startswith("as in act24"):
             precision = "bf16" if "(bf16)" in r["step"] else "fp8"
             path = "2:4 cuSPARSELt (stock packing)" if precision == "bf16" else "2:4 (stock packing)"
-        elif r["step"] == FUSED_FORWARD_STEP:
-            precision, path = "fp8", "2:4 (fused kernels)"
+        elif r["step"] in STEP_PATHS:
+            precision, path = "fp8", STEP_PATHS[r["step"]]
         else:
             continue
         key = (r["shape"], r["T"], r["activations"], r["zero_frac"], precision, path)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from ..sparsity.pattern import mask24
+from . import cslt_layout, cusparselt, sm90_layout, timing
 from .cuda12 import import_xformers_ops
 from .fp8 import quantize_rowwise_fp8, scaled_mm_rowwise
 
@@ -69,6 +70,10 @@ class Backend:
         """The dense GEMMs of the FFN, in the backend's precision (FP8 backends: FP8 with row-wise scales)."""
         return a @ b
 
+    def gemm_choices(self) -> dict[str, str]:
+        """The per-shape choices this backend made so far (GEMM kernel, algorithm), for the run's summary."""
+        return {}
+
 
 class ReferenceBackend(Backend):
     name = "reference"
@@ -83,26 +88,33 @@ def _cuda_capability() -> tuple[int, int] | None:
     return torch.cuda.get_device_capability() if torch.cuda.is_available() else None
 
 
+def _cusparselt_missing() -> str:
+    cap = _cuda_capability()
+    if cap is None:
+        return "no CUDA device"
+    if cap < (8, 0):
+        return f"needs compute capability >= 8.0, device has {cap[0]}.{cap[1]}"
+    if not torch.backends.cusparselt.is_available():
+        return "this torch build has no cuSPARSELt"
+    return ""
+
+
 class CuSparseLtBackend(Backend):
     name = "cusparselt"
-    description = "PyTorch's cuSPARSELt: torch._cslt_compress + torch._cslt_sparse_mm (bf16, sm80+)"
+    description = ("PyTorch's cuSPARSELt: torch._cslt_compress + torch._cslt_sparse_mm with the algorithm searched "
+                   "per shape, each checked first (bf16, sm80+)")
     dtype = torch.bfloat16
     tolerance = 2e-2
     multiples = (16, 16, 8)
 
     def probe(self):
-        cap = _cuda_capability()
-        if cap is None:
-            return "no CUDA device"
-        if cap < (8, 0):
-            return f"needs compute capability >= 8.0, device has {cap[0]}.{cap[1]}"
-        if not torch.backends.cusparselt.is_available():
-            return "this torch build has no cuSPARSELt"
-        return ""
+        return _cusparselt_missing()
 
     def mm24(self, a, b):
-        # Algorithm 0 (the default): some tuned algorithms give wrong results (pytorch/pytorch#155333).
-        return torch._cslt_sparse_mm(torch._cslt_compress(a), b)
+        return cusparselt.sparse_mm(torch._cslt_compress(a), b, a.shape[0])
+
+    def gemm_choices(self):
+        return cusparselt.choices()
 
 
 class XformersCutlassBackend(Backend):
@@ -196,7 +208,8 @@ class XformersFp8Sm90Backend(Backend):
 class FusedFp8Sm90Backend(XformersFp8Sm90Backend):
     """Our fused Triton sparsify kernels (act24.kernels.fused) feeding xformers' sm90 FP8 sparse GEMM. The sparse
     FFN runs its fused forward and backward on it (act24.ffn.fused); `mm24` packs an already 2:4
-    operand with the same kernel (no CUTLASS compressor)."""
+    operand with the same kernel (no CUTLASS compressor). Subclasses feed other GEMMs: the kernels write the
+    layout `layout_for` names for each GEMM shape, and `packed_gemm` runs the GEMM of the operand's layout."""
 
     name = "fused_fp8_sm90"
     description = ("act24's fused Triton sparsify (relu² + 2:4 + row-wise FP8 + sm90 packing in one pass) + "
@@ -204,11 +217,11 @@ class FusedFp8Sm90Backend(XformersFp8Sm90Backend):
     fused = True
 
     def probe(self):
-        try:
-            import triton  # noqa: F401
-        except ImportError:
-            return "triton is not installed"
-        return super().probe()
+        return _triton_missing() or super().probe()
+
+    def layout_for(self, m: int, k: int, n: int) -> str:
+        """The packed layout of the sparse operand of the (M x K) @ (K x N) GEMM."""
+        return sm90_layout.NAME
 
     # The same bits as the stock backend's quantization, in single Triton passes where the shape allows.
     @staticmethod
@@ -230,27 +243,136 @@ class FusedFp8Sm90Backend(XformersFp8Sm90Backend):
     def sparse_gemm(self, a, b: torch.Tensor) -> torch.Tensor:
         """a @ b for a packed 2:4 FP8 operand `a` (kernels.fused.Packed24) and a dense bf16 `b` (K x N)."""
         bt8, b_scale = self.quantize_t(b)
-        return self.packed_gemm(a.values, a.meta, bt8.t(), a.scale, b_scale.t().contiguous())
+        return self.packed_gemm(a, bt8.t(), b_scale.t().contiguous())
 
     @staticmethod
-    def packed_gemm(values, meta, b8, a_scale, b_scale):
+    def packed_gemm(a, b8: torch.Tensor, b_scale: torch.Tensor) -> torch.Tensor:
+        """The 2:4 FP8 GEMM of a packed operand `a` (Packed24, its layout's GEMM), b8 (K x N, FP8, the transpose of
+        a contiguous (N x K)) and b_scale (1 x N); bf16 out."""
+        if a.layout == cslt_layout.NAME:
+            return cusparselt.fp8_gemm(a.buffer, b8, a.scale, b_scale)
         ops, _ = import_xformers_ops()
-        return ops._sparse24_fp8_sm90_cutlass_gemm(values, meta, b8, a_scale=a_scale, b_scale=b_scale)
+        return ops._sparse24_fp8_sm90_cutlass_gemm(a.values, a.meta, b8, a_scale=a.scale, b_scale=b_scale)
 
     def mm24(self, a, b):
         from .fused import PLAIN, sparsify24_rows
 
-        return self.sparse_gemm(sparsify24_rows(a.to(torch.bfloat16), mode=PLAIN)[0], b)
+        layout = self.layout_for(a.shape[0], a.shape[1], b.shape[1])
+        return self.sparse_gemm(sparsify24_rows(a.to(torch.bfloat16), mode=PLAIN, layout=layout)[0], b)
+
+
+def _triton_missing() -> str:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return "triton is not installed"
+    return ""
+
+
+def _sm90_missing() -> str:
+    cap = _cuda_capability()
+    if cap != (9, 0):
+        return "no CUDA device" if cap is None else f"needs compute capability 9.0 (Hopper), device has {cap[0]}.{cap[1]}"
+    return ""
+
+
+class FusedFp8CusparseltBackend(FusedFp8Sm90Backend):
+    """The fused kernels writing cuSPARSELt's layout (`cslt_layout`), its FP8 GEMM with the algorithm searched per
+    shape (`kernels.cusparselt`), the row-wise scales applied to its output in one pass."""
+
+    name = "fused_fp8_cusparselt"
+    description = ("act24's fused Triton sparsify writing cuSPARSELt's sm90 layout + torch._cslt_sparse_mm (FP8, "
+                   "algorithm searched and checked per shape) + one pass applying the row-wise scales; bf16 output")
+    multiples = (64, 64, 16)
+
+    def probe(self):
+        return _triton_missing() or _sm90_missing() or _cusparselt_missing()
+
+    def layout_for(self, m, k, n):
+        return cslt_layout.NAME
+
+    def gemm_choices(self):
+        return cusparselt.choices()
+
+
+class FusedFp8AutoBackend(FusedFp8Sm90Backend):
+    """The fused kernels feeding, per GEMM shape, the faster of the two 2:4 FP8 GEMMs that gives correct results
+    there: CUTLASS's (xformers) or cuSPARSELt's. Each shape is decided once per process (`choose_layout`)."""
+
+    name = "fused_fp8_auto"
+    description = ("act24's fused Triton sparsify feeding, per GEMM shape, the faster correct 2:4 FP8 GEMM: "
+                   "xformers' CUTLASS or cuSPARSELt (searched algorithm); the choices go to the run's log and summary")
+    choices: dict[tuple[int, int, int], dict] = {}  # shared by every instance: one decision per shape and process
+
+    def probe(self):
+        missing = {layout: why for layout, why in self.gemms().items() if why}
+        if len(missing) == 2:
+            return "neither 2:4 FP8 GEMM runs here: " + "; ".join(f"{k}: {v}" for k, v in missing.items())
+        return _triton_missing() or _sm90_missing()
+
+    @staticmethod
+    def gemms() -> dict[str, str]:
+        """layout -> '' when its GEMM runs here, else why not."""
+        return {sm90_layout.NAME: XformersFp8Sm90Backend().probe(),
+                cslt_layout.NAME: _sm90_missing() or _cusparselt_missing()}
+
+    def layout_for(self, m, k, n):
+        if (m, k, n) not in self.choices:
+            self.choices[m, k, n] = choose_layout(self, m, k, n)
+            print(f"2:4 FP8 GEMM {m} x {k} x {n}: {self.choices[m, k, n]['note']}", flush=True)
+        return self.choices[m, k, n]["layout"]
+
+    def gemm_choices(self):
+        return {**{f"{m} x {k} x {n}": c["note"] for (m, k, n), c in self.choices.items()},
+                **{f"cuSPARSELt {shape}": alg for shape, alg in cusparselt.choices().items()}}
+
+
+def choose_layout(backend: FusedFp8Sm90Backend, m: int, k: int, n: int, calls: int = 10, seed: int = 0) -> dict:
+    """Run the GEMM of every layout that runs here on a random 2:4 (M x K) @ (K x N), check each against the dense
+    FP8 GEMM of the same quantized operands, time the correct ones (median of `calls`) and pick the fastest:
+    {"layout", "note"}. RuntimeError when none is correct."""
+    from .fused import PLAIN, sparsify24_rows
+
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    a = torch.randn(m, k, device="cuda", generator=g, dtype=torch.bfloat16)
+    a = a * mask24(a)
+    bt8, b_scale = backend.quantize_t(torch.randn(k, n, device="cuda", generator=g, dtype=torch.bfloat16))
+    b_scale = b_scale.t().contiguous()
+    ref = scaled_mm_rowwise(*quantize_rowwise_fp8(a), bt8, b_scale.t())
+    seen, times = [], {}
+    for layout, why in FusedFp8AutoBackend.gemms().items():
+        if why:
+            seen.append(f"{layout} unavailable ({why})")
+            continue
+        try:
+            packed = sparsify24_rows(a, mode=PLAIN, layout=layout)[0]
+            def run(packed=packed):
+                return backend.packed_gemm(packed, bt8.t(), b_scale)
+            err = timing.rel_error(run(), ref)
+        except Exception as exc:  # a failing kernel is a result
+            seen.append(f"{layout} failed ({type(exc).__name__}: {str(exc)[:100]})")
+            continue
+        if not err <= cusparselt.TOLERANCE:
+            seen.append(f"{layout} wrong (relative error {err:.2g})")
+            continue
+        times[layout] = timing.event_ms(run, calls=calls)
+        alg = f", {cusparselt.search(m, k, n, torch.float8_e4m3fn).describe()}" if layout == cslt_layout.NAME else ""
+        seen.append(f"{layout} {times[layout]:.3f} ms{alg}")
+    if not times:
+        raise RuntimeError(f"2:4 FP8 GEMM {m} x {k} x {n}: no GEMM gives correct results here: " + "; ".join(seen))
+    best = min(times, key=times.get)
+    return {"layout": best, "note": f"{best} (" + "; ".join(seen) + ")"}
 
 
 # One class per name of act24.config.BACKEND_NAMES (the names the config accepts; a test checks they agree).
 BACKENDS: dict[str, type[Backend]] = {
     cls.name: cls
     for cls in (ReferenceBackend, CuSparseLtBackend, XformersCutlassBackend, XformersCusparseLtBackend,
-                XformersFp8Sm90Backend, FusedFp8Sm90Backend)
+                XformersFp8Sm90Backend, FusedFp8Sm90Backend, FusedFp8CusparseltBackend, FusedFp8AutoBackend)
 }
-# Preference order of `select_backend("auto")` on a GPU: the fused FP8 path where it runs (Hopper), else bf16.
-AUTO_ORDER = ("fused_fp8_sm90", "cusparselt", "xformers_cutlass")
+# Preference order of `select_backend("auto")` on a GPU: the fused FP8 path where it runs (Hopper; per GEMM shape the
+# faster correct GEMM), else bf16.
+AUTO_ORDER = ("fused_fp8_auto", "cusparselt", "xformers_cutlass")
 
 
 def get_backend(name: str) -> Backend:

@@ -23,6 +23,8 @@ import torch
 
 from .sm90_layout import ATOM_M, kept
 
+NAME = "cusparselt"  # the layout's name in Packed24.layout and the backends
+
 # (source: "r" row or "c" group, bit) for each bit of the code's position inside an atom, lowest first.
 INNER = {8: [("c", 0), ("r", 3), ("c", 3), ("c", 1), ("c", 2), ("r", 0), ("r", 1), ("r", 2), ("r", 4), ("r", 5)],
          16: [("r", 3), ("c", 2), ("c", 0), ("c", 1), ("r", 0), ("r", 1), ("r", 2), ("r", 4), ("r", 5), ("c", 3)]}

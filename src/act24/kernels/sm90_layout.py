@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 ATOM_M = 64
+NAME = "cutlass"  # the layout's name in Packed24.layout and the backends
 
 
 def atom_k(elem_bits: int) -> int:

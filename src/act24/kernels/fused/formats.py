@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import triton
 
-from .. import cslt_layout
+from .. import cslt_layout, sm90_layout
 from ..sm90_layout import ATOM_M, atom_k
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"  # Triton reads it when a kernel is defined
@@ -17,7 +17,7 @@ FORWARD, BACKWARD, PLAIN = 0, 1, 2  # how values and selection scores come from 
 # The packed formats the kernels write: CUTLASS's sm90 one (`sm90_layout`, xformers' GEMM) and cuSPARSELt's
 # (`cslt_layout`, torch._cslt_sparse_mm; FP8 only: its bf16 metadata pairs rows 8 apart in one byte, which a
 # kernel owning whole rows cannot write).
-CUTLASS, CUSPARSELT = "cutlass", "cusparselt"
+CUTLASS, CUSPARSELT = sm90_layout.NAME, cslt_layout.NAME
 
 
 def layout_code(layout: str, fp8: bool) -> int:
@@ -49,8 +49,8 @@ def empty_packed(m: int, k: int, fp8: bool, layout: str, device) -> Packed24:
         return Packed24(torch.empty(m, k // 2, dtype=dtype, device=device),
                         torch.empty(m * k // 8, dtype=torch.uint8, device=device), None)
     layout_code(layout, fp8)
-    buffer = torch.empty(m * k // 2 + m * k // 8, dtype=torch.uint8, device=device)
-    return Packed24(buffer[:m * k // 2].view(dtype).view(m, k // 2), buffer[m * k // 2:], None, layout, buffer)
+    buffer = torch.empty(m * k // 2 + m * k // 8, dtype=dtype, device=device)  # FP8: torch reads the type from it
+    return Packed24(buffer[:m * k // 2].view(m, k // 2), buffer[m * k // 2:].view(torch.uint8), None, layout, buffer)
 
 
 @dataclass
