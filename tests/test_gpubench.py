@@ -102,11 +102,14 @@ def test_kernel_names_are_classified_as_gemm_or_not(name, gemm):
 def test_sparsify_share_matches_steps_to_the_ffn_forward_of_their_precision():
     sparsify = [{**POINT, "status": "ok", "ms": 2.0, "step": "as in act24's sparse FFN (fp8): eager relu² + mask24 + pack"},
                 {**POINT, "status": "ok", "ms": 1.0, "step": "relu² + 2:4 mask, dense output (torch.compile)"},
-                {**POINT, "status": "ok", "ms": 0.5, "step": T.FUSED_FORWARD_STEP}]
+                {**POINT, "status": "ok", "ms": 0.5, "step": T.FUSED_FORWARD_STEP},
+                {**POINT, "status": "ok", "ms": 0.4, "step": T.CSLT_FORWARD_STEP}]
     out = T.sparsify_share(sparsify, [ffn_row("2:4 (stock packing)", 8.0), ffn_row("2:4 cuSPARSELt", 9.0, "bf16"),
-                                      ffn_row("2:4 (fused kernels)", 5.0)])
+                                      ffn_row("2:4 (fused kernels, CUTLASS)", 5.0),
+                                      ffn_row("2:4 (fused kernels, cuSPARSELt)", 4.0)])
     assert [(r["precision"], r["sparse_path"], r["sparsify_share"]) for r in out] == [
-        ("fp8", "2:4 (stock packing)", 0.25), ("fp8", "2:4 (fused kernels)", 0.1)]
+        ("fp8", "2:4 (stock packing)", 0.25), ("fp8", "2:4 (fused kernels, CUTLASS)", 0.1),
+        ("fp8", "2:4 (fused kernels, cuSPARSELt)", 0.1)]
 
 
 def test_gate_times_only_correct_paths():

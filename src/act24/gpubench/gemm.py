@@ -25,13 +25,15 @@ def gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, sha
     w2t = w2.t()
     gated(rows, {**base, "gemm": "dense bf16"}, lambda: rel_error(y2s @ w2t, ref), cfg.tolerance,
           lambda: bench_ms(lambda: y2s @ w2t, cfg))
+    bf16_names = ("2:4 bf16 cuSPARSELt, algorithm 0", "2:4 bf16 cuSPARSELt, searched")
     if cusp:
         packed = torch._cslt_compress(y2s)
-        gated(rows, {**base, "gemm": "2:4 bf16 cuSPARSELt"},
-              lambda: rel_error(torch._cslt_sparse_mm(packed, w2t), ref), cfg.tolerance,
-              lambda: bench_ms(lambda: torch._cslt_sparse_mm(packed, w2t), cfg))
+        for name, fn in zip(bf16_names, (lambda: torch._cslt_sparse_mm(packed, w2t),
+                                         lambda: cusparselt.sparse_mm(packed, w2t, t))):
+            gated(rows, {**base, "gemm": name}, lambda fn=fn: rel_error(fn(), ref), cfg.tolerance,
+                  lambda fn=fn: bench_ms(fn, cfg))
     else:
-        rows.append({**base, "gemm": "2:4 bf16 cuSPARSELt", "status": cusp_why})
+        rows += [{**base, "gemm": name, "status": cusp_why} for name in bf16_names]
     if fp8:
         a8, a_scale = quantize_rowwise_fp8(y2s)
         w8, w_scale = quantize_rowwise_fp8(w2)  # (d x F): one scale per output column of W2ᵀ
