@@ -284,7 +284,7 @@ def _meta_offset(rows, cols, M, K, LAYOUT: tl.constexpr):
         c = (cols // 4) % 16
         inner = (((r >> 3) & 1) << 1) | (((c >> 3) & 1) << 2) | (((c >> 1) & 1) << 3) | (((c >> 2) & 1) << 4) \
             | ((r & 7) << 5) | ((r >> 4) << 8)
-        return (inner + (cols // 64 + (K // 64) * (rows // 64)) * 1024) // 2
+        logical = 4 * (inner + (cols // 64 + (K // 64) * (rows // 64)) * 1024)  # 4 logical columns per code
     else:
         logical = (cols // 128) * M * 128 + rows * 128 + cols % 128
     return logical // 8
