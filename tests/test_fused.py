@@ -44,7 +44,7 @@ def assert_packs(p: fused.Packed24, x_masked, fp8):
     it (`sm90_layout.compress`, or `cslt_layout.compress`: one buffer), with the reference row scales."""
     a, scale = quantize_rowwise_fp8(x_masked) if fp8 else (x_masked, None)
     if p.layout == fused.CUSPARSELT:
-        assert torch.equal(p.buffer.cpu().view(torch.uint8), C.compress(a.cpu()))
+        assert torch.equal(p.buffer.cpu().view(torch.uint8).flatten(), C.compress(a.cpu()))
         assert p.values.data_ptr() == p.buffer.data_ptr()  # the values lead the buffer
     else:
         vals, meta = L.compress(a.cpu())

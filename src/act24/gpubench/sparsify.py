@@ -110,8 +110,9 @@ def fused_forward_steps(c: Case) -> dict[str, Step]:
 
     def cslt_check():  # bit for bit cuSPARSELt's own compressor, then its GEMM
         packed = fused.sparsify24_rows(y1, layout=fused.CUSPARSELT)[0]
-        if not torch.equal(packed.buffer.view(torch.uint8),
-                           torch._cslt_compress(quantize_rowwise_fp8(masked_bf16)[0]).view(torch.uint8)):
+        theirs = torch._cslt_compress(quantize_rowwise_fp8(masked_bf16)[0])
+        if packed.buffer.shape != theirs.shape or not torch.equal(packed.buffer.view(torch.uint8),
+                                                                  theirs.view(torch.uint8)):
             return math.inf
         w8, w_scale = quantize_rowwise_fp8(c.w2)
         return rel_error(cusparselt.fp8_gemm(packed.buffer, w8.t(), packed.scale, w_scale.t()), c.gemm_ref)

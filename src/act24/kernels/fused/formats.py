@@ -49,8 +49,10 @@ def empty_packed(m: int, k: int, fp8: bool, layout: str, device) -> Packed24:
         return Packed24(torch.empty(m, k // 2, dtype=dtype, device=device),
                         torch.empty(m * k // 8, dtype=torch.uint8, device=device), None)
     layout_code(layout, fp8)
-    buffer = torch.empty(m * k // 2 + m * k // 8, dtype=dtype, device=device)  # FP8: torch reads the type from it
-    return Packed24(buffer[:m * k // 2].view(m, k // 2), buffer[m * k // 2:].view(torch.uint8), None, layout, buffer)
+    # (M x S), as torch._cslt_compress returns it: torch._cslt_sparse_mm reads M and the value type from it.
+    buffer = torch.empty(m, k // 2 + k // 8, dtype=dtype, device=device)
+    flat = buffer.view(-1)
+    return Packed24(flat[:m * k // 2].view(m, k // 2), flat[m * k // 2:].view(torch.uint8), None, layout, buffer)
 
 
 @dataclass
