@@ -1,6 +1,6 @@
 """Recover cuSPARSELt's 2:4 metadata arrangement on this GPU (not part of the pipeline).
 
-    python workflow/experiments/cslt_layout_probe.py OUT_DIR
+    python workflow/experiments/cslt_layout_probe.py OUT_DIR [negative-zero]
 
 For each probed shape and value type, `torch._cslt_compress` is run on the probe matrices of
 `act24.kernels.layout_probe`; OUT_DIR/cslt_layout.npz gets, per shape, the group that owns each metadata bit
@@ -58,9 +58,38 @@ def alpha_vector(m: int = 256, k: int = 512, n: int = 384) -> dict:
     return out
 
 
+NZ, ONE, TWO = 0x80, 0x38, 0x40  # FP8 e4m3 bits of -0.0, 1.0 and 2.0
+SIGNED_GROUPS = [(NZ, 0, 0, 0), (0, 0, 0, NZ), (NZ, NZ, 0, 0), (0, NZ, 0, NZ), (ONE, NZ, 0, 0), (NZ, 0, 0, ONE),
+                 (0, NZ, ONE, 0), (ONE, 0, NZ, 0), (0, ONE, 0, NZ), (NZ, ONE, TWO, 0), (ONE, NZ, TWO, 0),
+                 (ONE, TWO, NZ, 0), (NZ, NZ, NZ, ONE), (0, 0, 0, 0), (0, 0, 0, ONE)]
+
+
+def negative_zeros(m: int = 64, k: int = 64) -> list[dict]:
+    """What _cslt_compress keeps of FP8 groups holding -0.0 (bits 0x80): each group alone in row 0 of an
+    otherwise zero matrix; its two stored value bytes and its 4-bit code (i0, i1)."""
+    from act24.kernels import cslt_layout as C
+
+    out = []
+    for group in SIGNED_GROUPS:
+        raw = torch.zeros(m, k, dtype=torch.uint8)
+        raw[0, :4] = torch.tensor(group, dtype=torch.uint8)
+        buf = compress(raw.view(FP8))
+        code_pos = int(C.code_offset(torch.tensor(0), torch.tensor(0), k, 8))
+        byte = int(buf[m * k // 2 + code_pos // 2])
+        code = (byte >> 4) if code_pos % 2 else (byte & 15)
+        out.append({"group": [hex(b) for b in group], "values": [hex(int(b)) for b in buf[:2]],
+                    "code": [code & 3, code >> 2]})
+    return out
+
+
 def main(out_dir: str) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if sys.argv[2:] == ["negative-zero"]:  # only the signed-zero groups
+        found = negative_zeros()
+        print(*found, sep="\n")
+        (out / "cslt_negative_zero.json").write_text(json.dumps(found, indent=1))
+        return
     owners, summary = {}, {"torch": torch.__version__, "cusparselt": torch.backends.cusparselt.version(),
                            "gpu": torch.cuda.get_device_name(), "shapes": {}}
     for dtype, shapes in SHAPES.items():
