@@ -85,3 +85,18 @@ def test_the_probe_recovers_a_known_layout():
     row, col = group // (k // 4), 4 * (group % (k // 4))
     byte = L.meta_byte_offset(row, col, m, 8)
     assert torch.equal(2 * byte + (col // 4) % 2, torch.arange(m * k // 4))
+
+
+def test_groups_holding_negative_zero_are_stored_as_cusparselt_stores_them():
+    """-0.0 counts as zero when the indices are chosen, and the bytes at the chosen indices are stored as they are
+    (CUTLASS stores +0 there): every group probed on the H200 (`cslt_layout_probe.py OUT negative-zero`)."""
+    probed = json.loads((PROBED.parent / "cslt_negative_zero.json").read_text())
+    assert len(probed) >= 10
+    for case in probed:
+        raw = torch.zeros(64, 64, dtype=torch.uint8)
+        raw[0, :4] = torch.tensor([int(b, 16) for b in case["group"]], dtype=torch.uint8)
+        buf = C.compress(raw.view(FP8))
+        pos = int(C.code_offset(torch.tensor(0), torch.tensor(0), 64, 8))
+        code = int(buf[64 * 32 + pos // 2]) >> (4 * (pos % 2)) & 15
+        assert [hex(int(b)) for b in buf[:2]] == case["values"], case
+        assert [code & 3, code >> 2] == case["code"], case

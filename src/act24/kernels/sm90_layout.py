@@ -57,9 +57,10 @@ def _nonzero(x: torch.Tensor) -> torch.Tensor:
 
 def kept(a: torch.Tensor, pad_high: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(values (M x K/2), 4-bit codes (M x K/4, uint8)) of `a` (M x K, FP8 e4m3 or bf16, at most 2 non-zeros in
-    every group of 4 along K): what the sm90 compressors keep, before they arrange the codes. `pad_high`: groups
-    with fewer than 2 non-zeros take the highest free indices, as cuSPARSELt's do (an empty group and a lone
-    non-zero at 3 are (2, 3)); the values are the same either way."""
+    every group of 4 along K): what the sm90 compressors keep, before they arrange the codes. `pad_high`: as
+    cuSPARSELt's does: groups with fewer than 2 non-zeros take the highest free indices (an empty group and a
+    lone non-zero at 3 are (2, 3)), and the values are the bytes at the coded indices as they are (so a -0.0 there
+    is kept, where CUTLASS writes +0)."""
     m, k = a.shape
     bits = a.element_size() * 8
     groups = a.reshape(m, k // 4, 4)
@@ -85,6 +86,9 @@ def kept(a: torch.Tensor, pad_high: bool = False) -> tuple[torch.Tensor, torch.T
     if pad_high:
         padded = (n == 0) | one_at_3
         i0, i1 = torch.where(padded, 2, i0), torch.where(padded, 3, i1)
+        # cuSPARSELt stores the bytes at the coded indices as they are: -0.0 too
+        vraw[..., 0] = torch.gather(raw, -1, i0.unsqueeze(-1)).squeeze(-1)
+        vraw[..., 1] = torch.gather(raw, -1, i1.unsqueeze(-1)).squeeze(-1)
     return v.reshape(m, k // 2), (i0 | (i1 << 2)).to(torch.uint8)
 
 

@@ -226,6 +226,9 @@ def _compress_pair(pair, i0, i1, inv_scale, FP8: tl.constexpr, LAYOUT: tl.conste
         pad = ~(both | only0 | move1)
         j0 = tl.where(pad, 2, j0)
         j1 = tl.where(pad, 3, j1)
+        # and stores the bytes at the coded indices as they are (-0.0 too); indices not kept hold +0
+        w0 = tl.where(j0 == i0, b0, tl.where(j0 == i1, b1, zero))
+        w1 = tl.where(j1 == i0, b0, tl.where(j1 == i1, b1, zero))
     return (j0 | (j1 << 2)).to(tl.uint32), w0 | (w1 << (8 if FP8 else 16))
 
 
