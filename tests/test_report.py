@@ -443,12 +443,12 @@ def test_the_default_variants_keep_their_colours_in_every_config():
     assert len(set(ablation.values())) == 6  # and every variant its own colour
 
 
-def speedup_rows(speedups_fwd, speedups_bwd, tokens=(4096, 8192)):
+def speedup_rows(speedups_fwd, speedups_bwd, tokens=(4096, 8192), shape="7B-like", path="2:4 (fused kernels)"):
     rows = []
     for ps, values in (("forward", speedups_fwd), ("forward+backward", speedups_bwd)):
         for t, v in zip(tokens, values):
-            rows.append({"shape": "7B-like", "T": t, "precision": "fp8", "pass": ps,
-                         "sparse_path": "2:4 (fused kernels)", "dense_path": "dense (fused kernels)", "speedup": v, "speedup_lo": v - 0.05,
+            rows.append({"shape": shape, "T": t, "precision": "fp8", "pass": ps,
+                         "sparse_path": path, "dense_path": "dense (fused kernels)", "speedup": v, "speedup_lo": v - 0.05,
                          "speedup_hi": v + 0.05, "amdahl_bound": v + 0.1})
     return pd.DataFrame(rows)
 
@@ -469,6 +469,16 @@ def test_fig5_names_device_and_baseline_labels_tokens_and_marks_points_above_the
     assert fig.axes[0].get_shared_y_axes().joined(fig.axes[0], fig.axes[1])  # one y scale for both passes
     names = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "paper: about 1.3x" in names and "above the ideal: baseline suspect" in names
+
+
+def test_fig5_legend_names_a_path_that_only_some_shapes_have():
+    from act24.report import figures
+
+    rows = pd.concat([speedup_rows([1.1, 1.2], [1.1, 1.2]),
+                      speedup_rows([1.0, 1.1], [1.0, 1.1], shape="13B-like", path="2:4 (other GEMM)")])
+    fig = figures.ffn_speedups(rows, {"forward": 4 / 3, "forward_backward": 1.5}, "a GPU")
+    names = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert {"fp8 2:4 (fused kernels)", "fp8 2:4 (other GEMM)"} <= set(names)
 
 
 def test_figures_are_written_as_png_and_pdf_with_the_same_bytes_on_a_rerun(tmp_path):

@@ -251,7 +251,9 @@ def ffn_speedups(speedups: pd.DataFrame, ideal: dict[str, float], device: str = 
             ax.set_ylabel("speedup over dense (x)" if j == 0 else "")
             ax.text(0.02, bound, f"ideal {bound:.2f}x", transform=ax.get_yaxis_transform(), fontsize=7,
                     color="firebrick", va="bottom")
-    handles, names = axes[0][0].get_legend_handles_labels()
+    # Every path once, whichever panel has it (shapes measured at different commits can differ in paths).
+    handles = [mlines.Line2D([], [], color=colours[name], marker="o") for name in labels]
+    names = list(labels)
     handles += [mlines.Line2D([], [], color="grey", lw=0.8, ls=":"),
                 mlines.Line2D([], [], color="firebrick", lw=0.8, ls="-."),
                 mlines.Line2D([], [], color="red", marker="x", ls="")]
