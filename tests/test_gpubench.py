@@ -139,7 +139,8 @@ def test_rounds_interleave_the_correct_paths_and_keep_every_round():
     H.gated(rows, {"path": "sparse"}, lambda: 0.0, 0.1, timer("sparse", [2.0, 4.0, 3.0]), pending)
     assert math.isnan(rows[0]["ms"]) and calls == []  # nothing timed before the rounds
     records = H.time_rounds(pending, G.GpuBenchConfig(rounds=3, round_ms=30))
-    assert calls == [("dense", 30), ("sparse", 30)] * 3  # alternating, round_ms each
+    # alternating, round_ms each, each round starting one path later
+    assert calls == [("dense", 30), ("sparse", 30), ("sparse", 30), ("dense", 30), ("dense", 30), ("sparse", 30)]
     ok = [r for r in rows if r["status"] == "ok"]
     assert [(r["ms"], r["ms_min"], r["ms_max"]) for r in ok] == [(5.0, 1.0, 9.0), (3.0, 2.0, 4.0)]
     assert [(r["path"], r["round"], r["ms"]) for r in records] == [

@@ -94,12 +94,14 @@ def gated(rows: list[dict], base: dict, check: Callable[[], float], tol: float, 
 
 def time_rounds(pending: list[tuple[dict, Callable[[float], float]]], cfg: GpuBenchConfig) -> list[dict]:
     """Time the rows `gated` left pending in cfg.rounds interleaved rounds (each row once per round, in turn, for
-    cfg.round_ms). Each row gets its median over the rounds and its rounds' spread; returns one record per row and
-    round (the round's median ms) for the paired intervals."""
+    cfg.round_ms, the order rotated by one row per round). Each row gets its median over the rounds and its rounds'
+    spread; returns one record per row and round (the round's median ms) for the paired intervals."""
     times: list[list[float]] = [[] for _ in pending]
-    for _ in range(cfg.rounds):
-        for i, (_, time_it) in enumerate(pending):
-            times[i].append(time_it(cfg.round_ms))
+    for r in range(cfg.rounds):
+        # Each round starts one path later: no path is always timed first or last in a round (after the others
+        # have heated the GPU towards its power limit).
+        for i in [(r + j) % len(pending) for j in range(len(pending))]:
+            times[i].append(pending[i][1](cfg.round_ms))
     records = []
     for (row, _), t in zip(pending, times):
         row["ms"] = statistics.median(t)
