@@ -266,7 +266,7 @@ def ffn_speedups(speedups: pd.DataFrame, ideal: dict[str, float], device: str = 
                           for p, g in speedups.groupby("precision")["dense_path"])
     fig.suptitle(f"FFN speedup of 2:4 over the fastest dense path of the same precision, {device}\n"
                  f"the fastest dense path per point, of: {baselines}", fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout(rect=(0, 0.02 + 0.018 * math.ceil(len(names) / 3), 1, 1))  # room for the legend's rows
     return fig
 
 
