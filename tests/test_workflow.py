@@ -314,7 +314,7 @@ def test_report_builds(tiny_run):
     ("ablation.ipynb", ["18 finished runs", "C6a: Ablation order", "C6b: Ablation effects",
                         # the comparison cell: both committed machines beside the paper
                         "committed reference runs compared: cpu, h200", "paper_diff", "no_dy1_mask"], 1),
-    ("kernels.ipynb", ["round trip: True", "7B-like, T = 16384, fp8 forward: 2:4 (fused kernels)"], 0)])
+    ("kernels.ipynb", ["round trip: True", "7B-like, T = 16384, fp8 forward: 2:4 (fused kernels, auto)"], 0)])
 def test_notebooks_run_on_the_tiny_results(tiny_run, monkeypatch, notebook, expected, figures):
     import nbformat
     from nbclient import NotebookClient

@@ -4,7 +4,7 @@
     values = relu(Y1)²            (forward)   or   dY2 ⊙ 2 relu(Y1)   (backward, "sparsify y1 in BW")
     2:4 selection along features  (by |values|; in the backward by relu(Y1)², the forward's mask)
     row-wise FP8 scale + quantize (or bf16, unquantized)
-    packed values + metadata      (CUTLASS sm90 layout, `kernels.sm90_layout`)
+    packed values + metadata      (CUTLASS's sm90 layout, `kernels.sm90_layout`, or cuSPARSELt's, `kernels.cslt_layout`)
 and, when asked, the masked values and masked relu(Y1)² in the kept form (`Kept24`: the two kept values per
 group and a 4-bit code, half the bytes of dense bf16; the backward's other operands).
 Without selection it is a row-wise FP8 quantization: of relu(Y1)² (the dense FFN's forward step), or of
@@ -26,7 +26,8 @@ Run on the CPU under `TRITON_INTERPRET=1` (slow; the tests use small shapes).
 
 Modules: `formats` (Packed24, Kept24, LaunchConfig and the tuned launch settings), `bits` (device helpers),
 `rows` (the row kernel: sparsify24_rows, quantize_rows, dense_backward_rows), `tokens` (the token-wise kernel
-and the 95/5 split's destinations) and `columns` (column statistics and the gather of split GEMM rows).
+and the 95/5 split's destinations), `columns` (column statistics and the gather of split GEMM rows) and `scaling`
+(row and column scales applied to a GEMM's output, for cuSPARSELt).
 """
 
 from .columns import column_stats, gather_rows, kept_column_stats
