@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -173,9 +174,8 @@ class XformersFp8Sm90Backend(Backend):
         ops, why = import_xformers_ops()
         if ops is None:
             return why
-        cap = _cuda_capability()
-        if cap != (9, 0):
-            return f"needs compute capability 9.0 (Hopper), device has {cap[0]}.{cap[1]}"
+        if why := _sm90_missing():
+            return why
         if not hasattr(ops, "_sparse24_fp8_sm90_cutlass_gemm"):
             return "this xformers build has no _sparse24_fp8_sm90_cutlass_gemm"
         return ""
@@ -337,17 +337,15 @@ def choose_layout(backend: FusedFp8Sm90Backend, m: int, k: int, n: int, calls: i
     a = torch.randn(m, k, device="cuda", generator=g, dtype=torch.bfloat16)
     a = a * mask24(a)
     bt8, b_scale = backend.quantize_t(torch.randn(k, n, device="cuda", generator=g, dtype=torch.bfloat16))
-    b_scale = b_scale.t().contiguous()
-    ref = scaled_mm_rowwise(*quantize_rowwise_fp8(a), bt8, b_scale.t())
+    ref = scaled_mm_rowwise(*quantize_rowwise_fp8(a), bt8, b_scale)
+    b8, b_row = bt8.t(), b_scale.t().contiguous()
     seen, times = [], {}
     for layout, why in FusedFp8AutoBackend.gemms().items():
         if why:
             seen.append(f"{layout} unavailable ({why})")
             continue
         try:
-            packed = sparsify24_rows(a, mode=PLAIN, layout=layout)[0]
-            def run(packed=packed):
-                return backend.packed_gemm(packed, bt8.t(), b_scale)
+            run = functools.partial(backend.packed_gemm, sparsify24_rows(a, mode=PLAIN, layout=layout)[0], b8, b_row)
             err = timing.rel_error(run(), ref)
         except Exception as exc:  # a failing kernel is a result
             seen.append(f"{layout} failed ({type(exc).__name__}: {str(exc)[:100]})")
