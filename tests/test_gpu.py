@@ -310,7 +310,8 @@ def test_fused_kernels_pack_exactly_like_cusparselt(trained_activations):
     def same_as_cslt(packed, a):
         a8 = quantize_rowwise_fp8(a)[0]
         theirs = torch._cslt_compress(a8)
-        assert packed.buffer.shape == theirs.shape and torch.equal(packed.buffer.view(torch.uint8), theirs.view(torch.uint8))
+        assert packed.buffer.shape == theirs.shape
+        assert torch.equal(packed.buffer.view(torch.uint8), theirs.view(torch.uint8))
         b = torch.randn(256, a.shape[1], device="cuda").bfloat16()
         b8, b_scale = quantize_rowwise_fp8(b)
         out = cusparselt.fp8_gemm(packed.buffer, b8.t(), packed.scale, b_scale.t())

@@ -448,7 +448,8 @@ def speedup_rows(speedups_fwd, speedups_bwd, tokens=(4096, 8192), shape="7B-like
     for ps, values in (("forward", speedups_fwd), ("forward+backward", speedups_bwd)):
         for t, v in zip(tokens, values):
             rows.append({"shape": shape, "T": t, "precision": "fp8", "pass": ps,
-                         "sparse_path": path, "dense_path": "dense (fused kernels)", "speedup": v, "speedup_lo": v - 0.05,
+                         "sparse_path": path, "dense_path": "dense (fused kernels)", "speedup": v,
+                         "speedup_lo": v - 0.05,
                          "speedup_hi": v + 0.05, "amdahl_bound": v + 0.1})
     return pd.DataFrame(rows)
 

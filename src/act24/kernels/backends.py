@@ -272,7 +272,9 @@ def _triton_missing() -> str:
 def _sm90_missing() -> str:
     cap = _cuda_capability()
     if cap != (9, 0):
-        return "no CUDA device" if cap is None else f"needs compute capability 9.0 (Hopper), device has {cap[0]}.{cap[1]}"
+        if cap is None:
+            return "no CUDA device"
+        return f"needs compute capability 9.0 (Hopper), device has {cap[0]}.{cap[1]}"
     return ""
 
 

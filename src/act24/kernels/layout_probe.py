@@ -5,8 +5,8 @@ along K into a buffer: the kept values, then metadata, 2 bits per kept index. To
 which group, compress matrices whose groups pick one of two patterns by one bit of their group number
 (`probe_inputs`): a metadata bit that flips between the two patterns in exactly the calls where a group's code
 (its number + 1) has a 1 belongs to that group (`decode`). Two series of pattern pairs, (0,1)/(2,3) and
-(0,2)/(1,3), flip different bits of a group's 4-bit code, so every bit of the code is attributed. Checked on the CPU against the
-sm90 CUTLASS layout, whose arrangement is known (`kernels.sm90_layout`).
+(0,2)/(1,3), flip different bits of a group's 4-bit code, so every bit of the code is attributed. Checked on the
+CPU against the sm90 CUTLASS layout, whose arrangement is known (`kernels.sm90_layout`).
 """
 
 from __future__ import annotations

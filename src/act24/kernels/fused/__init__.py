@@ -31,17 +31,17 @@ and the 95/5 split's destinations), `columns` (column statistics and the gather 
 """
 
 from .columns import column_stats, gather_rows, kept_column_stats
-from .formats import (BACKWARD, BACKWARD_ROWS_CONFIG, COLUMNS_CONFIG, CUSPARSELT, CUTLASS, FORWARD, GATHER_CONFIG, INTERPRETED,
-                      KEPT_COLUMNS_CONFIG, KEPT_TOKENS_CONFIG, ON_CHIP_MAX_K, PLAIN, QUANTIZE_CONFIG, ROWS_CONFIG,
-                      TOKENS_CONFIG, TRANSPOSE_CONFIG, Kept24, LaunchConfig, Packed24, fit_block_k)
+from .formats import (BACKWARD, BACKWARD_ROWS_CONFIG, COLUMNS_CONFIG, CUSPARSELT, CUTLASS, FORWARD, GATHER_CONFIG,
+                      INTERPRETED, KEPT_COLUMNS_CONFIG, KEPT_TOKENS_CONFIG, ON_CHIP_MAX_K, PLAIN, QUANTIZE_CONFIG,
+                      ROWS_CONFIG, TOKENS_CONFIG, TRANSPOSE_CONFIG, Kept24, LaunchConfig, Packed24, fit_block_k)
 from .scaling import scale_rows_cols_
 from .rows import dense_backward_rows, quantize_fits, quantize_rows, row_blocks, sparsify24_rows
 from .tokens import (feature_destinations, quantize_transposed, sparsify24_tokens, split_destinations, tokens_split,
                      transposed_fits)
 
-__all__ = ["BACKWARD", "BACKWARD_ROWS_CONFIG", "COLUMNS_CONFIG", "CUSPARSELT", "CUTLASS", "FORWARD", "GATHER_CONFIG", "INTERPRETED",
-           "KEPT_COLUMNS_CONFIG", "KEPT_TOKENS_CONFIG", "ON_CHIP_MAX_K", "PLAIN", "QUANTIZE_CONFIG", "ROWS_CONFIG",
-           "TOKENS_CONFIG", "TRANSPOSE_CONFIG", "Kept24", "LaunchConfig", "Packed24", "column_stats",
+__all__ = ["BACKWARD", "BACKWARD_ROWS_CONFIG", "COLUMNS_CONFIG", "CUSPARSELT", "CUTLASS", "FORWARD", "GATHER_CONFIG",
+           "INTERPRETED", "KEPT_COLUMNS_CONFIG", "KEPT_TOKENS_CONFIG", "ON_CHIP_MAX_K", "PLAIN", "QUANTIZE_CONFIG",
+           "ROWS_CONFIG", "TOKENS_CONFIG", "TRANSPOSE_CONFIG", "Kept24", "LaunchConfig", "Packed24", "column_stats",
            "dense_backward_rows", "feature_destinations", "fit_block_k", "gather_rows", "kept_column_stats",
-           "quantize_fits", "quantize_rows", "quantize_transposed", "row_blocks", "scale_rows_cols_", "sparsify24_rows",
-           "sparsify24_tokens", "split_destinations", "tokens_split", "transposed_fits"]
+           "quantize_fits", "quantize_rows", "quantize_transposed", "row_blocks", "scale_rows_cols_",
+           "sparsify24_rows", "sparsify24_tokens", "split_destinations", "tokens_split", "transposed_fits"]

@@ -199,7 +199,7 @@ def _select24(s_lo, s_hi):
 def _compress_pair(pair, i0, i1, inv_scale, FP8: tl.constexpr, LAYOUT: tl.constexpr):
     """A group's kept values (`_pick2`) encoded as the sm90 compressors write them: (metadata nibble, the two
     values' bits in one word: FP8 of x * inv_scale, 8 bits each, or bf16, 16 bits each). CUTLASS's codes, or
-    with LAYOUT == CSLT8 cuSPARSELt's (`sm90_layout.kept(pad_high=True)`)."""
+    with LAYOUT 2 (`formats.layout_code`) cuSPARSELt's (`sm90_layout.kept(pad_high=True)`)."""
     if FP8:
         bits = _fp8x2(_lo(pair), _hi(pair), inv_scale)
         b0 = bits & 0xFF
@@ -269,7 +269,7 @@ def _word64(lo, hi):
 @triton.jit
 def _meta_offset(rows, cols, M, K, LAYOUT: tl.constexpr):
     """Byte offsets of the metadata bytes of (rows, cols) (the pair of groups from column cols, a multiple of 8)
-    of an M x K operand in the layout LAYOUT (`formats.LAYOUTS`): CUTLASS's for 8- or 16-bit values
+    of an M x K operand in the layout LAYOUT (`formats.layout_code`): CUTLASS's for 8- or 16-bit values
     (`sm90_layout.meta_byte_offset`) or cuSPARSELt's for 8-bit (`cslt_layout.code_offset`; a pair's two codes
     are neighbours there). In int64: the logical offset passes 2^31 from M x K = 2^31 elements on (70B-like FFN,
     64k tokens)."""

@@ -86,10 +86,9 @@ def sparsify24_rows(y: torch.Tensor, grad: torch.Tensor | None = None, *, fp8: b
     """2:4 along the columns of `y` (M x K, bf16) in one fused kernel; see the module docstring.
 
     mode: FORWARD (values relu(y)², the default without `grad`), BACKWARD (values grad ⊙ 2 relu(y), selection
-    by relu(y)², the default with `grad`) or PLAIN (values y, selection by |y|). layout: the packed format
-(CUTLASS or CUSPARSELT, FP8 only). Returns (Packed24, kept values,
-    kept scores): with `write_kept`, the masked values, and in the backward the masked relu(y)², as `Kept24`
-    sharing their codes; else None."""
+    by relu(y)², the default with `grad`) or PLAIN (values y, selection by |y|). layout: the packed format,
+    CUTLASS or CUSPARSELT (FP8 only). Returns (Packed24, kept values, kept scores): with `write_kept`, the masked
+    values, and in the backward the masked relu(y)², as `Kept24` sharing their codes; else None."""
     m, k = y.shape
     mode = (BACKWARD if grad is not None else FORWARD) if mode is None else mode
     cfg = cfg or (BACKWARD_ROWS_CONFIG if mode == BACKWARD else ROWS_CONFIG)
@@ -111,8 +110,8 @@ def sparsify24_rows(y: torch.Tensor, grad: torch.Tensor | None = None, *, fp8: b
         y, grad, vals, meta, scale if fp8 else vals, kept.values if write_kept else vals,
         kept_s.values if kept_s is not None else vals, kept.codes if write_kept else meta, m, k, y.stride(0),
         grad.stride(0),
-        MODE=mode, FP8=fp8, SELECT=True, LAYOUT=layout_code(layout, fp8), WRITE_KEPT=write_kept, BM=cfg.block_m, **blocks,
-        num_warps=warps)
+        MODE=mode, FP8=fp8, SELECT=True, LAYOUT=layout_code(layout, fp8), WRITE_KEPT=write_kept, BM=cfg.block_m,
+        **blocks, num_warps=warps)
     return packed, kept, kept_s
 
 
