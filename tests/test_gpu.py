@@ -20,7 +20,7 @@ from act24.sparsity.stats import record_activations
 
 pytestmark = pytest.mark.gpu
 GPU_BACKENDS = ["cusparselt", "xformers_cutlass", "xformers_cusparselt", "xformers_fp8_sm90", "fused_fp8_sm90",
-                "fused_fp8_cusparselt", "fused_fp8_auto"]
+                "fused_fp8_cusparselt", "fused_fp8_tuned", "fused_fp8_auto"]
 # Known from ../shared/gpu/README.md: on sm90 xformers' cuSPARSELt packing gives wrong results.
 KNOWN_WRONG = {("xformers_cusparselt", (9, 0))}
 
@@ -66,7 +66,7 @@ def test_backend_against_reference_random_and_trained(name, trained_activations)
 
 
 @pytest.mark.parametrize("name", ["cusparselt", "xformers_cutlass", "xformers_fp8_sm90", "fused_fp8_sm90",
-                                  "fused_fp8_cusparselt", "fused_fp8_auto"])
+                                  "fused_fp8_cusparselt", "fused_fp8_tuned", "fused_fp8_auto"])
 @pytest.mark.parametrize("t, d, f", [(1024, 256, 768), (4096, 512, 1536)])
 def test_sparse_ffn_forward_backward_with_backend(name, t, d, f):
     backend = B.get_backend(name)
@@ -340,9 +340,12 @@ def test_auto_backend_picks_a_checked_gemm_per_shape_and_reports_it():
     backend = B.FusedFp8AutoBackend()
     if why := backend.probe():
         pytest.skip(f"fused_fp8_auto unavailable here: {why}")
-    layout = backend.layout_for(2048, 1536, 512)
-    assert layout in ("cutlass", "cusparselt")
+    gemm = backend.gemm_for(2048, 1536, 512)
+    assert gemm in B.GEMM_LAYOUTS and backend.layout_for(2048, 1536, 512) == B.GEMM_LAYOUTS[gemm]
     note = backend.gemm_choices()["2048 x 1536 x 512"]
     print(f"\n[auto 2048 x 1536 x 512] {note}")
-    assert note.startswith(layout) and "ms" in note
-    assert backend.layout_for(2048, 1536, 512) == layout and len(B.FusedFp8AutoBackend.choices) >= 1
+    assert note.startswith(gemm) and "ms" in note
+    for other, why in B.FusedFp8AutoBackend.gemms().items():  # every GEMM that runs here was timed
+        assert (f"{other} unavailable" in note) if why else (f"{other} failed" in note or f"{other} wrong" in note
+                                                            or f"{other} " in note and " ms" in note)
+    assert backend.gemm_for(2048, 1536, 512) == gemm and len(B.FusedFp8AutoBackend.choices) >= 1

@@ -18,7 +18,8 @@ from .sparsity.recipe import SparseRecipe
 FFN_KINDS = ("swiglu", "sqrelu", "relu", "gelu")
 # The 2:4 GEMM backends (act24.kernels.backends registers one class per name); "auto" picks one per device.
 BACKEND_NAMES = ("reference", "cusparselt", "xformers_cutlass", "xformers_cusparselt", "xformers_fp8_sm90",
-                 "fused_fp8_sm90", "fused_fp8_cusparselt", "fused_fp8_auto")
+                 "fused_fp8_sm90", "fused_fp8_cusparselt", "fused_fp8_tuned",
+                 "fused_fp8_auto")
 
 __all__ = ["BACKEND_NAMES", "FFN_KINDS", "ConfigError", "ModelConfig", "RunConfig", "SparseConfig", "SparseRecipe",
            "TrainConfig"]
@@ -100,7 +101,7 @@ class SparseConfig:
                                   minimum=0, exclusiveMaximum=1)
     recipe: SparseRecipe = setting(SparseRecipe(), flatten=True)
     backend: str = setting("auto", "the 2:4 GEMM backend; auto: reference on CPU, the first correct GPU backend on "
-                           "CUDA (on Hopper fused_fp8_auto: per GEMM shape the faster correct FP8 GEMM)",
+                           "CUDA (on Hopper fused_fp8_auto: per GEMM shape the fastest correct FP8 GEMM)",
                            choices=("auto",) + BACKEND_NAMES)
 
     def __post_init__(self):

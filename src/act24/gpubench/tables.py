@@ -15,6 +15,7 @@ CSLT_FORWARD_STEP = "fused (act24, Triton): relu² + 2:4 + FP8 + cuSPARSELt pack
 # The FP8 2:4 FFN paths on the fused kernels (act24.gpubench.paths), by the GEMM they feed.
 FUSED_PATHS = {"fused_fp8_sm90": "2:4 (fused kernels, CUTLASS)",
                "fused_fp8_cusparselt": "2:4 (fused kernels, cuSPARSELt)",
+               "fused_fp8_tuned": "2:4 (fused kernels, act24 GEMM)",
                "fused_fp8_auto": "2:4 (fused kernels, auto)"}
 # The FFN path whose forward runs each fused sparsify step.
 STEP_PATHS = {FUSED_FORWARD_STEP: FUSED_PATHS["fused_fp8_sm90"], CSLT_FORWARD_STEP: FUSED_PATHS["fused_fp8_cusparselt"]}

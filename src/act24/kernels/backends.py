@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from ..sparsity.pattern import mask24
-from . import cslt_layout, cusparselt, sm90_layout, timing
+from . import cslt_layout, cusparselt, sm90_gemm, sm90_layout, timing
 from .cuda12 import import_xformers_ops
 from .fp8 import quantize_rowwise_fp8, scaled_mm_rowwise
 
@@ -208,8 +208,8 @@ class XformersFp8Sm90Backend(Backend):
 class FusedFp8Sm90Backend(XformersFp8Sm90Backend):
     """Our fused Triton sparsify kernels (act24.kernels.fused) feeding xformers' sm90 FP8 sparse GEMM. The sparse
     FFN runs its fused forward and backward on it (act24.ffn.fused); `mm24` packs an already 2:4
-    operand with the same kernel (no CUTLASS compressor). Subclasses feed other GEMMs: the kernels write the
-    layout `layout_for` names for each GEMM shape, and `packed_gemm` runs the GEMM of the operand's layout."""
+    operand with the same kernel (no CUTLASS compressor). Subclasses feed other GEMMs (`gemm_for` names one per GEMM
+    shape): the kernels write the layout that GEMM reads (`layout_for`), and `packed_gemm` runs it."""
 
     name = "fused_fp8_sm90"
     description = ("act24's fused Triton sparsify (relu² + 2:4 + row-wise FP8 + sm90 packing in one pass) + "
@@ -219,9 +219,15 @@ class FusedFp8Sm90Backend(XformersFp8Sm90Backend):
     def probe(self):
         return _triton_missing() or super().probe()
 
+    gemm = "xformers"  # the 2:4 FP8 GEMM it feeds (a key of GEMM_LAYOUTS)
+
+    def gemm_for(self, m: int, k: int, n: int) -> str:
+        """The 2:4 FP8 GEMM that runs (M x K, 2:4) @ (K x N)."""
+        return self.gemm
+
     def layout_for(self, m: int, k: int, n: int) -> str:
-        """The packed layout of the sparse operand of the (M x K) @ (K x N) GEMM."""
-        return sm90_layout.NAME
+        """The packed layout of the sparse operand of the (M x K) @ (K x N) GEMM: the one its GEMM reads."""
+        return GEMM_LAYOUTS[self.gemm_for(m, k, n)]
 
     # The same bits as the stock backend's quantization, in single Triton passes where the shape allows.
     @staticmethod
@@ -245,20 +251,32 @@ class FusedFp8Sm90Backend(XformersFp8Sm90Backend):
         bt8, b_scale = self.quantize_t(b)
         return self.packed_gemm(a, bt8.t(), b_scale.t().contiguous())
 
-    @staticmethod
-    def packed_gemm(a, b8: torch.Tensor, b_scale: torch.Tensor) -> torch.Tensor:
-        """The 2:4 FP8 GEMM of a packed operand `a` (Packed24, its layout's GEMM), b8 (K x N, FP8, the transpose of
-        a contiguous (N x K)) and b_scale (1 x N); bf16 out."""
-        if a.layout == cslt_layout.NAME:
-            return cusparselt.fp8_gemm(a.buffer, b8, a.scale, b_scale)
-        ops, _ = import_xformers_ops()
-        return ops._sparse24_fp8_sm90_cutlass_gemm(a.values, a.meta, b8, a_scale=a.scale, b_scale=b_scale)
+    def packed_gemm(self, a, b8: torch.Tensor, b_scale: torch.Tensor) -> torch.Tensor:
+        """The 2:4 FP8 GEMM of a packed operand `a` (Packed24, in the layout of `gemm_for`), b8 (K x N, FP8, the
+        transpose of a contiguous (N x K)) and b_scale (1 x N); bf16 out."""
+        return run_packed_gemm(self.gemm_for(a.values.shape[0], 2 * a.values.shape[1], b8.shape[1]), a, b8, b_scale)
 
     def mm24(self, a, b):
         from .fused import PLAIN, sparsify24_rows
 
         layout = self.layout_for(a.shape[0], a.shape[1], b.shape[1])
         return self.sparse_gemm(sparsify24_rows(a.to(torch.bfloat16), mode=PLAIN, layout=layout)[0], b)
+
+
+# The 2:4 FP8 GEMMs the fused kernels feed, and the packed layout each reads.
+GEMM_LAYOUTS = {"xformers": sm90_layout.NAME, "act24": sm90_layout.NAME, "cusparselt": cslt_layout.NAME}
+
+
+def run_packed_gemm(gemm: str, a, b8: torch.Tensor, b_scale: torch.Tensor) -> torch.Tensor:
+    """`gemm`'s 2:4 FP8 GEMM (a key of GEMM_LAYOUTS) on a packed operand `a` in its layout; see `packed_gemm`."""
+    if a.layout != GEMM_LAYOUTS[gemm]:
+        raise ValueError(f"the {gemm} 2:4 GEMM reads the {GEMM_LAYOUTS[gemm]} layout, the operand is in {a.layout}")
+    if gemm == "cusparselt":
+        return cusparselt.fp8_gemm(a.buffer, b8, a.scale, b_scale)
+    if gemm == "act24":
+        return sm90_gemm.sparse_fp8_gemm(a.values, a.meta, b8, a.scale.reshape(-1), b_scale.reshape(-1))
+    ops, _ = import_xformers_ops()
+    return ops._sparse24_fp8_sm90_cutlass_gemm(a.values, a.meta, b8, a_scale=a.scale, b_scale=b_scale)
 
 
 def _triton_missing() -> str:
@@ -290,49 +308,67 @@ class FusedFp8CusparseltBackend(FusedFp8Sm90Backend):
     def probe(self):
         return _triton_missing() or _sm90_missing() or _cusparselt_missing()
 
-    def layout_for(self, m, k, n):
-        return cslt_layout.NAME
+    gemm = "cusparselt"
 
     def gemm_choices(self):
         return cusparselt.choices()
 
 
+class FusedFp8TunedBackend(FusedFp8Sm90Backend):
+    """The fused kernels feeding act24's own sm90a 2:4 FP8 GEMM (`kernels.sm90_gemm`): CUTLASS 3.x, the row-wise
+    scales in its epilogue, its tile, cluster, schedule, raster order and swizzle chosen per shape."""
+
+    name = "fused_fp8_tuned"
+    description = ("act24's fused Triton sparsify + act24's sm90a CUTLASS 2:4 FP8 GEMM (row-wise scales in the "
+                   "epilogue; kernel searched and checked per shape; built just in time with nvcc); bf16 output")
+    gemm = "act24"
+
+    def probe(self):
+        return _triton_missing() or _sm90_missing() or sm90_gemm.missing()
+
+    def gemm_choices(self):
+        return sm90_gemm.choices()
+
+
 class FusedFp8AutoBackend(FusedFp8Sm90Backend):
-    """The fused kernels feeding, per GEMM shape, the faster of the two 2:4 FP8 GEMMs that gives correct results
-    there: CUTLASS's (xformers) or cuSPARSELt's. Each shape is decided once per process (`choose_layout`)."""
+    """The fused kernels feeding, per GEMM shape, the fastest of the 2:4 FP8 GEMMs that gives correct results there:
+    xformers' CUTLASS, act24's sm90a CUTLASS or cuSPARSELt's. Each shape is decided once per process
+    (`choose_gemm`)."""
 
     name = "fused_fp8_auto"
-    description = ("act24's fused Triton sparsify feeding, per GEMM shape, the faster correct 2:4 FP8 GEMM: "
-                   "xformers' CUTLASS or cuSPARSELt (searched algorithm); the choices go to the run's log and summary")
+    description = ("act24's fused Triton sparsify feeding, per GEMM shape, the fastest correct 2:4 FP8 GEMM: "
+                   "xformers' CUTLASS, act24's sm90a CUTLASS (tuned) or cuSPARSELt (searched algorithm); the "
+                   "choices go to the run's log and summary")
     choices: dict[tuple[int, int, int], dict] = {}  # shared by every instance: one decision per shape and process
 
     def probe(self):
-        missing = {layout: why for layout, why in self.gemms().items() if why}
-        if len(missing) == 2:
-            return "neither 2:4 FP8 GEMM runs here: " + "; ".join(f"{k}: {v}" for k, v in missing.items())
+        missing = {gemm: why for gemm, why in self.gemms().items() if why}
+        if len(missing) == len(GEMM_LAYOUTS):
+            return "no 2:4 FP8 GEMM runs here: " + "; ".join(f"{k}: {v}" for k, v in missing.items())
         return _triton_missing() or _sm90_missing()
 
     @staticmethod
     def gemms() -> dict[str, str]:
-        """layout -> '' when its GEMM runs here, else why not."""
-        return {sm90_layout.NAME: XformersFp8Sm90Backend().probe(),
-                cslt_layout.NAME: _sm90_missing() or _cusparselt_missing()}
+        """GEMM -> '' when it runs here, else why not."""
+        return {"xformers": XformersFp8Sm90Backend().probe(), "act24": _sm90_missing() or sm90_gemm.missing(),
+                "cusparselt": _sm90_missing() or _cusparselt_missing()}
 
-    def layout_for(self, m, k, n):
+    def gemm_for(self, m, k, n):
         if (m, k, n) not in self.choices:
-            self.choices[m, k, n] = choose_layout(self, m, k, n)
+            self.choices[m, k, n] = choose_gemm(self, m, k, n)
             print(f"2:4 FP8 GEMM {m} x {k} x {n}: {self.choices[m, k, n]['note']}", flush=True)
-        return self.choices[m, k, n]["layout"]
+        return self.choices[m, k, n]["gemm"]
 
     def gemm_choices(self):
         return {**{f"{m} x {k} x {n}": c["note"] for (m, k, n), c in self.choices.items()},
-                **{f"cuSPARSELt {shape}": alg for shape, alg in cusparselt.choices().items()}}
+                **{f"cuSPARSELt {shape}": alg for shape, alg in cusparselt.choices().items()},
+                **{f"act24 sm90a {shape}": launch for shape, launch in sm90_gemm.choices().items()}}
 
 
-def choose_layout(backend: FusedFp8Sm90Backend, m: int, k: int, n: int, calls: int = 10, seed: int = 0) -> dict:
-    """Run the GEMM of every layout that runs here on a random 2:4 (M x K) @ (K x N), check each against the dense
-    FP8 GEMM of the same quantized operands, time the correct ones (median of `calls`) and pick the fastest:
-    {"layout", "note"}. RuntimeError when none is correct."""
+def choose_gemm(backend: FusedFp8Sm90Backend, m: int, k: int, n: int, calls: int = 10, seed: int = 0) -> dict:
+    """Run every 2:4 FP8 GEMM that runs here on a random 2:4 (M x K) @ (K x N) packed by the fused kernel in its
+    layout, check each against the dense FP8 GEMM of the same quantized operands, time the correct ones (median of
+    `calls`) and pick the fastest: {"gemm", "note"}. RuntimeError when none is correct."""
     from .fused import PLAIN, sparsify24_rows
 
     g = torch.Generator(device="cuda").manual_seed(seed)
@@ -342,33 +378,36 @@ def choose_layout(backend: FusedFp8Sm90Backend, m: int, k: int, n: int, calls: i
     ref = scaled_mm_rowwise(*quantize_rowwise_fp8(a), bt8, b_scale)
     b8, b_row = bt8.t(), b_scale.t().contiguous()
     seen, times = [], {}
-    for layout, why in FusedFp8AutoBackend.gemms().items():
+    for gemm, why in FusedFp8AutoBackend.gemms().items():
         if why:
-            seen.append(f"{layout} unavailable ({why})")
+            seen.append(f"{gemm} unavailable ({why})")
             continue
         try:
-            run = functools.partial(backend.packed_gemm, sparsify24_rows(a, mode=PLAIN, layout=layout)[0], b8, b_row)
+            packed = sparsify24_rows(a, mode=PLAIN, layout=GEMM_LAYOUTS[gemm])[0]
+            run = functools.partial(run_packed_gemm, gemm, packed, b8, b_row)
             err = timing.rel_error(run(), ref)
         except Exception as exc:  # a failing kernel is a result
-            seen.append(f"{layout} failed ({type(exc).__name__}: {str(exc)[:100]})")
+            seen.append(f"{gemm} failed ({type(exc).__name__}: {str(exc)[:100]})")
             continue
         if not err <= cusparselt.TOLERANCE:
-            seen.append(f"{layout} wrong (relative error {err:.2g})")
+            seen.append(f"{gemm} wrong (relative error {err:.2g})")
             continue
-        times[layout] = timing.event_ms(run, calls=calls)
-        alg = f", {cusparselt.search(m, k, n, torch.float8_e4m3fn).describe()}" if layout == cslt_layout.NAME else ""
-        seen.append(f"{layout} {times[layout]:.3f} ms{alg}")
+        times[gemm] = timing.event_ms(run, calls=calls)
+        how = {"cusparselt": lambda: cusparselt.search(m, k, n, torch.float8_e4m3fn).describe(),
+               "act24": lambda: sm90_gemm.search(m, k, n).describe()}.get(gemm)
+        seen.append(f"{gemm} {times[gemm]:.3f} ms" + (f", {how()}" if how else ""))
     if not times:
         raise RuntimeError(f"2:4 FP8 GEMM {m} x {k} x {n}: no GEMM gives correct results here: " + "; ".join(seen))
     best = min(times, key=times.get)
-    return {"layout": best, "note": f"{best} (" + "; ".join(seen) + ")"}
+    return {"gemm": best, "note": f"{best} (" + "; ".join(seen) + ")"}
 
 
 # One class per name of act24.config.BACKEND_NAMES (the names the config accepts; a test checks they agree).
 BACKENDS: dict[str, type[Backend]] = {
     cls.name: cls
     for cls in (ReferenceBackend, CuSparseLtBackend, XformersCutlassBackend, XformersCusparseLtBackend,
-                XformersFp8Sm90Backend, FusedFp8Sm90Backend, FusedFp8CusparseltBackend, FusedFp8AutoBackend)
+                XformersFp8Sm90Backend, FusedFp8Sm90Backend, FusedFp8CusparseltBackend, FusedFp8TunedBackend,
+                FusedFp8AutoBackend)
 }
 # Preference order of `select_backend("auto")` on a GPU: the fused FP8 path where it runs (Hopper; per GEMM shape the
 # faster correct GEMM), else bf16.

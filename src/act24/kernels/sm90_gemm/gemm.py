@@ -1,0 +1,182 @@
+"""Calling the sm90a 2:4 FP8 GEMM, and choosing its kernel per problem shape.
+
+`search(m, k, n)` runs every compiled configuration (`CONFIGS`) with every raster order and swizzle on fresh random
+operands of the shape, packed by act24's fused kernel; checks each result against the dense FP8 GEMM (cuBLAS) of
+the same quantized operands; times the correct ones; and keeps the fastest, per GPU and shape, for the life of the
+process (`choices` lists them). `sparse_fp8_gemm` uses that choice.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from dataclasses import dataclass
+
+import torch
+
+from ..timing import event_ms, rel_error
+from .build import Sm90GemmUnavailable, load
+from .configs import CONFIGS, RASTERS, SWIZZLES, GemmConfig
+
+# The sparse operand's rows (a metadata atom is 64 rows) and reduction dimension (atom: 128 columns; the kernels'
+# K tile), and the output's columns (16-byte rows of bf16 for the TMA store).
+MULTIPLES = (64, 128, 8)
+TOLERANCE = 2e-2  # against cuBLAS on the same FP8 operands: both round to bf16; a wrong kernel lands near 1
+TIMED_CALLS = 5
+
+
+@dataclass(frozen=True)
+class Launch:
+    config: GemmConfig
+    raster: int = 0  # 0: along M, 1: along N
+    swizzle: int = 1
+
+    def describe(self) -> str:
+        return f"{self.config.name} raster {'MN'[self.raster]} swizzle {self.swizzle}"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What `search` chose for one shape, and what it saw of every launch."""
+
+    launch: Launch
+    ms: float
+    tried: tuple[str, ...]
+
+    def describe(self) -> str:
+        wrong = sum("wrong" in t or "failed" in t for t in self.tried)
+        return (f"{self.launch.describe()} ({self.ms:.3f} ms; {len(self.tried)} launches tried"
+                + (f", {wrong} wrong or failed" if wrong else "") + ")")
+
+
+_CHOICES: dict[tuple, Choice] = {}
+
+
+def missing() -> str:
+    """'' when the GEMM runs here, else why not (building the library first if it is not cached)."""
+    if not torch.cuda.is_available():
+        return "no CUDA device"
+    cap = torch.cuda.get_device_capability()
+    if cap != (9, 0):
+        return f"needs compute capability 9.0 (sm90a), device has {cap[0]}.{cap[1]}"
+    try:
+        load()
+    except (Sm90GemmUnavailable, OSError) as exc:
+        return str(exc)
+    return ""
+
+
+def shape_error(m: int, k: int, n: int) -> str:
+    mm, mk, mn = MULTIPLES
+    if m <= 0 or k <= 0 or n <= 0 or m % mm or k % mk or n % mn:
+        return (f"sm90a 2:4 FP8 GEMM: A ({m} x {k}) @ B ({k} x {n}) needs M % {mm} == 0, K % {mk} == 0 and "
+                f"N % {mn} == 0 (all positive)")
+    return ""
+
+
+def _check(values, meta, b8, a_scale, b_scale) -> tuple[int, int, int]:
+    """(M, K, N) of the operands, or ValueError naming the argument that does not fit."""
+    m, k, n = values.shape[0], 2 * values.shape[1], b8.shape[1]
+    if why := shape_error(m, k, n):
+        raise ValueError(why)
+    fp8 = torch.float8_e4m3fn
+    if values.dtype != fp8 or b8.dtype != fp8:
+        raise ValueError(f"sm90a 2:4 FP8 GEMM: values and b8 must be float8_e4m3fn, got {values.dtype}, {b8.dtype}")
+    if not values.is_contiguous():
+        raise ValueError("sm90a 2:4 FP8 GEMM: values must be a contiguous (M x K/2) tensor")
+    if b8.shape[0] != k or b8.stride(0) != 1 or b8.stride(1) != k:
+        raise ValueError(f"sm90a 2:4 FP8 GEMM: b8 must be ({k} x N) column-major (the transpose of a contiguous "
+                         f"N x {k}), got shape {tuple(b8.shape)} strides {b8.stride()}")
+    if meta.dtype != torch.uint8 or meta.numel() != m * k // 8 or not meta.is_contiguous():
+        raise ValueError(f"sm90a 2:4 FP8 GEMM: meta must be {m * k // 8} contiguous bytes (CUTLASS's sm90 layout), "
+                         f"got {meta.numel()} {meta.dtype}")
+    for name, scale, size in (("a_scale", a_scale, m), ("b_scale", b_scale, n)):
+        if scale.dtype != torch.float32 or scale.numel() != size or not scale.is_contiguous():
+            raise ValueError(f"sm90a 2:4 FP8 GEMM: {name} must be {size} contiguous float32 values, got "
+                             f"{scale.numel()} {scale.dtype}")
+    return m, k, n
+
+
+@functools.cache
+def _workspace_bytes(name: str, m: int, n: int, k: int, raster: int, swizzle: int) -> int:
+    return getattr(load(), f"act24_sp24_fp8_workspace_{name}")(m, n, k, raster, swizzle)
+
+
+def run(launch: Launch, values, meta, b8, a_scale, b_scale) -> torch.Tensor:
+    """One launch of one configuration: (a_scale ⊙ A) @ (B ⊙ b_scale) in bf16 (M x N). A is packed in CUTLASS's sm90
+    layout (values M x K/2, meta), b8 (K x N) FP8 column-major, a_scale M floats, b_scale N floats."""
+    m, k, n = _check(values, meta, b8, a_scale, b_scale)
+    out = torch.empty(m, n, dtype=torch.bfloat16, device=values.device)
+    name = launch.config.name
+    workspace = torch.empty(_workspace_bytes(name, m, n, k, launch.raster, launch.swizzle), dtype=torch.uint8,
+                            device=values.device)
+    err = ctypes.create_string_buffer(256)
+    status = getattr(load(), f"act24_sp24_fp8_gemm_{name}")(
+        values.data_ptr(), meta.data_ptr(), b8.data_ptr(), a_scale.data_ptr(), b_scale.data_ptr(), out.data_ptr(),
+        m, n, k, launch.raster, launch.swizzle, workspace.data_ptr(), torch.cuda.current_stream().cuda_stream,
+        err, len(err))
+    if status:
+        raise RuntimeError(f"sm90a 2:4 FP8 GEMM {name} on {m} x {k} x {n}: {err.value.decode()}")
+    return out
+
+
+def sparse_fp8_gemm(values, meta, b8, a_scale, b_scale) -> torch.Tensor:
+    """`run` with the launch `search` chose for the shape."""
+    m, k, n = _check(values, meta, b8, a_scale, b_scale)
+    return run(search(m, k, n).launch, values, meta, b8, a_scale, b_scale)
+
+
+def launches() -> list[Launch]:
+    return [Launch(c, r, s) for c in CONFIGS for r in RASTERS for s in SWIZZLES]
+
+
+def random_operands(m: int, k: int, n: int, seed: int = 0) -> dict:
+    """A random 2:4 (M x K) packed by the fused kernel, a random (K x N) B, and the dense FP8 GEMM of the same
+    quantized values (cuBLAS): {"packed", "b8", "b_scale", "dense"}."""
+    from ...sparsity.pattern import mask24
+    from ..fp8 import quantize_rowwise_fp8, scaled_mm_rowwise
+    from ..fused import PLAIN, sparsify24_rows
+
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    a = torch.randn(m, k, device="cuda", generator=g, dtype=torch.bfloat16)
+    a = a * mask24(a)
+    bt8, b_scale = quantize_rowwise_fp8(torch.randn(n, k, device="cuda", generator=g, dtype=torch.bfloat16))
+    packed = sparsify24_rows(a, mode=PLAIN)[0]
+    return {"packed": packed, "b8": bt8.t(), "b_scale": b_scale.reshape(-1),
+            "dense": scaled_mm_rowwise(*quantize_rowwise_fp8(a), bt8, b_scale)}
+
+
+def search(m: int, k: int, n: int, seed: int = 0) -> Choice:
+    """The fastest correct launch for (M x K, 2:4) @ (K x N); RuntimeError when none is correct."""
+    key = (torch.cuda.get_device_name(), m, k, n)
+    if key in _CHOICES:
+        return _CHOICES[key]
+    if why := shape_error(m, k, n):
+        raise ValueError(why)
+    ops = random_operands(m, k, n, seed)
+    p = ops["packed"]
+    tried, best = [], None
+    for launch in launches():
+        call = functools.partial(run, launch, p.values, p.meta, ops["b8"], p.scale.reshape(-1), ops["b_scale"])
+        try:
+            err = rel_error(call(), ops["dense"])
+        except RuntimeError as exc:  # a configuration that cannot run this shape is a result
+            tried.append(f"{launch.describe()}: failed ({str(exc)[:120]})")
+            continue
+        if not err <= TOLERANCE:
+            tried.append(f"{launch.describe()}: wrong (relative error {err:.2g})")
+            continue
+        ms = event_ms(call, calls=TIMED_CALLS)
+        tried.append(f"{launch.describe()}: {ms:.3f} ms (relative error {err:.1e})")
+        if best is None or ms < best[1]:
+            best = (launch, ms)
+    if best is None:
+        raise RuntimeError(f"sm90a 2:4 FP8 GEMM: no launch gives correct results for {m} x {k} x {n}: "
+                           + "; ".join(tried))
+    _CHOICES[key] = Choice(best[0], best[1], tuple(tried))
+    return _CHOICES[key]
+
+
+def choices() -> dict[str, str]:
+    """Every choice of this process: "M x K x N" -> `Choice.describe()`."""
+    return {f"{m} x {k} x {n}": c.describe() for (_, m, k, n), c in _CHOICES.items()}
