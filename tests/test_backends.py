@@ -90,7 +90,7 @@ def test_cusparselt_search_times_only_correct_algorithms_and_caches_the_fastest(
     monkeypatch.setattr(CS, "event_ms", lambda fn, **_: (fn(), ms[calls[-1]])[1])  # the time of the alg it ran
     monkeypatch.setattr(torch, "_cslt_compress", lambda x: x)
     monkeypatch.setattr(torch, "_cslt_sparse_mm", fake_sparse_mm)
-    monkeypatch.setattr(CS, "_device", lambda: "a GPU")
+    monkeypatch.setattr(CS, "gpu_name", lambda: "a GPU")
     choice = CS.search(64, 32, 16, torch.float32)
     assert choice.alg_id == 3 and choice.ms == 0.5
     assert [t.split(":")[0] for t in choice.tried] == ["alg 0", "alg 1", "alg 2", "alg 3", "alg 4"]

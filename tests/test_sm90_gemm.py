@@ -110,9 +110,11 @@ def test_search_times_only_correct_launches_and_caches_the_fastest(monkeypatch):
         "packed": type("P", (), {"values": 0, "meta": 0, "scale": torch.ones(1)})(), "b8": 0,
         "b_scale": 0, "dense": ref})
     monkeypatch.setattr(gemm, "event_ms", lambda fn, **_: (fn(), ms[ran[-1]])[1])
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "a GPU")
+    monkeypatch.setattr(gemm, "gpu_name", lambda: "a GPU")
     choice = gemm.search(128, 256, 64)
     assert choice.launch == best and choice.ms == ms[best] and len(choice.tried) == len(launches)
+    finalists = [t for t in choice.tried if "sustained" in t]
+    assert len(finalists) == gemm.FINALISTS and f"{ms[best]:.3f} ms sustained" in choice.tried[2]
     assert "wrong" in choice.tried[0] and "failed (sm90a" not in choice.tried[1] and "Invalid Problem" in choice.tried[1]
     assert "2 wrong or failed" in choice.describe()
     n = len(ran)

@@ -4,8 +4,8 @@ A path has a forward (x, W1, W2 -> Y3) and a training step (-> dX, dW1, dW2 for 
 forms where the precision has them: eager PyTorch, `torch.compile` (inductor fuses the activation, its derivative
 and every quantization into neighbouring kernels), and this project's fused kernels (FP8: relu² + FP8 in one pass,
 the backward's dY1 and its transposes likewise: every fusion the 2:4 path has for work the dense path also does).
-The FP8 2:4 paths on the fused kernels come one per sparse GEMM they feed (`tables.FUSED_PATHS`): CUTLASS's,
-cuSPARSELt's, and per GEMM shape the faster correct one (`auto`).
+The FP8 2:4 paths on the fused kernels come one per sparse GEMM they feed (`tables.FUSED_PATHS`): xformers' CUTLASS,
+cuSPARSELt's, act24's own sm90a GEMM (`kernels.sm90_gemm`), and per GEMM shape the fastest correct one (`auto`).
 The speedup tables take the fastest dense path of the same precision measured in the same run.
 
 Nothing is compiled at import: compiled functions are made on first use.

@@ -14,13 +14,12 @@ values as every other FP8 path's: the scheme changes no numerics, it costs that 
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import torch
 
 from ..sparsity.pattern import mask24
-from .timing import event_ms, rel_error
+from .timing import event_ms, gpu_name, rel_error
 
 MAX_ALGORITHMS = 64  # a cap; the first algorithm id cuSPARSELt rejects ends the search
 # Against the dense GEMM of the same operands: both round to bf16 (~3e-3 apart); a wrong algorithm lands near 1.
@@ -45,16 +44,6 @@ class Choice:
 _CHOICES: dict[tuple, Choice] = {}
 
 
-@functools.cache
-def _device_name(index: int) -> str:
-    return torch.cuda.get_device_name(index)
-
-
-def _device() -> str:
-    """The current GPU's name (choices are kept per GPU model; looked up once per device, not per GEMM)."""
-    return _device_name(torch.cuda.current_device())
-
-
 def _operands(m: int, k: int, n: int, dtype: torch.dtype, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A random 2:4 (M x K) and a dense (N x K) in `dtype`, on the GPU."""
     g = torch.Generator(device="cuda").manual_seed(seed)
@@ -75,7 +64,7 @@ def _dense(a: torch.Tensor, bt: torch.Tensor) -> torch.Tensor:
 def search(m: int, k: int, n: int, dtype: torch.dtype, row_major_b: bool = False, seed: int = 0) -> Choice:
     """The fastest correct cuSPARSELt algorithm for (M x K, 2:4) @ (K x N, column-major unless row_major_b) in
     `dtype` (FP8: bf16 out); RuntimeError when none is correct."""
-    key = (_device(), m, k, n, str(dtype), row_major_b)
+    key = (gpu_name(), m, k, n, str(dtype), row_major_b)
     if key in _CHOICES:
         return _CHOICES[key]
     a, b = _operands(m, k, n, dtype, seed)

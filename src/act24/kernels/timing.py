@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Callable
@@ -32,3 +33,13 @@ def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     if not torch.isfinite(out).all():
         return math.inf
     return float((out.double() - ref.double()).norm() / ref.double().norm().clamp(min=1e-30))
+
+
+@functools.cache
+def _device_name(index: int) -> str:
+    return torch.cuda.get_device_name(index)
+
+
+def gpu_name() -> str:
+    """The current GPU's name (per-shape choices are kept per GPU model; looked up once per device, not per GEMM)."""
+    return _device_name(torch.cuda.current_device())

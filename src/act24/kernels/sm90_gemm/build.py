@@ -131,9 +131,11 @@ def load() -> ctypes.CDLL:
     p, i, size = ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t
     for c in CONFIGS:
         workspace = getattr(lib, f"act24_sp24_fp8_workspace_{c.name}")
-        workspace.argtypes, workspace.restype = [i] * 5, size
+        workspace.argtypes, workspace.restype = [i] * 6, size
         gemm = getattr(lib, f"act24_sp24_fp8_gemm_{c.name}")
-        gemm.argtypes, gemm.restype = [p] * 6 + [i] * 5 + [p, p, ctypes.c_char_p, i], i
+        gemm.argtypes, gemm.restype = [p] * 6 + [i] * 6 + [p, p, ctypes.c_char_p, i], i
+        clusters = getattr(lib, f"act24_sp24_fp8_max_active_clusters_{c.name}")
+        clusters.argtypes, clusters.restype = [], i
         meta = getattr(lib, f"act24_sp24_fp8_meta_bytes_{c.name}")
         meta.argtypes, meta.restype = [i, i], size
     return lib

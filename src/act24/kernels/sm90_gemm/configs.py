@@ -39,9 +39,13 @@ CONFIGS: tuple[GemmConfig, ...] = (
     GemmConfig(128, 128, cluster_n=2),
     GemmConfig(128, 256, 256, cluster_m=2),
     GemmConfig(256, 128, 256, cluster_n=2),
+    GemmConfig(256, 128, 256, cluster_m=2),
+    GemmConfig(128, 256, cluster_m=2, cluster_n=2),
     GemmConfig(64, 256, cluster_m=2, pingpong=True),
     GemmConfig(128, 128, cluster_n=2, pingpong=True),
 )
-# Raster orders (0: along M, 1: along N) and tile swizzles tried per configuration at run time (no rebuild).
+# Launch parameters tried per configuration at run time (no rebuild): raster orders (0: along M, 1: along N), tile
+# swizzles, and SM caps of the persistent grid (0: every SM that fits a cluster; 128: xformers' default).
 RASTERS = (0, 1)
-SWIZZLES = (1, 4)
+SWIZZLES = (1, 4, 8)
+SM_CAPS = (0, 128)

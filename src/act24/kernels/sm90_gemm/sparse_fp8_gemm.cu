@@ -36,7 +36,9 @@
 
 using namespace cute;
 
-namespace {
+// A namespace per configuration (not an anonymous one: nvcc's host stubs cannot name a kernel instantiated with types
+// of an anonymous namespace, which the cluster occupancy query below needs).
+namespace ACT24_CAT(act24_, ACT24_CONFIG) {
 
 using ElementA = cutlass::float_e4m3_t;
 using ElementB = cutlass::float_e4m3_t;
@@ -100,9 +102,35 @@ int sm_count() {
   return count;
 }
 
+// How many clusters of this kernel fit on the GPU at once, with its shared memory: the persistent scheduler launches
+// no more (with only the SM count it may launch more clusters than fit, and the extra ones run as a second wave).
+int max_active_clusters() {
+  static int clusters = -1;
+  if (clusters < 0) {
+    const void* kernel = reinterpret_cast<const void*>(cutlass::device_kernel<GemmKernel>);
+    int smem = static_cast<int>(GemmKernel::SharedStorageSize);
+    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    cudaLaunchConfig_t config = {};
+    config.gridDim = dim3(CLUSTER_M, CLUSTER_N, 1);
+    config.blockDim = dim3(GemmKernel::MaxThreadsPerBlock, 1, 1);
+    config.dynamicSmemBytes = smem;
+    cudaLaunchAttribute cluster;
+    cluster.id = cudaLaunchAttributeClusterDimension;
+    cluster.val.clusterDim.x = CLUSTER_M;
+    cluster.val.clusterDim.y = CLUSTER_N;
+    cluster.val.clusterDim.z = 1;
+    config.attrs = &cluster;
+    config.numAttrs = 1;
+    int n = 0;
+    clusters = cudaOccupancyMaxActiveClusters(&n, kernel, &config) == cudaSuccess ? n : 0;
+    cudaGetLastError();  // a failed query leaves 0: the scheduler then sizes the grid from the SM count
+  }
+  return clusters;
+}
+
 typename Gemm::Arguments make_arguments(const void* a, const void* e, const void* b, const float* a_scale,
                                         const float* b_scale, void* d, int m, int n, int k, int raster,
-                                        int swizzle) {
+                                        int swizzle, int sms) {
   auto problem = make_shape(m, n, k, 1);
   typename Gemm::Arguments args;
   args.mode = cutlass::gemm::GemmUniversalMode::kGemm;
@@ -122,7 +150,10 @@ typename Gemm::Arguments make_arguments(const void* a, const void* e, const void
   mul_b.op_1.op_0 = {a_scale, 1.0f};
   args.hw_info.device_id = 0;
   cudaGetDevice(&args.hw_info.device_id);
-  args.hw_info.sm_count = sm_count();
+  // sms > 0 caps the persistent grid at that many SMs (a launch parameter the search may try)
+  args.hw_info.sm_count = sms > 0 ? sms : sm_count();
+  int fit = max_active_clusters(), capped = sms / (CLUSTER_M * CLUSTER_N);
+  args.hw_info.max_active_clusters = sms > 0 && (fit == 0 || capped < fit) ? capped : fit;
   args.scheduler.max_swizzle_size = swizzle;
   using Raster = decltype(args.scheduler.raster_order);
   args.scheduler.raster_order = raster == 0 ? Raster::AlongM : (raster == 1 ? Raster::AlongN : Raster::Heuristic);
@@ -135,21 +166,24 @@ void write_error(char* err, int err_len, const char* what, cutlass::Status statu
   }
 }
 
-}  // namespace
+}  // namespace act24_<config>
+
+using namespace ACT24_CAT(act24_, ACT24_CONFIG);
 
 extern "C" {
 
 // Bytes of workspace the GEMM needs for this problem (the persistent scheduler's), before launching it.
-size_t ACT24_ENTRY(act24_sp24_fp8_workspace_)(int m, int n, int k, int raster, int swizzle) {
-  auto args = make_arguments(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, m, n, k, raster, swizzle);
+size_t ACT24_ENTRY(act24_sp24_fp8_workspace_)(int m, int n, int k, int raster, int swizzle, int sms) {
+  auto args = make_arguments(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, m, n, k, raster, swizzle, sms);
   return Gemm::get_workspace_size(args);
 }
 
 // 0 on success; otherwise a CUTLASS status code, with a sentence in `err`.
 int ACT24_ENTRY(act24_sp24_fp8_gemm_)(const void* a, const void* e, const void* b, const float* a_scale,
                                         const float* b_scale, void* d, int m, int n, int k, int raster,
-                                        int swizzle, void* workspace, void* stream, char* err, int err_len) {
-  auto args = make_arguments(a, e, b, a_scale, b_scale, d, m, n, k, raster, swizzle);
+                                        int swizzle, int sms, void* workspace, void* stream, char* err,
+                                        int err_len) {
+  auto args = make_arguments(a, e, b, a_scale, b_scale, d, m, n, k, raster, swizzle, sms);
   Gemm gemm;
   cutlass::Status status = gemm.can_implement(args);
   if (status != cutlass::Status::kSuccess) {
@@ -168,6 +202,9 @@ int ACT24_ENTRY(act24_sp24_fp8_gemm_)(const void* a, const void* e, const void* 
   }
   return 0;
 }
+
+// Clusters of this configuration that fit on the GPU at once (0: unknown).
+int ACT24_ENTRY(act24_sp24_fp8_max_active_clusters_)() { return max_active_clusters(); }
 
 // Bytes of metadata for an (M x K) operand: the size the caller's metadata buffer must have.
 size_t ACT24_ENTRY(act24_sp24_fp8_meta_bytes_)(int m, int k) {
