@@ -45,8 +45,23 @@ def test_operands_of_the_wrong_kind_are_refused_by_name():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only answer")
-def test_without_a_gpu_the_gemm_says_so():
+def test_without_a_gpu_the_gemm_says_so(monkeypatch):
     assert sm90_gemm.missing() == "no CUDA device"
+    monkeypatch.setenv("ACT24_SM90_GEMM", "0")
+    assert sm90_gemm.missing() == "disabled by ACT24_SM90_GEMM=0"
+
+
+def test_a_failing_build_is_tried_once_per_process(monkeypatch):
+    calls = []
+
+    def failing_load():
+        calls.append(1)
+        raise build.Sm90GemmUnavailable("build failed (x); full log: y")
+
+    monkeypatch.setattr(gemm, "load", failing_load)
+    gemm._load_error.cache_clear()
+    assert gemm._load_error() == gemm._load_error() == "build failed (x); full log: y" and len(calls) == 1
+    gemm._load_error.cache_clear()
 
 
 def test_configurations_keep_the_metadata_layout_and_have_distinct_names():

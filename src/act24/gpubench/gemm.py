@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..intervals import paired_ratio_ci
 from ..kernels import cusparselt, sm90_gemm
-from ..kernels.fp8 import quantize_rowwise_fp8
 from ..kernels.cuda12 import import_xformers_ops
+from ..kernels.fp8 import quantize_rowwise_fp8
 from ..sparsity.pattern import feature_split, mask24
 from .config import GpuBenchConfig
-from ..intervals import paired_ratio_ci
 from .harness import backend_here, bench_ms, event_ms, ffn_inputs, gated, label, rel_error, time_rounds
 
 
@@ -112,6 +112,7 @@ def cusparselt_fp8_calls(a8, a_scale, w8, w_scale_t) -> dict:
 
 
 def cusparselt_notes(a8, w8) -> dict:
+    """The searched cuSPARSELt algorithm, for the rows that use it."""
     if backend_here("fused_fp8_cusparselt")[1]:
         return {}
     try:

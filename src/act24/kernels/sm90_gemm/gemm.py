@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import statistics
 from dataclasses import dataclass
 
@@ -61,11 +62,19 @@ _CHOICES: dict[tuple, Choice] = {}
 
 def missing() -> str:
     """'' when the GEMM runs here, else why not (building the library first if it is not cached)."""
+    if os.environ.get("ACT24_SM90_GEMM", "1") == "0":
+        return "disabled by ACT24_SM90_GEMM=0"
     if not torch.cuda.is_available():
         return "no CUDA device"
     cap = torch.cuda.get_device_capability()
     if cap != (9, 0):
         return f"needs compute capability 9.0 (sm90a), device has {cap[0]}.{cap[1]}"
+    return _load_error()
+
+
+@functools.cache
+def _load_error() -> str:
+    """Why the library does not load ('' when it does); asked once per process, so a failing build runs once."""
     try:
         load()
     except (Sm90GemmUnavailable, OSError) as exc:
