@@ -1,6 +1,6 @@
 """act24's sm90a 2:4 FP8 GEMM next to xformers' kernel of the same tile and cluster, on one GEMM shape: how many
-clusters fit per configuration, host microseconds per call, and GPU time in interleaved sustained rounds and
-under CUDA graph replay (no host work between kernels).
+clusters fit per configuration, host microseconds per call, GPU time in interleaved sustained rounds and under CUDA
+graph replay (no host work between kernels), and every configuration's best launch at the power limit.
 
     python workflow/experiments/sm90_gemm_probe.py OUT.json [M K N ...]
 """
@@ -47,12 +47,10 @@ def probe(m: int, k: int, n: int) -> dict:
     p, b8, b_scale = ops["packed"], ops["b8"], ops["b_scale"]
     args = (p.values, p.meta, b8, p.scale.reshape(-1), b_scale)
     xops, _ = import_xformers_ops()
-    xf_meta = xops._sparse24_sm90_cutlass_compress(torch.zeros(m, k, device="cuda").to(torch.float8_e4m3fn))[1]
-    xf_meta = p.meta.view(xf_meta.dtype).reshape(xf_meta.shape)  # the same bytes, in the shape xformers takes
-    a8_dense = torch.zeros(m, k, device="cuda").to(torch.float8_e4m3fn)  # dense FP8 GEMM: same shape, timing only
+    xf_meta = xops._sparse24_sm90_cutlass_compress(ops["a8"])[1]  # the bytes of p.meta, in the form xformers takes
     first = sm90_gemm.CONFIGS[0]
     calls = {
-        "dense FP8 (cuBLAS)": lambda: scaled_mm_rowwise(a8_dense, p.scale, b8.t(), b_scale.reshape(-1, 1)),
+        "dense FP8 (cuBLAS)": lambda: scaled_mm_rowwise(ops["a8"], p.scale, b8.t(), b_scale.reshape(-1, 1)),
         "xformers (128x256x128, 2x1, raster N, swizzle 8, 128 SMs)": lambda: xops._sparse24_fp8_sm90_cutlass_gemm(
             p.values, xf_meta, b8, a_scale=p.scale, b_scale=b_scale.reshape(1, -1)),
         "act24, xformers' launch": lambda: sm90_gemm.run(Launch(first, 1, 8, 128), *args),
@@ -73,9 +71,42 @@ def probe(m: int, k: int, n: int) -> dict:
     return out
 
 
+def sustained_by_config(m: int, k: int, n: int, round_ms: float = 150, rounds: int = 3) -> dict:
+    """Each configuration's best launch of a short burst, then all of them (and dense FP8, cuSPARSELt's searched GEMM
+    alone) timed in interleaved rounds of round_ms of calls after 300 ms of heating: which kernel holds up at the
+    power limit."""
+    from act24.kernels import cusparselt
+    from act24.kernels.sm90_gemm.configs import RASTERS, SWIZZLES
+
+    ops = random_operands(m, k, n, seed=2)
+    p, b8, b_scale = ops["packed"], ops["b8"], ops["b_scale"]
+    args = (p.values, p.meta, b8, p.scale.reshape(-1), b_scale)
+    calls = {}
+    for c in sm90_gemm.CONFIGS:
+        burst = {launch: event_ms(lambda launch=launch: sm90_gemm.run(launch, *args), calls=4)
+                 for launch in (Launch(c, r, s) for r in RASTERS for s in SWIZZLES)}
+        best = min(burst, key=burst.get)
+        calls[best.describe()] = lambda best=best: sm90_gemm.run(best, *args)
+    a8 = ops["a8"]
+    calls["dense FP8 (cuBLAS)"] = lambda: scaled_mm_rowwise(a8, p.scale, b8.t(), b_scale.reshape(-1, 1))
+    compressed = torch._cslt_compress(a8)
+    calls["cuSPARSELt searched, GEMM alone"] = lambda: cusparselt.sparse_mm(compressed, b8, m)
+    calls["cuSPARSELt searched, GEMM alone"]()
+    heat = calls["dense FP8 (cuBLAS)"]
+    event_ms(heat, budget_ms=300, max_calls=1000)
+    times = {name: [] for name in calls}
+    names = list(calls)
+    for r in range(rounds):
+        for name in names[r:] + names[:r]:
+            times[name].append(event_ms(calls[name], budget_ms=round_ms, max_calls=1000))
+    return {name: statistics.median(t) for name, t in sorted(times.items(), key=lambda kv: statistics.median(kv[1]))}
+
+
 def main(path: str, shapes: list[int]) -> None:
     shapes = shapes or [16384, 16512, 4096, 16384, 20736, 5120]
     results = [probe(*shapes[i:i + 3]) for i in range(0, len(shapes), 3)]
+    for r in results:
+        r["sustained_by_config_ms"] = sustained_by_config(*r["shape"])
     for r in results:
         print(json.dumps({k: v for k, v in r.items() if k != "tried"}, indent=1))
     with open(path, "w") as f:

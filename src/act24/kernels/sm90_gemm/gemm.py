@@ -160,7 +160,7 @@ def launches() -> list[Launch]:
 
 def random_operands(m: int, k: int, n: int, seed: int = 0) -> dict:
     """A random 2:4 (M x K) packed by the fused kernel, a random (K x N) B, and the dense FP8 GEMM of the same
-    quantized values (cuBLAS): {"packed", "b8", "b_scale", "dense"}."""
+    quantized values (cuBLAS): {"packed", "a8" (A in FP8, dense), "b8", "b_scale", "dense"}."""
     from ...sparsity.pattern import mask24
     from ..fp8 import quantize_rowwise_fp8, scaled_mm_rowwise
     from ..fused import PLAIN, sparsify24_rows
@@ -170,8 +170,9 @@ def random_operands(m: int, k: int, n: int, seed: int = 0) -> dict:
     a = a * mask24(a)
     bt8, b_scale = quantize_rowwise_fp8(torch.randn(n, k, device="cuda", generator=g, dtype=torch.bfloat16))
     packed = sparsify24_rows(a, mode=PLAIN)[0]
-    return {"packed": packed, "b8": bt8.t(), "b_scale": b_scale.reshape(-1),
-            "dense": scaled_mm_rowwise(*quantize_rowwise_fp8(a), bt8, b_scale)}
+    a8, a_scale = quantize_rowwise_fp8(a)
+    return {"packed": packed, "a8": a8, "b8": bt8.t(), "b_scale": b_scale.reshape(-1),
+            "dense": scaled_mm_rowwise(a8, a_scale, bt8, b_scale)}
 
 
 def search(m: int, k: int, n: int, seed: int = 0) -> Choice:
