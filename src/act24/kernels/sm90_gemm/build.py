@@ -136,6 +136,4 @@ def load() -> ctypes.CDLL:
         gemm.argtypes, gemm.restype = [p] * 6 + [i] * 6 + [p, p, ctypes.c_char_p, i], i
         clusters = getattr(lib, f"act24_sp24_fp8_max_active_clusters_{c.name}")
         clusters.argtypes, clusters.restype = [], i
-        meta = getattr(lib, f"act24_sp24_fp8_meta_bytes_{c.name}")
-        meta.argtypes, meta.restype = [i, i], size
     return lib

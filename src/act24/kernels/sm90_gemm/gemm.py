@@ -3,9 +3,10 @@
 `search(m, k, n)` runs every compiled configuration (`CONFIGS`) with every launch parameter (raster order, swizzle,
 SM cap) on fresh random operands of the shape, packed by act24's fused kernel; checks each result against the dense
 FP8 GEMM (cuBLAS) of the same quantized operands; screens the correct ones with a few calls each; times the fastest
-few again in interleaved rounds of sustained calls (what a training step sees: a GPU at its power limit); and
-keeps the fastest, per GPU and shape, for the life of the process (`choices` lists them). `sparse_fp8_gemm` uses
-that choice.
+few again in interleaved rounds of back-to-back calls (closer to a training step than a burst; the GPU's power limit
+slows every GEMM by 15-25% over longer runs, which the probe `workflow/experiments/sm90_gemm_probe.py` measures);
+and keeps the fastest, per GPU and shape, for the life of the process (`choices` lists them). `sparse_fp8_gemm`
+uses that choice.
 """
 
 from __future__ import annotations
