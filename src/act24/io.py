@@ -116,6 +116,7 @@ def environment_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
+        "cpu": cpu_model(),
         "cpu_threads": torch.get_num_threads(),
         "cuda_available": torch.cuda.is_available(),
         "git_commit": git_commit(),
@@ -126,6 +127,18 @@ def environment_info() -> dict[str, Any]:
         info["compute_capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
     info.update(xformers_info())
     return info
+
+
+def cpu_model() -> str:
+    """The processor's model name (/proc/cpuinfo on Linux; else what `platform` knows): results of CPU runs can
+    depend on it (its floating-point kernels' summation order)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def xformers_info() -> dict[str, str]:

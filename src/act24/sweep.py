@@ -1,0 +1,89 @@
+"""Train the runs of a workflow config without Snakemake, several at a time on one GPU: for a machine that has the
+package but not the workflow engine (an offline GPU machine, given the corpus as an `act24.offline` bundle).
+
+The config is resolved exactly as the workflow resolves it (config/config.yaml, then each `--configfile` merged
+over it, then `act24.experiment.check_config`), and each run writes the folder the `train` and `sparse_inference`
+rules write (results/runs/<variant>/seed<k>/), so the workflow's analysis rules read them as they are. A run that
+fails (out of memory, a backend that fails its check) leaves `failed.json` with the reason instead of a summary;
+the other runs go on. Finished runs are skipped, so a second call continues a sweep.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import time
+import traceback
+from pathlib import Path
+
+import yaml
+
+from .config import RunConfig
+from .experiment import _merge, check_config
+from .io import log_to, write_json
+from .layout import CHECKPOINT, INFERENCE, SUMMARY, run_dir
+
+FAILED = "failed.json"
+
+
+def load_config(configfiles: list[str], base: str = "config/config.yaml",
+                schema: str = "workflow/schemas/config.schema.yaml") -> tuple[dict, dict[tuple[str, int], RunConfig]]:
+    """(config, runs) as the workflow sees them: `base`, then each file of `configfiles` merged over it."""
+    config = yaml.safe_load(Path(base).read_text())
+    for path in configfiles:
+        config = _merge(config, yaml.safe_load(Path(path).read_text()))
+    return config, check_config(config, schema)
+
+
+def _train_one(cfg_dict: dict, train: str, val: str, out: str, log: str, inference_batches: int) -> dict:
+    """One run in its own process: train, then the sparse-inference evaluation; the model file is left on disk."""
+    from .evaluate import sparse_inference
+    from .train import train as train_run
+
+    with log_to(log):
+        cfg = RunConfig.from_dict(cfg_dict)
+        start = time.perf_counter()
+        try:
+            summary = train_run(cfg, train, val, out, progress=True)
+            write_json(Path(out) / INFERENCE, sparse_inference(Path(out) / CHECKPOINT, val, inference_batches))
+        except Exception as exc:  # noqa: BLE001 - any failure becomes the run's row, the sweep goes on
+            traceback.print_exc()
+            reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
+            write_json(Path(out) / FAILED, {"name": cfg.name, "reason": reason,
+                                             "seconds": time.perf_counter() - start})
+            return {"name": cfg.name, "status": f"failed: {reason}"}
+    return {"name": cfg.name, "status": "ok", "final_val_loss": summary["final_val_loss"],
+            "tokens_per_second": summary["tokens_per_second"], "seconds": summary["train_seconds"]}
+
+
+def sweep(config: dict, runs: dict[tuple[str, int], RunConfig], train: str, val: str, parallel: int = 1,
+          variants: list[str] | None = None, seeds: list[int] | None = None) -> list[dict]:
+    """Train every run of `runs` without a summary (or only those of `variants` and `seeds`), `parallel` at a time,
+    each in a fresh process, seed by seed (so that a sweep cut short leaves complete sets of variants); returns one
+    status row per run."""
+    results, logs = Path(config["results"]), Path(config["logs"])
+    todo, rows = [], []
+    for (variant, seed), cfg in sorted(runs.items(), key=lambda item: config["seeds"].index(item[0][1])):
+        out = run_dir(results, variant, seed)
+        if (variants and variant not in variants) or (seeds and seed not in seeds):
+            continue
+        if (out / SUMMARY).exists() and (out / INFERENCE).exists():
+            rows.append({"name": cfg.name, "status": "done before"})
+            continue
+        (out / FAILED).unlink(missing_ok=True)
+        todo.append((cfg.to_dict(), train, val, str(out), str(logs / "train" / variant / f"seed{seed}.log"),
+                     config["analysis"].get("inference_eval_batches", 32)))
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    with cf.ProcessPoolExecutor(max(1, parallel), mp_context=context, max_tasks_per_child=1) as pool:
+        futures = {pool.submit(_train_one, *job): job for job in todo}
+        for future in cf.as_completed(futures):
+            try:
+                row = future.result()
+            except Exception as exc:  # noqa: BLE001 - a process killed outright (e.g. by the OOM killer)
+                cfg, out = futures[future][0], futures[future][3]
+                reason = f"the process ended without a result ({type(exc).__name__}: {exc})"
+                write_json(Path(out) / FAILED, {"name": cfg["name"], "reason": reason})
+                row = {"name": cfg["name"], "status": f"failed: {reason}"}
+            print(row, flush=True)
+            rows.append(row)
+    return rows
