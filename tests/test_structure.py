@@ -215,3 +215,36 @@ def test_every_workflow_script_runs_inside_its_log():
         statements = body[1:] if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) else body
         assert [ast.unparse(s).splitlines()[0] for s in statements[:2]] == [
             "from act24.io import log_to", "with log_to(snakemake.log[0]):"] and len(statements) == 2, script.name
+
+
+def _readme_table(header: str) -> list[list[str]]:
+    """The rows of the README's Markdown table whose header line starts with `header`."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def _short(verdict: str) -> str:
+    """A verdict without its reason: 'inconclusive: the interval ...' -> 'inconclusive'."""
+    return re.split(r":| \(", verdict)[0]
+
+
+def test_the_readme_claims_summary_is_the_reference_tables():
+    import pandas as pd
+
+    columns = ["cpu/default", "cpu/ablation", "h200/ablation", "h100/scale"]
+    verdicts = {c: dict(zip(*pd.read_csv(REPO / "reference" / c / "tables" / "claims.csv")[["id", "verdict"]]
+                            .to_numpy().T)) for c in columns}
+    rows = _readme_table("| claim | CPU default |")
+    assert [r[0] for r in rows] == ["C1", "C2", "C3", "C4", "C5", "C6a", "C6b"]
+    for claim, *cells in rows:
+        assert cells == [_short(verdicts[c][claim]) for c in columns], claim
+    gaps = pd.read_csv(REPO / "reference" / "h100" / "scale" / "tables" / "scale_gaps.csv")
+    by_size = {(r.size, r.claim): _short(r.verdict) for r in gaps.itertuples()}
+    for size, c1, c5 in _readme_table("| size | C1 | C5 |"):
+        assert [c1, c5] == [by_size[(size, "C1")], by_size[(size, "C5")]], size

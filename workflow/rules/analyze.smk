@@ -51,23 +51,25 @@ rule sparsity_table:
         "../scripts/tables.py"
 
 
-rule sparse_inference:
-    input:
-        checkpoint=rules.train.output.checkpoint,
-        val=rules.tokenize.output.val,
-    output:
-        f"{RUN}/{INFERENCE}",
-    params:
-        n_batches=config["analysis"].get("inference_eval_batches", 32),
-    threads: config["train"].get("threads", 1)
-    resources:
-        gpu_percent=gpu_percent,
-    conda:
-        "../../environment.yml"
-    log:
-        f"{LOGS}/sparse_inference/{{variant}}/seed{{seed}}.log",
-    script:
-        "../scripts/sparse_inference.py"
+if not FINISHED_ONLY:  # see train.smk
+
+    rule sparse_inference:
+        input:
+            checkpoint=rules.train.output.checkpoint,
+            val=rules.tokenize.output.val,
+        output:
+            f"{RUN}/{INFERENCE}",
+        params:
+            n_batches=config["analysis"].get("inference_eval_batches", 32),
+        threads: config["train"].get("threads", 1)
+        resources:
+            gpu_percent=gpu_percent,
+        conda:
+            "../../environment.yml"
+        log:
+            f"{LOGS}/sparse_inference/{{variant}}/seed{{seed}}.log",
+        script:
+            "../scripts/sparse_inference.py"
 
 
 rule inference_table:

@@ -27,6 +27,7 @@ if device_warning(RUNS):  # at planning time, not after the data steps
     print(device_warning(RUNS), file=sys.stderr)
 
 RESULTS = config["results"]
+FINISHED_ONLY = config["analysis"].get("finished_runs_only", False)
 LOGS = config["logs"]
 VARIANTS = list(config["variants"])
 SEEDS = [int(s) for s in config["seeds"]]
@@ -50,6 +51,6 @@ def gpu_percent(wildcards):
 def run_files(name, variants=VARIANTS):
     """One file (by name) of every run of `variants`, for all their seeds."""
     files = [f"{run_dir(RESULTS, v, s)}/{name}" for v in variants for s in variant_seeds(config, v)]
-    if config["analysis"].get("finished_runs_only"):  # runs trained elsewhere (act24 sweep): never train here
+    if FINISHED_ONLY:  # runs trained elsewhere (act24 sweep): never train here
         files = [f for f in files if os.path.exists(os.path.join(os.path.dirname(f), SUMMARY))]
     return files

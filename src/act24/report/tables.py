@@ -22,6 +22,11 @@ def quality_table(summaries: pd.DataFrame, labels: dict[str, str] | None = None)
     out["non_embedding_params"] = g["non_embedding_params"].first().to_numpy()
     out["tokens"] = g["tokens"].first().to_numpy()
     out["diverged"] = g["final_val_loss"].agg(lambda s: int(s.isna().sum())).to_numpy()  # null loss: diverged
+    for column in ("train_seconds", "tokens_per_second"):  # what a run costs, mean over seeds
+        if column in summaries:
+            out[f"{column}_mean"] = g[column].mean().to_numpy()
+    if "device" in summaries:
+        out["device"] = g["device"].agg(lambda s: ", ".join(sorted(set(map(str, s))))).to_numpy()
     if labels:
         out.insert(1, "label", out["variant"].map(labels))
     return out.sort_values("val_loss_mean", kind="stable").reset_index(drop=True)
