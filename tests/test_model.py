@@ -149,3 +149,30 @@ def test_ffn_kernel_replaces_the_ffn_in_training_only():
     with pytest.raises(ValueError, match="Squared-ReLU"):
         Transformer(ModelConfig(d_model=32, n_layers=1, n_heads=2, ffn="swiglu", ffn_multiple_of=16)).set_ffn_kernel(
             kernel)
+
+
+def test_compiled_blocks_train_like_eager_ones_with_the_sparse_ffn_too():
+    """train.compile: the same losses and gradients as eager (the 2:4 recipe's masks compile with the block), and the
+    activation statistics still see every layer (their hooks run eagerly)."""
+    from act24.sparsity.recipe import SparseRecipe
+    from act24.train import layer_statistics
+    from act24.sparsity.pattern import token_permutation
+
+    cfg = ModelConfig(d_model=32, n_layers=2, n_heads=2, seq_len=16, vocab_size=64, ffn="sqrelu", ffn_multiple_of=16)
+    x = torch.randint(0, 64, (4, 16), generator=torch.Generator().manual_seed(1))
+    models = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        m = Transformer(cfg)
+        m.set_sparse(SparseRecipe(permutation_seed=0))
+        if compiled:
+            m.compile_blocks()
+        loss = m(x, x)[1]
+        loss.backward()
+        models.append((m, loss))
+    (eager, loss_e), (comp, loss_c) = models
+    assert torch.allclose(loss_e, loss_c, rtol=1e-5, atol=1e-6)
+    for (name, p), q in zip(eager.named_parameters(), comp.parameters()):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-6), name
+    rows, density = layer_statistics(comp, x, token_permutation(x.numel(), seed=0), 0.05)
+    assert [r["layer"] for r in rows] == [0, 1] and density.shape == (2, comp.blocks[0].ffn.w1.out_features)

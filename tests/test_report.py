@@ -506,3 +506,76 @@ def test_figures_are_written_as_png_and_pdf_with_the_same_bytes_on_a_rerun(tmp_p
     assert (tmp_path / "a.png").read_bytes().startswith(b"\x89PNG")
     assert (tmp_path / "a.pdf").read_bytes() == (tmp_path / "b.pdf").read_bytes()
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+def test_borderline_marks_a_deciding_end_within_a_tenth_of_the_margin():
+    iv = lambda lo, hi: compare.Interval((lo + hi) / 2, lo, hi, "t")  # noqa: E731
+    assert compare.decide(iv(-0.01, 0.0185), high=0.02) == (
+        "reproduced (borderline: the upper end 0.0185 is within 10% of the margin from 0.02)")
+    assert compare.decide(iv(-0.01, 0.017), high=0.02) == "reproduced"
+    assert compare.decide(iv(0.0215, 0.05), high=0.02).startswith("not reproduced (borderline: the lower end 0.0215")
+    # An inconclusive verdict has no deciding end; a margin can be given where the bound is not the margin.
+    assert compare.decide(iv(0.0199, 0.0201), high=0.02).startswith("inconclusive")
+    assert compare.decide(iv(0.85, 0.9), low=0.84, margin=0.16) == (
+        "reproduced (borderline: the lower end 0.85 is within 10% of the margin from 0.84)")
+    assert compare.decide(iv(0.87, 0.9), low=0.84, margin=0.16) == "reproduced"
+
+
+def test_seeds_to_decide_solves_the_t_interval_for_n():
+    diffs = [0.010, 0.025, 0.040]  # mean 0.025, sd 0.015: the upper end crosses +0.02 for any n
+    assert compare.seeds_to_decide(diffs, high=0.02) is None or compare.seeds_to_decide(diffs, high=0.02) > 3
+    near = [0.000, 0.010, 0.020]  # mean 0.01, sd 0.01: n = 6 gives 0.01 + 2.571 * 0.01 / sqrt(6) = 0.0205 > 0.02
+    n = compare.seeds_to_decide(near, high=0.02)
+    t = scipy_stats.t.ppf(0.975, n - 1)
+    assert 0.01 + t * 0.01 / math.sqrt(n) <= 0.02 < 0.01 + scipy_stats.t.ppf(0.975, n - 2) * 0.01 / math.sqrt(n - 1)
+    assert compare.seeds_to_decide([0.01], high=0.02) is None  # no spread to extrapolate from
+
+
+def test_c4_pools_the_drop_over_layers_weighted_by_their_non_zeros():
+    # Layer 0 half dense and dropping 10%, layer 1 90% zeros and dropping 0%: pooled 0.5*0.1 / (0.5 + 0.1) = 8.3%,
+    # the mean of layers 5%.
+    st = stats({0: 0.5, 100: 0.9}, layers=(0.5, 0.9), drop=0.0, spread=0.0)
+    st.loc[st["layer"] == 0, "drop24_features"] = 0.1
+    row = table(summaries(), st=st).set_index("id").loc["C4"]
+    assert row["ours"].startswith("8.33% [8.33%, 8.33%] (t, n = 3) of non-zeros dropped, pooled over layers")
+    assert "mean of layers 5.00%" in row["ours"] and row["verdict"] == "not reproduced"
+
+
+def test_scale_views_give_every_size_a_row_and_say_what_did_not_run():
+    from act24.report import scale
+
+    rows = []
+    for size, params, base in (("S", 5e6, 2.0), ("M", 2.7e7, 1.8)):
+        for v, off in (("swiglu", 0.0), ("sqrelu", -0.03), ("sq24", -0.029)):
+            if size == "M" and v == "sq24":
+                continue
+            rows += [{"variant": f"{size}_{v}", "seed": s, "final_val_loss": base + off + 0.01 * s + 0.001 * (v == "sq24"),
+                      "non_embedding_params": params, "tokens": 10**8} for s in range(3)]
+    summ = pd.DataFrame(rows)
+    spec = {size: {"swiglu": f"{size}_swiglu", "sqrelu": f"{size}_sqrelu", "sparse": f"{size}_sq24"}
+            for size in ("S", "M", "L")}
+    gaps = scale.gap_table(summ, spec, {"C1": 0.02, "C5": 0.02}).set_index(["size", "claim"])
+    assert gaps.loc[("S", "C1"), "estimate"] == pytest.approx(-0.03)
+    assert gaps.loc[("S", "C1"), "verdict"] == "reproduced"
+    assert gaps.loc[("S", "C1"), "equivalence"] == "not reproduced"  # better by more than the margin
+    assert gaps.loc[("S", "C5"), "estimate"] == pytest.approx(0.002) and gaps.loc[("S", "C5"), "seeds"] == 3
+    assert gaps.loc[("M", "C5"), "verdict"] == "not run: M_sq24"
+    assert gaps.loc[("L", "C1"), "verdict"] == "not run: L_sqrelu, L_swiglu"
+    st = pd.concat([stats({0: 0.5, 100: 0.9}).assign(variant=f"{size}_sqrelu") for size in ("S", "M")])
+    drop = scale.drop_table(st, summ, spec, 0.02).set_index("size")
+    assert drop.loc["S", "drop"] == pytest.approx(drop.loc["M", "drop"]) and drop.loc["L", "verdict"] == "not run"
+    assert drop.loc["S", "non_embedding_params"] == 5e6
+
+
+def test_table1_gaps_follow_each_ablation_over_training():
+    rows = []
+    for variant, gap in (("full", 0.0), ("noperm", 0.05)):
+        for seed in range(3):
+            for step, loss in ((0, 5.0), (10, 4.0), (20, 3.0)):
+                rows.append({"variant": variant, "seed": seed, "split": "val", "step": step, "tokens": step * 100,
+                             "loss": loss + gap * step / 20 + 0.001 * seed * (variant == "noperm")})
+    gaps = ablation.gap_curves(pd.DataFrame(rows), {"full_recipe": "full", "no_token_permutation": "noperm"})
+    assert list(gaps["row"].unique()) == ["no_token_permutation"]
+    assert gaps["gap"].round(4).tolist() == [0.001, 0.026, 0.051] and gaps["seeds"].tolist() == [3, 3, 3]
+    assert gaps["paper_final_gap"].iloc[0] == pytest.approx(0.267)
+    assert (gaps["ci_low"] <= gaps["gap"]).all() and (gaps["gap"] <= gaps["ci_high"]).all()

@@ -32,7 +32,8 @@ def ffn_width(cfg: ModelConfig, kind: str | None = None) -> int:
 
 @torch.compiler.disable
 def eager_sparse_ffn(x, w1, w2, recipe, backend):
-    """The 2:4 FFN function, never traced: inside a compiled block it runs eagerly, between compiled graphs."""
+    """The 2:4 FFN function on a kernel backend, never traced: inside a compiled block its kernels run eagerly,
+    between compiled graphs."""
     return sparse_sqrelu_ffn(x, w1, w2, recipe, backend)
 
 
@@ -69,7 +70,11 @@ class FeedForward(nn.Module):
         if self.kernel is not None and self.training and torch.is_grad_enabled():
             return self.kernel(x, self.w1.weight, self.w2.weight)
         if self.sparse is not None and self.training and torch.is_grad_enabled():
-            return eager_sparse_ffn(x, self.w1.weight, self.w2.weight, self.sparse, self.backend)
+            # Masks on dense tensors (the reference backend) compile with the block into one graph, forward and
+            # backward; a kernel backend's custom kernels stay outside it.
+            dense_math = self.backend is None or self.backend.dense_math
+            ffn = sparse_sqrelu_ffn if dense_math else eager_sparse_ffn
+            return ffn(x, self.w1.weight, self.w2.weight, self.sparse, self.backend)
         y2 = self.act_out(self.activation(self.w1(x), x))
         if self.mask24_forward:  # 2:4 inference: the same forward as the training function
             y2 = y2 * mask24(y2)

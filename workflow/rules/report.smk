@@ -91,6 +91,24 @@ rule fig_table1:
         "../scripts/figures.py"
 
 
+rule fig_table1_gaps:
+    input:
+        run_files(METRICS, TABLE1_VARIANTS),
+    output:
+        csv=f"{TABLES}/table1_gaps.csv",
+        png=report(f"{FIGURES}/table1_gaps.png", caption="../report/table1_gaps.rst", category="Figures"),
+        pdf=f"{FIGURES}/table1_gaps.pdf",
+    params:
+        figure="table1_gaps",
+        rows=config["analysis"].get("table1") or {},
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/figures/table1_gaps.log",
+    script:
+        "../scripts/figures.py"
+
+
 rule fig5_ffn_speedup:
     input:
         table=rules.gpu_combine.output.speedups,
@@ -186,6 +204,7 @@ rule report_all:
         rules.table1.output,
         rules.gradient_fidelity.output if not FINISHED_ONLY else [],  # needs a model file
         rules.fig_table1.output,
+        rules.fig_table1_gaps.output,
         rules.params_table.output,
         rules.claims.output,
         rules.bench_cpu_step.output if RECIPE_VARIANTS and not FINISHED_ONLY else [],

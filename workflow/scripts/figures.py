@@ -22,6 +22,10 @@ with log_to(snakemake.log[0]):  # the imports too: an import error also ends the
         fig = figures.feature_density(density[-1], snakemake.params.title)
     elif which == "loss":
         fig = figures.loss_curves(results.read_metrics(runs), snakemake.params.labels, snakemake.params.palette)
+    elif which == "table1_gaps":
+        gaps = ablation.gap_curves(results.read_metrics(runs), snakemake.params.rows)
+        gaps.to_csv(snakemake.output.csv, index=False)
+        fig = figures.table1_gaps(gaps)
     elif which == "table1":
         fig = figures.table1_ablation(results.read_metrics(Path(p).parent for p in snakemake.input.metrics),
                                       ablation.read_table1(snakemake.input.table), snakemake.params.palette)

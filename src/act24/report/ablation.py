@@ -234,3 +234,25 @@ def effects_claim(table: pd.DataFrame, tokens: int | None = None) -> tuple[str, 
     else:
         verdict = f"inconclusive: cannot tell {named('cannot tell')} from no effect"
     return "; ".join(parts) + " (difference to the full recipe, paired 95% interval)", verdict, criterion
+
+
+def gap_curves(metrics: pd.DataFrame, rows: dict[str, str]) -> pd.DataFrame:
+    """Each ablation's validation-loss gap to the full recipe at every evaluation step, paired by seed: one row per
+    (ablation, step) with the mean gap, its 95% interval over seeds and the paper's final gap. Growth, a plateau
+    or a divergence shows in how the gap moves with training, not only at its end. Ablations or a full recipe that
+    did not run give no rows."""
+    val = metrics[metrics["split"] == "val"]
+    full = val[val["variant"] == rows.get("full_recipe")].set_index(["seed", "step"])["loss"]
+    out = []
+    for row in ABLATION_ROWS:
+        runs = val[val["variant"] == rows.get(row)] if rows.get(row) else val.iloc[:0]
+        for step, g in runs.groupby("step"):
+            gaps = {s: loss - full[(s, step)] for s, loss in zip(g["seed"], g["loss"]) if (s, step) in full.index}
+            if not gaps:
+                continue
+            d = difference(pd.Series(gaps), pd.Series(0.0, index=list(gaps)))
+            out.append({"row": row, "variant": rows[row], "step": int(step), "tokens": int(g["tokens"].iloc[0]),
+                        "seeds": len(gaps), "gap": d.estimate, "ci_low": d.low, "ci_high": d.high,
+                        "paper_final_gap": PAPER_TABLE1[row][1] - PAPER_TABLE1["full_recipe"][1]})
+    return pd.DataFrame(out, columns=["row", "variant", "step", "tokens", "seeds", "gap", "ci_low", "ci_high",
+                                      "paper_final_gap"])

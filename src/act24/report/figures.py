@@ -148,6 +148,30 @@ def _table1_endpoints(ax, rows: pd.DataFrame, val: pd.DataFrame, colour: dict[st
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncols=3, frameon=False)
 
 
+def table1_gaps(gaps: pd.DataFrame, labels: dict[str, str] | None = None) -> plt.Figure:
+    """Each ablation's gap to the full recipe against training tokens, with its 95% band over seeds; the dotted line
+    is the paper's final gap (off the axis for the large ones: their values are in the legend)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if gaps.empty:
+        ax.text(0.5, 0.5, "no ablation row and full recipe ran here", ha="center", va="center", transform=ax.transAxes)
+    for i, (row, g) in enumerate(gaps.groupby("row", sort=False)):
+        colour = f"C{i}"
+        paper = g["paper_final_gap"].iloc[0]
+        ax.plot(g["tokens"], g["gap"], color=colour, marker="o", ms=3,
+                label=f"{labels.get(row, row) if labels else row} (paper, final: {paper:+.3f})")
+        ax.fill_between(g["tokens"], g["ci_low"], g["ci_high"], color=colour, alpha=0.15, lw=0)
+        ax.axhline(paper, color=colour, ls=":", lw=1)
+    ax.axhline(0, color="grey", lw=0.8)
+    low, high = (gaps[["ci_low", "gap"]].min().min(), gaps[["ci_high", "gap"]].max().max()) if len(gaps) else (0, 1)
+    pad = 0.1 * (high - low) if high > low else 0.01
+    ax.set_ylim(min(low, 0) - pad, max(high, 0.035) + pad)  # the small paper effects stay in view
+    _training_tokens_axis(ax)
+    ax.set(ylabel="validation loss − full recipe (nats)", title="Table 1 ablations: gap to the full recipe over training")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
 def drop_fractions(stats: pd.DataFrame) -> plt.Figure:
     """Fraction of non-zeros a 2:4 mask drops over training, per direction (mean over layers and seeds)."""
     long = stats.melt(id_vars=["tokens", "layer", "seed"], value_vars=list(DROP_COLUMNS),
