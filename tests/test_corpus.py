@@ -31,7 +31,8 @@ def test_members_matching_include_become_documents_named_by_package_and_path(tmp
         "pkg/core.py": b"def f():\n    return 1\n", "pkg/README.md": b"# pkg\n", "pkg/data.bin": b"\x00\x01",
         "pkg/latin1.txt": "caf\xe9".encode("latin-1"), "pkg/empty.py": b"  \n", "pkg/tests/test_core.py": b"x = 1\n"})
     docs, skipped = corpus.read_package(whl, pinned(whl, exclude=["*/tests/*"]))
-    assert {d.name: d.text for d in docs} == {"pkg/pkg/core.py": "def f():\n    return 1\n", "pkg/pkg/README.md": "# pkg\n"}
+    assert {d.name: d.text for d in docs} == {"pkg/pkg/core.py": "def f():\n    return 1\n",
+                                              "pkg/pkg/README.md": "# pkg\n"}
     assert skipped == 1  # the latin-1 text; the binary member matches no pattern, the empty file is no document
 
 

@@ -549,8 +549,8 @@ def test_scale_views_give_every_size_a_row_and_say_what_did_not_run():
         for v, off in (("swiglu", 0.0), ("sqrelu", -0.03), ("sq24", -0.029)):
             if size == "M" and v == "sq24":
                 continue
-            rows += [{"variant": f"{size}_{v}", "seed": s, "final_val_loss": base + off + 0.01 * s + 0.001 * (v == "sq24"),
-                      "non_embedding_params": params, "tokens": 10**8} for s in range(3)]
+            rows += [{"variant": f"{size}_{v}", "seed": s, "non_embedding_params": params, "tokens": 10**8,
+                      "final_val_loss": base + off + 0.01 * s + 0.001 * (v == "sq24")} for s in range(3)]
     summ = pd.DataFrame(rows)
     spec = {size: {"swiglu": f"{size}_swiglu", "sqrelu": f"{size}_sqrelu", "sparse": f"{size}_sq24"}
             for size in ("S", "M", "L")}

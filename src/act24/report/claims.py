@@ -236,7 +236,8 @@ def _sparsity_claims(stats: pd.DataFrame, th: ClaimThresholds) -> list[dict]:
                            f"{end.mean():.1%} at step {last_step}; share of the rise by step {early_step} "
                            f"{share_iv.text('.2f')}",
                      c3, f"95% intervals over seeds (mean over layers): init within [{lo:.0%}, {hi:.0%}], and the "
-                         f"share of the rise by the last statistics step within the first {th.c3_early_fraction:.0%} of "
+                         f"share of the rise by the last statistics step within the first "
+                         f"{th.c3_early_fraction:.0%} of "
                          "steps above 0.5 (no rise: not reproduced)", "figures/fig1_sparsity.png"))
     return rows
 

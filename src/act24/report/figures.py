@@ -166,7 +166,8 @@ def table1_gaps(gaps: pd.DataFrame, labels: dict[str, str] | None = None) -> plt
     pad = 0.1 * (high - low) if high > low else 0.01
     ax.set_ylim(min(low, 0) - pad, max(high, 0.035) + pad)  # the small paper effects stay in view
     _training_tokens_axis(ax)
-    ax.set(ylabel="validation loss − full recipe (nats)", title="Table 1 ablations: gap to the full recipe over training")
+    ax.set(ylabel="validation loss − full recipe (nats)",
+           title="Table 1 ablations: gap to the full recipe over training")
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig

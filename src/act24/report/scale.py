@@ -20,7 +20,8 @@ from ..intervals import decide, difference, mean_interval
 from .ablation import final_losses
 from .claims import pooled_drop
 
-GAPS = {"C1": ("sqrelu", "swiglu", "Squared-ReLU − SwiGLU"), "C5": ("sparse", "sqrelu", "2:4 recipe − dense Squared-ReLU")}
+GAPS = {"C1": ("sqrelu", "swiglu", "Squared-ReLU − SwiGLU"),
+        "C5": ("sparse", "sqrelu", "2:4 recipe − dense Squared-ReLU")}
 
 
 def _size_facts(summaries: pd.DataFrame, variant: str | None) -> dict:
