@@ -21,7 +21,7 @@ from act24.sparsity.stats import record_activations
 pytestmark = pytest.mark.gpu
 GPU_BACKENDS = ["cusparselt", "xformers_cutlass", "xformers_cusparselt", "xformers_fp8_sm90", "fused_fp8_sm90",
                 "fused_fp8_cusparselt", "fused_fp8_tuned", "fused_fp8_auto"]
-# Known from ../shared/gpu/README.md: on sm90 xformers' cuSPARSELt packing gives wrong results.
+# Known from earlier H200 probes: on sm90 xformers' cuSPARSELt packing gives wrong results.
 KNOWN_WRONG = {("xformers_cusparselt", (9, 0))}
 
 
