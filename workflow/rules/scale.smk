@@ -17,7 +17,7 @@ rule scale_gaps:
     output:
         csv=f"{TABLES}/scale_gaps.csv",
         md=f"{TABLES}/scale_gaps.md",
-        html=report(f"{TABLES}/scale_gaps.html", caption="../report/scale_gaps.rst", category="Scale"),
+        html=report(f"{TABLES}/scale_gaps.html", caption="../report/scale_gaps_table.rst", category="Scale"),
         png=report(f"{FIGURES}/scale_gaps.png", caption="../report/scale_gaps.rst", category="Scale"),
         pdf=f"{FIGURES}/scale_gaps.pdf",
     params:
@@ -38,7 +38,7 @@ rule scale_drop:
     output:
         csv=f"{TABLES}/scale_drop.csv",
         md=f"{TABLES}/scale_drop.md",
-        html=report(f"{TABLES}/scale_drop.html", caption="../report/scale_drop.rst", category="Scale"),
+        html=report(f"{TABLES}/scale_drop.html", caption="../report/scale_drop_table.rst", category="Scale"),
         png=report(f"{FIGURES}/scale_drop.png", caption="../report/scale_drop.rst", category="Scale"),
         pdf=f"{FIGURES}/scale_drop.pdf",
     params:
