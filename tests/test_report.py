@@ -522,8 +522,10 @@ def test_borderline_marks_a_deciding_end_within_a_tenth_of_the_margin():
 
 
 def test_seeds_to_decide_solves_the_t_interval_for_n():
-    diffs = [0.010, 0.025, 0.040]  # mean 0.025, sd 0.015: the upper end crosses +0.02 for any n
-    assert compare.seeds_to_decide(diffs, high=0.02) is None or compare.seeds_to_decide(diffs, high=0.02) > 3
+    worse = [0.010, 0.025, 0.040]  # mean 0.025, sd 0.015: decided (not reproduced) once the lower end passes +0.02
+    n = compare.seeds_to_decide(worse, high=0.02)
+    lower = lambda k: 0.025 - scipy_stats.t.ppf(0.975, k - 1) * 0.015 / math.sqrt(k)  # noqa: E731
+    assert lower(n) > 0.02 >= lower(n - 1)
     near = [0.000, 0.010, 0.020]  # mean 0.01, sd 0.01: n = 6 gives 0.01 + 2.571 * 0.01 / sqrt(6) = 0.0205 > 0.02
     n = compare.seeds_to_decide(near, high=0.02)
     t = scipy_stats.t.ppf(0.975, n - 1)

@@ -248,3 +248,20 @@ def test_the_readme_claims_summary_is_the_reference_tables():
     by_size = {(r.size, r.claim): _short(r.verdict) for r in gaps.itertuples()}
     for size, c1, c5 in _readme_table("| size | C1 | C5 |"):
         assert [c1, c5] == [by_size[(size, "C1")], by_size[(size, "C5")]], size
+
+
+def test_the_intervals_the_readme_status_quotes_are_in_the_reference_tables():
+    """Every 'estimate [low, high]' of the README's Status section is read from a committed table: a claims row, or
+    a scale gap as the claims rows print it."""
+    import pandas as pd
+
+    status = " ".join((REPO / "README.md").read_text().split("## Status", 1)[1].split())
+    quoted = re.findall(r"[-+]?\d+\.\d+x? \[[-+]?\d+\.\d+, [-+]?\d+\.\d+\]", status)
+    assert len(quoted) >= 4
+    sources = [" ".join(pd.read_csv(p)["ours"].fillna("").astype(str))
+               for p in REPO.glob("reference/*/*/tables/claims.csv")]
+    for p in REPO.glob("reference/*/*/tables/scale_gaps.csv"):
+        gaps = pd.read_csv(p).dropna(subset=["estimate"])
+        sources += [f"{r.estimate:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]" for r in gaps.itertuples()]
+    text = " ".join(sources)
+    assert [q for q in quoted if q not in text] == []

@@ -97,24 +97,45 @@ def _needed(values, low: float = -math.inf, high: float = math.inf) -> str:
             "; more than 1000 seeds would be needed at this spread" if len(values) > 1 else "")
 
 
+@dataclass(frozen=True)
+class LossGap:
+    """`variant` − `baseline` in final validation loss, judged by non-inferiority against a margin (the equivalence
+    within ± the margin beside it): the one computation behind C1, C5 and the scale view's gaps."""
+
+    losses: pd.Series  # the variant's finished runs, indexed by seed
+    baseline: pd.Series
+    diverged: tuple[int, int]  # runs of each side that diverged (no gap is computed then)
+    interval: Interval | None
+    verdict: str
+    equivalence: str
+
+    @classmethod
+    def of(cls, summaries: pd.DataFrame, variant: str, baseline: str, margin: float) -> "LossGap":
+        (a, diverged_a), (b, diverged_b) = (ablation.final_losses(summaries, v) for v in (variant, baseline))
+        if diverged_a or diverged_b:
+            return cls(a, b, (diverged_a, diverged_b), None, f"not reproduced: {diverged_a + diverged_b} runs diverged",
+                       "")
+        d = difference(a, b)
+        return cls(a, b, (0, 0), d, decide(d, high=margin, unit=" nats"), decide(d, -margin, margin, " nats"))
+
+
 def _compare_losses(cid: str, summaries: pd.DataFrame, variant: str, baseline: str, margin: float,
                     names: tuple[str, str], link: str) -> dict:
-    """Row for "`variant` loses nothing against `baseline`": non-inferiority of the final losses by `margin` nats
-    (the upper end of the 95% interval of the difference at most +margin), the two-sided equivalence beside it."""
-    (a, diverged_a), (b, diverged_b) = (ablation.final_losses(summaries, v) for v in (variant, baseline))
+    """Row for "`variant` loses nothing against `baseline`" (`LossGap`)."""
+    gap = LossGap.of(summaries, variant, baseline, margin)
+    a, b, d = gap.losses, gap.baseline, gap.interval
     criterion = (f"non-inferiority: the upper end of the 95% interval of {names[0]} − {names[1]} mean final loss "
                  f"(paired t over shared seeds, else Welch t) at most +{margin} nats: reproduced; its lower end above "
                  f"+{margin}: not reproduced. Two-sided equivalence (within ±{margin}) reported beside")
-    if diverged_a or diverged_b:
+    if d is None:
+        (diverged_a, diverged_b) = gap.diverged
         return _row(cid, f"{diverged_a} of {len(a) + diverged_a} {names[0]} and {diverged_b} of "
                          f"{len(b) + diverged_b} {names[1]} runs diverged", "not reproduced", criterion, link)
-    d = difference(a, b)
-    result = decide(d, high=margin, unit=" nats")
     ours = (f"{a.mean():.3f} vs {b.mean():.3f}; difference {d.text()}; two-sided equivalence within ±{margin}: "
-            f"{decide(d, -margin, margin, ' nats')}")
-    if result.startswith("inconclusive") and set(a.index) == set(b.index):
+            f"{gap.equivalence}")
+    if gap.verdict.startswith("inconclusive") and set(a.index) == set(b.index):
         ours += _needed((a.sort_index() - b.sort_index()).to_numpy(), high=margin)
-    return _row(cid, ours, result, criterion, link)
+    return _row(cid, ours, gap.verdict, criterion, link)
 
 
 def _row(cid: str, ours: str, verdict: str, criterion: str, link: str) -> dict:

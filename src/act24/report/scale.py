@@ -16,9 +16,8 @@ import math
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from ..intervals import decide, difference, mean_interval
-from .ablation import final_losses
-from .claims import pooled_drop
+from ..intervals import decide, mean_interval
+from .claims import LossGap, pooled_drop
 
 GAPS = {"C1": ("sqrelu", "swiglu", "Squared-ReLU − SwiGLU"),
         "C5": ("sparse", "sqrelu", "2:4 recipe − dense Squared-ReLU")}
@@ -39,19 +38,16 @@ def gap_table(summaries: pd.DataFrame, scale: dict[str, dict[str, str]], margins
         for cid, (a, b, what) in GAPS.items():
             row = {"size": size, **facts, "claim": cid, "gap": what, "variant": spec.get(a, ""),
                    "baseline": spec.get(b, "")}
-            (x, dx), (y, dy) = final_losses(summaries, spec.get(a)), final_losses(summaries, spec.get(b))
-            if not spec.get(a) or not (len(x) + dx) or not (len(y) + dy):
-                missing = [v or f"no {k} variant" for k, v in ((a, spec.get(a)), (b, spec.get(b)))
-                           if not v or not (summaries["variant"] == v).any()]
+            missing = [v or f"no {k} variant" for k, v in ((a, spec.get(a)), (b, spec.get(b)))
+                       if not v or not (summaries["variant"] == v).any()]
+            if missing:
                 rows.append({**row, "verdict": f"not run: {', '.join(missing)}"})
                 continue
-            if dx or dy:
-                rows.append({**row, "verdict": f"not reproduced: {dx + dy} runs diverged"})
-                continue
-            d, m = difference(x, y), margins[cid]
-            rows.append({**row, "estimate": d.estimate, "ci_low": d.low, "ci_high": d.high, "interval": d.method,
-                         "seeds": len(x), "verdict": decide(d, high=m, unit=" nats"),
-                         "equivalence": decide(d, -m, m, " nats")})
+            gap = LossGap.of(summaries, spec[a], spec[b], margins[cid])
+            d = gap.interval
+            numbers = {} if d is None else {"estimate": d.estimate, "ci_low": d.low, "ci_high": d.high,
+                                            "interval": d.method, "seeds": len(gap.losses)}
+            rows.append({**row, **numbers, "verdict": gap.verdict, "equivalence": gap.equivalence})
     return pd.DataFrame(rows)
 
 
