@@ -151,3 +151,15 @@ def test_the_sweep_trains_what_is_missing_and_a_failed_run_is_a_row_with_its_rea
     # A second call skips what finished.
     again = sweep.sweep(config, runs, train, val, variants=["sqrelu"], seeds=[0])
     assert again == [{"name": "sqrelu/seed0", "status": "done before"}]
+    # A run cut short after its last checkpoint continues from it; its resume folder goes once it has finished.
+    from act24.layout import resume_dir
+    from act24.train import train as train_run
+
+    resume = resume_dir(results, "swiglu", 0)
+    # (the last checkpoint is taken after the last step, whatever train.checkpoint_every)
+    train_run(runs[("swiglu", 0)], train, val, run_dir(results, "swiglu", 0), progress=False, resume_dir=resume, keep_resume=True)
+    (run_dir(results, "swiglu", 0) / SUMMARY).unlink()
+    rows = sweep.sweep(config, runs, train, val, variants=["swiglu"], seeds=[0])
+    assert rows[0]["status"] == "ok"
+    assert "swiglu/seed0: resuming at step 2" in (tmp_path / "logs" / "train" / "swiglu" / "seed0.log").read_text()
+    assert not resume.exists() and not resume_dir(results, "sqrelu", 0).exists()

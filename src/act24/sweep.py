@@ -5,7 +5,9 @@ The config is resolved exactly as the workflow resolves it (config/config.yaml, 
 over it, then `act24.experiment.check_config`), and each run writes the folder the `train` and `sparse_inference`
 rules write (results/runs/<variant>/seed<k>/), so the workflow's analysis rules read them as they are. A run that
 fails (out of memory, a backend that fails its check) leaves `failed.json` with the reason instead of a summary;
-the other runs go on. Finished runs are skipped, so a second call continues a sweep.
+the other runs go on. Finished runs are skipped, so a second call continues a sweep; with `train.checkpoint_every`
+set, a run cut short (a time limit, a lost machine) continues from its last checkpoint in the resume folder the
+`train` rule uses.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import yaml
 from .config import RunConfig
 from .experiment import _merge, check_config
 from .io import log_to, write_json
-from .layout import CHECKPOINT, INFERENCE, SUMMARY, run_dir
+from .layout import CHECKPOINT, INFERENCE, SUMMARY, remove_finished_resume_folders, resume_dir, run_dir
 
 FAILED = "failed.json"
 
@@ -35,8 +37,10 @@ def load_config(configfiles: list[str], base: str = "config/config.yaml",
     return config, check_config(config, schema)
 
 
-def _train_one(cfg_dict: dict, train: str, val: str, out: str, log: str, inference_batches: int) -> dict:
-    """One run in its own process: train, then the sparse-inference evaluation; the model file is left on disk."""
+def _train_one(cfg_dict: dict, train: str, val: str, out: str, resume: str, log: str,
+               inference_batches: int) -> dict:
+    """One run in its own process: train (continuing from a checkpoint in `resume` if there is one), then the
+    sparse-inference evaluation; the model file is left on disk."""
     from .evaluate import sparse_inference
     from .train import train as train_run
 
@@ -44,7 +48,7 @@ def _train_one(cfg_dict: dict, train: str, val: str, out: str, log: str, inferen
         cfg = RunConfig.from_dict(cfg_dict)
         start = time.perf_counter()
         try:
-            summary = train_run(cfg, train, val, out, progress=True)
+            summary = train_run(cfg, train, val, out, progress=True, resume_dir=resume)
             write_json(Path(out) / INFERENCE, sparse_inference(Path(out) / CHECKPOINT, val, inference_batches))
         except Exception as exc:  # noqa: BLE001 - any failure becomes the run's row, the sweep goes on
             traceback.print_exc()
@@ -71,7 +75,8 @@ def sweep(config: dict, runs: dict[tuple[str, int], RunConfig], train: str, val:
             rows.append({"name": cfg.name, "status": "done before"})
             continue
         (out / FAILED).unlink(missing_ok=True)
-        todo.append((cfg.to_dict(), train, val, str(out), str(logs / "train" / variant / f"seed{seed}.log"),
+        todo.append((cfg.to_dict(), train, val, str(out), str(resume_dir(results, variant, seed)),
+                     str(logs / "train" / variant / f"seed{seed}.log"),
                      config["analysis"].get("inference_eval_batches", 32)))
     context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
     with cf.ProcessPoolExecutor(max(1, parallel), mp_context=context, max_tasks_per_child=1) as pool:
@@ -86,4 +91,5 @@ def sweep(config: dict, runs: dict[tuple[str, int], RunConfig], train: str, val:
                 row = {"name": cfg["name"], "status": f"failed: {reason}"}
             print(row, flush=True)
             rows.append(row)
+    remove_finished_resume_folders(results, runs)
     return rows

@@ -359,6 +359,9 @@ def finish(run: Run, seconds: float) -> dict:
         **parameter_counts(m),
         "config": cfg.to_dict(),
         "device": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else "cpu",
+        # this process's peak (runs sharing a GPU each report their own): what sizes how many fit together
+        "peak_gpu_memory_gib": torch.cuda.max_memory_allocated(run.device) / 2**30 if run.device.type == "cuda"
+        else None,
         "sparse_from_step": run.sparse_from,
         "sparse_backend": run.backend_note,
         "sparse_gemms": run.backend.gemm_choices() if run.backend is not None else {},  # per-shape kernel choices
