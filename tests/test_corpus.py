@@ -157,9 +157,13 @@ def test_the_sweep_trains_what_is_missing_and_a_failed_run_is_a_row_with_its_rea
 
     resume = resume_dir(results, "swiglu", 0)
     # (the last checkpoint is taken after the last step, whatever train.checkpoint_every)
-    train_run(runs[("swiglu", 0)], train, val, run_dir(results, "swiglu", 0), progress=False, resume_dir=resume, keep_resume=True)
+    train_run(runs[("swiglu", 0)], train, val, run_dir(results, "swiglu", 0), progress=False, resume_dir=resume,
+              keep_resume=True)
     (run_dir(results, "swiglu", 0) / SUMMARY).unlink()
+    log = tmp_path / "logs" / "train" / "swiglu" / "seed0.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("before the cut\n")
     rows = sweep.sweep(config, runs, train, val, variants=["swiglu"], seeds=[0])
     assert rows[0]["status"] == "ok"
-    assert "swiglu/seed0: resuming at step 2" in (tmp_path / "logs" / "train" / "swiglu" / "seed0.log").read_text()
+    assert log.read_text().startswith("before the cut\nswiglu/seed0: resuming at step 2")  # appended
     assert not resume.exists() and not resume_dir(results, "sqrelu", 0).exists()

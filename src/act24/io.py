@@ -16,14 +16,15 @@ from typing import Any
 
 
 @contextlib.contextmanager
-def log_to(path: str | os.PathLike | None) -> Iterator[None]:
-    """Send stdout and stderr (progress bars included) to `path` for the duration of the block. An exception that
-    leaves the block is written there too (the log ends with its traceback), then raised as usual."""
+def log_to(path: str | os.PathLike | None, append: bool = False) -> Iterator[None]:
+    """Send stdout and stderr (progress bars included) to `path` for the duration of the block (after what it
+    holds if `append`). An exception that leaves the block is written there too (the log ends with its
+    traceback), then raised as usual."""
     if path is None:
         yield
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+    with open(path, "a" if append else "w", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         try:
             yield
         except BaseException:

@@ -44,7 +44,7 @@ def _train_one(cfg_dict: dict, train: str, val: str, out: str, resume: str, log:
     from .evaluate import sparse_inference
     from .train import train as train_run
 
-    with log_to(log):
+    with log_to(log, append=True):  # a run continued from its checkpoint keeps its earlier log
         cfg = RunConfig.from_dict(cfg_dict)
         start = time.perf_counter()
         try:
