@@ -51,25 +51,56 @@ def test_speedup_is_against_the_fastest_dense_path_of_its_precision_with_a_paire
     half = stats.t.ppf(0.975, 3) * sd / 2
     assert fp8["speedup"] == pytest.approx(math.exp(mean))
     assert (fp8["speedup_lo"], fp8["speedup_hi"]) == pytest.approx((math.exp(mean - half), math.exp(mean + half)))
-    assert fp8["rounds"] == 4
-    # Amdahl: the dense median 10 with its 8 ms of GEMMs replaced by the 2:4 path's 5 ms; GEMMs alone 8 / 5.
-    # The kernels add up to the medians (10, 7.5 = 8 ms median: x 16/15 sustained for the 2:4 path).
-    assert fp8["dense_sustained_factor"] == 1.0 and fp8["sparse_sustained_factor"] == pytest.approx(8 / 7.5)
-    assert fp8["amdahl_bound"] == pytest.approx(10 / (2 + 5 * 8 / 7.5))
-    assert fp8["gemm_only_bound"] == pytest.approx(8 / (5 * 8 / 7.5))
-    assert fp8["check"] == "ok"
+    assert fp8["rounds"] == 4 and fp8["processes"] == 1
+    assert fp8["interval"] == "paired t over the 4 rounds of 1 process (no variation between processes in it)"
+    # Amdahl: the dense median 10.25 with its 8 ms of GEMMs replaced by the 2:4 path's 5 ms; GEMMs alone 8 / 5.
+    # Kernel times enter as measured: no factor scales them to the timed medians.
+    assert fp8["dense_ms"] == 10.25 and fp8["sparse_ms"] == 8.0
+    assert fp8["amdahl_bound"] == pytest.approx(10.25 / (10.25 - 8 + 5))
+    assert fp8["gemm_only_bound"] == pytest.approx(8 / 5)
+    assert fp8["check"] == "ok" and fp8["host_bound"] == ""
     assert out["bf16"]["speedup"] < 1 and "amdahl_bound" not in out["bf16"]  # no breakdown for bf16 here
+    assert out["bf16"]["check"] == "no kernel breakdown: bounds not measured"
 
 
-def test_a_speedup_above_the_amdahl_bound_is_flagged():
+def test_a_speedup_above_the_amdahl_bound_is_suspect_and_a_slow_host_is_marked():
     ffn = [ffn_row("dense (eager)", 20.0), ffn_row("2:4 (fused kernels)", 8.0)]
     rounds = round_rows("dense (eager)", [20.0, 20.5, 19.5]) + round_rows("2:4 (fused kernels)", [8.0, 8.1, 7.9])
     # The dense path spends 12 ms outside its GEMMs, the 2:4 path 3 ms: the ratio 2.5 beats the GEMMs' bound.
     breakdown = kernel_rows("dense (eager)", 8.0, 12.0) + kernel_rows("2:4 (fused kernels)", 5.0, 3.0)
     (row,) = T.speedups(ffn, rounds, breakdown)
     assert row["amdahl_bound"] == pytest.approx(20 / 17) and row["speedup_lo"] > row["amdahl_bound"]
-    assert row["check"] == ("interval above the Amdahl bound: outside GEMMs the dense path spends 12.000 ms, the 2:4 "
-                            "path 3.000 ms")
+    assert row["check"] == (f"suspect: the interval's lower end {row['speedup_lo']:.3f}x lies above the Amdahl bound "
+                            "1.176x of the GEMM times measured in the same rounds; outside GEMMs the dense path "
+                            "spends 12.000 ms (kernels 12.000), the 2:4 path 3.000 ms (kernels 3.000)")
+    # Kernels of 4 ms behind a timed median of 8 ms: the 2:4 side waits on the host.
+    (row,) = T.speedups(ffn, rounds, kernel_rows("dense (eager)", 8.0, 12.0) + kernel_rows("2:4 (fused kernels)",
+                                                                                           2.0, 2.0))
+    assert row["host_bound"] == "2:4"
+
+
+def test_the_interval_is_over_independent_processes_with_rounds_nested_and_a_path_failing_once_is_out():
+    per_process = {0: ([10.0, 10.2, 9.8], [8.0, 8.1, 7.9]), 1: ([11.0, 11.1, 10.9], [8.2, 8.3, 8.1]),
+                   2: ([10.0, 10.1, 9.9], [8.6, 8.5, 8.7])}
+    ffn, rounds = [], []
+    for p, (dense, sparse) in per_process.items():
+        ffn += [{**ffn_row("dense (fused kernels)", 10.0), "process": p}, {**ffn_row("2:4 (fused kernels)", 8.0),
+                                                                             "process": p},
+                {**ffn_row("2:4 (stock packing)", 7.0, status="ok" if p else "incorrect: x"), "process": p}]
+        for path, times in (("dense (fused kernels)", dense), ("2:4 (fused kernels)", sparse),
+                            ("2:4 (stock packing)", [7.0] * 3)):
+            rounds += [{**r, "process": p} for r in round_rows(path, times)]
+    (row,) = T.speedups(ffn, rounds)  # the stock packing path failed its check in process 0: no speedup
+    means = [sum(math.log(d / s) for d, s in zip(*v)) / 3 for v in per_process.values()]
+    half = stats.t.ppf(0.975, 2) * pd.Series(means).std() / math.sqrt(3)
+    assert row["speedup"] == pytest.approx(math.exp(sum(means) / 3))
+    assert (row["speedup_lo"], row["speedup_hi"]) == pytest.approx((math.exp(sum(means) / 3 - half),
+                                                                    math.exp(sum(means) / 3 + half)))
+    assert row["interval"] == "t over 3 processes (3 rounds each)" and row["processes"] == 3 and row["rounds"] == 9
+    # The processes disagree more than the rounds within each: pooling the 9 rounds as if independent of their
+    # process would give a narrower interval than the data support.
+    pooled = paired_ratio_ci(*(sum((v[i] for v in per_process.values()), []) for i in (0, 1)))
+    assert row["speedup_hi"] - row["speedup_lo"] > 2 * (pooled[2] - pooled[1])
 
 
 def test_paired_ratio_interval_is_exact_for_constant_ratios_and_nan_for_one_pair():
@@ -80,12 +111,24 @@ def test_paired_ratio_interval_is_exact_for_constant_ratios_and_nan_for_one_pair
         paired_ratio_ci([1.0, 2.0], [1.0])
 
 
-def test_stages_split_the_median_into_gemms_other_kernels_and_the_rest():
-    ffn = [ffn_row("dense (fused kernels)", 10.0), ffn_row("2:4 (fused kernels)", 9.0, status="failed: x")]
-    breakdown = kernel_rows("dense (fused kernels)", 6.0, 3.0) + kernel_rows("2:4 (fused kernels)", 4.0, 3.0)
-    (row,) = T.stages(ffn, breakdown)
-    assert (row["path"], row["gemm_ms"], row["other_kernels_ms"], row["gaps_ms"], row["sustained_factor"]) == (
-        "dense (fused kernels)", 6.0, 3.0, pytest.approx(1.0), pytest.approx(10 / 9))
+def test_stages_split_the_median_into_gemms_other_kernels_and_the_rest_and_mark_host_bound_paths():
+    ffn = [ffn_row("dense (fused kernels)", 10.0), ffn_row("2:4 (fused kernels)", 9.0, status="failed: x"),
+           ffn_row("dense (eager)", 13.0)]
+    breakdown = (kernel_rows("dense (fused kernels)", 6.0, 3.0) + kernel_rows("2:4 (fused kernels)", 4.0, 3.0)
+                 + kernel_rows("dense (eager)", 6.0, 4.0))
+    rows = {r["path"]: r for r in T.stages(ffn, breakdown)}
+    assert set(rows) == {"dense (fused kernels)", "dense (eager)"}
+    row = rows["dense (fused kernels)"]
+    assert (row["gemm_ms"], row["other_kernels_ms"], row["gaps_ms"], row["timed_over_kernels"], row["host_bound"]) == (
+        6.0, 3.0, pytest.approx(1.0), pytest.approx(10 / 9), False)
+    assert rows["dense (eager)"]["host_bound"] is True  # 13 ms timed over 10 ms of kernels
+
+
+def test_kernel_times_are_the_median_of_the_rounds_profiles():
+    breakdown = [{**k, "process": p, "round": r} for p, r, gemm in ((0, 0, 6.0), (0, 1, 7.0), (1, 0, 9.0))
+                 for k in kernel_rows("dense (fused kernels)", gemm, 3.0)]
+    key = (*POINT.values(), "fp8", "forward", "dense (fused kernels)")
+    assert T.gemm_ms(breakdown)[key] == (7.0, 10.0)
 
 
 @pytest.mark.parametrize("name, gemm", [
@@ -124,7 +167,9 @@ def test_gate_times_only_correct_paths():
     assert rows[3]["status"].startswith("incorrect")
 
 
-def test_rounds_interleave_the_correct_paths_and_keep_every_round():
+def test_rounds_interleave_the_correct_paths_in_a_seeded_shuffled_order_and_keep_every_round(monkeypatch):
+    import random
+
     calls = []
 
     def timer(name, times):
@@ -133,19 +178,31 @@ def test_rounds_interleave_the_correct_paths_and_keep_every_round():
             return times[sum(c[0] == name for c in calls) - 1]
         return time_it
 
+    monkeypatch.setattr(H, "gpu_state", lambda: {"sm_clock_mhz": 1980, "power_w": 650.0, "temperature_c": 60})
     rows, pending = [], []
-    H.gated(rows, {"path": "dense"}, lambda: 0.0, 0.1, timer("dense", [9.0, 1.0, 5.0]), pending)
+    paths = {"dense": [9.0, 1.0, 5.0, 4.0], "sparse": [2.0, 4.0, 3.0, 3.0], "other": [1.0, 1.0, 1.0, 1.0]}
+    H.gated(rows, {"path": "dense"}, lambda: 0.0, 0.1, timer("dense", paths["dense"]), pending)
     H.gated(rows, {"path": "wrong"}, lambda: 1.0, 0.1, lambda ms: pytest.fail("must not be timed"), pending)
-    H.gated(rows, {"path": "sparse"}, lambda: 0.0, 0.1, timer("sparse", [2.0, 4.0, 3.0]), pending)
+    H.gated(rows, {"path": "sparse"}, lambda: 0.0, 0.1, timer("sparse", paths["sparse"]), pending)
+    H.gated(rows, {"path": "other"}, lambda: 0.0, 0.1, timer("other", paths["other"]), pending)
     assert math.isnan(rows[0]["ms"]) and calls == []  # nothing timed before the rounds
-    records = H.time_rounds(pending, G.GpuBenchConfig(rounds=3, round_ms=30))
-    # alternating, round_ms each, each round starting one path later
-    assert calls == [("dense", 30), ("sparse", 30), ("sparse", 30), ("dense", 30), ("dense", 30), ("sparse", 30)]
-    ok = [r for r in rows if r["status"] == "ok"]
-    assert [(r["ms"], r["ms_min"], r["ms_max"]) for r in ok] == [(5.0, 1.0, 9.0), (3.0, 2.0, 4.0)]
-    assert [(r["path"], r["round"], r["ms"]) for r in records] == [
-        ("dense", 0, 9.0), ("dense", 1, 1.0), ("dense", 2, 5.0), ("sparse", 0, 2.0), ("sparse", 1, 4.0),
-        ("sparse", 2, 3.0)]
+    profiled = []
+    records, kernels = H.time_rounds(pending, G.GpuBenchConfig(rounds=4, round_ms=30), seed=7,
+                                     profile=lambda row: profiled.append(row["path"]) or [{"kernel": "k", "ms": 1.0}])
+    # Every round times each correct path once, round_ms each, in the order random.Random(7) draws for it.
+    rng = random.Random(7)
+    names = ["dense", "sparse", "other"]
+    expected = [names[i] for _ in range(4) for i in rng.sample(range(3), 3)]
+    assert calls == [(n, 30) for n in expected] and profiled == expected
+    assert len({tuple(expected[3 * r:3 * r + 3]) for r in range(4)}) > 1  # not one fixed order
+    ok = {r["path"]: r for r in rows if r["status"] == "ok"}
+    assert (ok["dense"]["ms"], ok["dense"]["ms_min"], ok["dense"]["ms_max"]) == (4.5, 1.0, 9.0)
+    by_path = {n: [r for r in records if r["path"] == n] for n in names}
+    assert [r["ms"] for r in by_path["dense"]] == paths["dense"] and [r["round"] for r in by_path["dense"]] == [0, 1, 2,
+                                                                                                               3]
+    assert [r["position"] for r in records] == [0, 1, 2] * 4 and {r["order_seed"] for r in records} == {7}
+    assert {r["sm_clock_mhz"] for r in records} == {1980} and records[0]["power_w"] == 650.0
+    assert [(k["path"], k["round"]) for k in kernels] == [(r["path"], r["round"]) for r in records]
     assert pending == []
 
 
@@ -224,3 +281,28 @@ def test_combine_joins_the_shapes_and_derives_the_tables(tmp_path):
     side = pd.read_json(tmp_path / "all" / "bench.json", typ="series")
     assert side["status"] == "ok" and side["shapes"]["13B-like"]["status"] == G.NO_CUDA
 
+
+
+def test_gpu_state_reads_nvml_for_the_visible_device_in_watts_or_says_why_not(monkeypatch):
+    import sys
+    import types
+
+    fake = types.SimpleNamespace(
+        NVML_CLOCK_SM=1, NVML_TEMPERATURE_GPU=0, nvmlInit=lambda: None,
+        nvmlDeviceGetHandleByIndex=lambda i: f"gpu{i}",
+        nvmlDeviceGetClockInfo=lambda h, kind: {"gpu3": 1755}[h] if kind == 1 else 0,
+        nvmlDeviceGetPowerUsage=lambda h: 612_500,  # milliwatts
+        nvmlDeviceGetTemperature=lambda h, kind: 58)
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # CUDA's device 1 is the machine's GPU 3
+    H._nvml.cache_clear()
+    try:
+        assert H.gpu_state() == {"sm_clock_mhz": 1755, "power_w": 612.5, "temperature_c": 58}
+        assert H.nvml_status() == "ok"
+        H._nvml.cache_clear()
+        monkeypatch.setitem(sys.modules, "pynvml", None)  # not installed
+        assert H.gpu_state() == {}
+        assert H.nvml_status() == "unavailable: the package nvidia-ml-py is not installed (the gpu extra has it)"
+    finally:
+        H._nvml.cache_clear()

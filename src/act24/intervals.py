@@ -85,6 +85,27 @@ def paired_ratio_ci(num: list[float], den: list[float], level: float = LEVEL) ->
     return math.exp(logs.estimate), math.exp(logs.low), math.exp(logs.high)
 
 
+def nested_ratio_ci(num: dict, den: dict, level: float = LEVEL) -> Interval:
+    """Ratio of two paired series measured in several independent processes (process -> times of its rounds, paired
+    by round): the geometric mean of the per-round ratios num/den and its interval with the rounds nested within
+    processes. Each process contributes the mean log ratio of its rounds, and the Student t interval is taken over
+    those process means (n processes - 1 degrees of freedom), so the variation between processes (per-process
+    choices, the machine's state) is in it. With one process, the paired t interval over its rounds, whose method
+    says that the variation between processes is not in it."""
+    logs = {p: [math.log(a / b) for a, b in zip(num[p], den[p], strict=True)] for p in num if num[p]}
+    if len(logs) < 2:
+        rounds = next(iter(logs.values()), [])
+        r = mean_interval(rounds, level)
+        why = f"paired t over the {len(rounds)} rounds of 1 process (no variation between processes in it)"
+        return Interval(math.exp(r.estimate) if rounds else math.nan, math.exp(r.low), math.exp(r.high),
+                        why if r.defined else r.method)
+    r = mean_interval([sum(v) / len(v) for v in logs.values()], level)
+    fewest, most = min(map(len, logs.values())), max(map(len, logs.values()))
+    rounds = f"{fewest}" if fewest == most else f"{fewest}-{most}"
+    return Interval(math.exp(r.estimate), math.exp(r.low), math.exp(r.high),
+                    f"t over {len(logs)} processes ({rounds} rounds each)")
+
+
 def verdict(interval: Interval, low: float = -math.inf, high: float = math.inf, unit: str = "") -> str:
     """The three-way rule of every claim compared with a threshold: "reproduced" if the whole interval lies in
     [low, high], "not reproduced" if it lies wholly outside, else "inconclusive" (saying why)."""

@@ -7,5 +7,6 @@ with log_to(snakemake.log[0]):  # the imports too: an import error also ends the
     from act24.gpubench import GpuBenchConfig, write_shape
 
     cfg = GpuBenchConfig.from_dict(snakemake.params.cfg)
+    # each benchmark process logs beside this job's log: logs/.../<job log name>/process<k>.log
     write_shape(Path(snakemake.output.sidecar).parent, cfg, snakemake.wildcards.shape,
-                progress=lambda msg: print(msg, flush=True))
+                logs=Path(snakemake.log[0]).with_suffix(""))

@@ -26,8 +26,11 @@ class GpuBenchConfig:
     warmup_ms: int = setting(25, "do_bench warm-up per measurement", minimum=0)
     # An H200 near its power limit lowers its clock, so paths timed side by side see the same spread of power states;
     # the rounds give each speedup its interval.
-    rounds: int = setting(5, "FFN paths: interleaved rounds (each path once per round, in turn); the intervals' n",
-                          minimum=1)
+    rounds: int = setting(5, "FFN paths: interleaved rounds per process (each path once per round, in an order "
+                          "shuffled every round)", minimum=1)
+    processes: int = setting(3, "independent processes per shape, one after another, each with its own inputs, "
+                             "rounds' orders and per-process choices (searches, `auto`): the speed intervals are "
+                             "taken over them, rounds nested within each", minimum=1)
     round_ms: int = setting(40, "FFN paths: milliseconds of calls per path and round (at least 2 calls, CUDA events, "
                             "median)", minimum=1)
     profile_iters: int = setting(3, "calls per path under torch.profiler for the kernel breakdown (0: none)",

@@ -43,11 +43,12 @@ def references(x, w1, w2, dy, recipe: SparseRecipe) -> tuple[dict[bool, tuple[to
         torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
-def ffn_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac, shape: str) -> dict[str, list[dict]]:
+def ffn_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac, shape: str,
+             seed: int = 0) -> dict[str, list[dict]]:
     """Tables `ffn` (one row per precision, pass and path: status, error, median ms over the rounds),
-    `ffn_rounds` (each path's ms per round) and `breakdown` (each path's kernels) for one FFN shape and token
-    count."""
-    x, w1, w2, dy = ffn_inputs(t, d, f, zero_frac)
+    `ffn_rounds` (each path's ms per round) and `breakdown` (each path's kernels, profiled in every round) for one
+    FFN shape and token count; `seed` draws the inputs and the rounds' orders (one per benchmark process)."""
+    x, w1, w2, dy = ffn_inputs(t, d, f, zero_frac, seed)
     recipe = SparseRecipe(dense_fraction=cfg.dense_fraction, split_multiple=cfg.split_multiple)
     refs, reference = references(x, w1, w2, dy, recipe)
     rows: list[dict] = []
@@ -74,12 +75,10 @@ def ffn_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac, shape: str)
                 row = {**base, "pass": ps, "path": p.name, "sparse": p.sparse}
                 gated(rows, row, check, tol, lambda ms, fn=fn: event_ms(fn, ms), pending)
                 calls[ps, p.name] = fn
-        ok = [row for row, _ in pending]
-        rounds += time_rounds(pending, cfg)
-        if cfg.profile_iters:
-            for row in ok:
-                keys = {k: row[k] for k in (*base, "pass", "path", "sparse")}
-                breakdown += [{**keys, **k} for k in kernel_breakdown(calls[row["pass"], row["path"]],
-                                                                      cfg.profile_iters)]
+        profile = (lambda row: kernel_breakdown(calls[row["pass"], row["path"]], cfg.profile_iters)
+                   ) if cfg.profile_iters else None
+        timed, kernels = time_rounds(pending, cfg, seed, profile)
+        rounds += timed
+        breakdown += kernels
         torch.cuda.empty_cache()
     return {"ffn": rows, "ffn_rounds": rounds, "breakdown": breakdown}

@@ -14,9 +14,11 @@ from .config import GpuBenchConfig
 from .harness import backend_here, bench_ms, event_ms, ffn_inputs, gated, label, rel_error, time_rounds
 
 
-def gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, shape: str) -> list[dict]:
-    """The down-projection GEMM Y3 = Ỹ2 W2ᵀ (M = T, K = F, N = d), dense and 2:4, bf16 and FP8."""
-    x, w1, w2, _ = ffn_inputs(t, d, f, zero_frac)
+def gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, shape: str,
+              seed: int = 0) -> list[dict]:
+    """The down-projection GEMM Y3 = Ỹ2 W2ᵀ (M = T, K = F, N = d), dense and 2:4, bf16 and FP8 (inputs and the
+    rounds' orders drawn from `seed`)."""
+    x, w1, w2, _ = ffn_inputs(t, d, f, zero_frac, seed)
     y2 = F.relu(x @ w1.t()).square()
     y2s = y2 * mask24(y2)
     ref = y2s.float() @ w2.t().float()
@@ -36,7 +38,7 @@ def gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, sha
     else:
         rows += [{**base, "gemm": name, "status": cusp_why} for name in bf16_names]
     if fp8:
-        rows += fp8_rows(cfg, base, y2s, w2, ref)
+        rows += fp8_rows(cfg, base, y2s, w2, ref, seed)
     else:
         for g in ("dense FP8 (row-wise scales)", "2:4 FP8 xformers sm90"):
             rows.append({**base, "gemm": g, "status": fp8_why})
@@ -53,7 +55,7 @@ def gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, sha
 DENSE_FP8 = "dense FP8 (row-wise scales)"
 
 
-def fp8_rows(cfg: GpuBenchConfig, base: dict, y2s, w2, ref) -> list[dict]:
+def fp8_rows(cfg: GpuBenchConfig, base: dict, y2s, w2, ref, seed: int = 0) -> list[dict]:
     """The FP8 GEMMs on the same quantized operands, timed in interleaved rounds (`time_rounds`); each 2:4 row's
     speedup over the dense FP8 GEMM is the paired ratio of the rounds with its interval."""
     a8, a_scale = quantize_rowwise_fp8(y2s)
@@ -77,7 +79,7 @@ def fp8_rows(cfg: GpuBenchConfig, base: dict, y2s, w2, ref) -> list[dict]:
         fn, check = call if isinstance(call, tuple) else (call, call)
         gated(rows, {**base, "gemm": name}, lambda check=check: rel_error(check(), ref), 2 * cfg.tolerance,
               lambda ms, fn=fn: event_ms(fn, budget_ms=ms), pending)
-    records = time_rounds(pending, cfg)
+    records, _ = time_rounds(pending, cfg, seed)  # one record per GEMM and round, in round order
     by_gemm = {}
     for rec in records:
         by_gemm.setdefault(rec["gemm"], []).append(rec["ms"])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import os
+import random
 import re
 import statistics
 from collections.abc import Callable
@@ -45,9 +48,9 @@ def label(zero_frac) -> dict:
 
 
 def ffn_inputs(t: int, d: int, f: int, zero_frac, seed: int = 0):
-    """x (t x d), W1 (f x d), W2 (d x f), dY (t x d) in bf16 on the GPU, never zeros. W1's first column
-    and x's first feature (constant 1) shift Y1 so that a `zero_frac` share of relu(Y1) is zero (a float,
-    or one value per feature)."""
+    """x (t x d), W1 (f x d), W2 (d x f), dY (t x d) in bf16 on the GPU, never zeros, drawn from `seed` (each
+    benchmark process its own). W1's first column and x's first feature (constant 1) shift Y1 so that a
+    `zero_frac` share of relu(Y1) is zero (a float, or one value per feature)."""
     g = torch.Generator(device="cuda").manual_seed(seed)
     x = torch.randn(t, d, device="cuda", generator=g)
     x[:, 0] = 1.0
@@ -92,24 +95,72 @@ def gated(rows: list[dict], base: dict, check: Callable[[], float], tol: float, 
         pending.append((rows[-1], time_it))
 
 
-def time_rounds(pending: list[tuple[dict, Callable[[float], float]]], cfg: GpuBenchConfig) -> list[dict]:
-    """Time the rows `gated` left pending in cfg.rounds interleaved rounds (each row once per round, in turn, for
-    cfg.round_ms, the order rotated by one row per round). Each row gets its median over the rounds and its rounds'
-    spread; returns one record per row and round (the round's median ms) for the paired intervals."""
+ROW_ONLY = ("status", "rel_error", "ms", "ms_min", "ms_max")  # a row's results, not what identifies it
+
+
+def time_rounds(pending: list[tuple[dict, Callable[[float], float]]], cfg: GpuBenchConfig, seed: int = 0,
+                profile: Callable[[dict], list[dict]] | None = None) -> tuple[list[dict], list[dict]]:
+    """Time the rows `gated` left pending in cfg.rounds interleaved rounds: each row once per round for
+    cfg.round_ms, in an order shuffled anew every round (random.Random(seed)), so that no path keeps its place
+    after another (a position effect of 3-10% was measured with a fixed cyclic order). Each row gets its median
+    over the rounds and its rounds' spread.
+
+    Returns (records, kernels): one record per row and round (the round's median ms, its position in the round,
+    the seed, and the GPU's SM clock, power and temperature right after it, `gpu_state`), and, with `profile`
+    (row -> its kernels, `kernel_breakdown`), each row's kernels profiled right after its slot in every round:
+    kernel times measured in the same sustained rounds as the timings, from which the tables take their bounds."""
+    rng = random.Random(seed)
     times: list[list[float]] = [[] for _ in pending]
+    records: list[dict] = []
+    kernels: list[dict] = []
     for r in range(cfg.rounds):
-        # Each round starts one path later: no path is always timed first or last in a round (after the others
-        # have heated the GPU towards its power limit).
-        for i in [(r + j) % len(pending) for j in range(len(pending))]:
-            times[i].append(pending[i][1](cfg.round_ms))
-    records = []
+        for position, i in enumerate(rng.sample(range(len(pending)), len(pending))):
+            row, time_it = pending[i]
+            times[i].append(time_it(cfg.round_ms))
+            keys = {k: v for k, v in row.items() if k not in ROW_ONLY}
+            records.append({**keys, "round": r, "position": position, "order_seed": seed, "ms": times[i][-1],
+                            **gpu_state()})
+            if profile is not None:
+                kernels += [{**keys, "round": r, **k} for k in profile(row)]
     for (row, _), t in zip(pending, times):
         row["ms"] = statistics.median(t)
         row["ms_min"], row["ms_max"] = min(t), max(t)
-        records += [{**{k: v for k, v in row.items() if k not in ("status", "rel_error", "ms", "ms_min", "ms_max")},
-                     "round": r, "ms": ms} for r, ms in enumerate(t)]
     pending.clear()
-    return records
+    return records, kernels
+
+
+@functools.cache
+def _nvml() -> tuple[object, object] | str:
+    """(pynvml, this process's device handle), or why NVML cannot be read here."""
+    try:
+        import pynvml
+    except ImportError:
+        return "unavailable: the package nvidia-ml-py is not installed (the gpu extra has it)"
+    try:
+        pynvml.nvmlInit()
+        index = torch.cuda.current_device()
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if visible:  # NVML numbers every GPU of the machine; CUDA only the visible ones
+            index = int(visible.split(",")[index])
+        return pynvml, pynvml.nvmlDeviceGetHandleByIndex(index)
+    except Exception as exc:  # noqa: BLE001 - no NVML is a recorded fact, not an error
+        return f"unavailable: {type(exc).__name__}: {str(exc)[:120]}"
+
+
+def nvml_status() -> str:
+    """"ok" when `gpu_state` reads the GPU, else why not (written to the benchmark's sidecar)."""
+    return "ok" if isinstance(_nvml(), tuple) else _nvml()
+
+
+def gpu_state() -> dict:
+    """SM clock (MHz), power (W) and temperature (C) of this process's GPU now, or {} without NVML."""
+    nvml = _nvml()
+    if not isinstance(nvml, tuple):
+        return {}
+    pynvml, handle = nvml
+    return {"sm_clock_mhz": pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM),
+            "power_w": pynvml.nvmlDeviceGetPowerUsage(handle) / 1000.0,
+            "temperature_c": pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)}
 
 
 # Kernels that are matrix products: cuBLAS / CUTLASS / cuSPARSELt names (sm90_xmma_gemm_*, nvjet_*, cutlass::...

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import dataclasses
 import datetime
+import multiprocessing
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from ..io import environment_info, read_json, reading, write_json
+from ..io import environment_info, log_to, read_json, reading, write_json
 from . import tables
 from .config import GpuBenchConfig
 from .ffn import ffn_rows
 from .gemm import gemm_rows, split_gemm_rows
-from .harness import ceilings, is_gemm, label, trained_zero_fracs
+from .harness import ceilings, is_gemm, label, nvml_status, trained_zero_fracs
 from .sparsify import sparsify_rows
 
 SHAPE_TABLES = ("ceilings", "gemm", "sparsify", "ffn", "ffn_rounds", "breakdown", "split_gemm")
@@ -24,29 +26,52 @@ TABLES = SHAPE_TABLES + DERIVED_TABLES
 NO_CUDA = "skipped: no CUDA device"
 
 
-def run_shape(cfg: GpuBenchConfig, shape: str, progress: Callable[[str], None] = print) -> dict[str, list[dict]]:
-    """Every table of one FFN shape over the token sweep (and the extra sparsity levels at extra_tokens)."""
+def run_shape(cfg: GpuBenchConfig, shape: str, process: int = 0,
+              progress: Callable[[str], None] = print) -> dict[str, list[dict]]:
+    """Every table of one FFN shape over the token sweep (and the extra sparsity levels at extra_tokens), as one
+    benchmark process: `process` seeds its inputs and its rounds' orders, and every row carries it."""
     if not torch.cuda.is_available():
         raise RuntimeError("no CUDA device")
     from tqdm import tqdm
 
     d, f = cfg.shapes[shape]
     ceil = ceilings(cfg)
-    progress(f"ceilings: {ceil}")
+    progress(f"process {process}: ceilings {ceil}")
     out: dict[str, list[dict]] = {name: [] for name in SHAPE_TABLES}
     out["ceilings"] = [ceil]
     points = [(t, cfg.sweep_zero_frac) for t in cfg.tokens] + [(cfg.extra_tokens, z) for z in cfg.extra_zero_fracs]
     if cfg.trained_profile:
         points.append((cfg.extra_tokens, trained_zero_fracs(cfg, f)))
-    for t, z in tqdm(points, desc=f"{shape} (d={d}, F={f})", unit="point"):
+    for t, z in tqdm(points, desc=f"{shape} (d={d}, F={f}), process {process}", unit="point"):
         progress(f"{shape} T={t} {label(z)}")
-        for name, rows in ffn_rows(cfg, t, d, f, z, shape).items():
+        for name, rows in ffn_rows(cfg, t, d, f, z, shape, seed=process).items():
             out[name] += rows
         out["split_gemm"] += split_gemm_rows(cfg, t, d, f, z, shape)
         if t == cfg.extra_tokens:
-            out["gemm"] += gemm_rows(cfg, t, d, f, z, shape)
+            out["gemm"] += gemm_rows(cfg, t, d, f, z, shape, seed=process)
             out["sparsify"] += [{**r, "shape": shape} for r in sparsify_rows(cfg, t, d, f, z, ceil["copy_GBps"])]
         torch.cuda.empty_cache()
+    return {name: [{**row, "process": process} for row in rows] for name, rows in out.items()}
+
+
+def _logged_run(cfg: GpuBenchConfig, shape: str, process: int, log: str) -> dict[str, list[dict]]:
+    with log_to(log):
+        return run_shape(cfg, shape, process)
+
+
+def run_processes(cfg: GpuBenchConfig, shape: str, logs: Path) -> dict[str, list[dict]]:
+    """`run_shape` in cfg.processes fresh processes, one after another, each logging to logs/process<k>.log: each
+    re-decides every per-process choice (cuSPARSELt's algorithm search, `auto`'s GEMM, compilation, the
+    allocator's state), so the variation between them is measured, not assumed away."""
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    out: dict[str, list[dict]] = {name: [] for name in SHAPE_TABLES}
+    logs.mkdir(parents=True, exist_ok=True)
+    for process in range(cfg.processes):
+        log = logs / f"process{process}.log"
+        print(f"{shape}: process {process + 1} of {cfg.processes}, log {log}", flush=True)
+        with cf.ProcessPoolExecutor(1, mp_context=context) as pool:
+            for name, rows in pool.submit(_logged_run, cfg, shape, process, str(log)).result().items():
+                out[name] += rows
     return out
 
 
@@ -55,20 +80,22 @@ def sidecar(cfg, status: str) -> dict:
     side = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "config": dataclasses.asdict(cfg), "environment": environment_info(), "status": status}
     if status == "ok":
+        side["environment"]["nvml"] = nvml_status()  # whether the rounds carry the GPU's clock, power, temperature
         side["environment"]["cusparselt"] = torch.backends.cusparselt.version()
         side["environment"]["triton"] = __import__("triton").__version__
     return side
 
 
-def write_shape(out_dir, cfg: GpuBenchConfig, shape: str, progress: Callable[[str], None] = print) -> None:
-    """One shape's tables as CSVs plus `bench.json` (settings, versions, date). Without a CUDA device every table
-    is one row saying so, and the sidecar records why."""
+def write_shape(out_dir, cfg: GpuBenchConfig, shape: str, logs: str | Path | None = None) -> None:
+    """One shape's tables as CSVs (every row with its process) plus `bench.json` (settings, versions, date); each
+    process logs to `logs` (default: `out_dir`). Without a CUDA device every table is one row saying so, and the
+    sidecar records why."""
     if shape not in cfg.shapes:
         raise ValueError(f"gpu_bench.shapes has no shape {shape!r}; configured: {list(cfg.shapes)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if torch.cuda.is_available():
-        results, status = run_shape(cfg, shape, progress), "ok"
+        results, status = run_processes(cfg, shape, Path(logs or out)), "ok"
     else:
         results, status = {name: [{"status": NO_CUDA}] for name in SHAPE_TABLES}, NO_CUDA
     for name in SHAPE_TABLES:

@@ -3,10 +3,9 @@ the same precision with paired intervals and their bounds, the time per stage, t
 
 from __future__ import annotations
 
-
 import pandas as pd
 
-from ..intervals import paired_ratio_ci
+from ..intervals import nested_ratio_ci
 from .harness import is_gemm
 
 POINT = ["shape", "T", "activations", "zero_frac", "precision", "pass"]  # one measured point
@@ -28,67 +27,96 @@ def _ok(rows) -> pd.DataFrame:
     return df[df["status"] == "ok"]
 
 
+HOST_BOUND = 1.2  # a path whose timed median exceeds its kernels' sum by this factor waits on the host
+
+
 def gemm_ms(breakdown) -> dict[tuple, tuple[float, float]]:
-    """(GEMM ms, all kernels' ms) per call of each path at each point, from the kernel breakdown."""
+    """(GEMM ms, all kernels' ms) per call of each path at each point: the median over the profiled rounds (and
+    processes) of each round's sums, from the kernel breakdown."""
     df = pd.DataFrame(breakdown)
     if df.empty:
         return {}
-    gemm = df["kernel"].map(is_gemm)  # from the names, so that tables follow the classification's fixes
-    return {key: (float(g.loc[gemm[g.index], "ms"].sum()), float(g["ms"].sum()))
-            for key, g in df.groupby([*POINT, "path"], sort=False)}
+    df["gemm_ms"] = df["ms"].where(df["kernel"].map(is_gemm), 0.0)  # from the names: tables follow the fixes
+    keys = [*POINT, "path"]
+    per_round = df.groupby(keys + [c for c in ("process", "round") if c in df], sort=False)[["gemm_ms", "ms"]].sum()
+    medians = per_round.groupby(level=list(range(len(keys))), sort=False).median()
+    return {key: (float(r["gemm_ms"]), float(r["ms"])) for key, r in medians.iterrows()}
+
+
+def _paths_ok(ffn: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the paths that passed their check at their point in every process that ran them."""
+    failed = ffn[ffn["status"] != "ok"][[*POINT, "path"]].drop_duplicates()
+    ok = _ok(ffn)
+    if failed.empty or ok.empty:
+        return ok
+    merged = ok.merge(failed, on=[*POINT, "path"], how="left", indicator=True)
+    return ok[(merged["_merge"] == "left_only").to_numpy()]
+
+
+def _bounds(row: dict, dense: tuple[float, float] | None, sparse: tuple[float, float] | None) -> dict:
+    """The Amdahl bound (the dense time with its GEMMs replaced by the 2:4 path's), the GEMM-only bound, from
+    kernel times measured in the same rounds (no scaling), and what marks the point: `check` "suspect" when the
+    interval's lower end lies above the Amdahl bound, with why; `host_bound`, the side(s) whose timed median is
+    more than HOST_BOUND x its kernel sum."""
+    if not dense or not sparse:
+        return {"check": "no kernel breakdown: bounds not measured"}
+    d_ms, s_ms = row["dense_ms"], row["sparse_ms"]
+    out = {"dense_gemm_ms": dense[0], "sparse_gemm_ms": sparse[0], "dense_other_ms": dense[1] - dense[0],
+           "sparse_other_ms": sparse[1] - sparse[0], "amdahl_bound": d_ms / (d_ms - dense[0] + sparse[0]),
+           "gemm_only_bound": dense[0] / sparse[0]}
+    sides = [name for name, ms, kernels in (("dense", d_ms, dense[1]), ("2:4", s_ms, sparse[1]))
+             if ms > HOST_BOUND * kernels]
+    out["host_bound"] = " and ".join(sides)
+    out["check"] = "ok" if not row["speedup_lo"] > out["amdahl_bound"] else (
+        f"suspect: the interval's lower end {row['speedup_lo']:.3f}x lies above the Amdahl bound "
+        f"{out['amdahl_bound']:.3f}x of the GEMM times measured in the same rounds; outside GEMMs the dense path "
+        f"spends {d_ms - dense[0]:.3f} ms (kernels {dense[1] - dense[0]:.3f}), the 2:4 path {s_ms - sparse[0]:.3f} "
+        f"ms (kernels {sparse[1] - sparse[0]:.3f})")
+    return out
 
 
 def speedups(ffn, rounds, breakdown=()) -> list[dict]:
-    """For each point and 2:4 path: the fastest dense path of the same precision (by median over the rounds), the
-    speedup as the geometric mean of the per-round ratios dense / 2:4 with its 95% Student t interval, and two
-    bounds from the kernel breakdown: `amdahl_bound`, the dense time with its GEMMs replaced by the 2:4 path's
-    (what the 2:4 GEMMs allow if the rest costs what it costs the dense path), and `gemm_only_bound`, the ratio of
-    the GEMM times (all other work free).
-
-    The profiler times a few calls in a burst; the timed rounds run each path for longer, and an H200 near its
-    power limit then runs the same kernels slower, dense GEMMs most (the eager paths, mostly memory-bound, show no
-    such difference). So each path's kernel times are scaled by its timed median over its profiled kernel sum
-    (`*_sustained_factor`) before the bounds are taken. A speedup whose interval lies above the Amdahl bound means
-    the 2:4 path does the shared non-GEMM work faster than the dense baseline: `check` says so, with the times."""
-    ok = _ok(ffn)
+    """For each point and 2:4 path: the fastest dense path of the same precision (by median over every process's
+    rounds), the speedup as the geometric mean of the per-round ratios dense / 2:4 with its 95% interval over the
+    independent processes (rounds nested within each: `intervals.nested_ratio_ci`), and the bounds of `_bounds`
+    from the kernels profiled in the same rounds. A speedup whose interval lies above the Amdahl bound means the
+    baseline does shared non-GEMM work slower than the 2:4 path: the row says "suspect", with the times."""
+    ok = _paths_ok(pd.DataFrame(ffn)) if len(ffn) else _ok(ffn)
     per_round = pd.DataFrame(rounds)
+    if "process" not in per_round:
+        per_round["process"] = 0
     gemms = gemm_ms(breakdown)
     out = []
     for key, g in ok.groupby(POINT, sort=False):
-        dense, sparse = g[~g["sparse"].astype(bool)], g[g["sparse"].astype(bool)]
-        if dense.empty:
-            continue
-        best = dense.loc[dense["ms"].idxmin()]
         sel = per_round
         for k, v in zip(POINT, key):
             sel = sel[sel[k] == v]
+        medians = sel.groupby("path")["ms"].median()
+        paths = g.drop_duplicates("path").set_index("path")["sparse"].astype(bool)
+        dense = [p for p in paths.index if not paths[p] and p in medians]
+        if not dense:
+            continue
+        best = min(dense, key=medians.get)
 
         def series(path):
-            return sel[sel["path"] == path].sort_values("round")["ms"].tolist()
+            s = sel[sel["path"] == path].sort_values(["process", "round"])
+            return {p: grp["ms"].tolist() for p, grp in s.groupby("process")}
 
-        for _, s in sparse.iterrows():
-            est, lo, hi = paired_ratio_ci(series(best["path"]), series(s["path"]))
+        for path in [p for p in paths.index if paths[p] and p in medians]:
+            ci = nested_ratio_ci(series(best), series(path))
             row = dict(zip(POINT, key)) | {
-                "sparse_path": s["path"], "dense_path": best["path"], "dense_ms": best["ms"], "sparse_ms": s["ms"],
-                "speedup": est, "speedup_lo": lo, "speedup_hi": hi, "rounds": len(series(s["path"]))}
-            dg, sg = gemms.get((*key, best["path"])), gemms.get((*key, s["path"]))
-            if dg and sg:
-                cd, cs = best["ms"] / dg[1], s["ms"] / sg[1]
-                row |= {"dense_gemm_ms": dg[0], "sparse_gemm_ms": sg[0], "dense_other_ms": dg[1] - dg[0],
-                        "sparse_other_ms": sg[1] - sg[0], "dense_sustained_factor": cd, "sparse_sustained_factor": cs,
-                        "amdahl_bound": best["ms"] / (best["ms"] - cd * dg[0] + cs * sg[0]),
-                        "gemm_only_bound": cd * dg[0] / (cs * sg[0])}
-                row["check"] = "ok" if not lo > row["amdahl_bound"] else (
-                    f"interval above the Amdahl bound: outside GEMMs the dense path spends {cd * (dg[1] - dg[0]):.3f} "
-                    f"ms, the 2:4 path {cs * (sg[1] - sg[0]):.3f} ms")
-            out.append(row)
+                "sparse_path": path, "dense_path": best, "dense_ms": medians[best], "sparse_ms": medians[path],
+                "speedup": ci.estimate, "speedup_lo": ci.low, "speedup_hi": ci.high, "interval": ci.method,
+                "processes": sel["process"].nunique(), "rounds": int((sel["path"] == path).sum())}
+            out.append(row | _bounds(row, gemms.get((*key, best)), gemms.get((*key, path))))
     return out
 
 
 def stages(ffn, breakdown) -> list[dict]:
-    """Per point and path: milliseconds in GEMMs, in other kernels, and the rest of the timed median (launch gaps,
-    host time; the profiler's kernel times and the timed medians come from different calls, so it can be < 0), and
-    the timed median over the kernel sum (`sustained_factor`, see `speedups`)."""
+    """Per point, path and process: milliseconds in GEMMs, in other kernels (medians of the rounds' profiles), the
+    rest of the timed median (launch gaps, host time; the profiler's kernel times and the timed medians come from
+    different calls, so it can be < 0), the timed median over the kernel sum, and whether that ratio marks the
+    path host-bound (> HOST_BOUND)."""
     ok = _ok(ffn)
     gemms = gemm_ms(breakdown)
     out = []
@@ -96,9 +124,10 @@ def stages(ffn, breakdown) -> list[dict]:
         key = (*(r[k] for k in POINT), r["path"])
         if key in gemms:
             g, total = gemms[key]
-            out.append({**{k: r[k] for k in POINT}, "path": r["path"], "sparse": bool(r["sparse"]), "ms": r["ms"],
+            out.append({**{k: r[k] for k in POINT}, "path": r["path"], "sparse": bool(r["sparse"]),
+                        **({"process": r["process"]} if "process" in r else {}), "ms": r["ms"],
                         "gemm_ms": g, "other_kernels_ms": total - g, "gaps_ms": r["ms"] - total,
-                        "sustained_factor": r["ms"] / total})
+                        "timed_over_kernels": r["ms"] / total, "host_bound": bool(r["ms"] > HOST_BOUND * total)})
     return out
 
 
