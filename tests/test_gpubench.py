@@ -13,6 +13,7 @@ from act24.gpubench import tables as T
 from act24.intervals import paired_ratio_ci
 
 POINT = {"shape": "7B-like", "T": 16384, "activations": "synthetic", "zero_frac": 0.95}
+SPLIT = {"shape": "7B-like", "T": 65536, "d": 4096, "F": 16512, "activations": "synthetic", "zero_frac": 0.95}
 
 
 def ffn_row(path, ms, precision="fp8", ps="forward", status="ok"):
@@ -265,7 +266,13 @@ def test_combine_joins_the_shapes_and_derives_the_tables(tmp_path):
     rounds = round_rows("dense (fused kernels)", [10.0, 10.2, 9.8]) + round_rows("2:4 (fused kernels)", [8.0] * 3)
     tables = {"ffn": ffn, "ffn_rounds": rounds,
               "breakdown": kernel_rows("dense (fused kernels)", 8.0, 2.0) + kernel_rows("2:4 (fused kernels)", 5.0, 3.0),
-              "ceilings": [{"copy_GBps": 4000.0}], "gemm": [], "sparsify": [], "split_gemm": []}
+              "ceilings": [{"copy_GBps": 4000.0}], "gemm": [], "sparsify": [],
+              # Fig. 6 in two processes: the split GEMM 1.25x and 1.2x faster than dense, each over 2 rounds
+              "split_gemm": [{**SPLIT, "gemm": g, "status": "ok", "process": p} for p in (0, 1)
+                             for g in ("dense", "split (95% 2:4 + 5% dense)")],
+              "split_gemm_rounds": [{**SPLIT, "gemm": g, "process": p, "round": r, "ms": ms}
+                                    for p, (dense, split) in enumerate(((5.0, 4.0), (6.0, 5.0))) for r in (0, 1)
+                                    for g, ms in (("dense", dense), ("split (95% 2:4 + 5% dense)", split))]}
     for folder, status in ((ok, "ok"), (skipped, G.NO_CUDA)):
         folder.mkdir()
         for name in G.SHAPE_TABLES:
@@ -278,9 +285,13 @@ def test_combine_joins_the_shapes_and_derives_the_tables(tmp_path):
     (row,) = pd.read_csv(tmp_path / "all" / "speedups.csv").to_dict("records")
     assert row["speedup"] == pytest.approx((10.0 * 10.2 * 9.8 / 8.0**3) ** (1 / 3))
     assert row["amdahl_bound"] == pytest.approx(10 / (2 + 5))  # the kernels add up to both medians
+    (split,) = pd.read_csv(tmp_path / "all" / "split_speedups.csv").to_dict("records")
+    assert split["gemm"] == "split (95% 2:4 + 5% dense)" and split["interval"] == "t over 2 processes (2 rounds each)"
+    assert split["speedup"] == pytest.approx(math.sqrt(1.25 * 1.2)) and split["processes"] == 2
+    half = stats.t.ppf(0.975, 1) * pd.Series([math.log(1.25), math.log(1.2)]).std() / math.sqrt(2)
+    assert split["speedup_lo"] == pytest.approx(math.sqrt(1.25 * 1.2) * math.exp(-half))
     side = pd.read_json(tmp_path / "all" / "bench.json", typ="series")
     assert side["status"] == "ok" and side["shapes"]["13B-like"]["status"] == G.NO_CUDA
-
 
 
 def test_gpu_state_reads_nvml_for_the_visible_device_in_watts_or_says_why_not(monkeypatch):

@@ -227,6 +227,22 @@ def test_speed_claims_take_their_verdict_from_the_interval():
     assert v["C7"] == v["C9"] == "not measured: no CUDA device"
 
 
+def test_c9_takes_the_split_gemms_interval_over_processes_at_the_largest_token_count():
+    gpu = gpu_tables()
+    ratio = {"shape": "7B-like", "activations": "synthetic", "zero_frac": 0.95, "gemm": "split (95% 2:4 + 5% dense)",
+             "interval": "t over 3 processes (5 rounds each)"}
+    gpu["split_speedups"] = pd.DataFrame([
+        {**ratio, "T": 65536, "speedup": 1.16, "speedup_lo": 1.10, "speedup_hi": 1.22},
+        {**ratio, "T": 4096, "speedup": 0.9, "speedup_lo": 0.85, "speedup_hi": 0.95},  # not the largest T
+        {**ratio, "T": 65536, "gemm": "2:4 (all features)", "speedup": 0.5, "speedup_lo": 0.4, "speedup_hi": 0.6}])
+    df = table(summaries(), gpu=gpu).set_index("id")
+    assert df.loc["C9", "verdict"] == "reproduced"
+    assert df.loc["C9", "ours"] == ("split / dense throughput 1.16x [1.10, 1.22] (t over 3 processes (5 rounds "
+                                    "each); 7B-like, K = T = 65536)")
+    gpu["split_speedups"].loc[0, ["speedup_lo", "speedup_hi"]] = [0.98, 1.3]
+    assert verdicts(table(summaries(), gpu=gpu))["C9"].startswith("inconclusive: the 95% interval [0.980, 1.300]")
+
+
 def test_verdict_is_three_way_on_the_interval():
     iv = lambda lo, hi: compare.Interval((lo + hi) / 2, lo, hi, "t")  # noqa: E731
     assert compare.verdict(iv(1.2, 1.4), low=1.2) == "reproduced"

@@ -183,8 +183,8 @@ if TRAINED_PROFILE and not os.path.isabs(TRAINED_PROFILE):
     TRAINED_PROFILE = os.path.relpath(os.path.join(workflow.basedir, TRAINED_PROFILE))
 GPU_SHAPES = list(config["gpu_bench"]["shapes"])
 # The tables act24.gpubench writes (tests/test_workflow.py keeps these lists equal to its own).
-SHAPE_TABLES = ["ceilings", "gemm", "sparsify", "ffn", "ffn_rounds", "breakdown", "split_gemm"]
-DERIVED_TABLES = ["speedups", "stages", "sparsify_share"]
+SHAPE_TABLES = ["ceilings", "gemm", "sparsify", "ffn", "ffn_rounds", "breakdown", "split_gemm", "split_gemm_rounds"]
+DERIVED_TABLES = ["speedups", "stages", "sparsify_share", "split_speedups"]
 
 
 rule bench_gpu:
@@ -244,7 +244,7 @@ rule bench_model_step:
         "../scripts/bench_model_step.py"
 
 
-GPU_TABLES = ["gemm", "sparsify", "speedups", "stages", "sparsify_share", "model_step"]
+GPU_TABLES = ["gemm", "sparsify", "speedups", "stages", "sparsify_share", "split_speedups", "model_step"]
 
 
 rule gpu_tables:
@@ -254,6 +254,7 @@ rule gpu_tables:
         speedups=rules.gpu_combine.output.speedups,
         stages=rules.gpu_combine.output.stages,
         sparsify_share=rules.gpu_combine.output.sparsify_share,
+        split_speedups=rules.gpu_combine.output.split_speedups,
         model_step=rules.bench_model_step.output.csv,
     output:
         **{t: f"{TABLES}/gpu_{t}.md" for t in GPU_TABLES},

@@ -173,6 +173,7 @@ rule claims:
         environment=rules.environment.output[0],
         speedups=rules.gpu_combine.output.speedups,
         split_gemm=rules.gpu_combine.output.split_gemm,
+        split_speedups=rules.gpu_combine.output.split_speedups,
         gpu_sidecar=rules.gpu_combine.output.sidecar,
     output:
         csv=f"{TABLES}/claims.csv",

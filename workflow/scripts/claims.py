@@ -15,7 +15,8 @@ with log_to(snakemake.log[0]):  # the imports too: an import error also ends the
         params.sparsity_variant, params.swiglu_variant, params.sparse_recipe_variant,
         dense_fraction=params.dense_fraction,
         gpu={"sidecar": read_json(snakemake.input.gpu_sidecar), "speedups": read_csv(snakemake.input.speedups),
-             "split_gemm": read_csv(snakemake.input.split_gemm)},
+             "split_gemm": read_csv(snakemake.input.split_gemm),
+             "split_speedups": read_csv(snakemake.input.split_speedups)},
         table1=ablation.read_table1(snakemake.input.table1), inference=read_csv(snakemake.input.inference))
     df.to_csv(snakemake.output.csv, index=False)
     tables.write_table(df, snakemake.output.md, snakemake.output.html)

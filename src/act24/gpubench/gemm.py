@@ -150,13 +150,15 @@ def act24_notes(calls: dict, xformers_gemm, m: int, k: int, n: int) -> dict:
     return notes
 
 
-def split_gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, shape: str) -> list[dict]:
+def split_gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float, shape: str,
+                    seed: int = 0) -> tuple[list[dict], list[dict]]:
     """Fig. 6: dW2ᵀ = Ỹ2ᵀ dY3 with K = tokens. Dense, fully 2:4 (along tokens), and split (the densest
-    features dense, the rest 2:4), in dense-equivalent TFLOP/s. bf16, cuSPARSELt."""
+    features dense, the rest 2:4), in dense-equivalent TFLOP/s. bf16, cuSPARSELt. Each correct GEMM is timed in
+    interleaved rounds (`time_rounds`, orders drawn from `seed`): (rows, one record per GEMM and round)."""
     base = {"shape": shape, "T": t, "d": d, "F": f, **label(zero_frac)}
     if not (found := backend_here("cusparselt"))[0]:
-        return [{**base, "gemm": "split", "status": found[1]}]
-    x, w1, _, dy = ffn_inputs(t, d, f, zero_frac)
+        return [{**base, "gemm": "split", "status": found[1]}], []
+    x, w1, _, dy = ffn_inputs(t, d, f, zero_frac, seed)
     y2 = F.relu(x @ w1.t()).square()
     y2s = (y2 * mask24(y2)).t().contiguous()  # (F x T), forward-masked
     full = y2s * mask24(y2s, dim=1)
@@ -180,9 +182,12 @@ def split_gemm_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: floa
         split_name: (lambda: (torch._cslt_sparse_mm(packed_sp, dy), dn @ dy), lambda out: assemble(*out),
                      assemble(sp.float() @ dy.float(), dn.float() @ dy.float())),
     }
+    pending: list = []
     for name, (fn, whole, ref) in variants.items():
         gated(rows, {**base, "gemm": name}, lambda fn=fn, whole=whole, ref=ref: rel_error(whole(fn()), ref),
-              cfg.tolerance, lambda fn=fn: bench_ms(fn, cfg))
-        if rows[-1]["status"] == "ok":
-            rows[-1]["TFLOPs_dense_equivalent"] = 2 * f * t * d / rows[-1]["ms"] / 1e9
-    return rows
+              cfg.tolerance, lambda ms, fn=fn: event_ms(fn, budget_ms=ms), pending)
+    records, _ = time_rounds(pending, cfg, seed)
+    for row in rows:
+        if row["status"] == "ok":
+            row["TFLOPs_dense_equivalent"] = 2 * f * t * d / row["ms"] / 1e9
+    return rows, records

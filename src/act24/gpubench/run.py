@@ -20,8 +20,8 @@ from .gemm import gemm_rows, split_gemm_rows
 from .harness import ceilings, is_gemm, label, nvml_status, trained_zero_fracs
 from .sparsify import sparsify_rows
 
-SHAPE_TABLES = ("ceilings", "gemm", "sparsify", "ffn", "ffn_rounds", "breakdown", "split_gemm")
-DERIVED_TABLES = ("speedups", "stages", "sparsify_share")
+SHAPE_TABLES = ("ceilings", "gemm", "sparsify", "ffn", "ffn_rounds", "breakdown", "split_gemm", "split_gemm_rounds")
+DERIVED_TABLES = ("speedups", "stages", "sparsify_share", "split_speedups")
 TABLES = SHAPE_TABLES + DERIVED_TABLES
 NO_CUDA = "skipped: no CUDA device"
 
@@ -46,7 +46,9 @@ def run_shape(cfg: GpuBenchConfig, shape: str, process: int = 0,
         progress(f"{shape} T={t} {label(z)}")
         for name, rows in ffn_rows(cfg, t, d, f, z, shape, seed=process).items():
             out[name] += rows
-        out["split_gemm"] += split_gemm_rows(cfg, t, d, f, z, shape)
+        split, split_rounds = split_gemm_rows(cfg, t, d, f, z, shape, seed=process)
+        out["split_gemm"] += split
+        out["split_gemm_rounds"] += split_rounds
         if t == cfg.extra_tokens:
             out["gemm"] += gemm_rows(cfg, t, d, f, z, shape, seed=process)
             out["sparsify"] += [{**r, "shape": shape} for r in sparsify_rows(cfg, t, d, f, z, ceil["copy_GBps"])]
@@ -131,7 +133,8 @@ def combine(shape_dirs: dict[str, str | Path], out_dir) -> None:
         records = {name: frames[name].to_dict("records") for name in SHAPE_TABLES}
         derived = {"speedups": tables.speedups(records["ffn"], records["ffn_rounds"], records["breakdown"]),
                    "stages": tables.stages(records["ffn"], records["breakdown"]),
-                   "sparsify_share": tables.sparsify_share(records["sparsify"], records["ffn"])}
+                   "sparsify_share": tables.sparsify_share(records["sparsify"], records["ffn"]),
+                   "split_speedups": tables.split_speedups(records["split_gemm"], records["split_gemm_rounds"])}
         side = {**sides[ran[0]], "status": "ok"}
     else:
         status = next(iter(sides.values()))["status"] if sides else NO_CUDA

@@ -43,14 +43,32 @@ def gemm_ms(breakdown) -> dict[tuple, tuple[float, float]]:
     return {key: (float(r["gemm_ms"]), float(r["ms"])) for key, r in medians.iterrows()}
 
 
-def _paths_ok(ffn: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the paths that passed their check at their point in every process that ran them."""
-    failed = ffn[ffn["status"] != "ok"][[*POINT, "path"]].drop_duplicates()
-    ok = _ok(ffn)
+def _passed(rows: pd.DataFrame, point: list[str], name: str) -> pd.DataFrame:
+    """The rows of what (column `name`: a path, a GEMM) passed its check at its point in every process that ran it:
+    failing once is failing."""
+    ok = _ok(rows)
+    failed = rows[rows["status"] != "ok"][[*point, name]].drop_duplicates()
     if failed.empty or ok.empty:
         return ok
-    merged = ok.merge(failed, on=[*POINT, "path"], how="left", indicator=True)
+    merged = ok.merge(failed, on=[*point, name], how="left", indicator=True)
     return ok[(merged["_merge"] == "left_only").to_numpy()]
+
+
+def _by_process(per_round: pd.DataFrame, name: str, value: str) -> dict:
+    """process -> the times of its rounds, in round order, of the rows whose column `name` is `value`."""
+    sel = per_round[per_round[name] == value].sort_values(["process", "round"])
+    return {p: g["ms"].tolist() for p, g in sel.groupby("process")}
+
+
+def _rounds_at(rounds, point: list[str], key: tuple) -> pd.DataFrame:
+    per_round = pd.DataFrame(rounds)
+    if per_round.empty:
+        return per_round
+    if "process" not in per_round:
+        per_round["process"] = 0
+    for k, v in zip(point, key):
+        per_round = per_round[per_round[k] == v]
+    return per_round
 
 
 def _bounds(row: dict, dense: tuple[float, float] | None, sparse: tuple[float, float] | None) -> dict:
@@ -81,29 +99,19 @@ def speedups(ffn, rounds, breakdown=()) -> list[dict]:
     independent processes (rounds nested within each: `intervals.nested_ratio_ci`), and the bounds of `_bounds`
     from the kernels profiled in the same rounds. A speedup whose interval lies above the Amdahl bound means the
     baseline does shared non-GEMM work slower than the 2:4 path: the row says "suspect", with the times."""
-    ok = _paths_ok(pd.DataFrame(ffn)) if len(ffn) else _ok(ffn)
-    per_round = pd.DataFrame(rounds)
-    if "process" not in per_round:
-        per_round["process"] = 0
+    ok = _passed(pd.DataFrame(ffn), POINT, "path") if len(ffn) else _ok(ffn)
     gemms = gemm_ms(breakdown)
     out = []
     for key, g in ok.groupby(POINT, sort=False):
-        sel = per_round
-        for k, v in zip(POINT, key):
-            sel = sel[sel[k] == v]
-        medians = sel.groupby("path")["ms"].median()
+        sel = _rounds_at(rounds, POINT, key)
+        medians = sel.groupby("path")["ms"].median() if not sel.empty else pd.Series(dtype=float)
         paths = g.drop_duplicates("path").set_index("path")["sparse"].astype(bool)
         dense = [p for p in paths.index if not paths[p] and p in medians]
         if not dense:
             continue
         best = min(dense, key=medians.get)
-
-        def series(path):
-            s = sel[sel["path"] == path].sort_values(["process", "round"])
-            return {p: grp["ms"].tolist() for p, grp in s.groupby("process")}
-
         for path in [p for p in paths.index if paths[p] and p in medians]:
-            ci = nested_ratio_ci(series(best), series(path))
+            ci = nested_ratio_ci(_by_process(sel, "path", best), _by_process(sel, "path", path))
             row = dict(zip(POINT, key)) | {
                 "sparse_path": path, "dense_path": best, "dense_ms": medians[best], "sparse_ms": medians[path],
                 "speedup": ci.estimate, "speedup_lo": ci.low, "speedup_hi": ci.high, "interval": ci.method,
@@ -112,22 +120,45 @@ def speedups(ffn, rounds, breakdown=()) -> list[dict]:
     return out
 
 
+SPLIT_POINT = ["shape", "T", "activations", "zero_frac"]
+
+
+def split_speedups(split, rounds) -> list[dict]:
+    """Fig. 6's C9: per point, each 2:4 GEMM of the K = tokens product (all features 2:4, or the split) against
+    the dense GEMM of the same rounds: the ratio of their times (dense / it, the dense-equivalent throughput ratio)
+    as the geometric mean of the per-round ratios, with its interval over the processes (rounds nested), and the
+    medians of both times."""
+    df = pd.DataFrame(split)
+    ok = _passed(df, SPLIT_POINT, "gemm") if "gemm" in df else df.iloc[0:0]
+    out = []
+    for key, g in ok.groupby(SPLIT_POINT, sort=False):
+        sel = _rounds_at(rounds, SPLIT_POINT, key)
+        if sel.empty or "dense" not in set(g["gemm"]):
+            continue
+        medians = sel.groupby("gemm")["ms"].median()
+        for gemm in [n for n in dict.fromkeys(g["gemm"]) if n != "dense" and n in medians]:
+            ci = nested_ratio_ci(_by_process(sel, "gemm", "dense"), _by_process(sel, "gemm", gemm))
+            out.append(dict(zip(SPLIT_POINT, key)) | {
+                "gemm": gemm, "dense_ms": medians["dense"], "ms": medians[gemm], "speedup": ci.estimate,
+                "speedup_lo": ci.low, "speedup_hi": ci.high, "interval": ci.method,
+                "processes": sel["process"].nunique(), "rounds": int((sel["gemm"] == gemm).sum())})
+    return out
+
+
 def stages(ffn, breakdown) -> list[dict]:
-    """Per point, path and process: milliseconds in GEMMs, in other kernels (medians of the rounds' profiles), the
-    rest of the timed median (launch gaps, host time; the profiler's kernel times and the timed medians come from
-    different calls, so it can be < 0), the timed median over the kernel sum, and whether that ratio marks the
-    path host-bound (> HOST_BOUND)."""
+    """Per point and path: the median over its processes' timed medians, the milliseconds in GEMMs and in other
+    kernels (medians of the rounds' profiles), the rest of the timed median (launch gaps, host time; the
+    profiler's kernel times and the timed medians come from different calls, so it can be < 0), the timed median
+    over the kernel sum, and whether that ratio marks the path host-bound (> HOST_BOUND)."""
     ok = _ok(ffn)
     gemms = gemm_ms(breakdown)
     out = []
-    for _, r in ok.iterrows():
-        key = (*(r[k] for k in POINT), r["path"])
-        if key in gemms:
-            g, total = gemms[key]
-            out.append({**{k: r[k] for k in POINT}, "path": r["path"], "sparse": bool(r["sparse"]),
-                        **({"process": r["process"]} if "process" in r else {}), "ms": r["ms"],
-                        "gemm_ms": g, "other_kernels_ms": total - g, "gaps_ms": r["ms"] - total,
-                        "timed_over_kernels": r["ms"] / total, "host_bound": bool(r["ms"] > HOST_BOUND * total)})
+    for (*point, path, sparse), g in ok.groupby([*POINT, "path", "sparse"], sort=False):
+        if (*point, path) in gemms:
+            ms, (gemm, total) = float(g["ms"].median()), gemms[(*point, path)]
+            out.append({**dict(zip(POINT, point)), "path": path, "sparse": bool(sparse), "ms": ms, "gemm_ms": gemm,
+                        "other_kernels_ms": total - gemm, "gaps_ms": ms - total, "timed_over_kernels": ms / total,
+                        "host_bound": bool(ms > HOST_BOUND * total)})
     return out
 
 
