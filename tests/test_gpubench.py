@@ -317,3 +317,26 @@ def test_gpu_state_reads_nvml_for_the_visible_device_in_watts_or_says_why_not(mo
         assert H.nvml_status() == "unavailable: the package nvidia-ml-py is not installed (the gpu extra has it)"
     finally:
         H._nvml.cache_clear()
+
+
+def test_fp8_paths_may_err_at_most_a_quarter_more_than_the_best_dense_path_of_their_pass():
+    errors = {("forward", "dense (eager)", False): 0.080, ("forward", "dense (fused kernels)", False): 0.075,
+              ("forward", "2:4 (fused kernels)", True): 0.090,
+              ("forward+backward", "dense (eager)", False): 0.5,  # over the absolute limit: sets no scale
+              ("forward+backward", "2:4 (fused kernels)", True): 0.1}
+    tol = H.relative_tolerances(errors, limit=0.2)
+    assert tol["forward"] == (pytest.approx(1.25 * 0.075), "1.25 x the error of dense (fused kernels), 0.075")
+    assert tol["forward+backward"] == (0.2, "the configured limit 0.2 (no dense path of this precision within it)")
+    # A 2:4 path at 0.090 passes the forward limit 0.094; one at 0.1 would not.
+    rows = []
+    for err in (0.090, 0.1):
+        H.gated(rows, {"path": "2:4"}, H.checked(lambda err=err: err).result, tol["forward"][0], lambda: 1.0)
+    assert [r["status"] for r in rows] == ["ok", "incorrect: relative error 0.1 > 0.09375"]
+
+
+def test_a_check_that_raises_is_reported_when_its_row_is_gated():
+    rows = []
+    failing = H.checked(lambda: 1 / 0)
+    assert failing.error is None and isinstance(failing.exception, ZeroDivisionError)
+    H.gated(rows, {"path": "broken"}, failing.result, 0.1, lambda: pytest.fail("must not be timed"))
+    assert rows[0]["status"].startswith("failed: ZeroDivisionError")

@@ -9,7 +9,8 @@ from ..kernels.backends import select_backend
 from ..ffn import dense_sqrelu_ffn, sparse_sqrelu_ffn
 from ..sparsity.recipe import SparseRecipe
 from .config import GpuBenchConfig
-from .harness import event_ms, ffn_inputs, gated, kernel_breakdown, label, rel_error, time_rounds, worst_error
+from .harness import (checked, event_ms, ffn_inputs, gated, kernel_breakdown, label, rel_error, relative_tolerances,
+                      time_rounds, worst_error)
 from .paths import ffn_paths
 
 PRECISIONS = ("bf16", "fp8")
@@ -59,8 +60,7 @@ def ffn_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac, shape: str,
                 "reference": reference}
         paths, missing = ffn_paths(precision, recipe)
         rows += [{**base, "pass": "forward", "sparse": m["path"].startswith("2:4"), **m} for m in missing]
-        tol = cfg.tolerance * (2 if precision == "fp8" else 1)
-        pending, calls = [], {}
+        calls, errors = {}, {}
         for p in paths:
             def forward(p=p):
                 with torch.no_grad():
@@ -72,9 +72,16 @@ def ffn_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac, shape: str,
             ref = refs[p.sparse]
             for ps, fn, check in (("forward", forward, lambda fn=forward, ref=ref: rel_error(fn(), ref[0])),
                                   ("forward+backward", step, lambda fn=step, ref=ref: worst_error(fn(), ref[1:]))):
-                row = {**base, "pass": ps, "path": p.name, "sparse": p.sparse}
-                gated(rows, row, check, tol, lambda ms, fn=fn: event_ms(fn, ms), pending)
-                calls[ps, p.name] = fn
+                calls[ps, p.name], errors[ps, p.name, p.sparse] = fn, checked(check)
+        limit = cfg.tolerance * (2 if precision == "fp8" else 1)
+        measured = {k: c.error for k, c in errors.items() if c.exception is None}
+        tolerance = relative_tolerances(measured, limit) if precision == "fp8" else {
+            ps: (limit, f"the configured limit {limit:g}") for ps in ("forward", "forward+backward")}
+        pending: list = []
+        for (ps, name, sparse), check in errors.items():
+            tol, why = tolerance.get(ps, (limit, f"the configured limit {limit:g}"))
+            row = {**base, "pass": ps, "path": name, "sparse": sparse, "tolerance": tol, "tolerance_basis": why}
+            gated(rows, row, check.result, tol, lambda ms, fn=calls[ps, name]: event_ms(fn, ms), pending)
         profile = (lambda row: kernel_breakdown(calls[row["pass"], row["path"]], cfg.profile_iters)
                    ) if cfg.profile_iters else None
         timed, kernels = time_rounds(pending, cfg, seed, profile)

@@ -9,6 +9,7 @@ import random
 import re
 import statistics
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -96,6 +97,46 @@ def gated(rows: list[dict], base: dict, check: Callable[[], float], tol: float, 
 
 
 ROW_ONLY = ("status", "rel_error", "ms", "ms_min", "ms_max")  # a row's results, not what identifies it
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A correctness check run once: its error, or the exception it raised (`result` raises it again, so that
+    `gated` reports it)."""
+
+    error: float | None
+    exception: Exception | None = None
+
+    def result(self) -> float:
+        if self.exception is not None:
+            raise self.exception
+        return self.error
+
+
+def checked(check: Callable[[], float]) -> Checked:
+    try:
+        return Checked(check())
+    except Exception as exc:  # noqa: BLE001 - a failing kernel is a result to report
+        return Checked(None, exc)
+
+
+RELATIVE_TOLERANCE = 1.25  # an FP8 path may err at most this much more than the dense FP8 path on the same inputs
+
+
+def relative_tolerances(errors: dict[tuple[str, str, bool], float], limit: float,
+                        factor: float = RELATIVE_TOLERANCE) -> dict[str, tuple[float, str]]:
+    """Per pass: (the relative error allowed, why) for every path of a precision whose own quantization error sets
+    the scale (FP8): `factor` x the smallest error of a dense path of that pass (`errors`: (pass, path, sparse) ->
+    error against the fp32 reference), when that dense path is within the absolute `limit` itself; else `limit`."""
+    out = {}
+    for ps in dict.fromkeys(k[0] for k in errors):
+        dense = {path: e for (p, path, sparse), e in errors.items() if p == ps and not sparse and e <= limit}
+        if dense:
+            path = min(dense, key=dense.get)
+            out[ps] = (factor * dense[path], f"{factor:g} x the error of {path}, {dense[path]:.3g}")
+        else:
+            out[ps] = (limit, f"the configured limit {limit:g} (no dense path of this precision within it)")
+    return out
 
 
 def time_rounds(pending: list[tuple[dict, Callable[[float], float]]], cfg: GpuBenchConfig, seed: int = 0,
