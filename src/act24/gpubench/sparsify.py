@@ -69,10 +69,12 @@ def stock_steps(c: Case) -> dict[str, Step]:
         lambda: c.relu2_mask(y1), lambda: rel_error(c.relu2_mask(y1), c.masked_ref), 2 + 2.0, tol)}
     if backend_here("cusparselt")[0]:
         w2t = c.w2.t()
+
+        def cslt_step():
+            return torch._cslt_compress(c.relu2_mask(y1))
+
         steps["relu² + 2:4 mask + cuSPARSELt compress (bf16)"] = (
-            lambda: torch._cslt_compress(c.relu2_mask(y1)),
-            lambda: rel_error(torch._cslt_sparse_mm(torch._cslt_compress(c.relu2_mask(y1)), w2t), c.gemm_ref),
-            2 + PACKED_BF16, tol)
+            cslt_step, lambda: rel_error(torch._cslt_sparse_mm(cslt_step(), w2t), c.gemm_ref), 2 + PACKED_BF16, tol)
     if backend_here("xformers_fp8_sm90")[0]:
         def fp8_step():
             a8, a_scale = quantize_rowwise_fp8(c.relu2_mask(y1))
@@ -176,21 +178,29 @@ def fused_backward_steps(c: Case) -> dict[str, Step]:
 
 
 def as_in_the_ffn_steps(c: Case) -> dict[str, Step]:
-    """The step exactly as the unfused sparse FFN's forward runs it (eager mask24, then the backend's packing)."""
+    """The step exactly as the unfused sparse FFN's forward runs it (eager mask24, then the backend's packing); each
+    is checked on its own output, through the GEMM that consumes it."""
     steps = {}
-    for precision, name in (("bf16", "cusparselt"), ("fp8", "xformers_fp8_sm90")):
-        if not backend_here(name)[0]:
-            continue
-        pack = (torch._cslt_compress if precision == "bf16"
-                else lambda a: import_xformers_ops()[0]._sparse24_sm90_cutlass_compress(quantize_rowwise_fp8(a)[0]))
-
-        def ffn_step(pack=pack):
+    if backend_here("cusparselt")[0]:
+        def bf16_step():
             y2 = F.relu(c.y1).square()
-            return pack(y2 * mask24(y2, dim=1))
+            return torch._cslt_compress(y2 * mask24(y2, dim=1))
 
-        steps[f"as in act24's sparse FFN ({precision}): eager relu² + mask24 + pack"] = (
-            ffn_step, lambda: rel_error(c.relu2_mask(c.y1), c.masked_ref),
-            2 + (PACKED_BF16 if precision == "bf16" else PACKED_FP8), c.cfg.tolerance)
+        steps["as in act24's sparse FFN (bf16): eager relu² + mask24 + pack"] = (
+            bf16_step, lambda: rel_error(torch._cslt_sparse_mm(bf16_step(), c.w2.t()), c.gemm_ref),
+            2 + PACKED_BF16, c.cfg.tolerance)
+    if backend_here("xformers_fp8_sm90")[0]:
+        def fp8_step():
+            y2 = F.relu(c.y1).square()
+            a8, scale = quantize_rowwise_fp8(y2 * mask24(y2, dim=1))
+            return import_xformers_ops()[0]._sparse24_sm90_cutlass_compress(a8), scale
+
+        def fp8_check():
+            (values, meta), scale = fp8_step()
+            return rel_error(c.fp8_gemm(values, meta, scale), c.gemm_ref)
+
+        steps["as in act24's sparse FFN (fp8): eager relu² + mask24 + pack"] = (
+            fp8_step, fp8_check, 2 + PACKED_FP8, 2 * c.cfg.tolerance)
     return steps
 
 
