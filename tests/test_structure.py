@@ -265,3 +265,19 @@ def test_the_intervals_the_readme_status_quotes_are_in_the_reference_tables():
         sources += [f"{r.estimate:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]" for r in gaps.itertuples()]
     text = " ".join(sources)
     assert [q for q in quoted if q not in text] == []
+
+
+def test_every_speedup_interval_the_readme_quotes_is_a_row_of_a_reference_speed_table():
+    """'1.17x [1.14, 1.19]' anywhere in the README is some row's estimate and interval (X, X_lo, X_hi), as rounded
+    to two decimals, in a committed benchmark table: no hand-typed speed number."""
+    import pandas as pd
+
+    quoted = set(re.findall(r"(\d+\.\d\d)x \[(\d+\.\d\d), (\d+\.\d\d)\]", (REPO / "README.md").read_text()))
+    assert len(quoted) >= 3
+    rows = set()
+    for path in REPO.glob("reference/*/*/bench/**/*.csv"):
+        df = pd.read_csv(path)
+        for col in [c for c in df.columns if f"{c}_lo" in df.columns and f"{c}_hi" in df.columns]:
+            triples = df[[col, f"{col}_lo", f"{col}_hi"]].dropna().to_numpy()
+            rows |= {tuple(f"{v:.2f}" for v in t) for t in triples}
+    assert sorted(quoted - rows) == []
