@@ -128,7 +128,7 @@ def test_stages_split_the_median_into_gemms_other_kernels_and_the_rest_and_mark_
 def test_kernel_times_are_the_median_of_the_rounds_profiles():
     breakdown = [{**k, "process": p, "round": r} for p, r, gemm in ((0, 0, 6.0), (0, 1, 7.0), (1, 0, 9.0))
                  for k in kernel_rows("dense (fused kernels)", gemm, 3.0)]
-    key = (*POINT.values(), "fp8", "forward", "dense (fused kernels)")
+    key = (*POINT.values(), "fp8", "forward", "stream", "dense (fused kernels)")  # no launch column: the stream
     assert T.gemm_ms(breakdown)[key] == (7.0, 10.0)
 
 
@@ -340,3 +340,19 @@ def test_a_check_that_raises_is_reported_when_its_row_is_gated():
     assert failing.error is None and isinstance(failing.exception, ZeroDivisionError)
     H.gated(rows, {"path": "broken"}, failing.result, 0.1, lambda: pytest.fail("must not be timed"))
     assert rows[0]["status"].startswith("failed: ZeroDivisionError")
+
+
+def test_host_bound_paths_are_found_from_their_rounds_kernels_and_graph_twins_pair_among_themselves():
+    rows = [{**ffn_row("dense (eager)", 13.0), "launch": "stream"}, {**ffn_row("2:4 (fused kernels)", 9.0),
+                                                                       "launch": "stream"}]
+    kernels = [{**k, "round": r} for r in (0, 1, 2) for k in kernel_rows("dense (eager)", 6.0, 4.0)]
+    kernels += [{**k, "round": r} for r in (0, 1, 2) for k in kernel_rows("2:4 (fused kernels)", 5.0, 3.0 + r)]
+    # dense: 13 ms over kernels of 10 (> 1.2x); 2:4: 9 ms over a median of 9 ms of kernels
+    assert H.host_bound(rows, kernels, H.HOST_BOUND) == {("forward", "dense (eager)")}
+    graph = [{**r, "launch": H.GRAPH} for r in rows]
+    rounds = round_rows("dense (eager)", [13.0] * 3) + round_rows("2:4 (fused kernels)", [9.0] * 3)
+    rounds = [{**r, "launch": H.STREAM} for r in rounds] + [{**r, "launch": H.GRAPH, "ms": r["ms"] - 3.0}
+                                                            for r in rounds]
+    out = {r["launch"]: r for r in T.speedups(rows + graph, rounds)}
+    assert out[H.STREAM]["speedup"] == pytest.approx(13 / 9) and out[H.GRAPH]["speedup"] == pytest.approx(10 / 6)
+    assert out[H.GRAPH]["dense_path"] == "dense (eager)"  # the graph-captured dense path, not the stream one

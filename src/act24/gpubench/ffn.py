@@ -3,14 +3,16 @@ each path checked against an fp32 reference first, and the kernels each path run
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..kernels.backends import select_backend
 from ..ffn import dense_sqrelu_ffn, sparse_sqrelu_ffn
 from ..sparsity.recipe import SparseRecipe
 from .config import GpuBenchConfig
-from .harness import (checked, event_ms, ffn_inputs, gated, kernel_breakdown, label, rel_error, relative_tolerances,
-                      time_rounds, worst_error)
+from .harness import (GRAPH, HOST_BOUND, ROW_ONLY, STREAM, checked, event_ms, ffn_inputs, gated, graphed, host_bound,
+                      kernel_breakdown, label, rel_error, relative_tolerances, time_rounds, worst_error)
 from .paths import ffn_paths
 
 PRECISIONS = ("bf16", "fp8")
@@ -46,46 +48,66 @@ def references(x, w1, w2, dy, recipe: SparseRecipe) -> tuple[dict[bool, tuple[to
 
 def ffn_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac, shape: str,
              seed: int = 0) -> dict[str, list[dict]]:
-    """Tables `ffn` (one row per precision, pass and path: status, error, median ms over the rounds),
+    """Tables `ffn` (one row per precision, pass, path and launch: status, error, median ms over the rounds),
     `ffn_rounds` (each path's ms per round) and `breakdown` (each path's kernels, profiled in every round) for one
-    FFN shape and token count; `seed` draws the inputs and the rounds' orders (one per benchmark process)."""
+    FFN shape and token count; `seed` draws the inputs and the rounds' orders (one per benchmark process). Where a
+    path of a pass is host-bound, every path of that pass is timed again captured in a CUDA graph (`graph_twins`)."""
     x, w1, w2, dy = ffn_inputs(t, d, f, zero_frac, seed)
     recipe = SparseRecipe(dense_fraction=cfg.dense_fraction, split_multiple=cfg.split_multiple)
     refs, reference = references(x, w1, w2, dy, recipe)
-    rows: list[dict] = []
-    rounds: list[dict] = []
-    breakdown: list[dict] = []
+
+    def error(ps: str, out, sparse: bool) -> float:
+        return rel_error(out, refs[sparse][0]) if ps == "forward" else worst_error(out, refs[sparse][1:])
+
+    out: dict[str, list[dict]] = {"ffn": [], "ffn_rounds": [], "breakdown": []}
     for precision in PRECISIONS:
         base = {"shape": shape, "T": t, "d": d, "F": f, **label(zero_frac), "precision": precision,
-                "reference": reference}
+                "launch": STREAM, "reference": reference}
         paths, missing = ffn_paths(precision, recipe)
-        rows += [{**base, "pass": "forward", "sparse": m["path"].startswith("2:4"), **m} for m in missing]
-        calls, errors = {}, {}
+        out["ffn"] += [{**base, "pass": "forward", "sparse": m["path"].startswith("2:4"), **m} for m in missing]
+        calls = {}
         for p in paths:
             def forward(p=p):
                 with torch.no_grad():
                     return p.forward(x, w1, w2)
 
-            def step(p=p):
-                return p.step(x, w1, w2, dy)
-
-            ref = refs[p.sparse]
-            for ps, fn, check in (("forward", forward, lambda fn=forward, ref=ref: rel_error(fn(), ref[0])),
-                                  ("forward+backward", step, lambda fn=step, ref=ref: worst_error(fn(), ref[1:]))):
-                calls[ps, p.name], errors[ps, p.name, p.sparse] = fn, checked(check)
+            calls["forward", p.name, p.sparse] = forward
+            calls["forward+backward", p.name, p.sparse] = lambda p=p: p.step(x, w1, w2, dy)
+        errors = {key: checked(lambda fn=fn, key=key: error(key[0], fn(), key[2])) for key, fn in calls.items()}
         limit = cfg.tolerance * (2 if precision == "fp8" else 1)
         measured = {k: c.error for k, c in errors.items() if c.exception is None}
-        tolerance = relative_tolerances(measured, limit) if precision == "fp8" else {
-            ps: (limit, f"the configured limit {limit:g}") for ps in ("forward", "forward+backward")}
-        pending: list = []
+        tolerance = relative_tolerances(measured, limit) if precision == "fp8" else {}
+        rows, pending = [], []
         for (ps, name, sparse), check in errors.items():
             tol, why = tolerance.get(ps, (limit, f"the configured limit {limit:g}"))
             row = {**base, "pass": ps, "path": name, "sparse": sparse, "tolerance": tol, "tolerance_basis": why}
-            gated(rows, row, check.result, tol, lambda ms, fn=calls[ps, name]: event_ms(fn, ms), pending)
-        profile = (lambda row: kernel_breakdown(calls[row["pass"], row["path"]], cfg.profile_iters)
+            gated(rows, row, check.result, tol, lambda ms, fn=calls[ps, name, sparse]: event_ms(fn, ms), pending)
+        profile = (lambda row: kernel_breakdown(calls[row["pass"], row["path"], row["sparse"]], cfg.profile_iters)
                    ) if cfg.profile_iters else None
         timed, kernels = time_rounds(pending, cfg, seed, profile)
-        rounds += timed
-        breakdown += kernels
+        slow = {ps for ps, _ in host_bound(rows, kernels, HOST_BOUND)}
+        twins, twin_rounds = graph_twins(cfg, seed, [r for r in rows if r["pass"] in slow], calls, error)
+        out["ffn"] += rows + twins
+        out["ffn_rounds"] += timed + twin_rounds
+        out["breakdown"] += kernels
         torch.cuda.empty_cache()
-    return {"ffn": rows, "ffn_rounds": rounds, "breakdown": breakdown}
+    return out
+
+
+def graph_twins(cfg: GpuBenchConfig, seed: int, rows: list[dict], calls: dict, error) -> tuple[list[dict], list]:
+    """Every correct path of `rows` (the passes where some path is host-bound, dense and 2:4 alike) captured in a
+    CUDA graph, checked on the graph's own outputs against the same reference and tolerance, then timed in
+    interleaved rounds of their own: rows with launch "CUDA graph", and their rounds."""
+    twins, pending = [], []
+    for row in [r for r in rows if r["status"] == "ok"]:
+        base = {k: v for k, v in row.items() if k not in ROW_ONLY} | {"launch": GRAPH}
+        try:
+            replay = graphed(calls[row["pass"], row["path"], row["sparse"]])
+        except Exception as exc:  # noqa: BLE001 - a path that cannot be captured is a row saying why
+            twins.append({**base, "status": f"failed: graph capture: {type(exc).__name__}: {str(exc)[:160]}",
+                          "rel_error": math.nan, "ms": math.nan})
+            continue
+        gated(twins, base, lambda r=replay, row=row: error(row["pass"], r(), row["sparse"]), row["tolerance"],
+              lambda ms, r=replay: event_ms(r, ms), pending)
+    timed, _ = time_rounds(pending, cfg, seed)
+    return twins, timed

@@ -97,6 +97,8 @@ def gated(rows: list[dict], base: dict, check: Callable[[], float], tol: float, 
 
 
 ROW_ONLY = ("status", "rel_error", "ms", "ms_min", "ms_max")  # a row's results, not what identifies it
+HOST_BOUND = 1.2  # a path whose timed median exceeds its kernels' sum by this factor waits on the host
+STREAM, GRAPH = "stream", "CUDA graph"  # how a path's kernels are launched: one by one, or replayed as one graph
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,38 @@ def gpu_state() -> dict:
     return {"sm_clock_mhz": pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM),
             "power_w": pynvml.nvmlDeviceGetPowerUsage(handle) / 1000.0,
             "temperature_c": pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)}
+
+
+def graphed(fn: Callable[[], object]) -> Callable[[], object]:
+    """`fn` captured in a CUDA graph (after warm-up calls on a side stream, as torch.cuda.graphs asks): a call
+    replays the whole graph with one launch and returns the graph's outputs, which every replay refreshes. What a
+    graph-captured training step would see of a path whose own launches leave the GPU waiting on the host."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn()
+
+    def replay():
+        graph.replay()
+        return out
+
+    return replay
+
+
+def host_bound(rows: list[dict], kernels: list[dict], factor: float) -> set[tuple[str, str]]:
+    """(pass, path) of the timed rows whose median exceeds `factor` x the median over rounds of their kernels' sum
+    (`kernels`: `time_rounds`' profiles)."""
+    sums: dict[tuple, dict] = {}
+    for k in kernels:
+        per_round = sums.setdefault((k["pass"], k["path"]), {})
+        per_round[k.get("process", 0), k["round"]] = per_round.get((k.get("process", 0), k["round"]), 0.0) + k["ms"]
+    return {(r["pass"], r["path"]) for r in rows if r.get("status") == "ok" and (r["pass"], r["path"]) in sums
+            and r["ms"] > factor * statistics.median(sums[r["pass"], r["path"]].values())}
 
 
 # Kernels that are matrix products: cuBLAS / CUTLASS / cuSPARSELt names (sm90_xmma_gemm_*, nvjet_*, cutlass::...

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pandas as pd
 
 from ..intervals import nested_ratio_ci
-from .harness import is_gemm
+from .harness import HOST_BOUND, STREAM, is_gemm
 
-POINT = ["shape", "T", "activations", "zero_frac", "precision", "pass"]  # one measured point
+POINT = ["shape", "T", "activations", "zero_frac", "precision", "pass", "launch"]  # one measured point
 FUSED_FORWARD_STEP = "fused (act24, Triton): relu² + 2:4 + FP8 + sm90 packing"
 CSLT_FORWARD_STEP = "fused (act24, Triton): relu² + 2:4 + FP8 + cuSPARSELt packing"
 # The FP8 2:4 FFN paths on the fused kernels (act24.gpubench.paths), by the GEMM they feed.
@@ -20,20 +20,25 @@ FUSED_PATHS = {"fused_fp8_sm90": "2:4 (fused kernels, CUTLASS)",
 STEP_PATHS = {FUSED_FORWARD_STEP: FUSED_PATHS["fused_fp8_sm90"], CSLT_FORWARD_STEP: FUSED_PATHS["fused_fp8_cusparselt"]}
 
 
-def _ok(rows) -> pd.DataFrame:
+def _frame(rows) -> pd.DataFrame:
+    """Rows as a table; rows from before paths were also timed in CUDA graphs were all launched on the stream."""
     df = pd.DataFrame(rows)
+    if not df.empty and "launch" not in df:
+        df["launch"] = STREAM
+    return df
+
+
+def _ok(rows) -> pd.DataFrame:
+    df = _frame(rows)
     if df.empty or "status" not in df:
         return df.iloc[0:0]
     return df[df["status"] == "ok"]
 
 
-HOST_BOUND = 1.2  # a path whose timed median exceeds its kernels' sum by this factor waits on the host
-
-
 def gemm_ms(breakdown) -> dict[tuple, tuple[float, float]]:
     """(GEMM ms, all kernels' ms) per call of each path at each point: the median over the profiled rounds (and
     processes) of each round's sums, from the kernel breakdown."""
-    df = pd.DataFrame(breakdown)
+    df = _frame(breakdown)
     if df.empty:
         return {}
     df["gemm_ms"] = df["ms"].where(df["kernel"].map(is_gemm), 0.0)  # from the names: tables follow the fixes
@@ -61,7 +66,7 @@ def _by_process(per_round: pd.DataFrame, name: str, value: str) -> dict:
 
 
 def _rounds_at(rounds, point: list[str], key: tuple) -> pd.DataFrame:
-    per_round = pd.DataFrame(rounds)
+    per_round = _frame(rounds)
     if per_round.empty:
         return per_round
     if "process" not in per_round:
@@ -99,7 +104,7 @@ def speedups(ffn, rounds, breakdown=()) -> list[dict]:
     independent processes (rounds nested within each: `intervals.nested_ratio_ci`), and the bounds of `_bounds`
     from the kernels profiled in the same rounds. A speedup whose interval lies above the Amdahl bound means the
     baseline does shared non-GEMM work slower than the 2:4 path: the row says "suspect", with the times."""
-    ok = _passed(pd.DataFrame(ffn), POINT, "path") if len(ffn) else _ok(ffn)
+    ok = _passed(_frame(ffn), POINT, "path") if len(ffn) else _ok(ffn)
     gemms = gemm_ms(breakdown)
     out = []
     for key, g in ok.groupby(POINT, sort=False):

@@ -248,6 +248,8 @@ def ffn_speedups(speedups: pd.DataFrame, ideal: dict[str, float], device: str = 
     suspect point gets a red cross: above the ideal bound (2x GEMMs, the rest free), or marked "suspect" in the
     table (its interval above its Amdahl bound): its dense baseline did work the 2:4 path skipped. `paper`: the
     paper's claimed speedup, drawn as a line."""
+    if "launch" in speedups:  # kernels launched one by one, as a training step does; graph twins: the table
+        speedups = speedups[speedups["launch"] == "stream"]
     passes = ["forward", "forward+backward"]
     shapes = list(dict.fromkeys(speedups["shape"]))
     fig, axes = plt.subplots(len(passes), len(shapes), figsize=(4.6 * len(shapes), 7.4), sharex=True, sharey=True,
