@@ -356,3 +356,44 @@ def test_host_bound_paths_are_found_from_their_rounds_kernels_and_graph_twins_pa
     out = {r["launch"]: r for r in T.speedups(rows + graph, rounds)}
     assert out[H.STREAM]["speedup"] == pytest.approx(13 / 9) and out[H.GRAPH]["speedup"] == pytest.approx(10 / 6)
     assert out[H.GRAPH]["dense_path"] == "dense (eager)"  # the graph-captured dense path, not the stream one
+
+
+def test_a_step_splits_into_a_cost_per_layer_and_a_fixed_cost_and_is_estimated_at_full_depth():
+    from act24.gpubench.model_step import full_depth_ms
+
+    assert full_depth_ms(10.0, 14.0, 2, 4, 32) == (2.0, 6.0, 70.0)
+
+
+def test_the_model_step_table_has_intervals_over_processes_and_a_full_depth_estimate():
+    from act24.gpubench import model_step as M
+
+    cfg = G.ModelStepConfig(widths={"7B-like": (64, 2)}, n_layers=4, short_layers=2, full_depth={"7B-like": 32},
+                            tokens=1000)
+    sparse = M.FP8_24["fused_fp8_sm90"]
+    rows, records = [], []
+    # per process: dense 10 / 14 ms at 2 / 4 layers (2 per layer, 6 fixed), 2:4 9.5 / 13 (1.75, 6), a little noise
+    for p, noise in enumerate((0.0, 0.1, -0.1)):
+        for layers, times in ((2, {M.FP8_DENSE: 10.0, sparse: 9.5}), (4, {M.FP8_DENSE: 14.0, sparse: 13.0})):
+            rows += [{"width": "7B-like", "n_layers": layers, "variant": v, "status": "ok", "process": p}
+                     for v in times]
+            rows.append({"width": "7B-like", "n_layers": layers, "variant": M.BF16, "process": p,
+                         "status": "incorrect: first loss"})
+            records += [{"width": "7B-like", "n_layers": layers, "variant": v, "process": p, "round": r,
+                         "ms": ms + noise * (v == sparse)} for v, ms in times.items() for r in range(3)]
+    out = {(r["n_layers"], r["variant"]): r for r in M.model_step_table(rows, records, cfg)}
+    four = out[4, sparse]
+    assert four["speedup_vs_fp8_dense"] == pytest.approx((14 / 13.0 * 14 / 13.1 * 14 / 12.9) ** (1 / 3))
+    assert four["interval_vs_fp8_dense"] == "t over 3 processes (3 rounds each)"
+    assert four["speedup_vs_fp8_dense_lo"] < four["speedup_vs_fp8_dense"] < four["speedup_vs_fp8_dense_hi"]
+    assert "ms" not in out[4, M.BF16] and "speedup_vs_bf16_change_of_precision" not in four  # bf16 failed its check
+    full = out[32, sparse]
+    assert full["estimate"] == "from 2 and 4 layers, round by round"
+    # process 0: dense 6 + 32 x 2 = 70; 2:4 9.5 + 30 x 1.75 = 62
+    assert out[32, M.FP8_DENSE]["ms"] == pytest.approx(70.0)
+    assert full["speedup_vs_fp8_dense"] == pytest.approx(
+        math.exp(sum(math.log(70 / M.full_depth_ms(9.5 + e, 13 + e, 2, 4, 32)[2]) for e in (0, 0.1, -0.1)) / 3))
+
+
+def test_model_step_depths_must_differ():
+    with pytest.raises(ValueError, match=r"model_step.short_layers \(4\) must be below model_step.n_layers \(4\)"):
+        G.ModelStepConfig(short_layers=4, n_layers=4)

@@ -86,16 +86,16 @@ def _bench_gpu(args) -> int:
     cfg, step = GpuBenchConfig(), ModelStepConfig()
     if args.quick:  # small enough to smoke-test every path, the tables and the model step in a minute or two
         cfg = GpuBenchConfig(shapes={"small": (1024, 3072)}, tokens=(2048, 8192), extra_tokens=8192, rep_ms=20,
-                             rounds=3, round_ms=10, profile_iters=1)
-        step = ModelStepConfig(widths={"small": (1024, 8)}, n_layers=2, seq_len=1024, tokens=4096, rounds=2,
-                               steps_per_round=2, warmup_steps=2)
+                             rounds=3, round_ms=10, profile_iters=1, processes=2)
+        step = ModelStepConfig(widths={"small": (1024, 8)}, n_layers=2, short_layers=1, full_depth={"small": 12},
+                               seq_len=1024, tokens=4096, rounds=2, steps_per_round=2, warmup_steps=2, processes=2)
     out = Path(args.out)
     shapes = {s: out / "shapes" / s for s in cfg.shapes}
     for shape, folder in shapes.items():
         write_shape(folder, cfg, shape)
     combine(shapes, out)
     if not args.no_model_step:
-        write_model_step(out / "model_step.csv", out / "model_step.json", step)
+        write_model_step(out / "model_step.csv", out / "model_step.json", step, out / "model_step_rounds.csv")
     print(pd.read_csv(out / "speedups.csv").to_string())
     return 0
 

@@ -228,9 +228,10 @@ rule gpu_combine:
 
 
 rule bench_model_step:
-    """The whole-model training step with dense and 2:4 FFNs."""
+    """The whole-model training step with dense and 2:4 FFNs, at two depths and estimated at each family's own."""
     output:
         csv=f"{GPU_BENCH}/model_step.csv",
+        rounds=f"{GPU_BENCH}/model_step_rounds.csv",
         sidecar=f"{GPU_BENCH}/model_step.json",
     params:
         cfg={**config["model_step"], "dense_fraction": config["sparse"]["dense_fraction"]},

@@ -6,4 +6,4 @@ with log_to(snakemake.log[0]):  # the imports too: an import error also ends the
     from act24.gpubench.model_step import write_model_step
 
     write_model_step(snakemake.output.csv, snakemake.output.sidecar, ModelStepConfig.from_dict(snakemake.params.cfg),
-                     progress=lambda msg: print(msg, flush=True))
+                     rounds_csv=snakemake.output.rounds)

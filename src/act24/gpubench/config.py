@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..settings import build, check, setting
+from ..settings import ConfigError, build, check, setting
 from ..sparsity.recipe import SparseRecipe
 
 
@@ -60,9 +60,16 @@ class ModelStepConfig:
     """The whole-model training step: this project's Transformer at a model family's width, a few layers."""
 
     widths: dict[str, tuple[int, int]] = setting(
-        {"1.5B-like": (2048, 16), "7B-like": (4096, 32)},
+        {"1.5B-like": (2048, 16), "7B-like": (4096, 32), "13B-like": (5120, 40)},
         "name -> [d_model, n_heads]; FFN widths from model.ffn_width (ratio 4, multiple of 128)", items={"minimum": 1})
-    n_layers: int = setting(4, minimum=1)
+    n_layers: int = setting(4, "layers of the timed models", minimum=2)
+    short_layers: int = setting(2, "layers of a second, shallower timing of every model: with n_layers it splits a "
+                                "step into a cost per layer and a fixed cost (embedding, head, optimizer)", minimum=1)
+    full_depth: dict[str, int] = setting({"1.5B-like": 24, "7B-like": 32, "13B-like": 40},
+                                         "width name -> the model family's real depth: the step is estimated there "
+                                         "from the per-layer and fixed costs", items={"minimum": 1})
+    processes: int = setting(3, "independent processes, one after another: the intervals are taken over them",
+                             minimum=1)
     seq_len: int = setting(2048, minimum=4)
     tokens: int = setting(16384, "per step: tokens // seq_len sequences", minimum=4)
     vocab_size: int = setting(32000, minimum=2)
@@ -75,6 +82,9 @@ class ModelStepConfig:
 
     def __post_init__(self):
         check(self, "model_step.")
+        if self.short_layers >= self.n_layers:
+            raise ConfigError(f"model_step.short_layers ({self.short_layers}) must be below model_step.n_layers "
+                             f"({self.n_layers}): the two timings give the cost per layer")
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelStepConfig":

@@ -12,24 +12,34 @@ from __future__ import annotations
 
 import functools
 import math
+import random
 import statistics
 from collections.abc import Callable
+from pathlib import Path
 
+import pandas as pd
 import torch
 
 from ..config import ModelConfig
-from ..model import Transformer, ffn_width
-from ..intervals import paired_ratio_ci
-from ..sparsity.recipe import SparseRecipe
 from ..ffn.fused import fused_ffn_op, recipe_spec
+from ..intervals import nested_ratio_ci
+from ..model import Transformer, ffn_width
+from ..sparsity.recipe import SparseRecipe
 from .config import ModelStepConfig
-from .harness import event_ms
+from .harness import event_ms, gpu_state
+from .tables import FUSED_PATHS, _by_process
 
-BF16, FP8_DENSE, FP8_24 = "bf16, dense FFN", "FP8 dense FFN (fused kernels)", "FP8 2:4 FFN (fused kernels)"
+BF16, FP8_DENSE = "bf16, dense FFN", "FP8 dense FFN (fused kernels)"
+FP8_24 = {name: "FP8 2:4 FFN " + label.removeprefix("2:4 ") for name, label in FUSED_PATHS.items()}  # per fused GEMM
+RATIOS = {"vs_fp8_dense": FP8_DENSE, "vs_bf16_change_of_precision": BF16}  # column -> the variant it divides
 
 
 def variants(recipe: SparseRecipe) -> dict[str, Callable | None]:
-    return {BF16: None, FP8_DENSE: fused_ffn_op, FP8_24: functools.partial(fused_ffn_op, spec=recipe_spec(recipe))}
+    """Variant name -> the FFN kernel of its model (None: the model's own bf16 FFN): the dense FP8 FFN and one
+    2:4 FFN per fused backend (its sparse GEMM)."""
+    spec = recipe_spec(recipe)
+    return {BF16: None, FP8_DENSE: fused_ffn_op,
+            **{label: functools.partial(fused_ffn_op, spec=spec, backend=name) for name, label in FP8_24.items()}}
 
 
 def train_step(model: Transformer, opt: torch.optim.Optimizer, inputs: torch.Tensor, targets: torch.Tensor):
@@ -41,70 +51,167 @@ def train_step(model: Transformer, opt: torch.optim.Optimizer, inputs: torch.Ten
     return loss
 
 
-def model_step_rows(cfg: ModelStepConfig, progress: Callable[[str], None] = print) -> list[dict]:
-    """One row per width and variant: the first step's loss (the check: finite, and within 2% of the bf16 model's
-    on the same weights and batch), the median step time over the rounds, tokens/s, and the speedups with 95%
-    paired intervals against the FP8 dense-FFN model (same precision) and the bf16 model (labelled as such)."""
-    rows = []
+def _build(cfg: ModelStepConfig, mcfg: ModelConfig, kernel, inputs, targets):
+    """A fresh model from seed 0 with the FFN `kernel`, compiled per block, and its warm-up losses."""
+    torch.manual_seed(0)
+    model = Transformer(mcfg).cuda().train()
+    model.set_ffn_kernel(kernel)
+    if cfg.compile:
+        for block in model.blocks:
+            block.compile()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    losses = [float(train_step(model, opt, inputs, targets)) for _ in range(cfg.warmup_steps)]
+    return model, opt, losses
+
+
+def _time_depth(cfg: ModelStepConfig, width: str, d: int, heads: int, layers: int, process: int,
+                progress: Callable[[str], None]) -> tuple[list[dict], list[dict]]:
+    """Every variant at one width and depth: status rows (the check: the first step's loss finite and within 2% of
+    the bf16 model's on the same weights and batch) and one record per variant and round."""
     recipe = SparseRecipe(dense_fraction=cfg.dense_fraction, split_multiple=cfg.split_multiple)
+    mcfg = ModelConfig(vocab_size=cfg.vocab_size, d_model=d, n_layers=layers, n_heads=heads, seq_len=cfg.seq_len,
+                       ffn="sqrelu", ffn_multiple_of=128)
+    base = {"width": width, "d_model": d, "F": ffn_width(mcfg), "n_layers": layers, "seq_len": cfg.seq_len,
+            "tokens": cfg.tokens, "compiled": cfg.compile, "process": process}
+    g = torch.Generator(device="cuda").manual_seed(process)
+    batch = torch.randint(cfg.vocab_size, (cfg.tokens // cfg.seq_len, cfg.seq_len + 1), device="cuda", generator=g)
+    inputs, targets = batch[:, :-1], batch[:, 1:]
+    rows, runs = {}, {}
+    for name, kernel in variants(recipe).items():
+        progress(f"model step {width}, {layers} layers: {name}")
+        try:
+            model, opt, losses = _build(cfg, mcfg, kernel, inputs, targets)
+        except Exception as exc:  # noqa: BLE001 - a failing variant is a row to report
+            rows[name] = {**base, "variant": name, "status": f"failed: {type(exc).__name__}: {str(exc)[:200]}"}
+            continue
+        rows[name] = {**base, "variant": name, "status": "ok", "loss_step0": losses[0], "loss_last_warmup": losses[-1]}
+        runs[name] = (model, opt)
+    ref = rows.get(BF16, {}).get("loss_step0")
+    for name, r in rows.items():
+        if r["status"] == "ok" and not (math.isfinite(r["loss_step0"]) and ref is not None
+                                        and abs(r["loss_step0"] - ref) <= 0.02 * ref):
+            r["status"] = f"incorrect: first loss {r['loss_step0']:.4f} against the bf16 model's {ref}"
+            runs.pop(name, None)
+    order = random.Random(process)
+    records = []
+    for rnd in range(cfg.rounds):
+        for position, name in enumerate(order.sample(list(runs), len(runs))):
+            model, opt = runs[name]
+            ms = event_ms(lambda: train_step(model, opt, inputs, targets), calls=cfg.steps_per_round)
+            records.append({**base, "variant": name, "round": rnd, "position": position, "ms": ms, **gpu_state()})
+    del runs
+    torch.cuda.empty_cache()
+    return list(rows.values()), records
+
+
+def model_step_process(cfg: ModelStepConfig, process: int = 0,
+                       progress: Callable[[str], None] = print) -> tuple[list[dict], list[dict]]:
+    """One benchmark process: every width at both depths (short_layers, n_layers)."""
+    rows, records = [], []
     for width, (d, heads) in cfg.widths.items():
-        mcfg = ModelConfig(vocab_size=cfg.vocab_size, d_model=d, n_layers=cfg.n_layers, n_heads=heads,
-                           seq_len=cfg.seq_len, ffn="sqrelu", ffn_multiple_of=128)
-        base = {"width": width, "d_model": d, "F": ffn_width(mcfg), "n_layers": cfg.n_layers, "seq_len": cfg.seq_len,
-                "tokens": cfg.tokens, "compiled": cfg.compile}
-        g = torch.Generator(device="cuda").manual_seed(0)
-        batch = torch.randint(cfg.vocab_size, (cfg.tokens // cfg.seq_len, cfg.seq_len + 1), device="cuda", generator=g)
-        inputs, targets = batch[:, :-1], batch[:, 1:]
-        runs, results = {}, {}
-        for name, kernel in variants(recipe).items():
-            progress(f"model step {width}: {name}")
-            torch.manual_seed(0)
-            model = Transformer(mcfg).cuda().train()
-            model.set_ffn_kernel(kernel)
-            if cfg.compile:
-                for block in model.blocks:
-                    block.compile()
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-            try:
-                losses = [float(train_step(model, opt, inputs, targets)) for _ in range(cfg.warmup_steps)]
-            except Exception as exc:  # a failing variant is a row to report
-                results[name] = {"status": f"failed: {type(exc).__name__}: {str(exc)[:200]}"}
-                continue
-            results[name] = {"status": "ok", "loss_step0": losses[0], "loss_last_warmup": losses[-1]}
-            runs[name] = (model, opt)
-        ref = results.get(BF16, {}).get("loss_step0")
-        for name, r in results.items():
-            if r["status"] == "ok" and not (math.isfinite(r["loss_step0"]) and ref is not None
-                                            and abs(r["loss_step0"] - ref) <= 0.02 * ref):
-                r["status"] = f"incorrect: first loss {r['loss_step0']:.4f} against the bf16 model's {ref}"
-                runs.pop(name, None)
-        times = {name: [] for name in runs}
-        for _ in range(cfg.rounds):
-            for name, (model, opt) in runs.items():
-                times[name].append(event_ms(lambda: train_step(model, opt, inputs, targets), calls=cfg.steps_per_round))
-        for name, r in results.items():
-            row = {**base, "variant": name, **r}
-            if name in times:
-                ms = statistics.median(times[name])
-                row.update(ms=ms, ms_min=min(times[name]), ms_max=max(times[name]), tokens_per_s=cfg.tokens / ms * 1e3)
-                for col, other in (("vs_fp8_dense", FP8_DENSE), ("vs_bf16_change_of_precision", BF16)):
-                    if other in times and other != name:
-                        est, lo, hi = paired_ratio_ci(times[other], times[name])
-                        row.update({f"speedup_{col}": est, f"speedup_{col}_lo": lo, f"speedup_{col}_hi": hi})
-            rows.append(row)
-        del runs
-        torch.cuda.empty_cache()
-    return rows
+        for layers in (cfg.short_layers, cfg.n_layers):
+            r, t = _time_depth(cfg, width, d, heads, layers, process, progress)
+            rows += r
+            records += t
+    return rows, records
 
 
-def write_model_step(out_csv, sidecar_json, cfg: ModelStepConfig, progress: Callable[[str], None] = print) -> None:
-    """The model-step table (a 'skipped' record without CUDA) and its sidecar (settings, versions, date)."""
-    import pandas as pd
+def full_depth_ms(short: float, long: float, short_layers: int, long_layers: int, depth: int) -> tuple[float, ...]:
+    """(per layer, fixed, at `depth`) ms of a step timed at two depths: the cost grows by the same amount per layer,
+    and the rest (embedding, head, loss, optimizer for those) is fixed."""
+    per_layer = (long - short) / (long_layers - short_layers)
+    fixed = short - short_layers * per_layer
+    return per_layer, fixed, fixed + depth * per_layer
+
+
+def model_step_table(rows: list[dict], records: list[dict], cfg: ModelStepConfig) -> list[dict]:
+    """One row per width, depth and variant: status, the median step time over every process's rounds, tokens/s
+    and the speedups against the FP8 dense-FFN model (same precision) and the bf16 model (labelled as such), with
+    95% intervals over the processes (rounds nested). Then, per width with a `full_depth`, the same at that depth,
+    estimated round by round (`full_depth_ms`) from the two timed depths."""
+    status = pd.DataFrame(rows)
+    times = pd.DataFrame(records)
+    ok = status[status["status"] == "ok"].groupby(["width", "n_layers", "variant"])["status"].count()
+    every = status.groupby(["width", "n_layers", "variant"])["status"].count()
+    passed = {k for k in ok.index if ok[k] == every[k]}  # ok in every process
+    out = []
+    for (width, layers), g in status.groupby(["width", "n_layers"], sort=False):
+        sel = times[(times["width"] == width) & (times["n_layers"] == layers)] if len(times) else times
+        first = g.drop_duplicates("variant").set_index("variant")
+        series = {v: _by_process(sel, "variant", v) for v in first.index if (width, layers, v) in passed}
+        for v, r in first.iterrows():
+            out.append(_step_row(r.to_dict() | {"variant": v}, series, cfg.tokens))
+    for width, depth in cfg.full_depth.items():
+        full = _full_depth_series(times, width, cfg, depth, passed) if len(times) else {}
+        if full:
+            base = {"width": width, "n_layers": depth, "tokens": cfg.tokens, "status": "ok",
+                    "estimate": f"from {cfg.short_layers} and {cfg.n_layers} layers, round by round"}
+            out += [_step_row(base | {"variant": v}, full, cfg.tokens) for v in full]
+    return out
+
+
+def _step_row(row: dict, series: dict[str, dict], tokens: int) -> dict:
+    """A variant's row: median ms, tokens/s, and its speedups with their intervals (when it and the other ran)."""
+    row = {k: v for k, v in row.items() if k not in ("process",)}
+    mine = series.get(row["variant"])
+    if not mine:
+        return row
+    values = [ms for v in mine.values() for ms in v]
+    row.update(ms=statistics.median(values), ms_min=min(values), ms_max=max(values),
+               tokens_per_s=tokens / statistics.median(values) * 1e3)
+    for col, other in RATIOS.items():
+        if other in series and other != row["variant"]:
+            ci = nested_ratio_ci(series[other], mine)
+            row.update({f"speedup_{col}": ci.estimate, f"speedup_{col}_lo": ci.low, f"speedup_{col}_hi": ci.high,
+                        f"interval_{col}": ci.method})
+    return row
+
+
+def _full_depth_series(times: pd.DataFrame, width: str, cfg: ModelStepConfig, depth: int,
+                       passed: set) -> dict[str, dict]:
+    """variant -> process -> the step ms estimated at `depth` for each round (the two depths' rounds paired by
+    their index), for the variants that passed at both depths."""
+    out = {}
+    for v in dict.fromkeys(times["variant"]):
+        if not {(width, cfg.short_layers, v), (width, cfg.n_layers, v)} <= passed:
+            continue
+        at = {n: _by_process(times[(times["width"] == width) & (times["n_layers"] == n)], "variant", v)
+              for n in (cfg.short_layers, cfg.n_layers)}
+        out[v] = {p: [full_depth_ms(s, l, cfg.short_layers, cfg.n_layers, depth)[2]
+                      for s, l in zip(at[cfg.short_layers][p], at[cfg.n_layers].get(p, []))]
+                  for p in at[cfg.short_layers]}
+    return out
+
+
+def _logged_process(cfg: ModelStepConfig, process: int, log: str) -> tuple[list[dict], list[dict]]:
+    from ..io import log_to
+
+    with log_to(log):
+        return model_step_process(cfg, process)
+
+
+def write_model_step(out_csv, sidecar_json, cfg: ModelStepConfig, rounds_csv=None) -> None:
+    """The model-step table (a 'skipped' record without CUDA), its rounds and its sidecar (settings, versions,
+    date); cfg.processes fresh processes, one after another, each logging beside the table."""
+    import concurrent.futures as cf
+    import multiprocessing
 
     from ..io import write_json
     from .run import NO_CUDA, sidecar
 
     status = "ok" if torch.cuda.is_available() else NO_CUDA
-    rows = model_step_rows(cfg, progress) if status == "ok" else [{"status": status}]
-    pd.DataFrame(rows).to_csv(out_csv, index=False)
+    rows, records = [{"status": status}], []
+    if status == "ok":
+        rows = []
+        for process in range(cfg.processes):
+            log = Path(out_csv).with_name(f"model_step_process{process}.log")
+            with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                r, t = pool.submit(_logged_process, cfg, process, str(log)).result()
+            rows, records = rows + r, records + t
+        table = model_step_table(rows, records, cfg)
+    else:
+        table = rows
+    pd.DataFrame(table).to_csv(out_csv, index=False)
+    if rounds_csv is not None:
+        pd.DataFrame(records or [{"status": status}]).to_csv(rounds_csv, index=False)
     write_json(sidecar_json, sidecar(cfg, status))
