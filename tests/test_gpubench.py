@@ -216,7 +216,7 @@ def test_without_cuda_every_table_is_a_skipped_record(tmp_path):
     for name in G.TABLES:
         assert pd.read_csv(tmp_path / "all" / f"{name}.csv")["status"].tolist() == [G.NO_CUDA]
     side = pd.read_json(tmp_path / "all" / "bench.json", typ="series")
-    assert side["status"] == G.NO_CUDA and set(side["shapes"]) == {"a", "b"}
+    assert side["status"] == G.NO_CUDA and set(side["jobs"]) == {"a", "b"}
     with pytest.raises(ValueError, match="no shape 'c'"):
         G.write_shape(tmp_path / "c", cfg, "c")
 
@@ -291,7 +291,7 @@ def test_combine_joins_the_shapes_and_derives_the_tables(tmp_path):
     half = stats.t.ppf(0.975, 1) * pd.Series([math.log(1.25), math.log(1.2)]).std() / math.sqrt(2)
     assert split["speedup_lo"] == pytest.approx(math.sqrt(1.25 * 1.2) * math.exp(-half))
     side = pd.read_json(tmp_path / "all" / "bench.json", typ="series")
-    assert side["status"] == "ok" and side["shapes"]["13B-like"]["status"] == G.NO_CUDA
+    assert side["status"] == "ok" and side["jobs"]["13B-like"]["status"] == G.NO_CUDA
 
 
 def test_gpu_state_reads_nvml_for_the_visible_device_in_watts_or_says_why_not(monkeypatch):
@@ -397,3 +397,19 @@ def test_the_model_step_table_has_intervals_over_processes_and_a_full_depth_esti
 def test_model_step_depths_must_differ():
     with pytest.raises(ValueError, match=r"model_step.short_layers \(4\) must be below model_step.n_layers \(4\)"):
         G.ModelStepConfig(short_layers=4, n_layers=4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only answer")
+def test_without_cuda_the_model_step_jobs_and_their_combination_say_so(tmp_path):
+    from act24.gpubench import model_step as M
+
+    cfg = G.ModelStepConfig(widths={"a": (64, 2)}, processes=2)
+    parts = {f"a/process{p}": tmp_path / f"p{p}" for p in range(2)}
+    for p, folder in enumerate(parts.values()):
+        M.write_model_step_part(folder, cfg, "a", p)
+    M.combine_model_step(parts, tmp_path / "t.csv", tmp_path / "r.csv", tmp_path / "s.json", cfg)
+    assert pd.read_csv(tmp_path / "t.csv")["status"].tolist() == [G.NO_CUDA]
+    side = pd.read_json(tmp_path / "s.json", typ="series")
+    assert side["status"] == G.NO_CUDA and set(side["jobs"]) == set(parts)
+    with pytest.raises(ValueError, match="model_step.widths has no width 'b'"):
+        M.write_model_step_part(tmp_path / "b", cfg, "b")

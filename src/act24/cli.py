@@ -81,7 +81,8 @@ def _bench_gpu(args) -> int:
     import pandas as pd
 
     from .gpubench import GpuBenchConfig, ModelStepConfig, combine, write_shape
-    from .gpubench.model_step import write_model_step
+    from .gpubench.run import in_fresh_process
+    from .gpubench.model_step import combine_model_step, write_model_step_part
 
     cfg, step = GpuBenchConfig(), ModelStepConfig()
     if args.quick:  # small enough to smoke-test every path, the tables and the model step in a minute or two
@@ -90,12 +91,16 @@ def _bench_gpu(args) -> int:
         step = ModelStepConfig(widths={"small": (1024, 8)}, n_layers=2, short_layers=1, full_depth={"small": 12},
                                seq_len=1024, tokens=4096, rounds=2, steps_per_round=2, warmup_steps=2, processes=2)
     out = Path(args.out)
-    shapes = {s: out / "shapes" / s for s in cfg.shapes}
-    for shape, folder in shapes.items():
-        write_shape(folder, cfg, shape)
-    combine(shapes, out)
+    jobs = {f"{s}/process{p}": (s, p) for s in cfg.shapes for p in range(cfg.processes)}
+    for job, (shape, process) in jobs.items():
+        in_fresh_process(write_shape, out / "shapes" / job, cfg, shape, process)
+    combine({job: out / "shapes" / job for job in jobs}, out)
     if not args.no_model_step:
-        write_model_step(out / "model_step.csv", out / "model_step.json", step, out / "model_step_rounds.csv")
+        parts = {f"{w}/process{p}": (w, p) for w in step.widths for p in range(step.processes)}
+        for part, (width, process) in parts.items():
+            in_fresh_process(write_model_step_part, out / "model_step" / part, step, width, process)
+        combine_model_step({part: out / "model_step" / part for part in parts}, out / "model_step.csv",
+                           out / "model_step_rounds.csv", out / "model_step.json", step)
     print(pd.read_csv(out / "speedups.csv").to_string())
     return 0
 

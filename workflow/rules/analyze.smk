@@ -182,20 +182,23 @@ TRAINED_PROFILE = config["gpu_bench"].get("trained_profile")
 if TRAINED_PROFILE and not os.path.isabs(TRAINED_PROFILE):
     TRAINED_PROFILE = os.path.relpath(os.path.join(workflow.basedir, TRAINED_PROFILE))
 GPU_SHAPES = list(config["gpu_bench"]["shapes"])
+GPU_PROCESSES = list(range(config["gpu_bench"]["processes"]))  # independent benchmark processes, a job each
 # The tables act24.gpubench writes (tests/test_workflow.py keeps these lists equal to its own).
 SHAPE_TABLES = ["ceilings", "gemm", "sparsify", "ffn", "ffn_rounds", "breakdown", "split_gemm", "split_gemm_rounds"]
 DERIVED_TABLES = ["speedups", "stages", "sparsify_share", "split_speedups"]
 
 
 rule bench_gpu:
-    """One FFN shape's GPU benchmarks (a job per shape, so that shapes run, fail and rerun on their own)."""
+    """One benchmark process of one FFN shape: a job each, so that processes are independent, each fits a time
+    limit, and shapes and processes run, fail and rerun on their own."""
     input:
         [TRAINED_PROFILE] if TRAINED_PROFILE else [],
     output:
-        **{t: f"{GPU_BENCH}/shapes/{{shape}}/{t}.csv" for t in SHAPE_TABLES},
-        sidecar=f"{GPU_BENCH}/shapes/{{shape}}/bench.json",
+        **{t: f"{GPU_BENCH}/shapes/{{shape}}/process{{process}}/{t}.csv" for t in SHAPE_TABLES},
+        sidecar=f"{GPU_BENCH}/shapes/{{shape}}/process{{process}}/bench.json",
     wildcard_constraints:
         shape="|".join(re.escape(s) for s in GPU_SHAPES),
+        process=r"\d+",
     params:
         cfg={**config["gpu_bench"], "trained_profile": TRAINED_PROFILE,
              "dense_fraction": config["sparse"]["dense_fraction"]},
@@ -204,21 +207,23 @@ rule bench_gpu:
     conda:
         "../../environment.yml"
     log:
-        f"{LOGS}/bench/gpu_{{shape}}.log",
+        f"{LOGS}/bench/gpu_{{shape}}_process{{process}}.log",
     script:
         "../scripts/bench_gpu.py"
 
 
 rule gpu_combine:
-    """All shapes' tables in one file each; the speedups with their intervals and bounds, the stages."""
+    """All shapes' and processes' tables in one file each; the speedups with their intervals and bounds, the
+    stages."""
     input:
-        expand(f"{GPU_BENCH}/shapes/{{shape}}/{{table}}", shape=GPU_SHAPES,
+        expand(f"{GPU_BENCH}/shapes/{{shape}}/process{{process}}/{{table}}", shape=GPU_SHAPES, process=GPU_PROCESSES,
                table=[f"{t}.csv" for t in SHAPE_TABLES] + ["bench.json"]),
     output:
         **{t: f"{GPU_BENCH}/{t}.csv" for t in SHAPE_TABLES + DERIVED_TABLES},
         sidecar=f"{GPU_BENCH}/bench.json",
     params:
-        shape_dirs={s: f"{GPU_BENCH}/shapes/{s}" for s in GPU_SHAPES},
+        shape_dirs={f"{s}/process{p}": f"{GPU_BENCH}/shapes/{s}/process{p}"
+                    for s in GPU_SHAPES for p in GPU_PROCESSES},
     conda:
         "../../environment.yml"
     log:
@@ -227,22 +232,52 @@ rule gpu_combine:
         "../scripts/gpu_combine.py"
 
 
+MODEL_STEP = f"{GPU_BENCH}/model_step"
+MODEL_STEP_WIDTHS = list(config["model_step"]["widths"])
+MODEL_STEP_PROCESSES = list(range(config["model_step"]["processes"]))
+MODEL_STEP_CFG = {**config["model_step"], "dense_fraction": config["sparse"]["dense_fraction"]}
+
+
 rule bench_model_step:
-    """The whole-model training step with dense and 2:4 FFNs, at two depths and estimated at each family's own."""
+    """The whole-model training step with dense and 2:4 FFNs at one width, both depths, one benchmark process."""
     output:
-        csv=f"{GPU_BENCH}/model_step.csv",
-        rounds=f"{GPU_BENCH}/model_step_rounds.csv",
-        sidecar=f"{GPU_BENCH}/model_step.json",
+        rows=f"{MODEL_STEP}/{{width}}/process{{process}}/rows.csv",
+        rounds=f"{MODEL_STEP}/{{width}}/process{{process}}/rounds.csv",
+        sidecar=f"{MODEL_STEP}/{{width}}/process{{process}}/bench.json",
+    wildcard_constraints:
+        width="|".join(re.escape(w) for w in MODEL_STEP_WIDTHS),
+        process=r"\d+",
     params:
-        cfg={**config["model_step"], "dense_fraction": config["sparse"]["dense_fraction"]},
+        cfg=MODEL_STEP_CFG,
     resources:
         gpu_percent=100,
     conda:
         "../../environment.yml"
     log:
-        f"{LOGS}/bench/model_step.log",
+        f"{LOGS}/bench/model_step_{{width}}_process{{process}}.log",
     script:
         "../scripts/bench_model_step.py"
+
+
+rule model_step_combine:
+    """The model-step table: speedups over the processes, and each width's step estimated at its real depth."""
+    input:
+        expand(f"{MODEL_STEP}/{{width}}/process{{process}}/{{f}}", width=MODEL_STEP_WIDTHS,
+               process=MODEL_STEP_PROCESSES, f=["rows.csv", "rounds.csv", "bench.json"]),
+    output:
+        csv=f"{GPU_BENCH}/model_step.csv",
+        rounds=f"{GPU_BENCH}/model_step_rounds.csv",
+        sidecar=f"{GPU_BENCH}/model_step.json",
+    params:
+        cfg=MODEL_STEP_CFG,
+        part_dirs={f"{w}/process{p}": f"{MODEL_STEP}/{w}/process{p}"
+                   for w in MODEL_STEP_WIDTHS for p in MODEL_STEP_PROCESSES},
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/bench/model_step_combine.log",
+    script:
+        "../scripts/model_step_combine.py"
 
 
 GPU_TABLES = ["gemm", "sparsify", "speedups", "stages", "sparsify_share", "split_speedups", "model_step"]
@@ -256,7 +291,7 @@ rule gpu_tables:
         stages=rules.gpu_combine.output.stages,
         sparsify_share=rules.gpu_combine.output.sparsify_share,
         split_speedups=rules.gpu_combine.output.split_speedups,
-        model_step=rules.bench_model_step.output.csv,
+        model_step=rules.model_step_combine.output.csv,
     output:
         **{t: f"{TABLES}/gpu_{t}.md" for t in GPU_TABLES},
         **{f"{t}_html": report(f"{TABLES}/gpu_{t}.html", caption=f"../report/gpu_{t}.rst", category="GPU benchmarks")

@@ -1,4 +1,5 @@
-"""One FFN shape's GPU benchmarks (Fig. 5, Fig. 6, GEMM, sparsify, kernel breakdown); without CUDA, 'skipped'."""
+"""One benchmark process of one FFN shape (Fig. 5, Fig. 6, GEMM, sparsify, kernel breakdown); without CUDA,
+'skipped'."""
 from act24.io import log_to
 
 with log_to(snakemake.log[0]):  # the imports too: an import error also ends the job's log
@@ -7,6 +8,4 @@ with log_to(snakemake.log[0]):  # the imports too: an import error also ends the
     from act24.gpubench import GpuBenchConfig, write_shape
 
     cfg = GpuBenchConfig.from_dict(snakemake.params.cfg)
-    # each benchmark process logs beside this job's log: logs/.../<job log name>/process<k>.log
-    write_shape(Path(snakemake.output.sidecar).parent, cfg, snakemake.wildcards.shape,
-                logs=Path(snakemake.log[0]).with_suffix(""))
+    write_shape(Path(snakemake.output.sidecar).parent, cfg, snakemake.wildcards.shape, int(snakemake.wildcards.process))

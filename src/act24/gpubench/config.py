@@ -11,9 +11,11 @@ from ..sparsity.recipe import SparseRecipe
 @dataclass(frozen=True)
 class GpuBenchConfig:
     shapes: dict[str, tuple[int, int]] = setting(
-        {"1.5B-like": (2048, 8448), "7B-like": (4096, 16512), "13B-like": (5120, 20736), "70B-like": (8192, 43008)},
-        "FFN shapes, one job each: name -> [d_model, F of the parameter-matched Squared-ReLU FFN (1.5 x Llama's "
-        "SwiGLU width)]", items={"minimum": 64})
+        {"768-wide": (768, 3072), "1024-wide": (1024, 4096), "1.5B-like": (2048, 8448), "7B-like": (4096, 16512),
+         "13B-like": (5120, 20736), "70B-like": (8192, 43008)},
+        "FFN shapes, jobs of their own: name -> [d_model, F]: the widths this project's training runs use (F = 4 d), "
+        "and model families' (F of the parameter-matched Squared-ReLU FFN, 1.5 x Llama's SwiGLU width)",
+        items={"minimum": 64})
     tokens: tuple[int, ...] = setting((4096, 8192, 16384, 32768, 65536), "token counts of the sweep",
                                       items={"minimum": 128})
     sweep_zero_frac: float = setting(0.95, "share of zeros of the synthetic activations in the token sweep",

@@ -104,18 +104,6 @@ def _time_depth(cfg: ModelStepConfig, width: str, d: int, heads: int, layers: in
     return list(rows.values()), records
 
 
-def model_step_process(cfg: ModelStepConfig, process: int = 0,
-                       progress: Callable[[str], None] = print) -> tuple[list[dict], list[dict]]:
-    """One benchmark process: every width at both depths (short_layers, n_layers)."""
-    rows, records = [], []
-    for width, (d, heads) in cfg.widths.items():
-        for layers in (cfg.short_layers, cfg.n_layers):
-            r, t = _time_depth(cfg, width, d, heads, layers, process, progress)
-            rows += r
-            records += t
-    return rows, records
-
-
 def full_depth_ms(short: float, long: float, short_layers: int, long_layers: int, depth: int) -> tuple[float, ...]:
     """(per layer, fixed, at `depth`) ms of a step timed at two depths: the cost grows by the same amount per layer,
     and the rest (embedding, head, loss, optimizer for those) is fixed."""
@@ -183,35 +171,50 @@ def _full_depth_series(times: pd.DataFrame, width: str, cfg: ModelStepConfig, de
     return out
 
 
-def _logged_process(cfg: ModelStepConfig, process: int, log: str) -> tuple[list[dict], list[dict]]:
-    from ..io import log_to
-
-    with log_to(log):
-        return model_step_process(cfg, process)
-
-
-def write_model_step(out_csv, sidecar_json, cfg: ModelStepConfig, rounds_csv=None) -> None:
-    """The model-step table (a 'skipped' record without CUDA), its rounds and its sidecar (settings, versions,
-    date); cfg.processes fresh processes, one after another, each logging beside the table."""
-    import concurrent.futures as cf
-    import multiprocessing
-
+def write_model_step_part(out_dir, cfg: ModelStepConfig, width: str, process: int = 0) -> None:
+    """One benchmark process of one width, at both depths (short_layers, n_layers): `rows.csv` (each variant's
+    check), `rounds.csv` (its step times) and `bench.json`. The workflow runs each (width, process) as a job of its
+    own. Without a CUDA device both tables are one row saying so."""
     from ..io import write_json
     from .run import NO_CUDA, sidecar
 
+    if width not in cfg.widths:
+        raise ValueError(f"model_step.widths has no width {width!r}; configured: {list(cfg.widths)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     status = "ok" if torch.cuda.is_available() else NO_CUDA
-    rows, records = [{"status": status}], []
+    rows, records = [{"status": status}], [{"status": status}]
     if status == "ok":
-        rows = []
-        for process in range(cfg.processes):
-            log = Path(out_csv).with_name(f"model_step_process{process}.log")
-            with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                r, t = pool.submit(_logged_process, cfg, process, str(log)).result()
+        rows, records = [], []
+        d, heads = cfg.widths[width]
+        for layers in (cfg.short_layers, cfg.n_layers):
+            r, t = _time_depth(cfg, width, d, heads, layers, process, print)
             rows, records = rows + r, records + t
-        table = model_step_table(rows, records, cfg)
+    pd.DataFrame(rows).to_csv(out / "rows.csv", index=False)
+    pd.DataFrame(records).to_csv(out / "rounds.csv", index=False)
+    write_json(out / "bench.json", {**sidecar(cfg, status), "width": width, "process": process})
+
+
+def combine_model_step(part_dirs: dict[str, str | Path], out_csv, rounds_csv, sidecar_json,
+                       cfg: ModelStepConfig) -> None:
+    """The model-step table (`model_step_table`) from every (width, process) job's folder (`part_dirs`: label ->
+    folder), their rounds in one CSV, and one sidecar: status "ok" when any job ran, else the jobs' own."""
+    from ..io import read_csv, read_json, write_json
+
+    sides = {label: read_json(Path(d) / "bench.json") for label, d in part_dirs.items()}
+    ran = [label for label, side in sides.items() if side["status"] == "ok"]
+    if ran:
+        rows = pd.concat([read_csv(Path(part_dirs[k]) / "rows.csv") for k in ran], ignore_index=True)
+        records = pd.concat([read_csv(Path(part_dirs[k]) / "rounds.csv") for k in ran], ignore_index=True)
+        table = pd.DataFrame(model_step_table(rows.to_dict("records"), records.to_dict("records"), cfg))
+        side = {**sides[ran[0]], "status": "ok"}
     else:
-        table = rows
-    pd.DataFrame(table).to_csv(out_csv, index=False)
-    if rounds_csv is not None:
-        pd.DataFrame(records or [{"status": status}]).to_csv(rounds_csv, index=False)
-    write_json(sidecar_json, sidecar(cfg, status))
+        status = next(iter(sides.values()))["status"] if sides else "skipped: no benchmark job"
+        table = records = pd.DataFrame([{"status": status}])
+        side = {**(next(iter(sides.values())) if sides else {}), "status": status}
+    side.pop("width", None)
+    side.pop("process", None)
+    side["jobs"] = {k: {"status": v["status"], "date": v.get("date")} for k, v in sides.items()}
+    table.to_csv(out_csv, index=False)
+    records.to_csv(rounds_csv, index=False)
+    write_json(sidecar_json, side)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..io import environment_info, log_to, read_json, reading, write_json
+from ..io import environment_info, read_json, reading, write_json
 from . import tables
 from .config import GpuBenchConfig
 from .ffn import ffn_rows
@@ -56,25 +56,12 @@ def run_shape(cfg: GpuBenchConfig, shape: str, process: int = 0,
     return {name: [{**row, "process": process} for row in rows] for name, rows in out.items()}
 
 
-def _logged_run(cfg: GpuBenchConfig, shape: str, process: int, log: str) -> dict[str, list[dict]]:
-    with log_to(log):
-        return run_shape(cfg, shape, process)
-
-
-def run_processes(cfg: GpuBenchConfig, shape: str, logs: Path) -> dict[str, list[dict]]:
-    """`run_shape` in cfg.processes fresh processes, one after another, each logging to logs/process<k>.log: each
-    re-decides every per-process choice (cuSPARSELt's algorithm search, `auto`'s GEMM, compilation, the
-    allocator's state), so the variation between them is measured, not assumed away."""
-    context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
-    out: dict[str, list[dict]] = {name: [] for name in SHAPE_TABLES}
-    logs.mkdir(parents=True, exist_ok=True)
-    for process in range(cfg.processes):
-        log = logs / f"process{process}.log"
-        print(f"{shape}: process {process + 1} of {cfg.processes}, log {log}", flush=True)
-        with cf.ProcessPoolExecutor(1, mp_context=context) as pool:
-            for name, rows in pool.submit(_logged_run, cfg, shape, process, str(log)).result().items():
-                out[name] += rows
-    return out
+def in_fresh_process(fn: Callable, *args):
+    """`fn(*args)` in a new Python process (spawned: CUDA cannot be forked), for callers that run several benchmark
+    processes in a row without a workflow manager: each re-decides every per-process choice (cuSPARSELt's
+    algorithm search, `auto`'s GEMM, compilation, the allocator's state)."""
+    with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
 
 
 def sidecar(cfg, status: str) -> dict:
@@ -88,21 +75,22 @@ def sidecar(cfg, status: str) -> dict:
     return side
 
 
-def write_shape(out_dir, cfg: GpuBenchConfig, shape: str, logs: str | Path | None = None) -> None:
-    """One shape's tables as CSVs (every row with its process) plus `bench.json` (settings, versions, date); each
-    process logs to `logs` (default: `out_dir`). Without a CUDA device every table is one row saying so, and the
-    sidecar records why."""
+def write_shape(out_dir, cfg: GpuBenchConfig, shape: str, process: int = 0) -> None:
+    """One benchmark process's tables of one shape as CSVs (every row with its process) plus `bench.json`
+    (settings, versions, date). The workflow runs each (shape, process) as a job of its own: independent
+    processes, each fitting a time limit. Without a CUDA device every table is one row saying so, and the sidecar
+    records why."""
     if shape not in cfg.shapes:
         raise ValueError(f"gpu_bench.shapes has no shape {shape!r}; configured: {list(cfg.shapes)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if torch.cuda.is_available():
-        results, status = run_processes(cfg, shape, Path(logs or out)), "ok"
+        results, status = run_shape(cfg, shape, process), "ok"
     else:
         results, status = {name: [{"status": NO_CUDA}] for name in SHAPE_TABLES}, NO_CUDA
     for name in SHAPE_TABLES:
         pd.DataFrame(results[name]).to_csv(out / f"{name}.csv", index=False)
-    write_json(out / "bench.json", {**sidecar(cfg, status), "shape": shape})
+    write_json(out / "bench.json", {**sidecar(cfg, status), "shape": shape, "process": process})
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -116,8 +104,9 @@ def _read_table(path: Path) -> pd.DataFrame:
 
 
 def combine(shape_dirs: dict[str, str | Path], out_dir) -> None:
-    """All shapes' tables in one CSV each, plus the derived tables (speedups with intervals and bounds, stages,
-    sparsify share) and one sidecar: status "ok" when any shape ran, else the shapes' own status."""
+    """All benchmark jobs' tables (`shape_dirs`: a label per job, e.g. "7B-like/process0" -> its folder) in one CSV
+    each, plus the derived tables (speedups with intervals and bounds, stages, sparsify share, split speedups) and
+    one sidecar: status "ok" when any job ran, else the jobs' own status."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sides = {shape: read_json(Path(p) / "bench.json") for shape, p in shape_dirs.items()}
@@ -142,7 +131,8 @@ def combine(shape_dirs: dict[str, str | Path], out_dir) -> None:
         derived = {name: [{"status": status}] for name in DERIVED_TABLES}
         side = {**(next(iter(sides.values())) if sides else {}), "status": status}
     side.pop("shape", None)
-    side["shapes"] = {s: {"status": sides[s]["status"], "date": sides[s].get("date")} for s in sides}
+    side.pop("process", None)
+    side["jobs"] = {s: {"status": sides[s]["status"], "date": sides[s].get("date")} for s in sides}
     for name in SHAPE_TABLES:
         frames[name].to_csv(out / f"{name}.csv", index=False)
     for name in DERIVED_TABLES:
