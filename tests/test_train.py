@@ -354,3 +354,39 @@ def test_the_summary_records_the_code_version(tmp_path, token_files, monkeypatch
     assert summary["versions"]["act24"] == __version__
     monkeypatch.setenv("ACT24_GIT_COMMIT", "abc1234")
     assert run(tmp_path, "w", token_files)[0]["versions"]["git_commit"] == "abc1234"
+
+
+def test_the_command_line_reports_what_the_machine_cannot_do_in_one_line(tmp_path, token_files, capsys):
+    """No CUDA device, an unusable backend, an unwritable folder, a missing config: one line, exit 2; and a finished
+    run's summary.json serves as the run config."""
+    import json
+
+    import torch
+
+    from act24.cli import main
+    from act24.config import RunConfig
+
+    spec = RunConfig.from_dict({"name": "t", "model": {"ffn": "sqrelu", "vocab_size": 300, "d_model": 16,
+                                                                         "n_layers": 1, "n_heads": 2, "seq_len": 16},
+                                "train": {"steps": 2, "warmup_steps": 1, "batch_size": 2, "eval_batches": 1,
+                                          "stats_batch_size": 2}}).to_dict()
+    (tmp_path / "run.json").write_text(json.dumps(spec))
+    train, val = map(str, token_files)
+    common = ["train", "--train-tokens", train, "--val-tokens", val, "--quiet"]
+    cases = [(["--config", str(tmp_path / "run.json"), "--set", "train.device=cuda"],
+              "train.device is 'cuda' but no CUDA device is available"),
+             (["--config", str(tmp_path / "run.json"), "--set", "sparse.enabled=true", "--set",
+               "sparse.backend=cusparselt"], "2:4 backend 'cusparselt' cannot be used"),
+             (["--config", str(tmp_path / "missing.json")], "missing.json: missing; give a RunConfig JSON, or a "
+                                                            "finished run's summary.json")]
+    if torch.cuda.is_available():
+        cases = cases[2:]
+    for extra, message in cases:
+        assert main(common + ["--out", str(tmp_path / "out")] + extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert main(common + ["--out", str(tmp_path / "ok"), "--config", str(tmp_path / "run.json")]) == 0
+    summary = tmp_path / "ok" / "summary.json"
+    assert main(common + ["--out", str(tmp_path / "again"), "--config", str(summary)]) == 0  # its "config"
+    assert json.loads((tmp_path / "again" / "summary.json").read_text())["config"] == json.loads(
+        summary.read_text())["config"]

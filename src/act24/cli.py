@@ -9,15 +9,20 @@ import sys
 from . import __version__
 from .config import ConfigError, RunConfig
 from .data import DataError
-from .io import InputFileError, read_json
+from .io import InputFileError, SetupError, reading
 
 
 def _train(args) -> int:
+    from pathlib import Path
+
     from .train import describe, train
 
     from .experiment import apply_assignments
 
-    cfg = RunConfig.from_dict(apply_assignments(read_json(args.config, "run config (JSON of act24.config.RunConfig)"),
+    with reading(args.config, "run config", hint="give a RunConfig JSON, or a finished run's summary.json "
+                                                  "(results/runs/<variant>/seed<k>/summary.json: its \"config\")"):
+        spec = json.loads(Path(args.config).read_text())
+    cfg = RunConfig.from_dict(apply_assignments(spec.get("config", spec) if "final_val_loss" in spec else spec,
                                                 args.set))
     summary = train(cfg, args.train_tokens, args.val_tokens, args.out, progress=not args.quiet,
                     resume_dir=args.resume_dir, keep_resume=args.keep_resume)
@@ -174,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"act24: config error: {exc}", file=sys.stderr)
         return 2
-    except (InputFileError, DataError) as exc:
+    except (InputFileError, DataError, SetupError, PermissionError) as exc:  # one line, no traceback
         print(f"act24: {exc}", file=sys.stderr)
         return 2
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .io import read_json
+from .io import SetupError, read_json
 from .layout import SUMMARY
 
 
@@ -49,7 +49,7 @@ def init_world(processes: int, device_type: str) -> World:
     """Join the process group torchrun set up; check that it has `processes` members."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size != processes:
-        raise RuntimeError(f"train.processes is {processes} but this process is 1 of {size}: launch it with "
+        raise SetupError(f"train.processes is {processes} but this process is 1 of {size}: launch it with "
                            f"`{' '.join(launch_prefix(processes))} ...` (the workflow's train rule does)")
     if size == 1:
         return World()

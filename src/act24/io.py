@@ -54,6 +54,11 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_atomic(path, (json.dumps(obj, indent=2, default=str) + "\n").encode(), "JSON file")
 
 
+class SetupError(RuntimeError):
+    """The machine cannot do what the settings ask (no CUDA device, fewer devices than processes, a backend that
+    cannot run here): the command line reports it in one line, like a config error."""
+
+
 class InputFileError(RuntimeError):
     """A file a step reads is missing, truncated or malformed; the message names it and how to rebuild it."""
 

@@ -21,7 +21,7 @@ from . import __version__
 from .config import RunConfig, TrainConfig
 from .data import TokenArray
 from .distributed import World, init_world, shutdown
-from .io import git_commit, write_atomic, write_json
+from .io import SetupError, git_commit, write_atomic, write_json
 from .kernels.backends import Backend, select_backend
 from .layout import CHECKPOINT, DENSITY, METRICS, RESUME, STATS, SUMMARY
 from .model import Transformer, parameter_counts
@@ -72,7 +72,7 @@ def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.AdamW:
 
 def resolve_device(t: TrainConfig, local_rank: int = 0) -> torch.device:
     if t.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is available (set train.device: cpu)")
+        raise SetupError("train.device is 'cuda' but no CUDA device is available (set train.device: cpu)")
     return torch.device("cuda", local_rank) if t.device == "cuda" else torch.device("cpu")
 
 

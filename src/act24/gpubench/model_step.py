@@ -27,7 +27,7 @@ from ..model import Transformer, ffn_width
 from ..sparsity.recipe import SparseRecipe
 from .config import ModelStepConfig
 from .harness import event_ms, gpu_state
-from .tables import FUSED_PATHS, _by_process
+from .tables import FUSED_PATHS, by_process
 
 BF16, FP8_DENSE = "bf16, dense FFN", "FP8 dense FFN (fused kernels)"
 FP8_24 = {name: "FP8 2:4 FFN " + label.removeprefix("2:4 ") for name, label in FUSED_PATHS.items()}  # per fused GEMM
@@ -126,7 +126,7 @@ def model_step_table(rows: list[dict], records: list[dict], cfg: ModelStepConfig
     for (width, layers), g in status.groupby(["width", "n_layers"], sort=False):
         sel = times[(times["width"] == width) & (times["n_layers"] == layers)] if len(times) else times
         first = g.drop_duplicates("variant").set_index("variant")
-        series = {v: _by_process(sel, "variant", v) for v in first.index if (width, layers, v) in passed}
+        series = {v: by_process(sel, "variant", v) for v in first.index if (width, layers, v) in passed}
         for v, r in first.iterrows():
             out.append(_step_row(r.to_dict() | {"variant": v}, series, cfg.tokens))
     for width, depth in cfg.full_depth.items():
@@ -163,7 +163,7 @@ def _full_depth_series(times: pd.DataFrame, width: str, cfg: ModelStepConfig, de
     for v in dict.fromkeys(times["variant"]):
         if not {(width, cfg.short_layers, v), (width, cfg.n_layers, v)} <= passed:
             continue
-        at = {n: _by_process(times[(times["width"] == width) & (times["n_layers"] == n)], "variant", v)
+        at = {n: by_process(times[(times["width"] == width) & (times["n_layers"] == n)], "variant", v)
               for n in (cfg.short_layers, cfg.n_layers)}
         out[v] = {p: [full_depth_ms(s, l, cfg.short_layers, cfg.n_layers, depth)[2]
                       for s, l in zip(at[cfg.short_layers][p], at[cfg.n_layers].get(p, []))]

@@ -59,7 +59,7 @@ def _passed(rows: pd.DataFrame, point: list[str], name: str) -> pd.DataFrame:
     return ok[(merged["_merge"] == "left_only").to_numpy()]
 
 
-def _by_process(per_round: pd.DataFrame, name: str, value: str) -> dict:
+def by_process(per_round: pd.DataFrame, name: str, value: str) -> dict:
     """process -> the times of its rounds, in round order, of the rows whose column `name` is `value`."""
     sel = per_round[per_round[name] == value].sort_values(["process", "round"])
     return {p: g["ms"].tolist() for p, g in sel.groupby("process")}
@@ -116,7 +116,7 @@ def speedups(ffn, rounds, breakdown=()) -> list[dict]:
             continue
         best = min(dense, key=medians.get)
         for path in [p for p in paths.index if paths[p] and p in medians]:
-            ci = nested_ratio_ci(_by_process(sel, "path", best), _by_process(sel, "path", path))
+            ci = nested_ratio_ci(by_process(sel, "path", best), by_process(sel, "path", path))
             row = dict(zip(POINT, key)) | {
                 "sparse_path": path, "dense_path": best, "dense_ms": medians[best], "sparse_ms": medians[path],
                 "speedup": ci.estimate, "speedup_lo": ci.low, "speedup_hi": ci.high, "interval": ci.method,
@@ -142,7 +142,7 @@ def split_speedups(split, rounds) -> list[dict]:
             continue
         medians = sel.groupby("gemm")["ms"].median()
         for gemm in [n for n in dict.fromkeys(g["gemm"]) if n != "dense" and n in medians]:
-            ci = nested_ratio_ci(_by_process(sel, "gemm", "dense"), _by_process(sel, "gemm", gemm))
+            ci = nested_ratio_ci(by_process(sel, "gemm", "dense"), by_process(sel, "gemm", gemm))
             out.append(dict(zip(SPLIT_POINT, key)) | {
                 "gemm": gemm, "dense_ms": medians["dense"], "ms": medians[gemm], "speedup": ci.estimate,
                 "speedup_lo": ci.low, "speedup_hi": ci.high, "interval": ci.method,

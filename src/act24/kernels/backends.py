@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..io import SetupError
 from ..sparsity.pattern import mask24
 from . import cslt_layout, cusparselt, sm90_gemm, sm90_layout, timing
 from .cuda12 import import_xformers_ops
@@ -467,7 +468,7 @@ def backend_statuses(**kwargs) -> list[BackendStatus]:
     return [check_backend(cls(), **kwargs) for cls in BACKENDS.values()]
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(SetupError):
     """A named backend cannot run here (the message says why)."""
 
 

@@ -92,8 +92,13 @@ def build(progress: bool = True) -> Path:
     if lib.is_file():
         return lib
     nvcc, includes = find_nvcc(), cutlass_includes()
-    lib.parent.mkdir(parents=True, exist_ok=True)
-    with open(lib.parent / ".build.lock", "w") as lock:
+    try:
+        lib.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(lib.parent / ".build.lock", "w")
+    except OSError as exc:
+        raise Sm90GemmUnavailable(f"the kernel cache {lib.parent} is not writable ({type(exc).__name__}); set "
+                                  "ACT24_KERNEL_CACHE to a writable folder") from exc
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building the same library
         if lib.is_file():
             return lib
