@@ -3,6 +3,7 @@ name: the workflow config against its schema and the run settings' own checks (a
 the CLI through the same dataclasses."""
 
 import copy
+import json
 import subprocess
 import sys
 
@@ -179,3 +180,17 @@ def test_train_set_overrides_one_setting_by_dotted_key(tmp_path):
     proc = subprocess.run([*CLI, "train", "--config", str(tmp_path / "run.json"), "--set", "train.stepz=3",
                            "--train-tokens", "t", "--val-tokens", "v", "--out", "o"], capture_output=True, text=True)
     assert proc.returncode == 2 and "stepz" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the CPU-only answer")
+def test_without_cuda_xformers_imports_quietly_and_the_environment_says_why_its_kernels_do_not_load():
+    import subprocess
+    import sys
+
+    code = "import json; from act24.io import xformers_info; print(json.dumps(xformers_info()))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "Please reinstall xformers" not in done.stderr + done.stdout
+    info = json.loads(done.stdout.strip().splitlines()[-1])
+    if info["xformers_extensions"] != "loaded":
+        assert info["xformers_extensions"].endswith("(expected without CUDA: xformers' wheels are CUDA builds, and "
+                                                    "nothing on a CPU needs its kernels)")

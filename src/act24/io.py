@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -147,11 +148,41 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+class _CpuExtensionWarning(logging.Filter):
+    """Drops xformers' "can't load C++/CUDA extensions ... Please reinstall xformers" warning: on a machine without
+    CUDA it is expected (xformers' wheels are CUDA builds) and reads as a broken install. `xformers_info` says
+    instead whether the extensions load, and why not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "can't load C++/CUDA extensions" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_xformers_on_cpu() -> Iterator[None]:
+    """Import xformers inside this block: without a CUDA device its extension warning is not shown."""
+    if torch_has_cuda():  # on a GPU machine the warning is a real problem: let it through
+        yield
+        return
+    logger, quiet = logging.getLogger("xformers"), _CpuExtensionWarning()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
+def torch_has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def xformers_info() -> dict[str, str]:
     """xformers' version and whether its compiled extensions (the 2:4 kernels) load: the package imports without
-    them, with a warning only."""
+    them (on a machine without CUDA they never load, and its warning is not shown: `quiet_xformers_on_cpu`)."""
     try:
-        import xformers
+        with quiet_xformers_on_cpu():
+            import xformers
     except Exception as exc:  # reported, not hidden: the xformers backends need it
         return {"xformers": f"unavailable: {type(exc).__name__}: {exc}"}
     try:
@@ -162,4 +193,6 @@ def xformers_info() -> dict[str, str]:
         failure = exc
     loaded = "loaded" if failure is None else \
         f"not loaded: {type(failure).__name__}: {(str(failure).splitlines() or [''])[0][:300]}"
+    if failure is not None and not torch_has_cuda():
+        loaded += " (expected without CUDA: xformers' wheels are CUDA builds, and nothing on a CPU needs its kernels)"
     return {"xformers": xformers.__version__, "xformers_extensions": loaded}
