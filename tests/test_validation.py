@@ -156,6 +156,19 @@ def test_command_line_strings_are_read_as_yaml_where_the_schema_wants_another_ty
         check_config(top(train={"steps": "10"}), SCHEMA)  # a quoted number in a config file stays an error
 
 
+def test_null_from_the_command_line_is_null_where_a_string_would_also_do():
+    """`--config 'data={local: {separator: null}}'` delivers the string 'null': it means null (split nothing),
+    not a separator that splits a file at each "null"; where null is not allowed, the error names the key."""
+    cfg = top(data={"source": "local", "local": {"glob": "x/*.txt", "separator": "null"}})
+    check_config(cfg, SCHEMA, command_line={"data": {"local": {"separator": "null"}}})
+    assert cfg["data"]["local"]["separator"] is None
+    cfg = top(data={"source": "local", "local": {"glob": "x/*.txt", "separator": "null"}})
+    check_config(cfg, SCHEMA)  # from a config file, a quoted 'null' is the string it says
+    assert cfg["data"]["local"]["separator"] == "null"
+    with pytest.raises(ConfigError, match="config key 'train.steps': None is not of type 'integer'"):
+        check_config(top(train={"steps": "~"}), SCHEMA, command_line={"train": {"steps": "~"}})
+
+
 def test_snakemake_config_overrides_from_the_command_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n", "--directory",
                            str(tmp_path), "--config", "train={steps: 10, warmup_steps: 2, lr: 1e-3}", "seeds=[3]"],

@@ -70,8 +70,19 @@ def apply_assignments(config: dict[str, Any], assignments: list[str]) -> dict[st
     return out
 
 
+YAML_NULLS = {"null", "Null", "NULL", "~"}
+
+
 def _coerce_strings(config: dict[str, Any], validator, paths: set[tuple]) -> None:
-    """Read the strings at `paths` that the schema rejects as YAML (`'10'` -> 10, `'true'` -> True)."""
+    """Read the strings at `paths` that the schema rejects as YAML (`'10'` -> 10, `'true'` -> True); `null` and `~`
+    mean null there, also where a string would be allowed (the schema then says whether null is)."""
+    for path in paths:
+        *parents, last = path
+        holder = config
+        for key in parents:
+            holder = holder.get(key) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and isinstance(holder.get(last), str) and holder[last] in YAML_NULLS:
+            holder[last] = None
     while True:
         errors = [e for e in validator.iter_errors(config) if e.validator == "type" and isinstance(e.instance, str)
                   and tuple(e.absolute_path) in paths]
