@@ -133,7 +133,8 @@ def test_the_sweep_trains_what_is_missing_and_a_failed_run_is_a_row_with_its_rea
         "model": {"d_model": 16, "n_layers": 1, "n_heads": 2, "seq_len": 16},
         "train": {"steps": 2, "batch_size": 4, "warmup_steps": 1, "eval_every": 1, "eval_batches": 1,
                   "stats_every": 1, "stats_batch_size": 4},
-        "variants": {"broken": {"ffn": "sqrelu", "sparse": {"enabled": True, "backend": "cusparselt"}, "seeds": [0]}},
+        # a run that fails while training, on any machine: its loss overflows at once
+        "variants": {"broken": {"ffn": "sqrelu", "train": {"lr": 1.0e12, "on_nonfinite": "error"}, "seeds": [0]}},
         "seeds": [0, 1], "analysis": {"inference_eval_batches": 1}}))
     config, runs = sweep.load_config([str(cfg)], base=str(REPO / "config" / "config.yaml"),
                                      schema=str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
@@ -143,7 +144,7 @@ def test_the_sweep_trains_what_is_missing_and_a_failed_run_is_a_row_with_its_rea
     rows = sweep.sweep(config, runs, train, val, parallel=2, variants=["sqrelu", "broken"], seeds=[0])
     status = {r["name"]: r["status"] for r in rows}
     assert status["sqrelu/seed0"] == "ok" and set(status) == {"sqrelu/seed0", "broken/seed0"}
-    assert status["broken/seed0"].startswith("failed: BackendUnavailable: 2:4 backend 'cusparselt' cannot be used")
+    assert status["broken/seed0"].startswith("failed: NonFiniteLossError: broken/seed0: loss is")
     results = tmp_path / "results"
     failed = json.loads((run_dir(results, "broken", 0) / sweep.FAILED).read_text())
     assert failed["reason"] == status["broken/seed0"].removeprefix("failed: ")

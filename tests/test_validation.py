@@ -74,6 +74,12 @@ CASES = {
     "unknown section key": (top(train={"stpes": 3}), "unknown config key 'train.stpes'"),
     "wrong type": (top(train={"lr": "fast"}), "config key 'train.lr': 'fast' is not of type 'number'"),
     "analysis names no variant": (top(analysis={"sparsity_variant": "nope"}), "analysis.sparsity_variant: 'nope'"),
+    # a CUDA-only 2:4 backend on a CPU run can run nowhere: rejected at planning, naming the key that set it
+    "GPU backend on CPU, variant": (variant(sparse={"enabled": True, "backend": "fused_fp8_auto"}),
+                                    "config key 'variants.x.sparse.backend': 'fused_fp8_auto' runs on CUDA only, "
+                                    "and variant 'x' trains on train.device 'cpu'"),
+    "GPU backend on CPU, top level": (top(sparse={"backend": "fused_fp8_tuned"}),
+                                      "config key 'sparse.backend': 'fused_fp8_tuned' runs on CUDA only"),
 }
 
 

@@ -176,9 +176,24 @@ def variant_seeds(config: dict[str, Any], variant: str) -> list[int]:
     return list(seeds)
 
 
+CPU_BACKENDS = ("reference", "auto")  # the 2:4 backends that run without CUDA (auto: the reference there)
+
+
+def _check_backend_device(config: dict[str, Any], runs: dict[tuple[str, int], RunConfig]) -> None:
+    """A 2:4 run on train.device 'cpu' with a CUDA-only backend can run on no machine: an error at planning."""
+    for (variant, _), run in runs.items():
+        if run.sparse.enabled and run.train.device == "cpu" and run.sparse.backend not in CPU_BACKENDS:
+            key = "sparse.backend" if "backend" not in config["variants"][variant].get("sparse", {}) else \
+                f"variants.{variant}.sparse.backend"
+            raise ConfigError(f"config key '{key}': {run.sparse.backend!r} runs on CUDA only, and variant "
+                              f"{variant!r} trains on train.device 'cpu' (use {' or '.join(map(repr, CPU_BACKENDS))} "
+                              "there, or train.device: cuda)")
+
+
 def resolve_runs(config: dict[str, Any]) -> dict[tuple[str, int], RunConfig]:
     """Every (variant, seed) run of the config; checks that the analysis section names real variants."""
     runs = {(v, s): run_config(config, v, s) for v in config["variants"] for s in variant_seeds(config, v)}
+    _check_backend_device(config, runs)
     analysis = config["analysis"]
     named = [("analysis.sparsity_variant", analysis["sparsity_variant"]),
              ("analysis.swiglu_variant", analysis["swiglu_variant"])]
