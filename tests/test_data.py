@@ -112,6 +112,21 @@ def test_a_separator_splits_one_file_into_documents(tmp_path):
         data.read_local(str(tmp_path / "book.txt"), separator="(")
 
 
+def test_files_with_no_text_are_left_out_by_name_and_a_corpus_of_them_stops(tmp_path, capsys):
+    (tmp_path / "a.txt").write_text("some text\n")
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "blank.txt").write_text("  \n\t\n")
+    docs = data.read_local(str(tmp_path / "*.txt"))
+    assert [d.name for d in docs] == ["a.txt"]
+    err = capsys.readouterr().err
+    assert "left out 2 files with no text" in err and "blank.txt" in err and "empty.txt" in err
+    with pytest.raises(data.DataError, match=r"none of the 2 files matching .* has text$"):
+        data.read_local(str(tmp_path / "[eb]*.txt"))
+    # a separator that matches everything leaves no text between its matches: said so, not "not UTF-8"
+    with pytest.raises(data.DataError, match=r"has text between the matches of data.local.separator '\(\?s\)\.'"):
+        data.read_local(str(tmp_path / "a.txt"), separator="(?s).")
+
+
 def test_local_glob_without_matches_names_the_key(tmp_path):
     with pytest.raises(data.DataError, match="data.local.glob"):
         data.read_local(str(tmp_path / "*.txt"))

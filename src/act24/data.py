@@ -93,16 +93,23 @@ def read_local(pattern: str, separator: str | None = None, on_undecodable: str =
         split = re.compile(separator, re.MULTILINE) if separator else None
     except re.error as exc:
         raise DataError(f"data.local.separator: {separator!r} is not a regular expression ({exc})") from exc
-    docs, undecodable = [], []
+    docs, undecodable, empty = [], [], []
     for path in paths:
         text, why = _utf8_text(Path(path))
         if why:
             undecodable.append(f"{path} ({why})")
             continue
         name = Path(os.path.relpath(path, root)).as_posix()
-        parts = [part for part in split.split(text) if part.strip()] if split else [text]
+        parts = [part for part in (split.split(text) if split else [text]) if part.strip()]
+        if not parts:  # nothing but whitespace (or only separators): no document to train or validate on
+            empty.append(path)
+            continue
         docs += [Document(name, parts[0])] if len(parts) == 1 else \
             [Document(f"{name}#{i}", part) for i, part in enumerate(parts, 1)]
+    if empty:
+        listed = "; ".join(empty[:5]) + (f"; and {len(empty) - 5} more" if len(empty) > 5 else "")
+        print(f"data.local: left out {len(empty)} files with no text"
+              f"{' between the separators' if split else ''}: {listed}", file=sys.stderr)
     if undecodable:
         listed = "; ".join(undecodable[:5]) + (f"; and {len(undecodable) - 5} more" if len(undecodable) > 5 else "")
         if on_undecodable == "error":
@@ -110,7 +117,9 @@ def read_local(pattern: str, separator: str | None = None, on_undecodable: str =
                             "the glob, or set data.local.on_undecodable: skip to leave them out)")
         print(f"data.local: left out {len(undecodable)} files that are not UTF-8 text: {listed}", file=sys.stderr)
     if not docs:
-        raise DataError(f"data.local.glob: none of the {len(paths)} files matching {pattern!r} is UTF-8 text")
+        why = "is UTF-8 text" if not empty else (
+            f"has text{f' between the matches of data.local.separator {separator!r}' if split else ''}")
+        raise DataError(f"data.local.glob: none of the {len(paths)} files matching {pattern!r} {why}")
     return docs
 
 
