@@ -213,3 +213,30 @@ def test_without_cuda_xformers_imports_quietly_and_the_environment_says_why_its_
     if info["xformers_extensions"] != "loaded":
         assert info["xformers_extensions"].endswith("(expected without CUDA: xformers' wheels are CUDA builds, and "
                                                     "nothing on a CPU needs its kernels)")
+
+
+def test_settings_only_jobs_read_are_checked_at_planning(tmp_path):
+    import numpy as np
+
+    from act24.experiment import check_bench_settings
+    from act24.io import InputFileError
+    from act24.report.claims import ClaimThresholds
+
+    with pytest.raises(ConfigError, match="'claims.speed_shape': '99B-like' is not a shape of gpu_bench.shapes"):
+        check_bench_settings(top(claims={"speed_shape": "99B-like"}), None)
+    profile = tmp_path / "p.npz"
+    np.savez(profile, density=np.array([[0.1, 0.2], [np.nan, np.nan]]))
+    check_bench_settings(top(gpu_bench={"trained_layer": 0}), str(profile))
+    with pytest.raises(ConfigError, match=r"'gpu_bench.trained_layer': 5, but .*p.npz holds 2 layers"):
+        check_bench_settings(top(gpu_bench={"trained_layer": 5}), str(profile))
+    with pytest.raises(ConfigError, match="p.npz: layer 1 holds non-finite densities"):
+        check_bench_settings(top(gpu_bench={"trained_layer": 1}), str(profile))
+    with pytest.raises(InputFileError, match="missing.npz: missing; gpu_bench.trained_profile names it"):
+        check_bench_settings(top(), str(tmp_path / "missing.npz"))
+    with pytest.raises(ConfigError, match=r"'claims.c3_init_range': .* got \[0.6, 0.4\]"):
+        ClaimThresholds.from_config({**DEFAULT["claims"], "c3_init_range": [0.6, 0.4]})
+    # reference shapes are typed: numbers from the command line are read as numbers, words are an error
+    shapes = {"x": {"d_model": "64", "n_layers": "2", "n_heads": "2"}}
+    cfg = top(analysis={"reference_shapes": copy.deepcopy(shapes)})
+    check_config(cfg, SCHEMA, command_line={"analysis": {"reference_shapes": shapes}})
+    assert cfg["analysis"]["reference_shapes"]["x"] == {"d_model": 64, "n_layers": 2, "n_heads": 2}

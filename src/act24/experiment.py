@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from .config import ConfigError, ModelConfig, RunConfig, SparseRecipe, TrainConfig
+from .io import reading
 from .settings import declaration
 
 
@@ -239,3 +240,27 @@ def device_warning(runs: dict[tuple[str, int], RunConfig]) -> str | None:
 
 def variant_label(config: dict[str, Any], variant: str) -> str:
     return config["variants"][variant].get("label", variant)
+
+
+def check_bench_settings(config: dict[str, Any], trained_profile: str | None) -> None:
+    """The benchmark settings that only jobs read, at planning time: claims.speed_shape is a benchmarked shape, and
+    gpu_bench.trained_profile (the path as the workflow resolved it) is readable, with a `density` array of
+    layers x features that has gpu_bench.trained_layer, finite there (else ConfigError / InputFileError naming the
+    key or the file)."""
+    shape, shapes = config["claims"]["speed_shape"], config["gpu_bench"]["shapes"]
+    if shape not in shapes:
+        raise ConfigError(f"config key 'claims.speed_shape': {shape!r} is not a shape of gpu_bench.shapes "
+                          f"({', '.join(shapes)})")
+    if not trained_profile:
+        return
+    import numpy as np
+
+    path, layer = trained_profile, config["gpu_bench"]["trained_layer"]
+    with reading(path, "feature-density profile (npz with 'density')", hint="gpu_bench.trained_profile names it"), \
+            np.load(path) as z:
+        density = np.asarray(z["density"], dtype=float)
+    if density.ndim != 2 or not 0 <= layer < density.shape[0]:
+        raise ConfigError(f"config key 'gpu_bench.trained_layer': {layer}, but {path} holds "
+                          f"{density.shape[0] if density.ndim == 2 else 'no'} layers (an array of layers x features)")
+    if not np.isfinite(density[layer]).all():
+        raise ConfigError(f"config key 'gpu_bench.trained_profile': {path}: layer {layer} holds non-finite densities")

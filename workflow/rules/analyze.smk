@@ -181,6 +181,10 @@ GPU_BENCH = f"{RESULTS}/bench/gpu"
 TRAINED_PROFILE = config["gpu_bench"].get("trained_profile")
 if TRAINED_PROFILE and not os.path.isabs(TRAINED_PROFILE):
     TRAINED_PROFILE = os.path.relpath(os.path.join(workflow.basedir, TRAINED_PROFILE))
+try:  # what only the benchmark and claims jobs read, checked before any job
+    check_bench_settings(config, TRAINED_PROFILE)
+except (ConfigError, InputFileError) as exc:
+    sys.exit(f"config error: {exc}")
 GPU_SHAPES = list(config["gpu_bench"]["shapes"])
 GPU_PROCESSES = list(range(config["gpu_bench"]["processes"]))  # independent benchmark processes, a job each
 # The tables act24.gpubench writes (tests/test_workflow.py keeps these lists equal to its own).

@@ -9,7 +9,8 @@ try:
     from act24.config import ConfigError
     from act24.corpus import sources as corpus_sources
     from act24.corpus import DataError
-    from act24.experiment import check_config, device_warning, variant_label, variant_seeds
+    from act24.experiment import check_bench_settings, check_config, device_warning, variant_label, variant_seeds
+    from act24.io import InputFileError
     from act24.report.claims import ClaimThresholds, ideal_speedups
     from act24.report.palette import variant_palette
     from act24.layout import (CHECKPOINT, DENSITY, INFERENCE, METRICS, STATS, SUMMARY,
@@ -21,6 +22,7 @@ except ImportError as exc:
 try:  # the schema (its defaults filled in), then every run: one line naming the key, before any job
     RUNS = check_config(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"),
                         command_line=workflow.config_settings.overwrite_config)
+    ClaimThresholds.from_config(config["claims"])  # read by the claims job only: checked now too
 except ConfigError as exc:
     sys.exit(f"config error: {exc}")
 if device_warning(RUNS):  # at planning time, not after the data steps

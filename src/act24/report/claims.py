@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from . import ablation
-from ..settings import build, check, setting
+from ..settings import ConfigError, build, check, setting
 from ..intervals import Interval, decide, difference, mean_interval, seeds_to_decide, verdict
 
 PAPER = {
@@ -66,6 +66,10 @@ class ClaimThresholds:
 
     def __post_init__(self):
         check(self, "claims.")
+        lo, hi = self.c3_init_range
+        if not 0 <= lo < hi <= 1:
+            raise ConfigError(f"config key 'claims.c3_init_range': [low, high] with 0 <= low < high <= 1, got "
+                              f"{list(self.c3_init_range)}")
 
     @classmethod
     def from_config(cls, claims: dict) -> "ClaimThresholds":
