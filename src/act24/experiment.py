@@ -16,7 +16,6 @@ from typing import Any
 import yaml
 
 from .config import ConfigError, ModelConfig, RunConfig, SparseRecipe, TrainConfig
-from .io import reading
 from .settings import declaration
 
 
@@ -245,8 +244,7 @@ def variant_label(config: dict[str, Any], variant: str) -> str:
 def check_bench_settings(config: dict[str, Any], trained_profile: str | None) -> None:
     """The benchmark settings that only jobs read, at planning time: claims.speed_shape is a benchmarked shape, and
     gpu_bench.trained_profile (the path as the workflow resolved it) is readable, with a `density` array of
-    layers x features that has gpu_bench.trained_layer, finite there (else ConfigError / InputFileError naming the
-    key or the file)."""
+    layers x features that has gpu_bench.trained_layer, finite there (else ConfigError naming the key and file)."""
     shape, shapes = config["claims"]["speed_shape"], config["gpu_bench"]["shapes"]
     if shape not in shapes:
         raise ConfigError(f"config key 'claims.speed_shape': {shape!r} is not a shape of gpu_bench.shapes "
@@ -256,9 +254,12 @@ def check_bench_settings(config: dict[str, Any], trained_profile: str | None) ->
     import numpy as np
 
     path, layer = trained_profile, config["gpu_bench"]["trained_layer"]
-    with reading(path, "feature-density profile (npz with 'density')", hint="gpu_bench.trained_profile names it"), \
-            np.load(path) as z:
-        density = np.asarray(z["density"], dtype=float)
+    try:
+        with np.load(path) as z:
+            density = np.asarray(z["density"], dtype=float)
+    except (OSError, ValueError, KeyError) as exc:
+        why = "missing" if isinstance(exc, FileNotFoundError) else f"not an npz with 'density' ({type(exc).__name__})"
+        raise ConfigError(f"config key 'gpu_bench.trained_profile': {path}: {why}") from exc
     if density.ndim != 2 or not 0 <= layer < density.shape[0]:
         raise ConfigError(f"config key 'gpu_bench.trained_layer': {layer}, but {path} holds "
                           f"{density.shape[0] if density.ndim == 2 else 'no'} layers (an array of layers x features)")

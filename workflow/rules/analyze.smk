@@ -183,7 +183,7 @@ if TRAINED_PROFILE and not os.path.isabs(TRAINED_PROFILE):
     TRAINED_PROFILE = os.path.relpath(os.path.join(workflow.basedir, TRAINED_PROFILE))
 try:  # what only the benchmark and claims jobs read, checked before any job
     check_bench_settings(config, TRAINED_PROFILE)
-except (ConfigError, InputFileError) as exc:
+except ConfigError as exc:
     sys.exit(f"config error: {exc}")
 GPU_SHAPES = list(config["gpu_bench"]["shapes"])
 GPU_PROCESSES = list(range(config["gpu_bench"]["processes"]))  # independent benchmark processes, a job each

@@ -10,7 +10,6 @@ try:
     from act24.corpus import sources as corpus_sources
     from act24.corpus import DataError
     from act24.experiment import check_bench_settings, check_config, device_warning, variant_label, variant_seeds
-    from act24.io import InputFileError
     from act24.report.claims import ClaimThresholds, ideal_speedups
     from act24.report.palette import variant_palette
     from act24.layout import (CHECKPOINT, DENSITY, INFERENCE, METRICS, STATS, SUMMARY,
