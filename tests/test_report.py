@@ -600,3 +600,17 @@ def test_table1_gaps_follow_each_ablation_over_training():
     assert gaps["gap"].round(4).tolist() == [0.001, 0.026, 0.051] and gaps["seeds"].tolist() == [3, 3, 3]
     assert gaps["paper_final_gap"].iloc[0] == pytest.approx(0.267)
     assert (gaps["ci_low"] <= gaps["gap"]).all() and (gaps["gap"] <= gaps["ci_high"]).all()
+
+
+def test_a_notebook_reads_the_committed_reference_where_results_lack_a_table_and_says_how_to_make_it(tmp_path,
+                                                                                                      capsys):
+    from act24.report.results import results_or_reference
+
+    made, reference = tmp_path / "results", tmp_path / "reference"
+    (made / "tables").mkdir(parents=True)
+    assert results_or_reference(made, reference, "tables/table1.csv", "make x") == reference
+    assert capsys.readouterr().out == (f"{made}/tables/table1.csv is not made here yet (`make x`, from the repository "
+                                       f"root makes it): showing the committed reference {reference} instead\n")
+    (made / "tables" / "table1.csv").write_text("row\n")
+    assert results_or_reference(made, reference, "tables/table1.csv", "make x") == made
+    assert capsys.readouterr().out == ""

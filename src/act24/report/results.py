@@ -15,6 +15,17 @@ from ..layout import INFERENCE, run_dir
 __all__ = ["find_runs", "read_density", "read_inference", "read_metrics", "read_stats", "read_summaries", "run_dir"]
 
 
+def results_or_reference(results: str | Path, reference: str | Path, needs: str, make: str) -> Path:
+    """The folder a notebook reads: `results` when it holds `needs` (a file below it), else the committed
+    `reference` folder, saying so, with the command (`make`, run from the repository root) that makes it here."""
+    results, reference = Path(results), Path(reference)
+    if (results / needs).exists():
+        return results
+    print(f"{results / needs} is not made here yet (`{make}`, from the repository root makes it): showing the "
+          f"committed reference {reference} instead")
+    return reference
+
+
 def find_runs(results: str | Path) -> list[Path]:
     """Every finished run (one with a summary) under `results`/runs, sorted."""
     return sorted(p.parent for p in Path(results).glob(f"runs/*/seed*/{T.SUMMARY}"))
