@@ -160,6 +160,11 @@ def test_command_line_strings_are_read_as_yaml_where_the_schema_wants_another_ty
         check_config(top(train={"steps": "ten"}), SCHEMA, command_line={"train": {"steps": "ten"}})
     with pytest.raises(ConfigError, match="'train.steps': '10' is not of type 'integer'"):
         check_config(top(train={"steps": "10"}), SCHEMA)  # a quoted number in a config file stays an error
+    # YAML 1.1 (PyYAML, Snakemake's config files) leaves `lr: 3e-3` a string; YAML 1.2 and --config read a number
+    cfg = yaml.safe_load("train: {lr: 3e-3}")
+    assert cfg["train"]["lr"] == "3e-3"
+    runs = check_config(top(train=cfg["train"]), SCHEMA)
+    assert next(iter(runs.values())).train.lr == 3e-3
 
 
 def test_null_from_the_command_line_is_null_where_a_string_would_also_do():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +72,15 @@ def apply_assignments(config: dict[str, Any], assignments: list[str]) -> dict[st
 
 
 YAML_NULLS = {"null", "Null", "NULL", "~"}
+# Floats that YAML 1.2 reads as numbers and PyYAML's YAML 1.1 leaves as strings (`lr: 3e-3` in a config file):
+# read as numbers wherever the schema wants one, so that a config file and --config agree.
+YAML11_MISSED_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _coerce_strings(config: dict[str, Any], validator, paths: set[tuple]) -> None:
     """Read the strings at `paths` that the schema rejects as YAML (`'10'` -> 10, `'true'` -> True); `null` and `~`
-    mean null there, also where a string would be allowed (the schema then says whether null is)."""
+    mean null there, also where a string would be allowed (the schema then says whether null is). Anywhere, an
+    exponent float that YAML 1.1 left a string (`3e-3`) is read as the number where the schema wants one."""
     for path in paths:
         *parents, last = path
         holder = config
@@ -85,7 +90,7 @@ def _coerce_strings(config: dict[str, Any], validator, paths: set[tuple]) -> Non
             holder[last] = None
     while True:
         errors = [e for e in validator.iter_errors(config) if e.validator == "type" and isinstance(e.instance, str)
-                  and tuple(e.absolute_path) in paths]
+                  and (tuple(e.absolute_path) in paths or YAML11_MISSED_FLOAT.fullmatch(e.instance))]
         changed = False
         for error in errors:
             *parents, last = error.absolute_path
