@@ -110,6 +110,8 @@ def test_a_separator_splits_one_file_into_documents(tmp_path):
     assert len(train) == 2 and len(val) == 1
     with pytest.raises(data.DataError, match=r"data.local.separator: '\(' is not a regular expression"):
         data.read_local(str(tmp_path / "book.txt"), separator="(")
+    with pytest.raises(data.DataError, match=r"data.local.separator: 'EPILOGUE' matches nowhere in book.txt"):
+        data.read_local(str(tmp_path / "book.txt"), separator="EPILOGUE")
 
 
 def test_files_with_no_text_are_left_out_by_name_and_a_corpus_of_them_stops(tmp_path, capsys):

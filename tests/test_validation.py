@@ -80,6 +80,10 @@ CASES = {
                                     "and variant 'x' trains on train.device 'cpu'"),
     "GPU backend on CPU, top level": (top(sparse={"backend": "fused_fp8_tuned"}),
                                       "config key 'sparse.backend': 'fused_fp8_tuned' runs on CUDA only"),
+    "separator not a regex": (top(data={"source": "local", "local": {"glob": "x/*.txt", "separator": "("}}),
+                              "config key 'data.local.separator': '(' is not a regular expression"),
+    "empty separator": (top(data={"source": "local", "local": {"glob": "x/*.txt", "separator": ""}}),
+                        "config key 'data.local.separator': '' should be non-empty"),
 }
 
 

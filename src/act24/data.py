@@ -116,6 +116,9 @@ def read_local(pattern: str, separator: str | None = None, on_undecodable: str =
             raise DataError(f"data.local.glob: {len(undecodable)} matching files are not UTF-8 text: {listed} (narrow "
                             "the glob, or set data.local.on_undecodable: skip to leave them out)")
         print(f"data.local: left out {len(undecodable)} files that are not UTF-8 text: {listed}", file=sys.stderr)
+    if split and len(docs) == 1 and not split.search(docs[0].text):  # the one file, never split
+        raise DataError(f"data.local.separator: {separator!r} matches nowhere in {docs[0].name}, which stays one "
+                        "document (at least 2 are needed to hold out whole documents): check the expression")
     if not docs:
         why = "is UTF-8 text" if not empty else (
             f"has text{f' between the matches of data.local.separator {separator!r}' if split else ''}")

@@ -28,6 +28,13 @@ def check_config(config: dict[str, Any], schema: str | Path,
     another type, they are read as YAML scalars."""
     _reject_derived_keys(config)
     _validate(config, yaml.safe_load(Path(schema).read_text()), set(_leaf_paths(command_line or {})))
+    separator = (config["data"].get("local") or {}).get("separator")
+    if config["data"]["source"] == "local" and separator:
+        try:
+            re.compile(separator, re.MULTILINE)
+        except re.error as exc:
+            raise ConfigError(f"config key 'data.local.separator': {separator!r} is not a regular expression "
+                              f"({exc})") from exc
     return resolve_runs(config)
 
 
