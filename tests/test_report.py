@@ -1,5 +1,6 @@
 import dataclasses
 import html
+import json
 import math
 import re
 
@@ -614,3 +615,21 @@ def test_a_notebook_reads_the_committed_reference_where_results_lack_a_table_and
     (made / "tables" / "table1.csv").write_text("row\n")
     assert results_or_reference(made, reference, "tables/table1.csv", "make x") == made
     assert capsys.readouterr().out == ""
+
+
+def test_seeds_of_one_variant_with_different_settings_are_refused_by_name(tmp_path):
+    from act24.io import InputFileError
+    from act24.report.results import read_summaries
+
+    runs = []
+    for seed, steps in ((0, 100), (1, 250)):
+        run = tmp_path / "runs" / "sqrelu" / f"seed{seed}"
+        run.mkdir(parents=True)
+        config = {"name": f"sqrelu/seed{seed}", "train": {"steps": steps, "seed": seed}, "model": {"d_model": 64}}
+        (run / "summary.json").write_text(json.dumps({"name": config["name"], "final_val_loss": 4.0,
+                                                      "config": config}))
+        runs.append(run)
+    with pytest.raises(InputFileError, match=r"runs/sqrelu/seed0 and .*runs/sqrelu/seed1 are seeds of one variant "
+                                             r"with different settings \(train.steps 100 / 250\)"):
+        read_summaries(runs)
+    assert len(read_summaries(runs[:1])) == 1

@@ -184,12 +184,33 @@ def test_null_from_the_command_line_is_null_where_a_string_would_also_do():
         check_config(top(train={"steps": "~"}), SCHEMA, command_line={"train": {"steps": "~"}})
 
 
-def test_snakemake_config_overrides_from_the_command_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n", "--directory",
-                           str(tmp_path), "--config", "train={steps: 10, warmup_steps: 2, lr: 1e-3}", "seeds=[3]"],
-                          capture_output=True, text=True)
+def test_snakemake_config_overrides_from_the_command_line_need_a_results_folder_of_their_own(tmp_path):
+    """Overrides that change results would retrain the default runs in place and rewrite their tables: refused
+    unless the experiment names its own results folder; neutral ones (threads) need none."""
+    def dry_run(*config):
+        return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n", "--directory",
+                               str(tmp_path), "--config", *config], capture_output=True, text=True)
+
+    changes = ["train={steps: 10, warmup_steps: 2, lr: 1e-3}", "seeds=[3]"]
+    proc = dry_run(*changes)
+    assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1].startswith(
+        "config error: --config changes seeds, train.lr, train.steps, train.warmup_steps, which would retrain runs")
+    assert "give the experiment a folder of its own, e.g. add results=results/my_experiment" in proc.stderr
+    proc = dry_run(*changes, "results=results/short", "logs=logs/short")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "seed=3" in proc.stdout and "seed=0" not in proc.stdout
+    assert "seed=3" in proc.stdout and "seed=0" not in proc.stdout and "results/short/runs" in proc.stdout
+    assert dry_run("train={threads: 2}").returncode == 0
+
+
+def test_overrides_that_need_a_folder_are_the_ones_that_change_results():
+    from act24.experiment import overrides_needing_a_folder
+
+    assert overrides_needing_a_folder({"train": {"steps": "10", "threads": "2"}, "seeds": ["0"],
+                                       "variants": {"x": {"train": {"lr": "1"}}}}) == ["seeds", "train.steps",
+                                                                                       "variants.x"]
+    assert overrides_needing_a_folder({"train": {"steps": "10"}, "results": "results/x"}) == []
+    assert overrides_needing_a_folder({"analysis": {"finished_runs_only": "true"}, "logs": "l",
+                                       "train": {"checkpoint_every": "5"}}) == []
 
 
 def test_train_set_overrides_one_setting_by_dotted_key(tmp_path):

@@ -38,6 +38,23 @@ def check_config(config: dict[str, Any], schema: str | Path,
     return resolve_runs(config)
 
 
+# Command-line settings that change no result: where results and logs go, how jobs share a device, what a run
+# logs or checkpoints, and reading finished runs only.
+NEUTRAL_OVERRIDES = {("results",), ("logs",), ("gpu_percent_per_run",), ("analysis", "finished_runs_only"),
+                     *(("train", k) for k in ("threads", "checkpoint_every", "log_every", "tensorboard"))}
+
+
+def overrides_needing_a_folder(command_line: dict[str, Any]) -> list[str]:
+    """The settings of Snakemake's `--config` that change results (dotted), when `results` is not among them: they
+    would retrain runs and rewrite tables in the folder of the config files' results, so the workflow asks for a
+    folder of their own. Empty when `results` is given or nothing but neutral settings is."""
+    paths = [p for p in _leaf_paths(command_line) if p]
+    if ("results",) in paths:
+        return []
+    changed = [p for p in paths if not any(p[:len(n)] == n for n in NEUTRAL_OVERRIDES)]
+    return sorted({".".join(k for k in p[:2] if isinstance(k, str)) for p in changed})
+
+
 def _leaf_paths(tree: Any, prefix: tuple = ()) -> list[tuple]:
     if isinstance(tree, dict):
         return [p for k, v in tree.items() for p in _leaf_paths(v, (*prefix, k))]

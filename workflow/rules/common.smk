@@ -9,7 +9,8 @@ try:
     from act24.config import ConfigError
     from act24.corpus import sources as corpus_sources
     from act24.corpus import DataError
-    from act24.experiment import check_bench_settings, check_config, device_warning, variant_label, variant_seeds
+    from act24.experiment import (check_bench_settings, check_config, device_warning, overrides_needing_a_folder,
+                                  variant_label, variant_seeds)
     from act24.report.claims import ClaimThresholds, ideal_speedups
     from act24.report.palette import variant_palette
     from act24.layout import (CHECKPOINT, DENSITY, INFERENCE, METRICS, STATS, SUMMARY,
@@ -24,6 +25,11 @@ try:  # the schema (its defaults filled in), then every run: one line naming the
     ClaimThresholds.from_config(config["claims"])  # read by the claims job only: checked now too
 except ConfigError as exc:
     sys.exit(f"config error: {exc}")
+if changed := overrides_needing_a_folder(workflow.config_settings.overwrite_config):
+    sys.exit(f"config error: --config changes {', '.join(changed)}, which would retrain runs and rewrite the tables "
+             f"in {config['results']}/: give the experiment a folder of its own, e.g. add results={config['results']}/"
+             f"my_experiment logs={config['logs']}/my_experiment (or put the settings in a --configfile with its own "
+             "results:)")
 if device_warning(RUNS):  # at planning time, not after the data steps
     print(device_warning(RUNS), file=sys.stderr)
 

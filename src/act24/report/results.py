@@ -85,13 +85,38 @@ def _read_run_stats(run: Path) -> pd.DataFrame:
     return df.assign(**_identify(run))
 
 
+def _settings(config: dict) -> dict:
+    """A run's settings that must agree across its variant's seeds: all but its name and seed."""
+    return {section: {k: v for k, v in values.items() if k != "seed"} if isinstance(values, dict) else values
+            for section, values in config.items() if section != "name"}
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(a) | set(b))
+    out = []
+    for k in keys:
+        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+            out += _differences(a[k], b[k], f"{prefix}{k}.")
+        elif a.get(k) != b.get(k):
+            out.append(f"{prefix}{k} {a.get(k)!r} / {b.get(k)!r}")
+    return out
+
+
 def read_summaries(runs: Iterable[str | Path]) -> pd.DataFrame:
-    rows = []
+    """The finished runs' summaries, one row each. The seeds of one variant must share every other setting (a
+    table over seeds that mixed, say, 100-step and 250-step runs would be wrong): else an error naming the runs."""
+    rows, first = [], {}
     for run in map(Path, runs):
         s = read_json(run / T.SUMMARY, "run summary")
         if "final_val_loss" not in s:
             raise InputFileError(f"{run / T.SUMMARY}: not a finished run's summary (no final_val_loss); "
                                  f"{rebuild_hint(run / T.SUMMARY)}")
+        if isinstance(s.get("config"), dict):
+            other = first.setdefault(run.parent, (run, _settings(s["config"])))
+            if diff := _differences(other[1], _settings(s["config"])):
+                raise InputFileError(f"{other[0]} and {run} are seeds of one variant with different settings "
+                                     f"({'; '.join(diff[:3])}): rerun them alike, or keep experiments in results "
+                                     "folders of their own (results=...)")
         rows.append({**_identify(run), **{k: v for k, v in s.items() if not isinstance(v, dict)}})
     return _concat([pd.DataFrame(rows)] if rows else [], "run summaries")
 
