@@ -390,3 +390,36 @@ def test_the_command_line_reports_what_the_machine_cannot_do_in_one_line(tmp_pat
     assert main(common + ["--out", str(tmp_path / "again"), "--config", str(summary)]) == 0  # its "config"
     assert json.loads((tmp_path / "again" / "summary.json").read_text())["config"] == json.loads(
         summary.read_text())["config"]
+
+
+def test_act24_train_takes_settings_by_dotted_key_over_the_workflow_config(tmp_path, token_files, monkeypatch):
+    """`act24 train model.d_model=16 train.steps=2`: the workflow's config with these settings, validated as the
+    workflow validates it, into a folder named by the settings (other settings, another folder)."""
+    import json
+    import shutil
+
+    import yaml
+
+    from act24.cli import main
+    from conftest import REPO
+
+    data = tmp_path / "results" / "data"
+    data.mkdir(parents=True)
+    for f in token_files:  # the corpus is there already: nothing to make
+        shutil.copy(f, data / f.name)
+    cfg = tmp_path / "mine.yaml"
+    cfg.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "logs": str(tmp_path / "logs"),
+                                   "data": {"vocab_size": 300}}))
+    monkeypatch.chdir(REPO)
+    small = ["model.d_model=16", "model.n_layers=1", "model.n_heads=2", "model.seq_len=16", "train.batch_size=4",
+             "train.steps=2", "train.warmup_steps=1", "train.eval_batches=1", "train.stats_batch_size=4", "--quiet"]
+    assert main(["train", "--configfile", str(cfg), *small]) == 0
+    (first,) = (tmp_path / "results" / "cli").glob("sqrelu-*/seed0/summary.json")
+    summary = json.loads(first.read_text())
+    assert summary["config"]["model"]["d_model"] == 16 and summary["steps"] == 2
+    assert main(["train", "--configfile", str(cfg), *small, "train.lr=1e-3", "--variant", "swiglu"]) == 0
+    assert len(list((tmp_path / "results" / "cli").glob("*/seed0/summary.json"))) == 2
+    # the same checks as the workflow's, one line each
+    assert main(["train", "--configfile", str(cfg), "train.stpes=3"]) == 2
+    assert main(["train", "--configfile", str(cfg), *small, "--variant", "nope"]) == 2
+    assert main(["train", "--configfile", str(cfg), "data.vocab_size=100"]) == 2

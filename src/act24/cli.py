@@ -13,21 +13,38 @@ from .io import InputFileError, SetupError, reading
 
 
 def _train(args) -> int:
-    from pathlib import Path
-
+    """One run: from a run config (--config, with its token files), or from the workflow's config with KEY=VALUE
+    settings (its corpus made first if missing)."""
     from .train import describe, train
+
+    if args.config:
+        cfg, tokens, out = _run_from_file(args)
+    else:
+        from .sweep import make_token_files, single_run
+
+        config, cfg, folder = single_run(args.configfile, args.assignments, args.variant, args.seed)
+        tokens, out = make_token_files(config, args.configfile), args.out or folder
+        print(f"{cfg.name}: {out}", flush=True)
+    summary = train(cfg, *tokens, out, progress=not args.quiet, resume_dir=args.resume_dir,
+                    keep_resume=args.keep_resume)
+    print(f"{describe(summary)} -> {out}")
+    return 0
+
+
+def _run_from_file(args):
+    from pathlib import Path
 
     from .experiment import apply_assignments
 
+    missing = [f"--{k.replace('_', '-')}" for k in ("train_tokens", "val_tokens", "out") if not getattr(args, k)]
+    if missing or args.assignments:
+        raise ConfigError(f"act24 train --config needs {', '.join(missing) or 'no KEY=VALUE (use --set)'}")
     with reading(args.config, "run config", hint="give a RunConfig JSON, or a finished run's summary.json "
                                                   "(results/runs/<variant>/seed<k>/summary.json: its \"config\")"):
         spec = json.loads(Path(args.config).read_text())
     cfg = RunConfig.from_dict(apply_assignments(spec.get("config", spec) if "final_val_loss" in spec else spec,
                                                 args.set))
-    summary = train(cfg, args.train_tokens, args.val_tokens, args.out, progress=not args.quiet,
-                    resume_dir=args.resume_dir, keep_resume=args.keep_resume)
-    print(f"{describe(summary)} -> {args.out}")
-    return 0
+    return cfg, (args.train_tokens, args.val_tokens), args.out
 
 
 def _sweep(args) -> int:
@@ -117,6 +134,29 @@ def _env(_args) -> int:
     return 0
 
 
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train one model: `act24 train model.d_model=256 train.steps=100` (the "
+                                     "workflow's config with these settings), or from a run config (--config)")
+    p.add_argument("assignments", nargs="*", metavar="KEY=VALUE",
+                   help="settings of config/config.yaml by dotted key, e.g. train.steps=100 model.d_model=256")
+    p.add_argument("--configfile", action="append", default=[],
+                   help="a config file merged over config/config.yaml first (repeatable)")
+    p.add_argument("--variant", help="the variant to train (default: analysis.sparsity_variant)")
+    p.add_argument("--seed", type=int, help="its seed (default: the variant's first)")
+    p.add_argument("--config", help="a run config instead: JSON of act24.config.RunConfig, or a run's summary.json")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --config: override one of its settings, e.g. --set train.steps=10 (repeatable)")
+    p.add_argument("--train-tokens", help="with --config: train.npy from the tokenize rule")
+    p.add_argument("--val-tokens", help="with --config: val.npy from the tokenize rule")
+    p.add_argument("--out", help="output folder (default without --config: <results>/cli/<variant>-<settings "
+                                 "hash>/seed<k>)")
+    p.add_argument("--resume-dir", help="folder for resumable checkpoints: a rerun continues from the last one")
+    p.add_argument("--keep-resume", action="store_true", help="keep the last resumable checkpoint when the run "
+                                                                   "finishes (it is removed otherwise)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_train)
+
+
 def _add_sweep(sub) -> None:
     p = sub.add_parser("sweep", help="train the runs of a workflow config without Snakemake, several at a time (e.g. "
                                      "on an offline GPU machine); finished runs are skipped")
@@ -135,19 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"act24 {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train one model from a run config (JSON of act24.config.RunConfig)")
-    p.add_argument("--config", required=True)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one setting of the run config, e.g. --set train.steps=10 (repeatable)")
-    p.add_argument("--train-tokens", required=True, help="train.npy from the tokenize rule")
-    p.add_argument("--val-tokens", required=True, help="val.npy from the tokenize rule")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--resume-dir", help="folder for resumable checkpoints: a rerun continues from the last one")
-    p.add_argument("--keep-resume", action="store_true", help="keep the last resumable checkpoint when the run "
-                                                                   "finishes (it is removed otherwise)")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=_train)
-
+    _add_train(sub)
     _add_sweep(sub)
 
     p = sub.add_parser("backends", help="list the 2:4 GEMM backends, why any is unavailable, and check the "
@@ -173,7 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("env", help="software versions and devices, as written next to results")
     p.set_defaults(func=_env)
 
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # `act24 train` takes KEY=VALUE settings after its options too
+        if args.command != "train" or any("=" not in e or e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.assignments += extra
     try:
         return args.func(args)
     except ConfigError as exc:

@@ -13,28 +13,84 @@ set, a run cut short (a time limit, a lost machine) continues from its last chec
 from __future__ import annotations
 
 import concurrent.futures as cf
+import hashlib
+import json
 import multiprocessing
+import os
+import subprocess
+import sys
 import time
 import traceback
 from pathlib import Path
 
 import yaml
 
-from .config import RunConfig
-from .experiment import _merge, check_config
-from .io import log_to, write_json
+from .config import ConfigError, RunConfig
+from .experiment import _merge, apply_assignments, check_config, variant_seeds
+from .io import SetupError, log_to, write_json
 from .layout import CHECKPOINT, INFERENCE, SUMMARY, remove_finished_resume_folders, resume_dir, run_dir
 
 FAILED = "failed.json"
 
 
-def load_config(configfiles: list[str], base: str = "config/config.yaml",
-                schema: str = "workflow/schemas/config.schema.yaml") -> tuple[dict, dict[tuple[str, int], RunConfig]]:
-    """(config, runs) as the workflow sees them: `base`, then each file of `configfiles` merged over it."""
+BASE, SCHEMA = "config/config.yaml", "workflow/schemas/config.schema.yaml"  # relative to the repository root
+
+
+def read_config(configfiles: list[str], base: str = BASE) -> dict:
+    """`base`, then each file of `configfiles` merged over it, as Snakemake merges them (not yet checked)."""
     config = yaml.safe_load(Path(base).read_text())
     for path in configfiles:
         config = _merge(config, yaml.safe_load(Path(path).read_text()))
+    return config
+
+
+def load_config(configfiles: list[str], base: str = BASE,
+                schema: str = SCHEMA) -> tuple[dict, dict[tuple[str, int], RunConfig]]:
+    """(config, runs) as the workflow sees them: `base`, then each file of `configfiles` merged over it."""
+    config = read_config(configfiles, base)
     return config, check_config(config, schema)
+
+
+FOLDER_KEYS = ("data", "results", "logs")  # the corpus and the folders: the config files' business
+
+
+def single_run(configfiles: list[str], assignments: list[str], variant: str | None = None, seed: int | None = None,
+               base: str = BASE, schema: str = SCHEMA) -> tuple[dict, RunConfig, Path]:
+    """The run `act24 train KEY=VALUE ...` trains: config/config.yaml (then each of `configfiles`) with each
+    dotted assignment set as the workflow's `--config` would set it, validated the same way; the variant (default
+    analysis.sparsity_variant) and seed (default its first). Returns (config, run, its folder:
+    <results>/cli/<variant>-<hash of its settings>/seed<k>, so that runs with other settings never share one)."""
+    if bad := [a for a in assignments if a.partition("=")[0].split(".")[0] in FOLDER_KEYS]:
+        raise ConfigError(f"{bad[0]!r}: the corpus and the folders come from the config files; put them in a "
+                          "--configfile (with results: of its own)")
+    config = apply_assignments(read_config(configfiles, base), assignments)
+    runs = check_config(config, schema)
+    variant = variant or config["analysis"]["sparsity_variant"]
+    if variant not in config["variants"]:
+        raise ConfigError(f"--variant {variant!r}: not a variant (have: {', '.join(config['variants'])})")
+    seed = variant_seeds(config, variant)[0] if seed is None else seed
+    if (variant, seed) not in runs:
+        raise ConfigError(f"--seed {seed}: variant {variant!r} runs seeds {variant_seeds(config, variant)}")
+    run = runs[(variant, seed)]
+    settings = run.to_dict()
+    settings.pop("name")
+    settings["train"] = {k: v for k, v in settings["train"].items() if k != "seed"}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return config, run, Path(config["results"]) / "cli" / f"{variant}-{digest}" / f"seed{seed}"
+
+
+def make_token_files(config: dict, configfiles: list[str]) -> tuple[str, str]:
+    """The config's token arrays, made by the workflow's data rules first if they are missing."""
+    data = Path(config["results"]) / "data"
+    train, val = data / "train.npy", data / "val.npy"
+    if not (train.exists() and val.exists()):
+        print(f"making the corpus and its tokens first: snakemake {train} {val}", flush=True)
+        cmd = [sys.executable, "-m", "snakemake", "--cores", str(os.cpu_count() or 1), str(train), str(val)]
+        done = subprocess.run(cmd + (["--configfile", *configfiles] if configfiles else []))
+        if done.returncode:
+            raise SetupError(f"the data rules failed (exit {done.returncode}; their logs are under "
+                             f"{config['logs']}/): `{' '.join(cmd)}`")
+    return str(train), str(val)
 
 
 def _train_one(cfg_dict: dict, train: str, val: str, out: str, resume: str, log: str,
