@@ -12,7 +12,14 @@ EXTRAS ?= workflow,test,gpu,slurm
 TORCH_VERSION := $(shell sed -n 's/^torch==//p' requirements-lock.txt)
 TORCH_INDEX   ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: setup pipeline report test test-gpu clean
+# A CUDA machine: torch from PyTorch's CUDA 13.0 index at the GPU lock's version, the package with the GPU extras
+# and CUTLASS's headers, every version the GPU lock pins; then `act24 env` checks nvcc, CUTLASS, cuSPARSELt and
+# xformers' kernels, a line each.
+GPU_TORCH_INDEX   ?= https://download.pytorch.org/whl/cu130
+GPU_TORCH_VERSION := $(shell sed -n 's/^torch==\([0-9.]*\).*/\1/p' requirements-gpu-lock.txt)
+GPU_STAMP         := $(VENV)/.act24-gpu-installed
+
+.PHONY: setup setup-gpu gpu-wheels pipeline report test test-gpu clean
 
 setup: $(STAMP)
 
@@ -24,6 +31,21 @@ $(STAMP): requirements-lock.txt pyproject.toml
 	       $(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION); }
 	$(BIN)/python -m pip install --quiet -c requirements-lock.txt -e ".[$(EXTRAS)]"
 	touch $(STAMP)
+
+setup-gpu: $(GPU_STAMP)
+
+$(GPU_STAMP): requirements-gpu-lock.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --index-url $(GPU_TORCH_INDEX) torch==$(GPU_TORCH_VERSION)
+	$(BIN)/python -m pip install --quiet -c requirements-gpu-lock.txt -e ".[workflow,test,gpu,cutlass]" \
+	  nvidia-cuda-runtime-cu12
+	touch $(GPU_STAMP) $(STAMP)
+	$(BIN)/act24 env
+
+# For a GPU machine without network: the wheels it needs beyond a CUDA PyTorch image, to copy there with the project.
+gpu-wheels: $(STAMP)
+	$(BIN)/act24 wheels --out wheels
 
 pipeline: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)

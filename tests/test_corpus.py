@@ -168,3 +168,13 @@ def test_the_sweep_trains_what_is_missing_and_a_failed_run_is_a_row_with_its_rea
     assert rows[0]["status"] == "ok"
     assert log.read_text().startswith("before the cut\nswiglu/seed0: resuming at step 2")  # appended
     assert not resume.exists() and not resume_dir(results, "sqrelu", 0).exists()
+
+
+def test_offline_wheels_carry_what_a_cuda_image_lacks_and_the_cuda12_runtime():
+    from act24.wheels import pins_to_fetch
+
+    report = {"install": [{"metadata": {"name": n, "version": v}} for n, v in (
+        ("xformers", "0.0.35"), ("torch", "2.11.0"), ("nvidia-cublas", "13.1"), ("nvidia-cuda-runtime-cu12", "12.8.90"),
+        ("nvidia-cutlass", "4.2.0.0"), ("snakemake", "9.27.1"), ("numpy", "2.5"), ("PyYAML", "6.0.2"))]}
+    assert pins_to_fetch(report) == ["xformers==0.0.35", "nvidia-cuda-runtime-cu12==12.8.90",
+                                     "nvidia-cutlass==4.2.0.0", "snakemake==9.27.1", "PyYAML==6.0.2"]

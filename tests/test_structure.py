@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "src" / "act24"
 # Lower layers never import higher ones (a module may import its own layer).
 LAYERS = [
-    {"settings", "layout", "sparsity.recipe", "config", "experiment", "intervals"},
+    {"settings", "layout", "sparsity.recipe", "config", "experiment", "intervals", "wheels"},
     {"sparsity.pattern", "sparsity.stats", "io", "data", "corpus", "offline", "distributed", "progress"},
     {"kernels"},
     {"ffn"},

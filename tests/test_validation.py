@@ -269,3 +269,21 @@ def test_settings_only_jobs_read_are_checked_at_planning(tmp_path):
     cfg = top(analysis={"reference_shapes": copy.deepcopy(shapes)})
     check_config(cfg, SCHEMA, command_line={"analysis": {"reference_shapes": shapes}})
     assert cfg["analysis"]["reference_shapes"]["x"] == {"d_model": 64, "n_layers": 2, "n_heads": 2}
+
+
+def test_the_gpu_install_target_takes_torch_from_the_cuda_index_at_the_gpu_locks_version():
+    lock = (REPO / "requirements-gpu-lock.txt").read_text()
+    version = next(line.split("==")[1].split("+")[0] for line in lock.splitlines() if line.startswith("torch=="))
+    proc = subprocess.run(["make", "-n", "-B", "setup-gpu"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert f"--index-url https://download.pytorch.org/whl/cu130 torch=={version}" in out
+    assert '-c requirements-gpu-lock.txt -e ".[workflow,test,gpu,cutlass]"' in out and "act24 env" in out
+
+
+def test_env_has_a_line_for_each_gpu_tool():
+    from act24.cli import toolchain
+
+    lines = toolchain()
+    assert list(lines) == ["nvcc", "CUTLASS headers", "cuSPARSELt", "xformers 2:4 kernels"]
+    assert all(line.startswith(("ok, ", "missing: ", "not loaded: ")) for line in lines.values()), lines

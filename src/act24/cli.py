@@ -1,4 +1,4 @@
-"""Console entry point: `act24 train|sweep|backends|bench-gpu|params|env`."""
+"""Console entry point: `act24 train|sweep|backends|bench-gpu|params|env|wheels`."""
 
 from __future__ import annotations
 
@@ -131,7 +131,40 @@ def _env(_args) -> int:
     from .io import environment_info
 
     print(json.dumps(environment_info(), indent=2))
+    for name, line in toolchain().items():
+        print(f"{name}: {line}")
     return 0
+
+
+def toolchain() -> dict[str, str]:
+    """A line each for what the GPU paths need beyond torch: nvcc and CUTLASS's headers (the sm90a GEMM's build),
+    cuSPARSELt (torch's), xformers' compiled 2:4 kernels; each "ok ..." or why not."""
+    import torch
+
+    from .io import xformers_info
+    from .kernels.sm90_gemm.build import Sm90GemmUnavailable, cutlass_includes, find_nvcc
+
+    lines = {}
+    for name, probe in (("nvcc", find_nvcc), ("CUTLASS headers", lambda: cutlass_includes()[0].removeprefix("-I"))):
+        try:
+            lines[name] = f"ok, {probe()}"
+        except Sm90GemmUnavailable as exc:
+            lines[name] = f"missing: {exc}"
+    version = torch.backends.cusparselt.version() if torch.backends.cusparselt.is_available() else None
+    lines["cuSPARSELt"] = f"ok, {version}" if version else "missing: this torch build has no cuSPARSELt"
+    x = xformers_info()
+    lines["xformers 2:4 kernels"] = ("ok, " + x["xformers"]) if x.get("xformers_extensions") == "loaded" else \
+        x.get("xformers_extensions", f"missing: xformers {x['xformers']}")
+    return lines
+
+
+def _wheels(args) -> int:
+    from .wheels import DEFAULT_REQUIREMENTS, fetch
+
+    failed = fetch(args.out, args.requirements or DEFAULT_REQUIREMENTS, args.python)
+    print(f"wheels in {args.out}; on the GPU machine: python3 -m pip install --no-index --find-links {args.out} "
+          "-e '.[workflow,gpu,cutlass]' (or --target a folder on PYTHONPATH)")
+    return 1 if failed else 0
 
 
 def _add_train(sub) -> None:
@@ -198,8 +231,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--multiple-of", type=int, default=128)
     p.set_defaults(func=_params)
 
-    p = sub.add_parser("env", help="software versions and devices, as written next to results")
+    p = sub.add_parser("env", help="software versions and devices, as written next to results, and a line each for "
+                                   "nvcc, CUTLASS, cuSPARSELt and xformers' kernels")
     p.set_defaults(func=_env)
+
+    p = sub.add_parser("wheels", help="download the wheels an offline GPU machine needs (what a CUDA PyTorch image "
+                                      "lacks) into a folder to carry there")
+    p.add_argument("--out", required=True, help="the folder to fill")
+    p.add_argument("--python", default="3.12", help="the GPU machine's Python version")
+    p.add_argument("requirements", nargs="*", help="instead of the default set (xformers, the CUDA 12 runtime, "
+                                                   "nvidia-cutlass, nvidia-ml-py, snakemake)")
+    p.set_defaults(func=_wheels)
 
     args, extra = parser.parse_known_args(argv)
     if extra:  # `act24 train` takes KEY=VALUE settings after its options too
