@@ -633,3 +633,30 @@ def test_seeds_of_one_variant_with_different_settings_are_refused_by_name(tmp_pa
                                              r"with different settings \(train.steps 100 / 250\)"):
         read_summaries(runs)
     assert len(read_summaries(runs[:1])) == 1
+
+
+def test_paper_tables_come_as_booktabs_latex_with_every_special_character_escaped():
+    from act24.report.tables import to_latex
+
+    df = pd.DataFrame({"row": ["no_dy1_mask", "full & 50%"], "val_loss": [2.6521, float("nan")], "seeds": [3, 3]})
+    tex = to_latex(df, "Table 1 # ablations", "tab:t1")
+    lines = tex.splitlines()
+    assert lines[:6] == ["\\begin{table}[t]", "\\centering", "\\caption{Table 1 \\# ablations}", "\\label{tab:t1}",
+                         "\\begin{tabular}{lrr}", "\\toprule"]
+    assert lines[6:10] == ["row & val loss & seeds \\\\", "\\midrule", "no\\_dy1\\_mask & 2.652 & 3 \\\\",
+                           "full \\& 50\\% &  & 3 \\\\"]
+    assert lines[10:] == ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+
+
+def test_the_claims_markdown_keeps_long_texts_out_of_its_table():
+    from act24.report.tables import claims_markdown
+
+    df = pd.DataFrame([{"id": "C1", "claim": "matches", "paper": "2.651 vs 2.654", "ours": "x " * 400,
+                        "verdict": "inconclusive: the 95% interval [-0.051, -0.007] contains -0.02 nats "
+                                   "(borderline: far too long to sit in a table cell)",
+                        "criterion": "non-inferiority", "source": "tables/quality.md"}])
+    md = claims_markdown(df)
+    assert max(map(len, md.splitlines())) <= 160
+    assert "| C1   | matches | inconclusive: the 95% interval [-0.051, -0.007] contains -0.02 nats |" in md
+    assert "\n### C1: matches\n" in md and "- **criterion**: non-inferiority" in md
+    assert md.split().count("x") == 400  # every word of the long text is kept, wrapped

@@ -121,6 +121,7 @@ rule table1:
     output:
         csv=f"{TABLES}/table1.csv",
         md=f"{TABLES}/table1.md",
+        tex=f"{TABLES}/table1.tex",
         html=report(f"{TABLES}/table1.html", caption="../report/table1.rst", category="Tables"),
     params:
         table="table1",
@@ -298,6 +299,7 @@ rule gpu_tables:
         model_step=rules.model_step_combine.output.csv,
     output:
         **{t: f"{TABLES}/gpu_{t}.md" for t in GPU_TABLES},
+        speedups_tex=f"{TABLES}/gpu_speedups.tex",
         **{f"{t}_html": report(f"{TABLES}/gpu_{t}.html", caption=f"../report/gpu_{t}.rst", category="GPU benchmarks")
            for t in GPU_TABLES},
     conda:

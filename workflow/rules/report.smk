@@ -178,6 +178,7 @@ rule claims:
     output:
         csv=f"{TABLES}/claims.csv",
         md=f"{TABLES}/claims.md",
+        tex=f"{TABLES}/claims.tex",
         html=report(f"{TABLES}/claims.html", caption="../report/claims.rst", category="Claims"),
     params:
         claims=config["claims"],

@@ -24,4 +24,9 @@ with log_to(snakemake.log[0]):  # the imports too: an import error also ends the
         raise ValueError(f"unknown table {which!r}")
     df.to_csv(snakemake.output.csv, index=False)
     tables.write_table(df, snakemake.output.md, snakemake.output.html)
+    if which == "table1":  # the paper table, also for LaTeX
+        cols = [c for c in ("label", "paper_loss", "val_loss_mean", "diff_vs_dense_sqrelu", "ci_low", "ci_high",
+                            "seeds", "effect") if c in df]
+        Path(snakemake.output.tex).write_text(tables.to_latex(df[cols], "Table 1: the 2:4 recipe's ablations",
+                                                              "tab:table1"))
     print(df.to_string())

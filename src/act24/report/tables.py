@@ -116,6 +116,44 @@ def to_html(df: pd.DataFrame, title: str, floatfmt: str = ".4g") -> str:
             "</body></html>\n")
 
 
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _latex_text(text: str) -> str:
+    return "".join(LATEX_SPECIAL.get(c, c) for c in text).replace("−", "$-$").replace("±", "$\\pm$")
+
+
+def to_latex(df: pd.DataFrame, caption: str, label: str, floatfmt: str = ".4g") -> str:
+    """A booktabs LaTeX table (\\usepackage{booktabs}) of `df` for a paper: headers with underscores as spaces,
+    numbers right-aligned, the cells as the Markdown table shows them, every special character escaped."""
+    shown = _shown(df, floatfmt)
+    spec = "".join("r" if n else "l" for n in _numeric(df))
+    head = " & ".join(_latex_text(str(c).replace("_", " ")) for c in df.columns)
+    body = "\n".join(" & ".join(_latex_text(v) for v in row) + r" \\" for row in shown.itertuples(index=False))
+    return (f"\\begin{{table}}[t]\n\\centering\n\\caption{{{_latex_text(caption)}}}\n\\label{{{label}}}\n"
+            f"\\begin{{tabular}}{{{spec}}}\n\\toprule\n{head} \\\\\n\\midrule\n{body}\n\\bottomrule\n"
+            "\\end{tabular}\n\\end{table}\n")
+
+
+def claims_markdown(df: pd.DataFrame, width: int = 118) -> str:
+    """The claims for a person: a table of id, claim and verdict, then each claim's paper value, ours, the
+    criterion and the source as wrapped text (long texts in table cells made lines of 800 characters)."""
+    import textwrap
+
+    short = df[["id", "claim", "verdict"]].copy()
+    short["verdict"] = short["verdict"].map(lambda v: str(v).split(" (")[0] if len(str(v)) > 60 else v)
+    parts = [to_markdown(short)]
+    for r in df.itertuples(index=False):
+        parts.append(f"\n### {r.id}: {r.claim}\n")
+        for name in ("paper", "ours", "verdict", "criterion", "source"):
+            text = str(getattr(r, name, "") or "")
+            if text and text != "nan":
+                parts.append(textwrap.fill(text, width, initial_indent=f"- **{name}**: ", subsequent_indent="  ")
+                             + "\n")
+    return "".join(parts)
+
+
 def write_table(df: pd.DataFrame, md: str | Path, html_page: str | Path, floatfmt: str = ".4g") -> None:
     """The table as markdown (for reading on GitHub) and as HTML (for the report)."""
     Path(md).write_text(to_markdown(df, floatfmt))
