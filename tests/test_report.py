@@ -660,3 +660,43 @@ def test_the_claims_markdown_keeps_long_texts_out_of_its_table():
     assert "| C1   | matches | inconclusive: the 95% interval [-0.051, -0.007] contains -0.02 nats |" in md
     assert "\n### C1: matches\n" in md and "- **criterion**: non-inferiority" in md
     assert md.split().count("x") == 400  # every word of the long text is kept, wrapped
+
+
+def test_table1_figure_draws_the_no_loss_band_and_holds_every_point_on_its_axes():
+    from act24.report import figures
+
+    steps = [0, 50, 100]
+    final = {"sq": 0.0, "sw": 0.30, "full": 0.01}  # SwiGLU far above: it used to run off the axis
+    metrics = pd.DataFrame([{"split": "val", "variant": v, "seed": s, "step": st, "tokens": st * 10,
+                             "loss": 4.0 + d * st / 100 + 0.002 * s} for v, d in final.items() for s in (0, 1, 2)
+                            for st in steps])
+    table = pd.DataFrame([
+        {"row": "dense_sqrelu", "variant": "sq", "label": "Squared-ReLU", "diff_vs_dense_sqrelu": np.nan,
+         "ci_low": np.nan, "ci_high": np.nan, "paper_diff": 0.0, "diverged": 0, "seeds": 3, "interval": ""},
+        {"row": "dense_swiglu", "variant": "sw", "label": "SwiGLU", "diff_vs_dense_sqrelu": 0.30, "ci_low": 0.28,
+         "ci_high": 0.32, "paper_diff": 0.003, "diverged": 0, "seeds": 3, "interval": "paired t, 3 seeds"},
+        {"row": "full", "variant": "full", "label": "full recipe", "diff_vs_dense_sqrelu": 0.01, "ci_low": -0.01,
+         "ci_high": 0.03, "paper_diff": 0.001, "diverged": 0, "seeds": 3, "interval": "paired t, 3 seeds"}])
+    fig = figures.table1_ablation(metrics, table, margin=0.02)
+    left, panels = fig.axes[0], fig.axes[1:]
+    band = [p for p in left.patches if abs(p.get_x() + 0.02) < 1e-9 and abs(p.get_width() - 0.04) < 1e-9]
+    assert len(band) == 1  # the ±0.02 no-loss band
+    lo, hi = left.get_xlim()
+    assert lo < -0.02 and hi > 0.32  # the band, SwiGLU's interval and seeds
+    for ax in panels:  # the panels share a y scale that holds SwiGLU's difference during training
+        assert ax.get_ylim()[1] > 0.30 + 0.002 * 2 and ax.get_ylim()[0] < 0
+
+
+def test_drop24_names_its_variant_and_draws_a_band_over_seeds():
+    from matplotlib.collections import PolyCollection
+
+    from act24.report import figures
+    from act24.report.figures import DROP_COLUMNS
+
+    stats = pd.DataFrame([{"variant": "sqrelu", "seed": s, "layer": l, "tokens": t, **{c: 0.05 + 0.01 * s
+                                                                                       for c in DROP_COLUMNS}}
+                          for s in (0, 1, 2) for l in (0, 1) for t in (0, 100, 200)])
+    fig = figures.drop_fractions(stats)
+    ax = fig.axes[0]
+    assert "sqrelu" in ax.get_title() and "3 seeds' range" in ax.get_title()
+    assert any(isinstance(c, PolyCollection) for c in ax.collections)  # the band

@@ -83,6 +83,7 @@ rule fig_table1:
     params:
         figure="table1",
         palette=PALETTE,
+        margin=config["claims"]["c5_loss_tolerance"],  # the no-loss margin the C5 verdict uses
     conda:
         "../../environment.yml"
     log:

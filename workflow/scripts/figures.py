@@ -28,7 +28,8 @@ with log_to(snakemake.log[0]):  # the imports too: an import error also ends the
         fig = figures.table1_gaps(gaps)
     elif which == "table1":
         fig = figures.table1_ablation(results.read_metrics(Path(p).parent for p in snakemake.input.metrics),
-                                      ablation.read_table1(snakemake.input.table), snakemake.params.palette)
+                                      ablation.read_table1(snakemake.input.table), snakemake.params.palette,
+                                      snakemake.params.margin)
     else:
         raise ValueError(f"unknown figure {which!r}")
     figures.save(fig, snakemake.output.png, snakemake.output.pdf)

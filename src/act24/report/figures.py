@@ -78,10 +78,12 @@ def _label_colours(df: pd.DataFrame, palette: dict[str, str]) -> dict[str, str]:
     return {label: palette.get(v, "grey") for v, label in zip(df["variant"], df["label"])}
 
 
-def table1_ablation(metrics: pd.DataFrame, table: pd.DataFrame, palette: dict[str, str] | None = None) -> plt.Figure:
+def table1_ablation(metrics: pd.DataFrame, table: pd.DataFrame, palette: dict[str, str] | None = None,
+                    margin: float | None = None) -> plt.Figure:
     """Table 1 mirror. Left: each row's final validation loss minus dense Squared-ReLU's, seed by seed (dots,
-    paired on the seed), our mean with its 95% interval (bar) and the paper's difference (hollow diamond).
-    Right: one small panel per row, the same difference during training (mean over seeds, band min..max).
+    paired on the seed), our mean with its 95% interval (bar) and the paper's difference (hollow diamond), in front
+    of the band ±`margin` (the no-loss margin that decides C1 / C5). Right: one small panel per row, the same
+    difference during training (mean over seeds, band min..max). Every axis holds every point it draws.
     `table`: report.ablation.read_table1; `palette`: variant -> colour (report.palette)."""
     rows = table[(table["row"] != "context") & (table["variant"] != "")].reset_index(drop=True)
     palette = palette or variant_palette(list(rows["variant"]))
@@ -99,7 +101,7 @@ def table1_ablation(metrics: pd.DataFrame, table: pd.DataFrame, palette: dict[st
                          - ref.reindex(pd.MultiIndex.from_frame(val[["seed", "step"]])).to_numpy())
     else:
         val = val.assign(diff=np.nan)
-    _table1_endpoints(fig.add_subplot(grid[:, 0]), rows, val, colour)
+    _table1_endpoints(fig.add_subplot(grid[:, 0]), rows, val, colour, margin)
     first = None
     for k, r in enumerate(others.itertuples()):
         ax = fig.add_subplot(grid[k // ncols, 1 + k % ncols], sharey=first, sharex=first)
@@ -112,19 +114,27 @@ def table1_ablation(metrics: pd.DataFrame, table: pd.DataFrame, palette: dict[st
         _training_tokens_axis(ax, "training tokens" if k + ncols >= len(others) else "")
         ax.set_ylabel("")
         ax.tick_params(labelsize=7)
-    late = val.loc[val["step"] >= val["step"].max() / 4, "diff"].dropna()
+    # every drawn row's band after the first tenth of training (the start, all near log(vocab), would flatten it)
+    late = val.loc[val["variant"].isin(others["variant"]) & (val["step"] >= val["step"].max() / 10), "diff"].dropna()
     if first is not None and not late.empty:
-        first.set_ylim(min(late.min(), 0) - 0.02, max(late.max(), 0) + 0.02)
+        pad = 0.05 * (late.max() - late.min()) + 0.01
+        first.set_ylim(min(late.min(), 0) - pad, max(late.max(), 0) + pad)
     fig.suptitle("Table 1: each row against dense Squared-ReLU (right: validation loss difference during training)",
                  fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def _table1_endpoints(ax, rows: pd.DataFrame, val: pd.DataFrame, colour: dict[str, str]) -> None:
-    """The final differences: seeds (dots), mean and interval (bar), the paper's (hollow diamond)."""
+def _table1_endpoints(ax, rows: pd.DataFrame, val: pd.DataFrame, colour: dict[str, str],
+                      margin: float | None = None) -> None:
+    """The final differences: seeds (dots), mean and interval (bar), the paper's (hollow diamond), the ±margin
+    band; the x axis holds all of them."""
     y = np.arange(len(rows))[::-1]
     final = val[val["step"] == val.groupby(["variant", "seed"])["step"].transform("max")]
+    if margin:
+        ax.axvspan(-margin, margin, color="tab:green", alpha=0.12, lw=0, label=f"±{margin:g} nats (no-loss margin)")
+    xs = [0.0, *([-margin, margin] if margin else []), *final.loc[final["variant"].isin(rows["variant"]), "diff"]
+          .dropna(), *rows[["ci_low", "ci_high", "diff_vs_dense_sqrelu", "paper_diff"]].stack().dropna()]
     for yi, r in zip(y, rows.itertuples()):
         seeds = final.loc[final["variant"] == r.variant, "diff"].dropna()
         ax.scatter(seeds, np.full(len(seeds), yi + 0.15), s=12, color=colour[r.variant], alpha=0.6, lw=0)
@@ -141,6 +151,8 @@ def _table1_endpoints(ax, rows: pd.DataFrame, val: pd.DataFrame, colour: dict[st
     ax.errorbar([], [], xerr=[], fmt="o", color="grey", capsize=3, label="ours: mean, 95% interval")
     ax.scatter([], [], s=12, color="grey", alpha=0.6, label="ours: one seed")
     ax.axvline(0, color="grey", lw=0.8, ls="--")
+    pad = 0.05 * (max(xs) - min(xs)) + 0.005
+    ax.set_xlim(min(xs) - pad, max(xs) + pad)
     ax.set_yticks(y, rows["label"], fontsize=8)
     methods = sorted({m.split(",")[0] for m in rows["interval"] if m})
     ax.set(xlabel="final validation loss − dense Squared-ReLU (nats)",
@@ -174,17 +186,21 @@ def table1_gaps(gaps: pd.DataFrame, labels: dict[str, str] | None = None) -> plt
 
 
 def drop_fractions(stats: pd.DataFrame) -> plt.Figure:
-    """Fraction of non-zeros a 2:4 mask drops over training, per direction (mean over layers and seeds)."""
-    long = stats.melt(id_vars=["tokens", "layer", "seed"], value_vars=list(DROP_COLUMNS),
-                      var_name="mask", value_name="dropped")
+    """Fraction of non-zeros a 2:4 mask drops over training, per direction: the mean over layers, its mean over
+    seeds (line) and their range (band); the title names the variant."""
+    per_seed = stats.groupby(["tokens", "seed"], as_index=False)[list(DROP_COLUMNS)].mean()
+    long = per_seed.melt(id_vars=["tokens", "seed"], value_vars=list(DROP_COLUMNS), var_name="mask",
+                         value_name="dropped")
     # The split's dense fraction, as the statistics recorded it (runs written before they did: not known).
     split = ", ".join(f"{f:.0%}" for f in stats.get("split_dense_fraction", pd.Series(dtype=float)).unique()) or "the"
     long["mask"] = long["mask"].map({k: v.format(split=split) for k, v in DROP_COLUMNS.items()})
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
-    sns.lineplot(data=long, x="tokens", y="dropped", hue="mask", errorbar=None, ax=ax)
+    sns.lineplot(data=long, x="tokens", y="dropped", hue="mask", errorbar=("pi", 100), ax=ax)
     _training_tokens_axis(ax)
+    variants = ", ".join(map(str, stats["variant"].unique())) if "variant" in stats else "one variant"
+    seeds = stats["seed"].nunique()
     ax.set(ylabel="fraction of non-zeros dropped by 2:4",
-           title="What a 2:4 mask would drop (mean over layers)")
+           title=f"What a 2:4 mask would drop: {variants} (mean over layers; band: {seeds} seeds' range)")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2, frameon=False)
     fig.tight_layout()
     return fig
