@@ -700,3 +700,18 @@ def test_drop24_names_its_variant_and_draws_a_band_over_seeds():
     ax = fig.axes[0]
     assert "sqrelu" in ax.get_title() and "3 seeds' range" in ax.get_title()
     assert any(isinstance(c, PolyCollection) for c in ax.collections)  # the band
+
+
+def test_loss_curves_add_a_panel_of_each_variants_difference_to_the_reference():
+    from act24.report import figures
+
+    metrics = pd.DataFrame([{"split": split, "variant": v, "seed": s, "step": st, "tokens": st * 10,
+                             "loss": 5.0 - st / 100 + off + 0.001 * s}
+                            for split in ("train", "val") for v, off in (("sqrelu", 0.0), ("swiglu", 0.03))
+                            for s in (0, 1) for st in (0, 50, 100)])
+    fig = figures.loss_curves(metrics, {"sqrelu": "Squared-ReLU"}, reference="sqrelu")
+    assert len(fig.axes) == 3 and fig.axes[2].get_title() == "difference to Squared-ReLU (paired on seed)"
+    lines = [l for l in fig.axes[2].get_lines() if len(l.get_ydata()) == 3]
+    ys = sorted(round(float(y), 6) for l in lines for y in l.get_ydata())
+    assert ys == [0.0] * 3 + [0.03] * 3  # the reference against itself, and SwiGLU 0.03 above it
+    assert len(figures.loss_curves(metrics).axes) == 2  # no reference: the two loss panels

@@ -65,6 +65,7 @@ rule fig_loss_curves:
         figure="loss",
         labels=LABELS,
         palette=PALETTE,
+        reference=SPARSE_VARIANT,  # the third panel: each variant's validation loss minus dense Squared-ReLU's
     conda:
         "../../environment.yml"
     log:

@@ -21,7 +21,8 @@ with log_to(snakemake.log[0]):  # the imports too: an import error also ends the
         _, density = results.read_density(runs[0])
         fig = figures.feature_density(density[-1], snakemake.params.title)
     elif which == "loss":
-        fig = figures.loss_curves(results.read_metrics(runs), snakemake.params.labels, snakemake.params.palette)
+        fig = figures.loss_curves(results.read_metrics(runs), snakemake.params.labels, snakemake.params.palette,
+                                  snakemake.params.reference)
     elif which == "table1_gaps":
         gaps = ablation.gap_curves(results.read_metrics(runs), snakemake.params.rows)
         gaps.to_csv(snakemake.output.csv, index=False)

@@ -42,30 +42,51 @@ def sparsity_over_training(stats: pd.DataFrame, title: str = "", paper_min: floa
 
 
 def loss_curves(metrics: pd.DataFrame, labels: dict[str, str] | None = None,
-                palette: dict[str, str] | None = None) -> plt.Figure:
-    """Training loss (smoothed, mean over seeds) and validation loss against training tokens; `palette`: variant
-    -> colour (report.palette), shared with the other figures (default: the variants' order here)."""
+                palette: dict[str, str] | None = None, reference: str | None = None) -> plt.Figure:
+    """Training loss (smoothed, mean over seeds) and validation loss against training tokens, and, with a
+    `reference` variant that ran, each variant's validation loss minus the reference's (paired on seed and step,
+    band: the seeds' range): the differences that matter, which the loss panels draw as overlapping lines.
+    `palette`: variant -> colour (report.palette), shared with the other figures."""
     labels = labels or {}
     df = metrics.assign(label=metrics["variant"].map(lambda v: labels.get(v, v)))
     train = df[df["split"] == "train"].sort_values("step").copy()
     train["loss"] = train.groupby(["variant", "seed"])["loss"].transform(
         lambda s: s.ewm(alpha=0.1).mean())
-    order = list(dict.fromkeys(df["label"]))  # one colour per variant in both panels
+    order = list(dict.fromkeys(df["label"]))  # one colour per variant in every panel
     colours = _label_colours(df, palette or variant_palette(list(dict.fromkeys(df["variant"]))))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    val = df[df["split"] == "val"]
+    with_diff = reference is not None and reference in set(val["variant"])
+    fig, axes = plt.subplots(1, 3 if with_diff else 2, figsize=(16.5 if with_diff else 11, 4))
+    axes[1].sharey(axes[0])
     for ax, part, title in ((axes[0], train, "training loss (EMA 0.1)"),
-                            (axes[1], df[df["split"] == "val"], "validation loss (held-out documents)")):
+                            (axes[1], val, "validation loss (held-out documents)")):
         sns.lineplot(data=part, x="tokens", y="loss", hue="label", hue_order=order, palette=colours,
                      errorbar=("pi", 100), ax=ax, legend=ax is axes[0])
         ax.set(ylabel="cross-entropy (nats/token)", title=title)
         _training_tokens_axis(ax)
+    if with_diff:
+        _difference_panel(axes[2], val, reference, labels.get(reference, reference), order, colours)
     handles, names = axes[0].get_legend_handles_labels()
     axes[0].get_legend().remove()
     fig.legend(handles, names, loc="lower center", ncols=min(len(names), 4), fontsize=8, frameon=False)
-    last = df[df["split"] == "val"]["loss"]
-    axes[0].set_ylim(last.min() - 0.3, last.quantile(0.5) + 1.0)
+    axes[0].set_ylim(val["loss"].min() - 0.3, val["loss"].quantile(0.5) + 1.0)
     fig.tight_layout(rect=(0, 0.04 + 0.05 * math.ceil(len(names) / 4), 1, 1))
     return fig
+
+
+def _difference_panel(ax, val: pd.DataFrame, reference: str, name: str, order: list, colours: dict) -> None:
+    ref = val[val["variant"] == reference].set_index(["seed", "step"])["loss"]
+    diff = val.assign(diff=val["loss"].to_numpy()
+                      - ref.reindex(pd.MultiIndex.from_frame(val[["seed", "step"]])).to_numpy()).dropna(subset=["diff"])
+    sns.lineplot(data=diff, x="tokens", y="diff", hue="label", hue_order=order, palette=colours,
+                 errorbar=("pi", 100), ax=ax, legend=False)
+    ax.axhline(0, color="grey", lw=0.8, ls="--")
+    late = diff.loc[diff["step"] >= diff["step"].max() / 10, "diff"]
+    if not late.empty:
+        pad = 0.05 * (late.max() - late.min()) + 0.005
+        ax.set_ylim(min(late.min(), 0) - pad, max(late.max(), 0) + pad)
+    ax.set(ylabel=f"validation loss − {name} (nats)", title=f"difference to {name} (paired on seed)")
+    _training_tokens_axis(ax)
 
 
 def _training_tokens_axis(ax, label: str = "training tokens") -> None:
