@@ -715,3 +715,20 @@ def test_loss_curves_add_a_panel_of_each_variants_difference_to_the_reference():
     ys = sorted(round(float(y), 6) for l in lines for y in l.get_ydata())
     assert ys == [0.0] * 3 + [0.03] * 3  # the reference against itself, and SwiGLU 0.03 above it
     assert len(figures.loss_curves(metrics).axes) == 2  # no reference: the two loss panels
+
+
+def test_the_paper_fig5_draws_the_best_2_4_path_per_shape_and_stars_the_claims_point():
+    from matplotlib.collections import PathCollection
+
+    from act24.report import figures
+
+    rows = pd.concat([speedup_rows([1.1, 1.2], [1.05, 1.1]), speedup_rows([1.0, 1.25], [0.9, 1.0], path="2:4 other"),
+                      speedup_rows([1.0, 1.1], [1.0, 1.05], shape="13B-like")])
+    fig = figures.ffn_speedup_paper(rows, ("7B-like", 8192), 1.3, "an H100")
+    assert [ax.get_title() for ax in fig.axes] == ["7B-like", "13B-like"]
+    forward = next(l for l in fig.axes[0].get_lines() if l.get_linestyle() == "-" and l.get_marker() == "o")
+    assert list(forward.get_ydata()) == [1.1, 1.25]  # the best path at each token count
+    stars = [tuple(map(float, o)) for c in fig.axes[0].collections if isinstance(c, PathCollection)
+             for o in c.get_offsets()]
+    assert sorted(stars) == [(8192.0, 1.1), (8192.0, 1.25)]  # forward+backward's best, forward's best
+    assert not [c for c in fig.axes[1].collections if isinstance(c, PathCollection) and len(c.get_offsets())]

@@ -130,6 +130,27 @@ rule fig5_ffn_speedup:
         "../scripts/gpu_figures.py"
 
 
+rule fig5_paper:
+    """Fig. 5 for a paper: the best 2:4 FFN against the strongest dense one, per shape, the claims' point marked."""
+    input:
+        table=rules.gpu_combine.output.speedups,
+        sidecar=rules.gpu_combine.output.sidecar,
+    output:
+        png=report(f"{FIGURES}/fig5_ffn_speedup_paper.png", caption="../report/fig5_paper.rst",
+                   category="GPU benchmarks"),
+        pdf=f"{FIGURES}/fig5_ffn_speedup_paper.pdf",
+    params:
+        figure="fig5_paper",
+        paper_speedup=config["claims"]["paper_speedup"],
+        speed_shape=config["claims"]["speed_shape"],
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/figures/fig5_paper.log",
+    script:
+        "../scripts/gpu_figures.py"
+
+
 rule fig_ffn_stages:
     input:
         table=rules.gpu_combine.output.stages,
@@ -214,5 +235,6 @@ rule report_all:
         rules.bench_cpu_step.output if RECIPE_VARIANTS and not FINISHED_ONLY else [],
         rules.gpu_tables.output,
         rules.fig5_ffn_speedup.output,
+        rules.fig5_paper.output,
         rules.fig_ffn_stages.output,
         rules.fig6_split_gemm.output,

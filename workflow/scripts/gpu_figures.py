@@ -9,7 +9,8 @@ with log_to(snakemake.log[0]):  # the imports too: an import error also ends the
     from act24.io import read_csv, read_json
     from act24.report import figures
 
-    TITLES = {"fig5": "Fig. 5: FFN speedup", "fig6": "Fig. 6: split GEMM", "stages": "FFN time per stage"}
+    TITLES = {"fig5": "Fig. 5: FFN speedup", "fig5_paper": "Fig. 5: FFN speedup", "fig6": "Fig. 6: split GEMM",
+              "stages": "FFN time per stage"}
 
     which, sidecar = snakemake.params.figure, read_json(snakemake.input.sidecar)
     data = read_csv(snakemake.input.table)
@@ -25,6 +26,9 @@ with log_to(snakemake.log[0]):  # the imports too: an import error also ends the
         fig = figures.not_measured(TITLES[which], f"{reason} ({device})")
     elif which == "fig5":
         fig = figures.ffn_speedups(data, snakemake.params.ideal, device, snakemake.params.paper_speedup)
+    elif which == "fig5_paper":
+        fig = figures.ffn_speedup_paper(data, (snakemake.params.speed_shape, cfg["extra_tokens"]),
+                                        snakemake.params.paper_speedup, device)
     elif which == "stages":
         fig = figures.ffn_stages(data, cfg["extra_tokens"], device)
     else:

@@ -337,6 +337,40 @@ def ffn_speedups(speedups: pd.DataFrame, ideal: dict[str, float], device: str = 
     return fig
 
 
+def ffn_speedup_paper(speedups: pd.DataFrame, point: tuple[str, int], paper: float, device: str = "") -> plt.Figure:
+    """Fig. 5 for a paper: one panel per shape, the best 2:4 path's speedup over the strongest dense path of its
+    precision at each token count (forward solid, forward + backward dashed, 95% bands), the paper's claimed
+    speedup, and the point the C7 / C8 verdicts read (`point`: shape, tokens) marked with a star."""
+    if "launch" in speedups:
+        speedups = speedups[speedups["launch"] == "stream"]
+    speedups = speedups.reset_index(drop=True)  # one label per row: idxmax picks rows by label
+    best = speedups.loc[speedups.groupby(["shape", "pass", "T"])["speedup"].idxmax()]
+    shapes = list(dict.fromkeys(speedups["shape"]))
+    fig, axes = plt.subplots(1, len(shapes), figsize=(3.4 * len(shapes), 3.2), sharey=True, squeeze=False)
+    for ax, shape in zip(axes[0], shapes):
+        for ps, style in (("forward", "-"), ("forward+backward", "--")):
+            g = best[(best["shape"] == shape) & (best["pass"] == ps)].sort_values("T")
+            ax.plot(g["T"], g["speedup"], ls=style, marker="o", ms=3, color="tab:blue", label=ps)
+            ax.fill_between(g["T"], g["speedup_lo"], g["speedup_hi"], color="tab:blue", alpha=0.15, lw=0)
+            at = g[(g["shape"] == point[0]) & (g["T"] == point[1])]
+            ax.scatter(at["T"], at["speedup"], marker="*", s=140, color="firebrick", zorder=4)
+        ax.axhline(paper, color="black", lw=0.8, ls=":")
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set_title(shape, fontsize=10)
+        _token_axis(ax, speedups["T"])
+    axes[0][0].set_ylabel("FFN speedup over dense (x)")
+    handles = [mlines.Line2D([], [], color="tab:blue", ls="-", marker="o", ms=3),
+               mlines.Line2D([], [], color="tab:blue", ls="--", marker="o", ms=3),
+               mlines.Line2D([], [], color="black", ls=":", lw=0.8),
+               mlines.Line2D([], [], color="firebrick", marker="*", ls="", ms=10)]
+    fig.legend(handles, ["forward", "forward + backward", f"paper: about {paper:g}x",
+                         f"claims C7 / C8 ({point[0]}, {point[1]} tokens)"], loc="lower center", ncols=4,
+               fontsize=8, frameon=False)
+    fig.suptitle(f"Best 2:4 FFN against the strongest dense FFN, {device}", fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
 def ffn_stages(stages: pd.DataFrame, tokens: int, device: str = "") -> plt.Figure:
     """Where the time goes at `tokens` tokens: per shape, pass and precision, each path's time as stacked bars of
     GEMM kernels, other kernels and the rest of the timed median (launch gaps, host time)."""
