@@ -732,3 +732,15 @@ def test_the_paper_fig5_draws_the_best_2_4_path_per_shape_and_stars_the_claims_p
              for o in c.get_offsets()]
     assert sorted(stars) == [(8192.0, 1.1), (8192.0, 1.25)]  # forward+backward's best, forward's best
     assert not [c for c in fig.axes[1].collections if isinstance(c, PathCollection) and len(c.get_offsets())]
+
+
+def test_tables_for_people_put_an_estimate_and_its_interval_in_one_cell_and_counts_in_millions():
+    df = pd.DataFrame({"sparse_path": ["2:4 (fused kernels)", "2:4 other"], "speedup": [1.1703, 0.9],
+                       "speedup_lo": [1.1412, float("nan")], "speedup_hi": [1.1931, float("nan")],
+                       "non_embedding_params": [102256960, 5573440], "tokens_per_second": [226060.7, 871.9]})
+    lines = tables.to_markdown(df, floatfmt=".3g").splitlines()
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    assert cells[0] == ["sparse path", "speedup [95% CI]", "non embedding params", "tokens per second"]
+    assert cells[2] == ["2:4 (fused kernels)", "1.17 [1.14, 1.19]", "102.3M", "226.1k"]
+    assert cells[3] == ["2:4 other", "0.9", "5.6M", "871"]  # no interval: the estimate alone
+    assert lines[1].split("|")[2].endswith(":")  # the interval column is a number column: right-aligned

@@ -84,14 +84,60 @@ def gradient_fidelity_table(rows: pd.DataFrame, labels: dict[str, str] | None = 
     return out
 
 
-def _shown(df: pd.DataFrame, floatfmt: str) -> pd.DataFrame:
-    """Every cell as the text a table shows: floats with `floatfmt`, missing values empty."""
-    def text(v):
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return ""
-        return format(v, floatfmt) if isinstance(v, float) else str(v)
+def _cell(v, floatfmt: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return format(v, floatfmt) if isinstance(v, float) else str(v)
 
-    return df.astype(object).map(text)
+
+def _count(v) -> str:
+    """968.9M, 16.4k: a count of parameters or tokens as people read it."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= scale:
+            return f"{v / scale:.1f}{unit}"
+    return str(int(v))
+
+
+def _intervals(df: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(estimate, low, high) column triples: X with X_lo / X_hi or X_low / X_high, X_mean with X_ci_low /
+    X_ci_high, and the column just before ci_low / ci_high."""
+    cols, out = list(df.columns), []
+    for c in cols:
+        for lo, hi in ((f"{c}_lo", f"{c}_hi"), (f"{c}_low", f"{c}_high"),
+                       (f"{c.removesuffix('_mean')}_ci_low", f"{c.removesuffix('_mean')}_ci_high")):
+            if lo in cols and hi in cols:
+                out.append((c, lo, hi))
+                break
+    if "ci_low" in cols and "ci_high" in cols and cols.index("ci_low") > 0:
+        out.append((cols[cols.index("ci_low") - 1], "ci_low", "ci_high"))
+    return out
+
+
+def _shown(df: pd.DataFrame, floatfmt: str) -> tuple[pd.DataFrame, list[bool]]:
+    """The table as people read it, every cell text, and which columns are numbers (right-aligned): an estimate and
+    its interval in one cell ("1.17 [1.14, 1.19]"), counts of parameters and tokens as 968.9M, headers in words,
+    floats with `floatfmt`, missing values empty."""
+    numeric = dict(zip(df.columns, _numeric(df)))
+    out = pd.DataFrame(index=df.index)
+    merged = {est: (lo, hi) for est, lo, hi in _intervals(df)}
+    skip = {c for lo, hi in merged.values() for c in (lo, hi)}
+    for c in df.columns:
+        if c in skip:
+            continue
+        if c in merged:
+            lo, hi = merged[c]
+            out[f"{c} [95% CI]"] = [f"{_cell(e, floatfmt)} [{_cell(a, floatfmt)}, {_cell(b, floatfmt)}]"
+                                    if _cell(a, floatfmt) else _cell(e, floatfmt)
+                                    for e, a, b in zip(df[c], df[lo], df[hi])]
+        elif numeric[c] and ("params" in c or "tokens" in c):
+            out[c] = df[c].map(_count)
+        else:
+            out[c] = df[c].astype(object).map(lambda v: _cell(v, floatfmt))
+    right = [numeric.get(c.removesuffix(" [95% CI]"), False) for c in out.columns]
+    out.columns = [c.replace("_", " ") for c in out.columns]
+    return out, right
 
 
 def _numeric(df: pd.DataFrame) -> list[bool]:
@@ -101,16 +147,18 @@ def _numeric(df: pd.DataFrame) -> list[bool]:
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
     """A GitHub-flavoured markdown table (pandas' `to_markdown`; the cells formatted here, so that a label that
     looks like a number is not reformatted)."""
-    align = ["right" if n else "left" for n in _numeric(df)]
-    return _shown(df, floatfmt).to_markdown(index=False, disable_numparse=True, colalign=align or None) + "\n"
+    shown, right = _shown(df, floatfmt)
+    align = ["right" if n else "left" for n in right]
+    return shown.to_markdown(index=False, disable_numparse=True, colalign=align or None) + "\n"
 
 
 def to_html(df: pd.DataFrame, title: str, floatfmt: str = ".4g") -> str:
     """A standalone HTML page with the table (what `snakemake --report` shows inline); numbers right-aligned."""
-    right = "".join(f" td:nth-child({i + 1}) {{ text-align: right }}" for i, n in enumerate(_numeric(df)) if n)
+    shown, numbers = _shown(df, floatfmt)
+    right = "".join(f" td:nth-child({i + 1}) {{ text-align: right }}" for i, n in enumerate(numbers) if n)
     style = ("table { border-collapse: collapse } th { text-align: left; border-bottom: 1px solid #888 } "
              f"td, th {{ padding: 2px 8px }}{right}")
-    table = _shown(df, floatfmt).to_html(index=False, border=0, justify="left", escape=True)
+    table = shown.to_html(index=False, border=0, justify="left", escape=True)
     return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>\n"
             f"<style>{style}</style></head>\n<body style=\"font-family: sans-serif; font-size: 13px\">\n{table}\n"
             "</body></html>\n")
@@ -127,9 +175,9 @@ def _latex_text(text: str) -> str:
 def to_latex(df: pd.DataFrame, caption: str, label: str, floatfmt: str = ".4g") -> str:
     """A booktabs LaTeX table (\\usepackage{booktabs}) of `df` for a paper: headers with underscores as spaces,
     numbers right-aligned, the cells as the Markdown table shows them, every special character escaped."""
-    shown = _shown(df, floatfmt)
-    spec = "".join("r" if n else "l" for n in _numeric(df))
-    head = " & ".join(_latex_text(str(c).replace("_", " ")) for c in df.columns)
+    shown, right = _shown(df, floatfmt)
+    spec = "".join("r" if n else "l" for n in right)
+    head = " & ".join(_latex_text(str(c)) for c in shown.columns)
     body = "\n".join(" & ".join(_latex_text(v) for v in row) + r" \\" for row in shown.itertuples(index=False))
     return (f"\\begin{{table}}[t]\n\\centering\n\\caption{{{_latex_text(caption)}}}\n\\label{{{label}}}\n"
             f"\\begin{{tabular}}{{{spec}}}\n\\toprule\n{head} \\\\\n\\midrule\n{body}\n\\bottomrule\n"
