@@ -207,3 +207,11 @@ def test_corrupt_or_short_token_file_is_reported(tmp_path):
     np.save(tmp_path / "short.npy", np.arange(5, dtype=np.uint16))
     with pytest.raises(data.DataError, match="need more than seq_len"):
         data.TokenArray(tmp_path / "short.npy", 8)
+
+
+def test_runs_too_long_for_bpe_are_cut_and_everything_else_is_left_as_it_is():
+    short = "word " * 10 + "x" * data.MAX_WORD  # at the bound: unchanged, so the corpora's tokens are too
+    assert data.bounded_words(short) == short
+    long = "a b " + "y" * (2 * data.MAX_WORD + 5) + " c"
+    pieces = data.bounded_words(long).split()
+    assert pieces == ["a", "b", "y" * data.MAX_WORD, "y" * data.MAX_WORD, "y" * 5, "c"]

@@ -227,16 +227,33 @@ def read_documents(path: str | os.PathLike) -> dict[str, list[Document]]:
 
 
 # ------------------------------------------------------------------------------------------- tokenizer
+# BPE training time grows with the square of a word's length: one 5 MB run without whitespace stalls it for hours.
+# Runs longer than this are cut into pieces of at most this length (a space between them) for training and encoding;
+# no text of the committed corpora has one (the longest: 10,442 characters), so their tokens are unchanged.
+MAX_WORD = 100_000
+LONG_RUN = re.compile(r"\S{%d,}" % (MAX_WORD + 1))
+
+
+def bounded_words(text: str) -> str:
+    """`text` with every run of more than MAX_WORD non-whitespace characters cut into MAX_WORD-long pieces."""
+    if len(text) <= MAX_WORD:
+        return text
+    return LONG_RUN.sub(lambda m: " ".join(m.group()[i:i + MAX_WORD] for i in range(0, len(m.group()), MAX_WORD)),
+                        text)
+
+
 def train_tokenizer(texts: list[str], vocab_size: int):
     """A byte-level BPE tokenizer (HF `tokenizers`) with one special token, EOS, between documents."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+    print(f"training a byte-level BPE of {vocab_size} tokens on {len(texts)} documents "
+          f"({sum(map(len, texts)):,} characters)", file=sys.stderr, flush=True)
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS], show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(texts, trainer=trainer)
+    tok.train_from_iterator((bounded_words(t) for t in texts), trainer=trainer, length=len(texts))
     return tok
 
 
@@ -255,7 +272,7 @@ def encode_documents(tokenizer, docs: list[Document]) -> np.ndarray:
     dtype = np.uint16 if tokenizer.get_vocab_size() <= 65536 else np.uint32
     parts = [np.zeros(0, dtype)]
     for start in range(0, len(docs), 256):  # in batches: a batch's encodings hold offsets and strings, GBs for 100M
-        for enc in tokenizer.encode_batch([d.text for d in docs[start:start + 256]]):
+        for enc in tokenizer.encode_batch([bounded_words(d.text) for d in docs[start:start + 256]]):
             parts += [np.asarray(enc.ids, dtype=dtype), np.asarray([eos], dtype)]
     return np.concatenate(parts)
 
