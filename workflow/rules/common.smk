@@ -25,7 +25,7 @@ try:  # the schema (its defaults filled in), then every run: one line naming the
     ClaimThresholds.from_config(config["claims"])  # read by the claims job only: checked now too
 except ConfigError as exc:
     sys.exit(f"config error: {exc}")
-if changed := overrides_needing_a_folder(workflow.config_settings.overwrite_config):
+if changed := overrides_needing_a_folder(dict(workflow.config_settings.config)):  # --config only, not --configfile
     sys.exit(f"config error: --config changes {', '.join(changed)}, which would retrain runs and rewrite the tables "
              f"in {config['results']}/: give the experiment a folder of its own, e.g. add results={config['results']}/"
              f"my_experiment logs={config['logs']}/my_experiment (or put the settings in a --configfile with its own "
