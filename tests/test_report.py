@@ -744,3 +744,15 @@ def test_tables_for_people_put_an_estimate_and_its_interval_in_one_cell_and_coun
     assert cells[2] == ["2:4 (fused kernels)", "1.17 [1.14, 1.19]", "102.3M", "226.1k"]
     assert cells[3] == ["2:4 other", "0.9", "5.6M", "871"]  # no interval: the estimate alone
     assert lines[1].split("|")[2].endswith(":")  # the interval column is a number column: right-aligned
+
+
+def test_ffn_stages_draws_every_bar_whole():
+    from act24.report import figures
+
+    rows = [{"shape": "7B-like", "T": 16384, "precision": "fp8", "pass": "forward", "path": p, "gemm_ms": g,
+             "other_kernels_ms": o, "gaps_ms": r} for p, g, o, r in (("dense", 5.0, 1.0, 0.5),
+                                                                    ("2:4 (stock packing)", 4.0, 60.0, -1.0))]
+    fig = figures.ffn_stages(pd.DataFrame(rows), 16384, "a GPU")
+    ax = fig.axes[0]
+    ends = [p.get_x() + p.get_width() for p in ax.patches]
+    assert max(ends) == 64.0 and ax.get_xlim()[1] > max(ends)  # room after the longest bar, not flush with the edge

@@ -390,6 +390,8 @@ def ffn_stages(stages: pd.DataFrame, tokens: int, device: str = "") -> plt.Figur
                 v = g[col].clip(lower=0).to_numpy()
                 ax.barh(g["path"], v, left=left, color=colour, label=name)
                 left += v
+            # every bar whole: the zero-width segments' sticky edges pinned the axis at the longest bar's end
+            ax.set_xlim(0, 1.05 * left.max() if len(left) and left.max() > 0 else 1)
             ax.set_title(f"{shape}, {precision} {ps}", fontsize=9)
             ax.set_xlabel("ms")
             ax.tick_params(axis="y", labelsize=7)
