@@ -25,7 +25,8 @@ def log_to(path: str | os.PathLike | None, append: bool = False) -> Iterator[Non
         yield
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a" if append else "w", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+    with open(path, "a" if append else "w", buffering=1) as f, contextlib.redirect_stdout(f), \
+            contextlib.redirect_stderr(f):
         try:
             yield
         except BaseException:
