@@ -47,9 +47,8 @@ def fetch(dest: str | Path, requirements: list[str] | tuple[str, ...] = DEFAULT_
         subprocess.run([*pip, "install", "-q", "--dry-run", "--ignore-installed", "--report", str(report),
                         *requirements], check=True)
         pins = pins_to_fetch(json.loads(report.read_text()))
-    failed = []
+    failed, platforms = [], [arg for p in PLATFORMS for arg in ("--platform", p)]
     for pin in pins:
-        platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
         got = subprocess.run([*pip, "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version", python,
                               "--implementation", "cp", *platforms, "-d", str(dest), pin])
         if got.returncode and subprocess.run([*pip, "wheel", "-q", "--no-deps", "-w", str(dest), pin]).returncode:
