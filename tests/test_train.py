@@ -303,6 +303,23 @@ def test_only_finished_runs_lose_their_resume_folder(tmp_path):
     assert (resume_dir(tmp_path, "running", 0) / "resume.pt").exists()
 
 
+def test_a_summary_older_than_the_invocation_keeps_its_resume_folder(tmp_path):
+    """A summary written before this invocation began may be a job an earlier, killed invocation left incomplete:
+    its rerun (--rerun-incomplete) needs the resume state."""
+    import os
+
+    from act24.layout import remove_finished_resume_folders, resume_dir, run_dir
+
+    for variant in ("earlier", "now"):
+        resume_dir(tmp_path, variant, 0).mkdir(parents=True)
+        run_dir(tmp_path, variant, 0).mkdir(parents=True)
+        (run_dir(tmp_path, variant, 0) / "summary.json").write_text("{}")
+    os.utime(run_dir(tmp_path, "earlier", 0) / "summary.json", (1000.0, 1000.0))
+    removed = remove_finished_resume_folders(tmp_path, [("earlier", 0), ("now", 0)], finished_since=2000.0)
+    assert removed == [resume_dir(tmp_path, "now", 0)]
+    assert resume_dir(tmp_path, "earlier", 0).is_dir()
+
+
 def test_the_learning_rate_follows_the_schedule_step_by_step(tmp_path, token_files):
     _, out = run(tmp_path, "lr", token_files)
     rows = pd.read_json(out / "metrics.jsonl", lines=True).query("split == 'train'")

@@ -25,13 +25,16 @@ def resume_dir(results: str | Path, variant: str, seed: int) -> Path:
     return Path(results) / "checkpoints" / variant / f"seed{seed}"
 
 
-def remove_finished_resume_folders(results: str | Path, runs: Iterable[tuple[str, int]]) -> list[Path]:
-    """Remove the resume folder of each (variant, seed) run whose summary is in place (the run finished); the
-    workflow calls it once Snakemake has recorded the finished jobs, so that no kill can lose a finished run."""
+def remove_finished_resume_folders(results: str | Path, runs: Iterable[tuple[str, int]],
+                                   finished_since: float = 0.0) -> list[Path]:
+    """Remove the resume folder of each (variant, seed) run whose summary is in place (the run finished) and was
+    written at or after `finished_since` (a time.time()). The workflow passes its own start, once Snakemake has
+    recorded its finished jobs: a summary from an earlier, killed invocation may belong to a job Snakemake marks
+    incomplete, whose rerun needs the folder."""
     removed = []
     for variant, seed in runs:
-        folder = resume_dir(results, variant, seed)
-        if (run_dir(results, variant, seed) / SUMMARY).exists() and folder.exists():
+        folder, summary = resume_dir(results, variant, seed), run_dir(results, variant, seed) / SUMMARY
+        if summary.exists() and summary.stat().st_mtime >= finished_since and folder.exists():
             shutil.rmtree(folder)
             removed.append(folder)
     for folder in [*{f.parent for f in removed}, Path(results) / "checkpoints"]:  # and the folders left empty

@@ -122,7 +122,7 @@ def sweep(config: dict, runs: dict[tuple[str, int], RunConfig], train: str, val:
     each in a fresh process, seed by seed (so that a sweep cut short leaves complete sets of variants); returns one
     status row per run."""
     results, logs = Path(config["results"]), Path(config["logs"])
-    todo, rows = [], []
+    todo, rows, started = [], [], time.time()
     for (variant, seed), cfg in sorted(runs.items(), key=lambda item: config["seeds"].index(item[0][1])):
         out = run_dir(results, variant, seed)
         if (variants and variant not in variants) or (seeds and seed not in seeds):
@@ -147,5 +147,5 @@ def sweep(config: dict, runs: dict[tuple[str, int], RunConfig], train: str, val:
                 row = {"name": cfg["name"], "status": f"failed: {reason}"}
             print(row, flush=True)
             rows.append(row)
-    remove_finished_resume_folders(results, runs)
+    remove_finished_resume_folders(results, runs, finished_since=started)
     return rows

@@ -2,6 +2,7 @@
 import dataclasses
 import re
 import sys
+import time
 
 import yaml
 
@@ -38,6 +39,7 @@ try:  # every pinned distribution file of data.source: packages, checked before 
 except DataError as exc:
     sys.exit(f"config error: {exc}")
 RESULTS = config["results"]
+STARTED = time.time()  # this invocation's start: onsuccess removes the resume folders of the runs it finished
 FINISHED_ONLY = config["analysis"].get("finished_runs_only", False)
 LOGS = config["logs"]
 VARIANTS = list(config["variants"])

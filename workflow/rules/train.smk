@@ -36,6 +36,7 @@ if not FINISHED_ONLY:
 
 
 onsuccess:
-    # Snakemake has recorded every finished job by now: the finished runs' resume checkpoints can go.
-    for folder in remove_finished_resume_folders(RESULTS, RUNS):
+    # Snakemake has recorded every job of this invocation by now: the resume checkpoints of the runs it finished
+    # can go (not those of runs an earlier, killed invocation left incomplete).
+    for folder in remove_finished_resume_folders(RESULTS, RUNS, finished_since=STARTED):
         print(f"removed the resume checkpoint of a finished run: {folder}")
