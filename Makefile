@@ -19,7 +19,7 @@ GPU_TORCH_INDEX   ?= https://download.pytorch.org/whl/cu130
 GPU_TORCH_VERSION := $(shell sed -n 's/^torch==\([0-9.]*\).*/\1/p' requirements-gpu-lock.txt)
 GPU_STAMP         := $(VENV)/.act24-gpu-installed
 
-.PHONY: setup setup-gpu gpu-wheels pipeline report test test-gpu clean
+.PHONY: setup setup-gpu gpu-wheels pipeline report docs-notebooks test test-gpu clean
 
 setup: $(STAMP)
 
@@ -52,6 +52,15 @@ pipeline: $(STAMP)
 
 report: pipeline
 	$(BIN)/snakemake --report report.html
+
+# The notebooks executed on the committed reference (a copy beside reference/ without results/), for readers who
+# do not run them: docs/notebooks/.
+docs-notebooks: $(STAMP)
+	rm -rf .docs-build && mkdir -p .docs-build docs/notebooks && cp notebooks/*.ipynb .docs-build/
+	mkdir -p .docs-build/notebooks && mv .docs-build/*.ipynb .docs-build/notebooks/ && ln -s $(CURDIR)/reference .docs-build/reference
+	cd .docs-build/notebooks && $(CURDIR)/$(BIN)/jupyter nbconvert --to notebook --execute \
+	  --output-dir $(CURDIR)/docs/notebooks *.ipynb
+	rm -rf .docs-build
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

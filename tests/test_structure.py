@@ -199,8 +199,8 @@ def test_reference_folders_are_laid_out_like_results():
 
 
 def test_the_docs_speak_of_the_project_not_of_its_history():
-    tracked = subprocess.run(["git", "ls-files", "README.md", "reference/*README.md", "src", "notebooks", "workflow",
-                              "config", "resources"], cwd=REPO, capture_output=True, text=True).stdout.split()
+    tracked = subprocess.run(["git", "ls-files", "README.md", "docs/*.md", "reference/*README.md", "src", "notebooks",
+                              "workflow", "config", "resources"], cwd=REPO, capture_output=True, text=True).stdout.split()
     pattern = re.compile(r"\b(issue\s*#?\d+|work period|sessions?)\b", re.IGNORECASE)
     hits = [f"{f}: {m.group(0)}" for f in tracked if (REPO / f).is_file()
             for m in [pattern.search((REPO / f).read_text(errors="ignore"))] if m]
@@ -235,15 +235,23 @@ def _short(verdict: str) -> str:
 
 
 def test_the_readme_claims_summary_is_the_reference_tables():
+    """One line per claim, its text from the claims table, a verdict per reference run (whose claims table the
+    column links); the speed run's column holds the speed claims only (its quality rows are not its runs')."""
     import pandas as pd
 
-    columns = ["cpu/default", "cpu/ablation", "h200/ablation", "h100/scale"]
-    verdicts = {c: dict(zip(*pd.read_csv(REPO / "reference" / c / "tables" / "claims.csv")[["id", "verdict"]]
-                            .to_numpy().T)) for c in columns}
-    rows = _readme_table("| claim | CPU default |")
-    assert [r[0] for r in rows] == ["C1", "C2", "C3", "C4", "C5", "C6a", "C6b"]
-    for claim, *cells in rows:
-        assert cells == [_short(verdicts[c][claim]) for c in columns], claim
+    columns = ["cpu/default", "cpu/ablation", "h200/ablation", "h100/scale", "h200/speed"]
+    tables = {c: pd.read_csv(REPO / "reference" / c / "tables" / "claims.csv").set_index("id") for c in columns}
+    header = next(line for line in (REPO / "README.md").read_text().splitlines()
+                  if line.startswith("| claim | what the paper claims |"))
+    assert re.findall(r"\(reference/(\w+/\w+)/tables/claims\.md\)", header) == columns
+    rows = _readme_table("| claim | what the paper claims |")
+    assert [r[0] for r in rows] == ["C1", "C2", "C3", "C4", "C5", "C6a", "C6b", "C7", "C8", "C9", "C10"]
+    speed = {"C7", "C8", "C9", "C10"}
+    for claim, text, *cells in rows:
+        assert text == tables["h200/speed"].loc[claim, "claim"], claim
+        expected = [_short(tables[c].loc[claim, "verdict"]) if c != "h200/speed" or claim in speed else "—"
+                    for c in columns]
+        assert cells == expected, claim
     gaps = pd.read_csv(REPO / "reference" / "h100" / "scale" / "tables" / "scale_gaps.csv")
     by_size = {(r.size, r.claim): _short(r.verdict) for r in gaps.itertuples()}
     for size, c1, c5 in _readme_table("| size | C1 | C5 |"):
@@ -265,6 +273,30 @@ def test_the_intervals_the_readme_status_quotes_are_in_the_reference_tables():
         sources += [f"{r.estimate:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]" for r in gaps.itertuples()]
     text = " ".join(sources)
     assert [q for q in quoted if q not in text] == []
+
+
+def test_the_readme_is_short_and_every_docs_page_is_linked_and_every_link_resolves():
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    pages = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "docs").glob("*.md"))
+    assert pages and [p for p in pages if f"]({p})" not in readme] == []
+    for doc in [REPO / "README.md", *(REPO / "docs").glob("*.md")]:
+        links = re.findall(r"\]\(([^)#:]+)\)", doc.read_text())
+        assert [link for link in links if not (doc.parent / link).exists()] == [], doc.name
+
+
+def test_the_executed_notebook_copies_are_the_notebooks_with_outputs():
+    """docs/notebooks/ holds each notebook executed (make docs-notebooks): the same code, outputs, no error."""
+    import json
+
+    for source in sorted((REPO / "notebooks").glob("*.ipynb")):
+        copy = json.loads((REPO / "docs" / "notebooks" / source.name).read_text())
+        cells = [c for c in copy["cells"] if c["cell_type"] == "code"]
+        code = ["".join(c["source"]) for c in json.loads(source.read_text())["cells"] if c["cell_type"] == "code"]
+        assert ["".join(c["source"]) for c in cells] == code, f"{source.name}: rerun make docs-notebooks"
+        outputs = [o for c in cells for o in c["outputs"]]
+        assert all(c["outputs"] for c in cells), source.name
+        assert not [o for o in outputs if o["output_type"] == "error"], source.name
 
 
 def test_every_speedup_interval_the_readme_quotes_is_a_row_of_a_reference_speed_table():

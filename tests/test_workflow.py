@@ -44,10 +44,10 @@ def test_dry_run_of_shipped_configs(tmp_path, configfile):
 
 
 def readme_snakemake_commands() -> list[str]:
-    """Every `snakemake ...` command of the README (code blocks and inline code), without placeholders."""
+    """Every `snakemake ...` command of the README and docs/ (code blocks and inline code), without placeholders."""
     import re
 
-    text = (REPO / "README.md").read_text()
+    text = "\n".join(p.read_text() for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
     commands = re.findall(r"^snakemake [^#\n]*", text, flags=re.M) + re.findall(r"`(snakemake [^`]*)`", text)
     return sorted({c.strip() for c in commands if "<" not in c})
 
