@@ -1,6 +1,6 @@
 """Wheels for an offline GPU machine: what this project needs there beyond what a CUDA image already has.
 
-    act24 wheels --out wheels/            # then copy wheels/ to the GPU machine (README: "GPU machines")
+    act24 wheels --out wheels/            # then copy wheels/ to the GPU machine (docs/gpu.md)
 
 The requirements are resolved here (pip's dry-run report), then each pinned distribution is downloaded as a wheel
 for the GPU machine's Python (default 3.12, x86_64 manylinux); what such an image ships (torch, triton, the
