@@ -5,6 +5,7 @@ the CLI through the same dataclasses."""
 import copy
 import json
 import subprocess
+import re
 import sys
 
 import pytest
@@ -93,6 +94,22 @@ def test_every_bad_setting_fails_before_any_job_by_name(cfg, message):
         check_config(copy.deepcopy(cfg), SCHEMA)
     assert message in str(info.value)
     assert "\n" not in str(info.value)  # one line, no schema dump
+
+
+@pytest.mark.parametrize("text, message", [
+    ("train:\n  steps: 10\n  steps: 20\n", "line 3, column 3: key 'steps' appears twice in one mapping"),
+    ("seeds: [0, 1\n", "line 2, column 1: expected ',' or ']'"),
+    ("model:\n  d_model: 64\n\td: 1\n", "line 3, column 1: found character '\\t'"),
+])
+def test_a_config_file_that_is_not_valid_yaml_is_named_with_its_line(tmp_path, text, message):
+    from act24.experiment import read_yaml
+    from act24.sweep import read_config
+
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(f"{tmp_path / 'c.yaml'}, {message}")):
+        read_yaml(tmp_path / "c.yaml")
+    with pytest.raises(ConfigError, match=re.escape(message)):  # act24 sweep / train --configfile read it so
+        read_config([str(tmp_path / "c.yaml")], base=str(REPO / "config" / "config.yaml"))
 
 
 def test_the_default_config_passes_and_gets_the_schema_defaults():

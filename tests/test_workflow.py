@@ -118,6 +118,14 @@ def test_config_errors_fail_before_any_job_and_name_the_key(tmp_path, bad, messa
     assert not (tmp_path / "results").exists()
 
 
+def test_a_key_given_twice_in_a_config_file_is_named_with_its_file_and_line(tmp_path):
+    bad = tmp_path / "twice.yaml"
+    bad.write_text("train:\n  steps: 10\n  lr: 1.0e-3\n  steps: 20\n")
+    proc = snakemake(tmp_path, "-n", "--configfile", str(bad), check=False)
+    assert proc.returncode != 0
+    assert f"config error: {bad}, line 4, column 3: key 'steps' appears twice" in proc.stderr
+
+
 def test_a_failed_job_log_ends_with_the_traceback(tmp_path):
     cfg = write_config(tmp_path / "c.yaml", {"data": {"source": "local", "local": {"glob": "nothing/*.txt"}}})
     proc = snakemake(tmp_path, "results/data/documents.jsonl", "--cores", "1", "--configfile", str(cfg), check=False)

@@ -20,6 +20,31 @@ from .config import ConfigError, ModelConfig, RunConfig, SparseRecipe, TrainConf
 from .settings import declaration
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML as Snakemake reads it, except that a key given twice in one mapping is an error, not the last value."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice in one mapping "
+                                                        "(YAML would keep the last value silently)",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The YAML file `path`; ConfigError naming the file and line of a syntax error or a duplicated key."""
+    try:
+        return yaml.load(Path(path).read_text(), Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: {exc.problem or exc.context}") from None
+
+
 def check_config(config: dict[str, Any], schema: str | Path,
                  command_line: dict[str, Any] | None = None) -> dict[tuple[str, int], RunConfig]:
     """Validate `config` against the JSON schema file `schema` (its defaults are filled into `config`) and resolve

@@ -23,10 +23,9 @@ import time
 import traceback
 from pathlib import Path
 
-import yaml
 
 from .config import ConfigError, RunConfig
-from .experiment import _merge, apply_assignments, check_config, variant_seeds
+from .experiment import _merge, apply_assignments, check_config, read_yaml, variant_seeds
 from .io import SetupError, log_to, write_json
 from .layout import CHECKPOINT, INFERENCE, SUMMARY, remove_finished_resume_folders, resume_dir, run_dir
 
@@ -38,9 +37,9 @@ BASE, SCHEMA = "config/config.yaml", "workflow/schemas/config.schema.yaml"  # re
 
 def read_config(configfiles: list[str], base: str = BASE) -> dict:
     """`base`, then each file of `configfiles` merged over it, as Snakemake merges them (not yet checked)."""
-    config = yaml.safe_load(Path(base).read_text())
+    config = read_yaml(base)
     for path in configfiles:
-        config = _merge(config, yaml.safe_load(Path(path).read_text()))
+        config = _merge(config, read_yaml(path))
     return config
 
 

@@ -11,7 +11,7 @@ try:
     from act24.corpus import sources as corpus_sources
     from act24.corpus import DataError
     from act24.experiment import (check_bench_settings, check_config, device_warning, overrides_needing_a_folder,
-                                  variant_label, variant_seeds)
+                                  read_yaml, variant_label, variant_seeds)
     from act24.report.claims import ClaimThresholds, ideal_speedups
     from act24.report.palette import variant_palette
     from act24.layout import (CHECKPOINT, DENSITY, INFERENCE, METRICS, STATS, SUMMARY,
@@ -20,7 +20,9 @@ except ImportError as exc:
     sys.exit(f"act24 is not importable ({exc}): install it first, e.g. `pip install -e .` (see README)")
 
 
-try:  # the schema (its defaults filled in), then every run: one line naming the key, before any job
+try:  # the files (a key twice), the schema (its defaults filled in), then every run: one line, before any job
+    for configfile in [os.path.join(workflow.basedir, "config", "config.yaml"), *workflow.config_settings.configfiles]:
+        read_yaml(configfile)
     RUNS = check_config(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"),
                         command_line=workflow.config_settings.overwrite_config)
     ClaimThresholds.from_config(config["claims"])  # read by the claims job only: checked now too
