@@ -415,17 +415,3 @@ def test_a_killed_training_job_resumes_when_the_workflow_reruns(tmp_path):
     m = pd.read_json(tmp_path / "results" / "runs" / "sqrelu" / "seed0" / "metrics.jsonl", lines=True)
     assert m[m["split"] == "train"]["step"].tolist() == list(range(1500))  # each step logged once
     assert "resuming at step" in (tmp_path / "logs" / "train" / "sqrelu" / "seed0.log").read_text()
-
-
-def test_gpu_rules_declare_the_tables_the_benchmark_writes():
-    """analyze.smk names the GPU tables without importing the benchmark (which loads torch and the kernels): the
-    lists must stay equal to the ones act24.gpubench writes."""
-    import ast
-    import re
-
-    from act24.gpubench import DERIVED_TABLES, SHAPE_TABLES
-
-    text = (REPO / "workflow" / "rules" / "analyze.smk").read_text()
-    declared = {name: ast.literal_eval(re.search(rf"^{name} = (\[.*?\])$", text, re.M).group(1))
-                for name in ("SHAPE_TABLES", "DERIVED_TABLES")}
-    assert declared == {"SHAPE_TABLES": list(SHAPE_TABLES), "DERIVED_TABLES": list(DERIVED_TABLES)}

@@ -14,6 +14,10 @@ CHECKPOINT = "model.pt"  # the final model and its run config
 SUMMARY = "summary.json"  # written last: a run with a summary is finished
 RESUME = "resume.pt"  # the resumable training state, in the run's resume folder
 INFERENCE = "sparse_inference.json"  # written by the sparse_inference rule, next to the run's outputs
+# The GPU benchmark's tables: each shape-and-process job writes the first, the combine step adds the second.
+GPU_SHAPE_TABLES = ("ceilings", "gemm", "sparsify", "ffn", "ffn_rounds", "breakdown", "split_gemm",
+                    "split_gemm_rounds")
+GPU_DERIVED_TABLES = ("speedups", "stages", "sparsify_share", "split_speedups")
 
 
 def run_dir(results: str | Path, variant: str, seed: int) -> Path:

@@ -14,8 +14,8 @@ try:
                                   read_yaml, variant_label, variant_seeds)
     from act24.report.claims import ClaimThresholds, ideal_speedups
     from act24.report.palette import variant_palette
-    from act24.layout import (CHECKPOINT, DENSITY, INFERENCE, METRICS, STATS, SUMMARY,
-                              remove_finished_resume_folders, resume_dir, run_dir)
+    from act24.layout import (CHECKPOINT, DENSITY, GPU_DERIVED_TABLES, GPU_SHAPE_TABLES, INFERENCE, METRICS, STATS,
+                              SUMMARY, remove_finished_resume_folders, resume_dir, run_dir)
 except ImportError as exc:
     sys.exit(f"act24 is not importable ({exc}): install it first, e.g. `pip install -e .` (see README)")
 

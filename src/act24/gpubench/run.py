@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from ..io import environment_info, read_json, reading, write_json
+from ..layout import GPU_DERIVED_TABLES, GPU_SHAPE_TABLES
 from . import tables
 from .config import GpuBenchConfig
 from .ffn import ffn_rows
@@ -20,8 +21,7 @@ from .gemm import gemm_rows, split_gemm_rows
 from .harness import ceilings, is_gemm, label, nvml_status, trained_zero_fracs
 from .sparsify import sparsify_rows
 
-SHAPE_TABLES = ("ceilings", "gemm", "sparsify", "ffn", "ffn_rounds", "breakdown", "split_gemm", "split_gemm_rounds")
-DERIVED_TABLES = ("speedups", "stages", "sparsify_share", "split_speedups")
+SHAPE_TABLES, DERIVED_TABLES = GPU_SHAPE_TABLES, GPU_DERIVED_TABLES
 TABLES = SHAPE_TABLES + DERIVED_TABLES
 NO_CUDA = "skipped: no CUDA device"
 
