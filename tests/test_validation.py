@@ -73,6 +73,11 @@ CASES = {
     # the top level
     "unknown top-level key": (top(trian={"steps": 3}), "unknown config key 'trian'"),
     "unknown section key": (top(train={"stpes": 3}), "unknown config key 'train.stpes'"),
+    "top-level steps 0": (top(train={"steps": 0}), "config key 'train.steps': 0 is less than the minimum of 1"),
+    "unknown data source": (top(data={"source": "wikipedia"}), "'wikipedia' is not one of"),
+    "backward not a choice": (top(sparse={"backward": "dense"}),
+                              "'dense' is not one of ['sparse', 'masked_dense', 'straight_through']"),
+    "unknown backend": (top(sparse={"backend": "magic"}), "'magic' is not one of"),
     "wrong type": (top(train={"lr": "fast"}), "config key 'train.lr': 'fast' is not of type 'number'"),
     "analysis names no variant": (top(analysis={"sparsity_variant": "nope"}), "analysis.sparsity_variant: 'nope'"),
     # a CUDA-only 2:4 backend on a CPU run can run nowhere: rejected at planning, naming the key that set it
