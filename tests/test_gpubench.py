@@ -467,3 +467,24 @@ def test_without_cuda_the_model_step_jobs_and_their_combination_say_so(tmp_path)
     assert side["status"] == G.NO_CUDA and set(side["jobs"]) == set(parts)
     with pytest.raises(ValueError, match="model_step.widths has no width 'b'"):
         M.write_model_step_part(tmp_path / "b", cfg, "b")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU this would run the benchmark itself")
+def test_bench_gpu_takes_its_settings_from_config_files_like_the_workflow(tmp_path):
+    """`act24 bench-gpu --configfile` merges the files over config/config.yaml and benchmarks what they say: here
+    one shape (gpu_bench.only_shapes) in two independent processes, each a "skipped" record without CUDA."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    cfg = tmp_path / "point.yaml"
+    cfg.write_text("gpu_bench:\n  only_shapes: [1.5B-like]\n  processes: 2\n  tokens: [8192]\n")
+    out = tmp_path / "bench"
+    subprocess.run([sys.executable, "-m", "act24", "bench-gpu", "--configfile", str(cfg), "--no-model-step",
+                    "--out", str(out)], cwd=REPO, check=True, capture_output=True)
+    sidecar = json.loads((out / "bench.json").read_text())
+    assert list(sidecar["jobs"]) == ["1.5B-like/process0", "1.5B-like/process1"]
+    assert sidecar["config"]["shapes"] == {"1.5B-like": [2048, 8448]} and sidecar["config"]["tokens"] == [8192]
+    assert pd.read_csv(out / "speedups.csv")["status"].tolist() == [G.NO_CUDA]

@@ -309,3 +309,24 @@ def test_env_has_a_line_for_each_gpu_tool():
     lines = toolchain()
     assert list(lines) == ["nvcc", "CUTLASS headers", "cuSPARSELt", "xformers 2:4 kernels"]
     assert all(line.startswith(("ok, ", "missing: ", "not loaded: ")) for line in lines.values()), lines
+
+
+def test_only_shapes_narrows_the_benchmark_and_names_an_unknown_shape():
+    from act24.experiment import bench_settings, check_bench_settings
+    from act24.gpubench.config import GpuBenchConfig
+
+    cfg = top(gpu_bench={"only_shapes": ["7B-like"]})
+    check_config(cfg, SCHEMA)
+    check_bench_settings(cfg, None)
+    bench, _ = bench_settings(cfg, None)
+    assert GpuBenchConfig.from_dict(bench).shapes == {"7B-like": (4096, 16512)}
+    bad = top(gpu_bench={"only_shapes": ["7B-lik"]})
+    check_config(bad, SCHEMA)
+    with pytest.raises(ConfigError, match=r"'gpu_bench.only_shapes': '7B-lik' is not a shape of gpu_bench.shapes"):
+        check_bench_settings(bad, None)
+    with pytest.raises(ConfigError, match=r"'gpu_bench.only_shapes': '7B-lik'"):
+        GpuBenchConfig(only_shapes=("7B-lik",))
+    elsewhere = top(gpu_bench={"only_shapes": ["13B-like"]})  # C7 / C8 read claims.speed_shape: it must run
+    check_config(elsewhere, SCHEMA)
+    with pytest.raises(ConfigError, match=r"'claims.speed_shape': '7B-like' is not a benchmarked shape"):
+        check_bench_settings(elsewhere, None)

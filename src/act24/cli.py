@@ -107,6 +107,14 @@ def _bench_gpu(args) -> int:
     from .gpubench.model_step import combine_model_step, write_model_step_part
 
     cfg, step = GpuBenchConfig(), ModelStepConfig()
+    if args.configfile:  # the workflow's settings: config/config.yaml, these files merged over it, checked alike
+        from .experiment import bench_settings, check_bench_settings
+        from .sweep import load_config
+
+        config, _ = load_config(args.configfile)
+        check_bench_settings(config, config["gpu_bench"].get("trained_profile"), claims=False)
+        bench, model_step = bench_settings(config, config["gpu_bench"].get("trained_profile"))
+        cfg, step = GpuBenchConfig.from_dict(bench), ModelStepConfig.from_dict(model_step)
     if args.quick:  # small enough to smoke-test every path, the tables and the model step in a minute or two
         cfg = GpuBenchConfig(shapes={"small": (1024, 3072)}, tokens=(2048, 8192), extra_tokens=8192, rep_ms=20,
                              rounds=3, round_ms=10, profile_iters=1, processes=2)
@@ -219,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("bench-gpu", help="GEMM, sparsify, FFN and split-GEMM benchmarks (CUDA; on a CPU it "
                                          "writes 'skipped' records)")
     p.add_argument("--out", required=True, help="output folder for the CSV tables and bench.json")
+    p.add_argument("--configfile", nargs="+", default=[], help="config files whose gpu_bench and model_step sections "
+                   "to use (merged over config/config.yaml, as the workflow merges them); else the defaults")
     p.add_argument("--quick", action="store_true", help="one small shape, two token counts (a smoke test)")
     p.add_argument("--no-model-step", action="store_true", help="skip the whole-model training step")
     p.set_defaults(func=_bench_gpu)

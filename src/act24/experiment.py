@@ -295,14 +295,19 @@ def variant_label(config: dict[str, Any], variant: str) -> str:
     return config["variants"][variant].get("label", variant)
 
 
-def check_bench_settings(config: dict[str, Any], trained_profile: str | None) -> None:
-    """The benchmark settings that only jobs read, at planning time: claims.speed_shape is a benchmarked shape, and
+def check_bench_settings(config: dict[str, Any], trained_profile: str | None, claims: bool = True) -> None:
+    """The benchmark settings that only jobs read, at planning time: gpu_bench.only_shapes names shapes, with
+    `claims` claims.speed_shape is a benchmarked shape (the claims table reads it), and
     gpu_bench.trained_profile (the path as the workflow resolved it) is readable, with a `density` array of
     layers x features that has gpu_bench.trained_layer, finite there (else ConfigError naming the key and file)."""
-    shape, shapes = config["claims"]["speed_shape"], config["gpu_bench"]["shapes"]
-    if shape not in shapes:
-        raise ConfigError(f"config key 'claims.speed_shape': {shape!r} is not a shape of gpu_bench.shapes "
+    shapes, only = config["gpu_bench"]["shapes"], config["gpu_bench"].get("only_shapes") or []
+    if unknown := [s for s in only if s not in shapes]:
+        raise ConfigError(f"config key 'gpu_bench.only_shapes': {unknown[0]!r} is not a shape of gpu_bench.shapes "
                           f"({', '.join(shapes)})")
+    shape, benchmarked = config["claims"]["speed_shape"], benchmarked_shapes(config)
+    if claims and shape not in benchmarked:
+        raise ConfigError(f"config key 'claims.speed_shape': {shape!r} is not a benchmarked shape of gpu_bench.shapes "
+                          f"({', '.join(benchmarked)})")
     if not trained_profile:
         return
     import numpy as np
@@ -319,3 +324,19 @@ def check_bench_settings(config: dict[str, Any], trained_profile: str | None) ->
                           f"{density.shape[0] if density.ndim == 2 else 'no'} layers (an array of layers x features)")
     if not np.isfinite(density[layer]).all():
         raise ConfigError(f"config key 'gpu_bench.trained_profile': {path}: layer {layer} holds non-finite densities")
+
+
+def benchmarked_shapes(config: dict[str, Any]) -> dict[str, Any]:
+    """gpu_bench.shapes, or those of them that gpu_bench.only_shapes names."""
+    shapes, only = config["gpu_bench"]["shapes"], config["gpu_bench"].get("only_shapes") or []
+    return {name: shape for name, shape in shapes.items() if not only or name in only}
+
+
+def bench_settings(config: dict[str, Any], trained_profile: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The settings of the GPU benchmark (GpuBenchConfig) and of the model step (ModelStepConfig) of a checked
+    config: their sections, the benchmark's shapes narrowed to those it runs, with the trained profile's path as
+    resolved by the caller and the recipe's 95/5 split (sparse.dense_fraction), which both take from the recipe."""
+    dense_fraction = config["sparse"]["dense_fraction"]
+    return ({**config["gpu_bench"], "shapes": benchmarked_shapes(config), "only_shapes": [],
+             "trained_profile": trained_profile, "dense_fraction": dense_fraction},
+            {**config["model_step"], "dense_fraction": dense_fraction})

@@ -32,7 +32,8 @@ try:  # what only the benchmark and claims jobs read, checked before any job
     check_bench_settings(config, TRAINED_PROFILE)
 except ConfigError as exc:
     sys.exit(f"config error: {exc}")
-GPU_SHAPES = list(config["gpu_bench"]["shapes"])
+GPU_BENCH_CFG, MODEL_STEP_CFG = bench_settings(config, TRAINED_PROFILE)
+GPU_SHAPES = list(GPU_BENCH_CFG["shapes"])  # gpu_bench.only_shapes, or every shape
 GPU_PROCESSES = list(range(config["gpu_bench"]["processes"]))  # independent benchmark processes, a job each
 SHAPE_TABLES, DERIVED_TABLES = list(GPU_SHAPE_TABLES), list(GPU_DERIVED_TABLES)  # the tables act24.gpubench writes
 
@@ -49,8 +50,7 @@ rule bench_gpu:
         shape="|".join(re.escape(s) for s in GPU_SHAPES),
         process=r"\d+",
     params:
-        cfg={**config["gpu_bench"], "trained_profile": TRAINED_PROFILE,
-             "dense_fraction": config["sparse"]["dense_fraction"]},
+        cfg=GPU_BENCH_CFG,
     resources:
         gpu_percent=100,  # times the GPU: the whole GPU, nothing else alongside
     conda:
@@ -84,7 +84,6 @@ rule gpu_combine:
 MODEL_STEP = f"{GPU_BENCH}/model_step"
 MODEL_STEP_WIDTHS = list(config["model_step"]["widths"])
 MODEL_STEP_PROCESSES = list(range(config["model_step"]["processes"]))
-MODEL_STEP_CFG = {**config["model_step"], "dense_fraction": config["sparse"]["dense_fraction"]}
 
 
 rule bench_model_step:

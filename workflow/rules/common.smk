@@ -10,8 +10,8 @@ try:
     from act24.config import ConfigError
     from act24.corpus import sources as corpus_sources
     from act24.corpus import DataError
-    from act24.experiment import (check_bench_settings, check_config, device_warning, overrides_needing_a_folder,
-                                  read_yaml, variant_label, variant_seeds)
+    from act24.experiment import (bench_settings, check_bench_settings, check_config, device_warning,
+                                  overrides_needing_a_folder, read_yaml, variant_label, variant_seeds)
     from act24.report.claims import ClaimThresholds, ideal_speedups
     from act24.report.palette import variant_palette
     from act24.layout import (CHECKPOINT, DENSITY, GPU_DERIVED_TABLES, GPU_SHAPE_TABLES, INFERENCE, METRICS, STATS,

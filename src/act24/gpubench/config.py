@@ -16,6 +16,8 @@ class GpuBenchConfig:
         "FFN shapes, jobs of their own: name -> [d_model, F]: the widths this project's training runs use (F = 4 d), "
         "and model families' (F of the parameter-matched Squared-ReLU FFN, 1.5 x Llama's SwiGLU width)",
         items={"minimum": 64})
+    only_shapes: tuple[str, ...] = setting((), "benchmark only these names of `shapes` (empty: all of them); a list, "
+                                           "so a config file replaces it where it would merge into `shapes`")
     tokens: tuple[int, ...] = setting((4096, 8192, 16384, 32768, 65536), "token counts of the sweep",
                                       items={"minimum": 128})
     sweep_zero_frac: float = setting(0.95, "share of zeros of the synthetic activations in the token sweep",
@@ -42,7 +44,8 @@ class GpuBenchConfig:
     # Rounding flips some 2:4 choices, so correct bf16 paths land at 0.01-0.07 against the fp32 reference; a wrong
     # kernel lands near 1.
     tolerance: float = setting(0.1, "relative error allowed for bf16 paths against fp32; FP8 paths: 1.25x the best "
-                               "dense FP8 path's own error on the same inputs, where that is within 2x this",
+                               "dense FP8 path's own error on the same inputs, 2:4 FP8 paths 1.25x the error of FP8 "
+                               "2:4 math itself where that is larger, where those are within 2x this",
                                exclusiveMinimum=0)
     trained_profile: str | None = setting(None, "per-feature densities of a trained Squared-ReLU model (.npz with "
                                           "`density`, layers x features, as training writes it), benchmarked at "
@@ -51,6 +54,9 @@ class GpuBenchConfig:
 
     def __post_init__(self):
         check(self, "gpu_bench.")
+        if unknown := [s for s in self.only_shapes if s not in self.shapes]:
+            raise ConfigError(f"config key 'gpu_bench.only_shapes': {unknown[0]!r} is not a shape of gpu_bench.shapes "
+                              f"({', '.join(self.shapes)})")
 
     @classmethod
     def from_dict(cls, values: dict) -> "GpuBenchConfig":
