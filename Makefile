@@ -1,5 +1,5 @@
 # Two commands on a fresh machine:  make pipeline   (set-up + the default CPU pipeline)
-#                                   make test       (set-up + the test suite)
+#                                   make test       (set-up + the fast tier of the tests; make test-all: every test)
 PYTHON ?= python3
 VENV   ?= .venv
 CORES  ?= 2
@@ -19,7 +19,7 @@ GPU_TORCH_INDEX   ?= https://download.pytorch.org/whl/cu130
 GPU_TORCH_VERSION := $(shell sed -n 's/^torch==\([0-9.]*\).*/\1/p' requirements-gpu-lock.txt)
 GPU_STAMP         := $(VENV)/.act24-gpu-installed
 
-.PHONY: setup setup-gpu gpu-wheels pipeline report docs-notebooks test test-gpu clean
+.PHONY: setup setup-gpu gpu-wheels pipeline report docs-notebooks test test-rest test-all test-gpu clean
 
 setup: $(STAMP)
 
@@ -62,7 +62,15 @@ docs-notebooks: $(STAMP)
 	  --output-dir $(CURDIR)/docs/notebooks *.ipynb
 	rm -rf .docs-build
 
+# The fast tier: everything but Snakemake in subprocesses and the Triton interpreter's kernel matrix.
 test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not workflow and not kernels"
+
+# The rest (CI runs both): the workflow's planning, the tiny end-to-end pipeline and kills, the kernels.
+test-rest: $(STAMP)
+	$(BIN)/python -m pytest -q -m "slow or workflow or kernels"
+
+test-all: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 test-gpu: $(STAMP)

@@ -19,6 +19,8 @@ from act24.ffn import sparse_sqrelu_ffn  # noqa: E402
 from act24.sparsity.recipe import SparseRecipe  # noqa: E402
 from act24.sparsity.pattern import feature_split, mask24, token_permutation  # noqa: E402
 
+pytestmark = pytest.mark.kernels  # the Triton kernels through its interpreter on the CPU: minutes
+
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 SMALL = fused.LaunchConfig(block_m=4, block_k=128)  # K = 256: two blocks
 TAIL = fused.LaunchConfig(block_m=2, block_k=512)  # K = 384: one partial block

@@ -206,6 +206,7 @@ def test_null_from_the_command_line_is_null_where_a_string_would_also_do():
         check_config(top(train={"steps": "~"}), SCHEMA, command_line={"train": {"steps": "~"}})
 
 
+@pytest.mark.workflow
 def test_snakemake_config_overrides_from_the_command_line_need_a_results_folder_of_their_own(tmp_path):
     """Overrides that change results would retrain the default runs in place and rewrite their tables: refused
     unless the experiment names its own results folder; neutral ones (threads) need none."""
@@ -273,7 +274,7 @@ def test_settings_only_jobs_read_are_checked_at_planning(tmp_path):
     from act24.experiment import check_bench_settings
     from act24.report.claims import ClaimThresholds
 
-    with pytest.raises(ConfigError, match="'claims.speed_shape': '99B-like' is not a shape of gpu_bench.shapes"):
+    with pytest.raises(ConfigError, match="'claims.speed_shape': '99B-like' is not a benchmarked shape of gpu_bench.shapes"):
         check_bench_settings(top(claims={"speed_shape": "99B-like"}), None)
     profile = tmp_path / "p.npz"
     np.savez(profile, density=np.array([[0.1, 0.2], [np.nan, np.nan]]))

@@ -13,6 +13,8 @@ import yaml
 
 from conftest import REPO, write_corpus
 
+pytestmark = pytest.mark.workflow  # every test here runs Snakemake (planning, the tiny pipeline, kills)
+
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 SHIPPED = sorted(p.name for p in (REPO / "config").glob("*.yaml") if p.name != "config.yaml")
 
