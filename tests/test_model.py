@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from act24.config import FFN_KINDS, ConfigError, ModelConfig, RunConfig
-from act24.model import FeedForward, Transformer, apply_rope, ffn_width, parameter_counts, rope_tables
+from act24.config import ffn_width, parameter_counts
+from act24.model import FeedForward, Transformer, apply_rope, rope_tables
 
 SMALL = dict(vocab_size=97, d_model=32, n_layers=2, n_heads=4, seq_len=16, ffn_multiple_of=8)
 

@@ -66,8 +66,7 @@ def _sweep(args) -> int:
 
 
 def _params(args) -> int:
-    from .config import FFN_KINDS, ModelConfig
-    from .model import parameter_counts
+    from .config import FFN_KINDS, ModelConfig, parameter_counts
 
     base = {"d_model": args.d_model, "n_layers": args.n_layers, "n_heads": args.n_heads,
             "vocab_size": args.vocab_size, "ffn_multiple_of": args.multiple_of}

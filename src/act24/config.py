@@ -9,6 +9,7 @@ across keys (heads divide d_model, the 2:4 recipe needs Squared-ReLU) live here 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,3 +147,36 @@ class RunConfig:
     def to_dict(self, neutral: bool = True) -> dict[str, Any]:
         """The mapping `from_dict` takes; without the settings that do not change results unless `neutral`."""
         return to_dict(self, neutral=neutral)
+
+
+# FFN widths and parameter counts: arithmetic on a ModelConfig, without building a model (no torch), for tables
+# and paper-scale shapes.
+def round_up(x: float, multiple: int) -> int:
+    return int(math.ceil(x / multiple) * multiple)
+
+
+def ffn_width(cfg: ModelConfig, kind: str | None = None) -> int:
+    """FFN width F for `kind`, parameter-matched across kinds.
+
+    SwiGLU has three d x F matrices, the other kinds two, so F_two = 1.5 F_swiglu exactly. F_swiglu is
+    rounded to a multiple of 2 * ffn_multiple_of so that both widths are multiples of ffn_multiple_of.
+    """
+    kind = kind or cfg.ffn
+    f_swiglu = round_up(cfg.ffn_ratio * cfg.d_model * 2 / 3, 2 * cfg.ffn_multiple_of)
+    return f_swiglu if kind == "swiglu" else f_swiglu * 3 // 2
+
+
+def parameter_counts(cfg: ModelConfig) -> dict[str, int]:
+    """Parameter counts of the model `cfg` describes, by part, computed without building it (so paper-scale
+    shapes are cheap). Embedding and (untied) output matrices count as embedding parameters."""
+    d, width = cfg.d_model, ffn_width(cfg)
+    ffn = cfg.n_layers * (3 if cfg.ffn == "swiglu" else 2) * d * width
+    attention = cfg.n_layers * 4 * d * d
+    norms = (2 * cfg.n_layers + 1) * d
+    embedding = cfg.vocab_size * d * (1 if cfg.tie_embeddings else 2)
+    return {
+        "ffn_width": width,
+        "ffn_params": ffn,
+        "non_embedding_params": ffn + attention + norms,
+        "total_params": ffn + attention + norms + embedding,
+    }

@@ -9,25 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig
+from .config import ModelConfig, ffn_width
 from .ffn import sparse_sqrelu_ffn
 from .sparsity.pattern import mask24
 from .sparsity.recipe import SparseRecipe
-
-
-def round_up(x: float, multiple: int) -> int:
-    return int(math.ceil(x / multiple) * multiple)
-
-
-def ffn_width(cfg: ModelConfig, kind: str | None = None) -> int:
-    """FFN width F for `kind`, parameter-matched across kinds.
-
-    SwiGLU has three d x F matrices, the other kinds two, so F_two = 1.5 F_swiglu exactly. F_swiglu is
-    rounded to a multiple of 2 * ffn_multiple_of so that both widths are multiples of ffn_multiple_of.
-    """
-    kind = kind or cfg.ffn
-    f_swiglu = round_up(cfg.ffn_ratio * cfg.d_model * 2 / 3, 2 * cfg.ffn_multiple_of)
-    return f_swiglu if kind == "swiglu" else f_swiglu * 3 // 2
 
 
 @torch.compiler.disable
@@ -185,19 +170,3 @@ class Transformer(nn.Module):
         the paper's sparse inference for Squared-ReLU; forced 2:4 for SwiGLU / ReLU / GELU, for context."""
         for ffn in self.ffn_modules():
             ffn.mask24_forward = enabled
-
-
-def parameter_counts(cfg: ModelConfig) -> dict[str, int]:
-    """Parameter counts of the model `cfg` describes, by part, computed without building it (so paper-scale
-    shapes are cheap). Embedding and (untied) output matrices count as embedding parameters."""
-    d, width = cfg.d_model, ffn_width(cfg)
-    ffn = cfg.n_layers * (3 if cfg.ffn == "swiglu" else 2) * d * width
-    attention = cfg.n_layers * 4 * d * d
-    norms = (2 * cfg.n_layers + 1) * d
-    embedding = cfg.vocab_size * d * (1 if cfg.tie_embeddings else 2)
-    return {
-        "ffn_width": width,
-        "ffn_params": ffn,
-        "non_embedding_params": ffn + attention + norms,
-        "total_params": ffn + attention + norms + embedding,
-    }

@@ -18,13 +18,13 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from . import __version__
-from .config import RunConfig, TrainConfig
+from .config import RunConfig, TrainConfig, parameter_counts
 from .data import TokenArray
 from .distributed import World, init_world, shutdown
 from .io import SetupError, git_commit, write_atomic, write_json
 from .kernels.backends import Backend, select_backend
 from .layout import CHECKPOINT, DENSITY, METRICS, RESUME, STATS, SUMMARY
-from .model import Transformer, parameter_counts
+from .model import Transformer
 from .progress import TrainingLog
 from .sparsity.pattern import token_permutation
 from .sparsity.recipe import SparseRecipe

@@ -20,10 +20,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..config import ModelConfig
+from ..config import ModelConfig, ffn_width
 from ..ffn.fused import fused_ffn_op, recipe_spec
 from ..intervals import nested_ratio_ci
-from ..model import Transformer, ffn_width
+from ..model import Transformer
 from ..sparsity.recipe import SparseRecipe
 from .config import ModelStepConfig
 from .harness import event_ms, gpu_state

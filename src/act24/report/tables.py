@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import FFN_KINDS, ModelConfig
-from ..model import parameter_counts
+from ..config import parameter_counts
 from ..intervals import mean_interval
 
 
