@@ -56,8 +56,8 @@ report: pipeline
 # The notebooks executed on the committed reference (a copy beside reference/ without results/), for readers who
 # do not run them: docs/notebooks/.
 docs-notebooks: $(STAMP)
-	rm -rf .docs-build && mkdir -p .docs-build docs/notebooks && cp notebooks/*.ipynb .docs-build/
-	mkdir -p .docs-build/notebooks && mv .docs-build/*.ipynb .docs-build/notebooks/ && ln -s $(CURDIR)/reference .docs-build/reference
+	rm -rf .docs-build && mkdir -p .docs-build/notebooks docs/notebooks && cp notebooks/*.ipynb .docs-build/notebooks/
+	ln -s $(CURDIR)/reference .docs-build/reference
 	cd .docs-build/notebooks && $(CURDIR)/$(BIN)/jupyter nbconvert --to notebook --execute \
 	  --output-dir $(CURDIR)/docs/notebooks *.ipynb
 	rm -rf .docs-build
