@@ -143,17 +143,21 @@ def test_kernel_names_are_classified_as_gemm_or_not(name, gemm):
     assert H.is_gemm(name) == gemm
 
 
-def test_sparsify_share_matches_steps_to_the_ffn_forward_of_their_precision():
-    sparsify = [{**POINT, "status": "ok", "ms": 2.0, "step": "as in act24's sparse FFN (fp8): eager relu² + mask24 + pack"},
-                {**POINT, "status": "ok", "ms": 1.0, "step": "relu² + 2:4 mask, dense output (torch.compile)"},
-                {**POINT, "status": "ok", "ms": 0.5, "step": T.FUSED_FORWARD_STEP},
-                {**POINT, "status": "ok", "ms": 0.4, "step": T.CSLT_FORWARD_STEP}]
-    out = T.sparsify_share(sparsify, [ffn_row("2:4 (stock packing)", 8.0), ffn_row("2:4 cuSPARSELt", 9.0, "bf16"),
+def test_sparsify_share_matches_steps_to_the_ffn_forward_their_record_names():
+    fp8, bf16 = {"precision": "fp8"}, {"precision": "bf16"}
+    sparsify = [{**POINT, **fp8, "status": "ok", "ms": 2.0, "step": "stock fp8", "path": "2:4 (stock packing)"},
+                {**POINT, "status": "ok", "ms": 1.0, "step": "no FFN path runs it"},
+                {**POINT, "status": "ok", "ms": 1.0, "step": "pandas' empty field", "path": math.nan},
+                {**POINT, **fp8, "status": "ok", "ms": 0.5, "step": "fused", "path": "2:4 (fused kernels, CUTLASS)"},
+                {**POINT, **fp8, "status": "failed: x", "ms": 0.1, "step": "fused",
+                 "path": "2:4 (fused kernels, auto)"},
+                {**POINT, **bf16, "status": "ok", "ms": 0.4, "step": "bf16 of an fp8-only path",
+                 "path": "2:4 (fused kernels, cuSPARSELt)"}]
+    out = T.sparsify_share(sparsify, [ffn_row("2:4 (stock packing)", 8.0), ffn_row("2:4 (fused kernels, auto)", 9.0),
                                       ffn_row("2:4 (fused kernels, CUTLASS)", 5.0),
                                       ffn_row("2:4 (fused kernels, cuSPARSELt)", 4.0)])
     assert [(r["precision"], r["sparse_path"], r["sparsify_share"]) for r in out] == [
-        ("fp8", "2:4 (stock packing)", 0.25), ("fp8", "2:4 (fused kernels, CUTLASS)", 0.1),
-        ("fp8", "2:4 (fused kernels, cuSPARSELt)", 0.1)]
+        ("fp8", "2:4 (stock packing)", 0.25), ("fp8", "2:4 (fused kernels, CUTLASS)", 0.1)]
 
 
 def test_gate_times_only_correct_paths():
@@ -488,3 +492,15 @@ def test_bench_gpu_takes_its_settings_from_config_files_like_the_workflow(tmp_pa
     assert list(sidecar["jobs"]) == ["1.5B-like/process0", "1.5B-like/process1"]
     assert sidecar["config"]["shapes"] == {"1.5B-like": [2048, 8448]} and sidecar["config"]["tokens"] == [8192]
     assert pd.read_csv(out / "speedups.csv")["status"].tolist() == [G.NO_CUDA]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the rows of paths that cannot run: a machine without CUDA")
+def test_paths_that_cannot_run_here_are_rows_saying_whether_they_are_sparse():
+    from act24.gpubench.paths import ffn_paths
+    from act24.sparsity.recipe import SparseRecipe
+
+    paths, missing = ffn_paths("bf16", SparseRecipe())
+    assert [(p.name, p.sparse) for p in paths] == [("dense (eager)", False), ("dense (torch.compile)", False)]
+    assert [(m["path"], m["sparse"]) for m in missing] == [("2:4 cuSPARSELt (stock packing)", True)]
+    assert "no CUDA device" in missing[0]["status"]
+    assert [(m["path"], m["sparse"]) for m in ffn_paths("fp8", SparseRecipe())[1]] == [("all FP8 paths", False)]

@@ -91,7 +91,7 @@ def ffn_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac, shape: str,
         base = {"shape": shape, "T": t, "d": d, "F": f, **label(zero_frac), "precision": precision,
                 "launch": STREAM, "reference": reference}
         paths, missing = ffn_paths(precision, recipe)
-        out["ffn"] += [{**base, "pass": "forward", "sparse": m["path"].startswith("2:4"), **m} for m in missing]
+        out["ffn"] += [{**base, "pass": "forward", **m} for m in missing]
         calls = {}
         for p in paths:
             def forward(p=p):

@@ -24,7 +24,7 @@ from ..kernels.backends import Backend, _cuda_capability, get_backend
 from ..kernels.fp8 import fp8_mm
 from ..sparsity.recipe import SparseRecipe
 from .harness import backend_here
-from .tables import FUSED_PATHS
+from .tables import FUSED_PATHS, STOCK_PATHS
 
 
 @dataclass(frozen=True)
@@ -91,17 +91,18 @@ def sparse_path(name: str, backend: Backend, recipe: SparseRecipe) -> FfnPath:
 
 
 def ffn_paths(precision: str, recipe: SparseRecipe) -> tuple[list[FfnPath], list[dict]]:
-    """The paths of `precision` ("bf16" or "fp8") that can run here, and a row per path that cannot (why)."""
+    """The paths of `precision` ("bf16" or "fp8") that can run here, and a row per path that cannot (why; with
+    `sparse`, as the paths have it)."""
     paths, missing = [], []
     if precision == "bf16":
         paths += [FfnPath("dense (eager)", False, _dense_bf16, autograd_step(_dense_bf16)),
                   FfnPath("dense (torch.compile)", False, compiled(_dense_bf16), _compiled_bf16_step)]
-        candidates = [("2:4 cuSPARSELt (stock packing)", "cusparselt")]
+        candidates = [(STOCK_PATHS["cusparselt"], "cusparselt")]
     else:
         cap = _cuda_capability()
         if cap is None or cap < (8, 9):
-            return [], [{"path": "all FP8 paths", "status": f"unavailable: FP8 GEMMs need compute capability >= 8.9, "
-                                                            f"device has {cap}"}]
+            return [], [{"path": "all FP8 paths", "sparse": False,
+                         "status": f"unavailable: FP8 GEMMs need compute capability >= 8.9, device has {cap}"}]
         dense_fp8 = get_backend("xformers_fp8_sm90")  # only its dense mm (fp8_mm: cuBLAS, no xformers) runs here
         eager = lambda x, w1, w2: dense_sqrelu_ffn(x, w1, w2, dense_fp8)  # noqa: E731
         paths += [FfnPath("dense (eager)", False, eager, autograd_step(eager)),
@@ -113,12 +114,13 @@ def ffn_paths(precision: str, recipe: SparseRecipe) -> tuple[list[FfnPath], list
             paths.append(FfnPath("dense (fused kernels)", False, dense_fused_fp8_ffn,
                                  autograd_step(dense_fused_fp8_ffn)))
         else:
-            missing.append({"path": "dense (fused kernels)", "status": fused_why})
-        candidates = [("2:4 (stock packing)", "xformers_fp8_sm90"), *((p, b) for b, p in FUSED_PATHS.items())]
+            missing.append({"path": "dense (fused kernels)", "sparse": False, "status": fused_why})
+        candidates = [(STOCK_PATHS["xformers_fp8_sm90"], "xformers_fp8_sm90"),
+                      *((p, b) for b, p in FUSED_PATHS.items())]
     for name, backend_name in candidates:
         backend, why = backend_here(backend_name)
         if backend:
             paths.append(sparse_path(name, backend, recipe))
         else:
-            missing.append({"path": name, "status": why})
+            missing.append({"path": name, "sparse": True, "status": why})
     return paths, missing

@@ -1,6 +1,7 @@
 """The sparsify step alone (Y1 -> what the sparse GEMM consumes), stock and fused, with achieved bandwidth.
 
-A step is (run it, check its output, bytes moved per element of Y1, tolerance). Achieved GB/s counts the fewest
+A step is a `Step` record: how to run it and check its output, the bytes it moves per element of Y1, its tolerance,
+and the FFN path whose forward runs it (precision and path label), if one does. Achieved GB/s counts the fewest
 bytes a step must move: its inputs read once (Y1 in bf16 for the forward) and its outputs written once (dense bf16
 for the mask alone; half the values plus 4 bits of metadata per group of 4 once packed). Each output is checked
 through the GEMM it feeds, or bit for bit against CUTLASS's packing.
@@ -21,10 +22,24 @@ from ..kernels.fp8 import quantize_rowwise_fp8
 from ..sparsity.pattern import feature_split, mask24
 from .config import GpuBenchConfig
 from .harness import backend_here, bench_ms, ffn_inputs, gated, label, rel_error
-from .tables import CSLT_FORWARD_STEP, FUSED_FORWARD_STEP
+from .tables import CSLT_FORWARD_STEP, FUSED_FORWARD_STEP, FUSED_PATHS, STOCK_PATHS
 
-Step = tuple[Callable[[], object], Callable[[], float], float, float]
 PACKED_FP8, PACKED_BF16 = 0.5 + 1 / 8, 1.0 + 1 / 8  # bytes per element of a packed 2:4 operand
+
+
+@dataclass(frozen=True)
+class Step:
+    """One sparsify step: `run` it, `check` its output (relative error, or 0 / inf for bit-exact checks)."""
+
+    run: Callable[[], object]
+    check: Callable[[], float]
+    bytes_moved: float  # the fewest bytes per element of Y1 it must read and write
+    tolerance: float
+    precision: str = ""  # the FFN path whose forward runs this step as timed here: its precision
+    path: str = ""  # ... and its label ("" when no FFN path runs it)
+
+    def record(self) -> dict:
+        return {"precision": self.precision, "path": self.path} if self.path else {}
 
 
 @dataclass
@@ -65,7 +80,7 @@ def same_as_cutlass(ours, a: torch.Tensor) -> float:
 def stock_steps(c: Case) -> dict[str, Step]:
     """The mask alone, and the stock packings (cuSPARSELt bf16, xformers' FP8 sm90 compressor)."""
     tol, y1 = c.cfg.tolerance, c.y1
-    steps = {"relu² + 2:4 mask, dense output (torch.compile)": (
+    steps = {"relu² + 2:4 mask, dense output (torch.compile)": Step(
         lambda: c.relu2_mask(y1), lambda: rel_error(c.relu2_mask(y1), c.masked_ref), 2 + 2.0, tol)}
     if backend_here("cusparselt")[0]:
         w2t = c.w2.t()
@@ -73,7 +88,7 @@ def stock_steps(c: Case) -> dict[str, Step]:
         def cslt_step():
             return torch._cslt_compress(c.relu2_mask(y1))
 
-        steps["relu² + 2:4 mask + cuSPARSELt compress (bf16)"] = (
+        steps["relu² + 2:4 mask + cuSPARSELt compress (bf16)"] = Step(
             cslt_step, lambda: rel_error(torch._cslt_sparse_mm(cslt_step(), w2t), c.gemm_ref), 2 + PACKED_BF16, tol)
     if backend_here("xformers_fp8_sm90")[0]:
         def fp8_step():
@@ -84,8 +99,8 @@ def stock_steps(c: Case) -> dict[str, Step]:
             (packed, meta), a_scale = fp8_step()
             return rel_error(c.fp8_gemm(packed, meta, a_scale), c.gemm_ref)
 
-        steps["relu² + 2:4 mask + FP8 quantize + xformers sm90 compress"] = (fp8_step, fp8_check, 2 + PACKED_FP8,
-                                                                              2 * tol)
+        steps["relu² + 2:4 mask + FP8 quantize + xformers sm90 compress"] = Step(fp8_step, fp8_check,
+                                                                                  2 + PACKED_FP8, 2 * tol)
     return steps
 
 
@@ -119,14 +134,16 @@ def fused_forward_steps(c: Case) -> dict[str, Step]:
         w8, w_scale = quantize_rowwise_fp8(c.w2)
         return rel_error(cusparselt.fp8_gemm(packed.buffer, w8.t(), packed.scale, w_scale.t()), c.gemm_ref)
 
-    cslt = {} if backend_here("fused_fp8_cusparselt")[1] else {CSLT_FORWARD_STEP: (
-        lambda: fused.sparsify24_rows(y1, layout=fused.CUSPARSELT), cslt_check, 2 + PACKED_FP8, 2 * tol)}
+    cslt = {} if backend_here("fused_fp8_cusparselt")[1] else {CSLT_FORWARD_STEP: Step(
+        lambda: fused.sparsify24_rows(y1, layout=fused.CUSPARSELT), cslt_check, 2 + PACKED_FP8, 2 * tol,
+        "fp8", FUSED_PATHS["fused_fp8_cusparselt"])}
     return cslt | {
-        FUSED_FORWARD_STEP: (lambda: fused.sparsify24_rows(y1), packed_check, 2 + PACKED_FP8, 2 * tol),
-        "fused (act24, Triton): relu² + 2:4 + sm90 packing, bf16": (
+        FUSED_FORWARD_STEP: Step(lambda: fused.sparsify24_rows(y1), packed_check, 2 + PACKED_FP8, 2 * tol,
+                                 "fp8", FUSED_PATHS["fused_fp8_sm90"]),
+        "fused (act24, Triton): relu² + 2:4 + sm90 packing, bf16": Step(
             lambda: fused.sparsify24_rows(y1, fp8=False),
             lambda: same_as_cutlass(fused.sparsify24_rows(y1, fp8=False)[0], masked_bf16), 2 + PACKED_BF16, 0.0),
-        "fused (act24, Triton): relu² + FP8, dense (the dense FFN's step)": (
+        "fused (act24, Triton): relu² + FP8, dense (the dense FFN's step)": Step(
             lambda: fused.quantize_rows(y1, fused.FORWARD), dense_check, 2 + 1.0, 2 * tol),
     }
 
@@ -167,13 +184,13 @@ def fused_backward_steps(c: Case) -> dict[str, Step]:
     frac = len(split[0]) / f
     return {
         "fused (act24, Triton): dense backward, dY1 = dY2 ⊙ 2 relu(Y1) FP8 rows + dY1, Y2 bf16 (the dense FFN's "
-        "step)": (lambda: fused.dense_backward_rows(y1, grad), dense_check, 4 + 1.0 + 2 * 2.0, 0.0),
-        "fused (act24, Triton): backward, dY1 = dY2 ⊙ 2 relu(Y1) ⊙ M FP8 packed + dY1, Ỹ2 kept": (
+        "step)": Step(lambda: fused.dense_backward_rows(y1, grad), dense_check, 4 + 1.0 + 2 * 2.0, 0.0),
+        "fused (act24, Triton): backward, dY1 = dY2 ⊙ 2 relu(Y1) ⊙ M FP8 packed + dY1, Ỹ2 kept": Step(
             lambda: fused.sparsify24_rows(y1, grad=grad, write_kept=True), sparse_check,
             4 + PACKED_FP8 + 2 * 1.0 + 1 / 8, 0.0),
         "fused (act24, Triton): token-wise from the kept form, permute + transpose + 2:4 + FP8 + packing, 95/5 "
-        "split": (lambda: fused.sparsify24_tokens(kept, perm, *split), tokens_check,
-                  1.0 + 1 / 8 + frac * PACKED_FP8 + (1 - frac) * 1.0, 0.0),
+        "split": Step(lambda: fused.sparsify24_tokens(kept, perm, *split), tokens_check,
+                      1.0 + 1 / 8 + frac * PACKED_FP8 + (1 - frac) * 1.0, 0.0),
     }
 
 
@@ -186,9 +203,9 @@ def as_in_the_ffn_steps(c: Case) -> dict[str, Step]:
             y2 = F.relu(c.y1).square()
             return torch._cslt_compress(y2 * mask24(y2, dim=1))
 
-        steps["as in act24's sparse FFN (bf16): eager relu² + mask24 + pack"] = (
+        steps["as in act24's sparse FFN (bf16): eager relu² + mask24 + pack"] = Step(
             bf16_step, lambda: rel_error(torch._cslt_sparse_mm(bf16_step(), c.w2.t()), c.gemm_ref),
-            2 + PACKED_BF16, c.cfg.tolerance)
+            2 + PACKED_BF16, c.cfg.tolerance, "bf16", STOCK_PATHS["cusparselt"])
     if backend_here("xformers_fp8_sm90")[0]:
         def fp8_step():
             y2 = F.relu(c.y1).square()
@@ -199,8 +216,8 @@ def as_in_the_ffn_steps(c: Case) -> dict[str, Step]:
             (values, meta), scale = fp8_step()
             return rel_error(c.fp8_gemm(values, meta, scale), c.gemm_ref)
 
-        steps["as in act24's sparse FFN (fp8): eager relu² + mask24 + pack"] = (
-            fp8_step, fp8_check, 2 + PACKED_FP8, 2 * c.cfg.tolerance)
+        steps["as in act24's sparse FFN (fp8): eager relu² + mask24 + pack"] = Step(
+            fp8_step, fp8_check, 2 + PACKED_FP8, 2 * c.cfg.tolerance, "fp8", STOCK_PATHS["xformers_fp8_sm90"])
     return steps
 
 
@@ -212,9 +229,10 @@ def sparsify_rows(cfg: GpuBenchConfig, t: int, d: int, f: int, zero_frac: float,
         steps |= fused_forward_steps(c) | fused_backward_steps(c)
     steps |= as_in_the_ffn_steps(c)
     rows: list[dict] = []
-    for name, (fn, check, bytes_moved, tol) in steps.items():
-        gated(rows, {"T": t, "F": f, **label(zero_frac), "step": name}, check, tol, lambda fn=fn: bench_ms(fn, cfg))
+    for name, step in steps.items():
+        gated(rows, {"T": t, "F": f, **label(zero_frac), "step": name, **step.record()}, step.check, step.tolerance,
+              lambda fn=step.run: bench_ms(fn, cfg))
         if rows[-1]["status"] == "ok":
-            rows[-1]["GBps"] = t * f * bytes_moved / rows[-1]["ms"] / 1e6
+            rows[-1]["GBps"] = t * f * step.bytes_moved / rows[-1]["ms"] / 1e6
             rows[-1]["share_of_copy_bandwidth"] = rows[-1]["GBps"] / copy_gbps
     return rows

@@ -11,13 +11,13 @@ from .harness import HOST_BOUND, STREAM, is_gemm
 POINT = ["shape", "T", "activations", "zero_frac", "precision", "pass", "launch"]  # one measured point
 FUSED_FORWARD_STEP = "fused (act24, Triton): relu² + 2:4 + FP8 + sm90 packing"
 CSLT_FORWARD_STEP = "fused (act24, Triton): relu² + 2:4 + FP8 + cuSPARSELt packing"
+# The 2:4 FFN paths on the stock packing (act24.gpubench.paths), by backend: bf16 on cuSPARSELt, FP8 on xformers'.
+STOCK_PATHS = {"cusparselt": "2:4 cuSPARSELt (stock packing)", "xformers_fp8_sm90": "2:4 (stock packing)"}
 # The FP8 2:4 FFN paths on the fused kernels (act24.gpubench.paths), by the GEMM they feed.
 FUSED_PATHS = {"fused_fp8_sm90": "2:4 (fused kernels, CUTLASS)",
                "fused_fp8_cusparselt": "2:4 (fused kernels, cuSPARSELt)",
                "fused_fp8_tuned": "2:4 (fused kernels, act24 GEMM)",
                "fused_fp8_auto": "2:4 (fused kernels, auto)"}
-# The FFN path whose forward runs each fused sparsify step.
-STEP_PATHS = {FUSED_FORWARD_STEP: FUSED_PATHS["fused_fp8_sm90"], CSLT_FORWARD_STEP: FUSED_PATHS["fused_fp8_cusparselt"]}
 
 
 def _frame(rows) -> pd.DataFrame:
@@ -168,20 +168,15 @@ def stages(ffn, breakdown) -> list[dict]:
 
 
 def sparsify_share(sparsify, ffn) -> list[dict]:
-    """Share of the 2:4 FFN forward time spent in its sparsify step (timed alone, as the FFN runs it)."""
+    """Share of the 2:4 FFN forward time spent in its sparsify step (timed alone, as the FFN runs it): each step row
+    names the FFN path whose forward runs it (its `precision` and `path` fields; steps no path runs have none)."""
     forward = {(r["shape"], r["T"], r["activations"], r["zero_frac"], r["precision"], r["path"]): r["ms"]
                for r in ffn if r.get("status") == "ok" and r["pass"] == "forward" and r.get("sparse")}
     out = []
     for r in sparsify:
-        if r.get("status") != "ok":
+        if r.get("status") != "ok" or not isinstance(r.get("path"), str) or not r["path"]:
             continue
-        if r["step"].startswith("as in act24"):
-            precision = "bf16" if "(bf16)" in r["step"] else "fp8"
-            path = "2:4 cuSPARSELt (stock packing)" if precision == "bf16" else "2:4 (stock packing)"
-        elif r["step"] in STEP_PATHS:
-            precision, path = "fp8", STEP_PATHS[r["step"]]
-        else:
-            continue
+        precision, path = r["precision"], r["path"]
         key = (r["shape"], r["T"], r["activations"], r["zero_frac"], precision, path)
         if key in forward:
             out.append({"shape": key[0], "T": key[1], "activations": key[2], "zero_frac": key[3],
