@@ -65,7 +65,7 @@ def test_gpu_backends_say_why_they_are_unavailable_on_cpu(name, monkeypatch):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only answers")
 def test_the_auto_fp8_backend_names_every_gemm_it_cannot_run():
-    why = B.FusedFp8AutoBackend().probe()
+    why = B.get_backend("fused_fp8_auto").probe()
     assert why.startswith("no 2:4 FP8 GEMM runs here: xformers: ")
     assert "; act24: no CUDA device; cusparselt: no CUDA device" in why
 

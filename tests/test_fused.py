@@ -8,6 +8,8 @@ import torch
 pytest.importorskip("triton", reason="the fused kernels are Triton kernels (pip install triton)")
 
 from act24.kernels import backends as B  # noqa: E402
+from act24.kernels.fused_fp8 import FusedFp8Backend  # noqa: E402
+from act24.kernels.sparse_fp8_gemms import SparseFp8Gemm, XformersGemm  # noqa: E402
 from act24.kernels import fused  # noqa: E402
 from act24.kernels.fused import bits as fused_bits  # noqa: E402
 import triton  # noqa: E402
@@ -194,20 +196,30 @@ def emulated_packed_gemm(a: fused.Packed24, b8, b_scale):
     return ((dense.float().to(b8.device) * a.scale) @ (b8.float() * b_scale)).to(torch.bfloat16)
 
 
-class EmulatedFusedBackend(B.FusedFp8Sm90Backend):
-    """The fused backend with its FP8 sparse GEMM emulated (`emulated_packed_gemm`)."""
+class EmulatedGemm(SparseFp8Gemm):
+    """An FP8 sparse GEMM emulated on the CPU (`emulated_packed_gemm`), reading `layout`."""
+
+    name = "emulated"
+
+    def __init__(self, layout=fused.CUTLASS):
+        self.layout = layout
 
     def probe(self):
         return ""
 
-    packed_gemm = staticmethod(emulated_packed_gemm)
+    def __call__(self, a, b8, b_scale):
+        self.check_layout(a, a.values.shape[0], 2 * a.values.shape[1], b8.shape[1])
+        return emulated_packed_gemm(a, b8, b_scale)
 
 
-class EmulatedFusedCusparseltBackend(EmulatedFusedBackend):
+def emulated_fused_backend():
+    """The fused backend with its FP8 sparse GEMM emulated."""
+    return FusedFp8Backend(EmulatedGemm(), "emulated_fused", "")
+
+
+def emulated_fused_cusparselt_backend():
     """The same, its kernels writing cuSPARSELt's layout."""
-
-    def layout_for(self, m, k, n):
-        return fused.CUSPARSELT
+    return FusedFp8Backend(EmulatedGemm(fused.CUSPARSELT), "emulated_fused_cusparselt", "")
 
 
 class EmulatedUnfusedBackend(B.XformersFp8Sm90Backend):
@@ -226,7 +238,7 @@ class EmulatedUnfusedBackend(B.XformersFp8Sm90Backend):
 @pytest.mark.parametrize("recipe", [SparseRecipe(split_multiple=64),
                                     SparseRecipe(split_multiple=64, token_permutation=False, dense_fraction=0.0)],
                          ids=["full", "no_perm_no_split"])
-@pytest.mark.parametrize("fused_backend", [EmulatedFusedBackend, EmulatedFusedCusparseltBackend],
+@pytest.mark.parametrize("fused_backend", [emulated_fused_backend, emulated_fused_cusparselt_backend],
                          ids=["cutlass", "cusparselt"])
 def test_fused_ffn_equals_the_unfused_fp8_path(monkeypatch, recipe, fused_backend):
     """Same inputs, same quantization, same masks: the fused FFN's output and all gradients equal the unfused
@@ -253,7 +265,7 @@ def test_fused_ffn_equals_the_unfused_fp8_path(monkeypatch, recipe, fused_backen
 def test_backend_dispatch_runs_the_fused_function_only_for_the_papers_recipe():
     from act24.ffn import runs_fused
 
-    fused_backend = EmulatedFusedBackend()
+    fused_backend = emulated_fused_backend()
     assert runs_fused(SparseRecipe(), fused_backend)
     assert not runs_fused(SparseRecipe(mask_dy1=False), fused_backend)
     assert not runs_fused(SparseRecipe(backward="masked_dense"), fused_backend)
@@ -388,7 +400,7 @@ def test_dense_fused_ffn_equals_the_unfused_dense_fp8_ffn(monkeypatch):
         monkeypatch.setattr(torch, "_scaled_mm", emulated_scaled_mm)
     x, w1, w2, dy = ffn_operands()
     results = []
-    for run in (lambda *p: dense_fused_fp8_ffn(*p, EmulatedFusedBackend()),
+    for run in (lambda *p: dense_fused_fp8_ffn(*p, emulated_fused_backend()),
                 lambda *p: dense_sqrelu_ffn(*p, EmulatedUnfusedBackend())):
         params = [v.clone().requires_grad_() for v in (x, w1, w2)]
         y = run(*params)
@@ -405,13 +417,13 @@ def test_custom_op_gives_the_autograd_functions_results_and_compiles_whole(monke
 
     if DEVICE == "cpu":
         monkeypatch.setattr(torch, "_scaled_mm", emulated_scaled_mm)
-        monkeypatch.setattr(B.FusedFp8Sm90Backend, "packed_gemm", staticmethod(emulated_packed_gemm))
+        monkeypatch.setattr(XformersGemm, "__call__", lambda self, a, b8, b_scale: emulated_packed_gemm(a, b8, b_scale))
     recipe = SparseRecipe(split_multiple=64) if sparse else None
     spec = recipe_spec(recipe)
     x, w1, w2, dy = ffn_operands(seed=1)
     results = []
     for run in (lambda *p: fused_ffn_op(*p, spec),
-                lambda *p: (sparse_sqrelu_ffn(*p, recipe, B.FusedFp8Sm90Backend()) if sparse
+                lambda *p: (sparse_sqrelu_ffn(*p, recipe, B.get_backend("fused_fp8_sm90")) if sparse
                             else dense_fused_fp8_ffn(*p))):
         params = [v.clone().requires_grad_() for v in (x, w1, w2)]
         y = run(*params)

@@ -247,7 +247,7 @@ def test_fused_kernels_pack_exactly_like_cutlass(trained_activations, fp8):
 def test_fused_ffn_equals_the_stock_fp8_ffn():
     """The fused FFN (our kernels) and the stock FP8 path (mask24, quantize, CUTLASS compress) run the same GEMMs on
     the same operands: output and gradients agree to the last bit, or nearly (GEMM scheduling)."""
-    fused_backend, stock = B.FusedFp8Sm90Backend(), B.XformersFp8Sm90Backend()
+    fused_backend, stock = B.get_backend("fused_fp8_sm90"), B.XformersFp8Sm90Backend()
     if why := fused_backend.probe():
         pytest.skip(f"fused_fp8_sm90 unavailable here: {why}")
     g = torch.Generator().manual_seed(5)
@@ -304,7 +304,7 @@ def test_fused_kernels_pack_exactly_like_cusparselt(trained_activations):
     from act24.kernels import cusparselt, fused
     from act24.sparsity.pattern import feature_split, token_permutation
 
-    if why := B.FusedFp8CusparseltBackend().probe():
+    if why := B.get_backend("fused_fp8_cusparselt").probe():
         pytest.skip(f"fused_fp8_cusparselt unavailable here: {why}")
 
     def same_as_cslt(packed, a):
@@ -337,18 +337,19 @@ def test_fused_kernels_pack_exactly_like_cusparselt(trained_activations):
 
 def test_auto_backend_picks_a_checked_gemm_per_shape_and_reports_it():
     """fused_fp8_auto decides each GEMM shape once, among the GEMMs that run here, and says what it saw."""
-    backend = B.FusedFp8AutoBackend()
+    backend = B.get_backend("fused_fp8_auto")
     if why := backend.probe():
         pytest.skip(f"fused_fp8_auto unavailable here: {why}")
-    gemm = backend.gemm_for(2048, 1536, 512)
-    assert gemm in B.GEMM_LAYOUTS and backend.layout_for(2048, 1536, 512) == B.GEMM_LAYOUTS[gemm]
+    auto = backend.gemm
+    gemm = auto.gemm_for(2048, 1536, 512)
+    assert gemm in auto.CANDIDATES and backend.layout_for(2048, 1536, 512) == gemm.layout
     note = backend.gemm_choices()["2048 x 1536 x 512"]
     print(f"\n[auto 2048 x 1536 x 512] {note}")
-    assert note.startswith(gemm) and "ms" in note
-    for other, why in B.FusedFp8AutoBackend.gemms().items():  # every GEMM that runs here was timed
+    assert note.startswith(gemm.name) and "ms" in note
+    for other, why in auto.gemms().items():  # every GEMM that runs here was timed
         assert (f"{other} unavailable" in note) if why else (f"{other} failed" in note or f"{other} wrong" in note
                                                             or f"{other} " in note and " ms" in note)
-    assert backend.gemm_for(2048, 1536, 512) == gemm and len(B.FusedFp8AutoBackend.choices) >= 1
+    assert B.get_backend("fused_fp8_auto").gemm.gemm_for(2048, 1536, 512) is gemm  # decided once per process
 
 
 @pytest.mark.parametrize("backend", ["dense", "fused_fp8_sm90"])

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 
 from ..kernels import fused
-from ..kernels.backends import Backend, FusedFp8Sm90Backend, get_backend
+from ..kernels.backends import Backend, get_backend
 from ..sparsity.pattern import cached_permutation
 from ..sparsity.recipe import SparseRecipe
 
@@ -44,7 +44,7 @@ def tokenwise_fused_mm(a: torch.Tensor | fused.Kept24, b: torch.Tensor, dest: to
                                                      layout=backend.layout_for(n_sparse, t, n))
     bt8, b_scale = backend.quantize_t(b, perm)  # b[perm]ᵀ (N x T): one scale per output column
     b_scale = b_scale.t().contiguous()
-    sparse_out = backend.packed_gemm(packed, bt8.t(), b_scale)
+    sparse_out = backend.gemm(packed, bt8.t(), b_scale)
     dense_out = torch._scaled_mm(dense8, bt8.t(), scale_a=dense_scale, scale_b=b_scale, out_dtype=torch.bfloat16,
                                  use_fast_accum=True) if len(dest) > n_sparse else sparse_out[:0]
     # The GEMMs' rows are features in split order: put back in feature order (and transposed) in one pass.
@@ -123,7 +123,7 @@ class DenseFusedFp8FFNFunction(torch.autograd.Function):
 def dense_fused_fp8_ffn(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor,
                         backend: Backend | None = None) -> torch.Tensor:
     """relu(x W1ᵀ)² W2ᵀ, dense, FP8 with row-wise scales on the fused kernels (x: (T, d) bf16; W1: (F, d); W2: (d, F))."""
-    return DenseFusedFp8FFNFunction.apply(x, w1, w2, backend or FusedFp8Sm90Backend())
+    return DenseFusedFp8FFNFunction.apply(x, w1, w2, backend or get_backend("fused_fp8_sm90"))
 
 
 # Custom ops: the same functions as single graph nodes for torch.compile. The recipe travels as JSON (custom ops

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from ..ffn import dense_sqrelu_ffn, sparse_sqrelu_ffn
-from ..kernels.backends import Backend, _cuda_capability, get_backend
+from ..kernels.backend import Backend, cuda_capability
+from ..kernels.backends import get_backend
 from ..kernels.fp8 import fp8_mm
 from ..sparsity.recipe import SparseRecipe
 from .harness import backend_here
@@ -99,7 +100,7 @@ def ffn_paths(precision: str, recipe: SparseRecipe) -> tuple[list[FfnPath], list
                   FfnPath("dense (torch.compile)", False, compiled(_dense_bf16), _compiled_bf16_step)]
         candidates = [(STOCK_PATHS["cusparselt"], "cusparselt")]
     else:
-        cap = _cuda_capability()
+        cap = cuda_capability()
         if cap is None or cap < (8, 9):
             return [], [{"path": "all FP8 paths", "sparse": False,
                          "status": f"unavailable: FP8 GEMMs need compute capability >= 8.9, device has {cap}"}]

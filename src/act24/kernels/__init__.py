@@ -7,9 +7,9 @@ reference (`check_backend`) before it is trusted: a backend that gives wrong res
 incorrect, never used.
 """
 
-from .backends import (BACKENDS, Backend, BackendStatus, BackendUnavailable, CuSparseLtBackend, ReferenceBackend,
-                       XformersCusparseLtBackend, XformersCutlassBackend, XformersFp8Sm90Backend,
-                       backend_statuses, check_backend, get_backend, select_backend)
+from .backend import Backend, BackendStatus, ReferenceBackend
+from .backends import BACKENDS, BackendUnavailable, backend_statuses, check_backend, get_backend, select_backend
+from .stock import CuSparseLtBackend, XformersCusparseLtBackend, XformersCutlassBackend, XformersFp8Sm90Backend
 
 __all__ = ["BACKENDS", "Backend", "BackendStatus", "BackendUnavailable", "CuSparseLtBackend", "ReferenceBackend",
            "XformersCusparseLtBackend", "XformersCutlassBackend", "XformersFp8Sm90Backend", "backend_statuses",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .backends import ReferenceBackend
+from .backend import ReferenceBackend
 from .fp8 import quantize_rowwise_fp8
 
 
