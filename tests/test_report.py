@@ -283,6 +283,12 @@ def test_difference_pairs_shared_seeds_and_otherwise_uses_welch():
     assert welch.method == "Welch t, 4 and 4 seeds"
     assert (welch.low, welch.high) == pytest.approx((d.mean() - half, d.mean() + half))
     assert welch.high - welch.low > 10 * (paired.high - paired.low)
+    some = compare.difference(a, b.set_axis([1, 2, 3, 10]))  # seeds 1, 2, 3 shared: paired over those
+    d3 = a[[1, 2, 3]].to_numpy() - np.array([3.60, 3.40, 3.20])
+    half = scipy_stats.t.ppf(0.975, 2) * d3.std(ddof=1) / 3**0.5
+    assert some.method == "paired t, 3 seeds shared of 4 and 4"
+    assert (some.estimate, some.low, some.high) == pytest.approx((d3.mean(), d3.mean() - half, d3.mean() + half))
+    assert compare.difference(a, b.set_axis([3, 10, 11, 12])).method == "Welch t, 4 and 4 seeds"  # one shared
 
 
 def test_order_test_has_the_exact_permutation_p_value():

@@ -1,8 +1,8 @@
 """Small-sample statistics for comparing variants over seeds, and the verdict rule every claim uses.
 
 Runs of different variants with the same seed share their data order (and, for variants of one architecture,
-their initialisation), so per-seed differences are paired: `difference` takes a paired Student t interval when
-both sides have the same seeds, and a Welch t interval otherwise. Intervals come from scipy.stats, never from
+their initialisation), so per-seed differences are paired: `difference` takes a paired Student t interval over the
+seeds both sides ran when they share at least two, and a Welch t interval otherwise. Intervals come from scipy.stats, never from
 normal quantiles: with 3 seeds the t quantile (4.30) is 2.2x the normal one.
 """
 
@@ -61,15 +61,19 @@ def mean_interval(values, level: float = LEVEL) -> Interval:
 def difference(a: pd.Series, b: pd.Series, level: float = LEVEL) -> Interval:
     """mean(a) - mean(b) with its interval; `a` and `b` are indexed by seed.
 
-    Same seeds on both sides: the paired t interval of the per-seed differences (n - 1 degrees of freedom).
-    Otherwise: Welch's unequal-variance t interval (Welch-Satterthwaite degrees of freedom)."""
+    Same seeds on both sides: the paired t interval of the per-seed differences (n - 1 degrees of freedom). At
+    least two seeds shared, but not all: the same, over the shared seeds only (a run and its baseline of one seed
+    share initialization and data order, so their difference varies far less than either loss). Otherwise:
+    Welch's unequal-variance t interval (Welch-Satterthwaite degrees of freedom)."""
     from scipy import stats
 
     a, b = a.astype(float), b.astype(float)
-    if len(a) and set(a.index) == set(b.index) and a.index.is_unique and b.index.is_unique:
-        r = mean_interval(a.sort_index().to_numpy() - b.sort_index().to_numpy(), level)
-        return Interval(r.estimate, r.low, r.high, f"paired t, {len(a)} seeds" if r.defined else
-                        f"{len(a)} seed: no interval")
+    shared = sorted(set(a.index) & set(b.index)) if a.index.is_unique and b.index.is_unique else []
+    if len(a) and len(shared) == len(a) == len(b) or len(shared) >= 2:
+        r = mean_interval(a[shared].to_numpy() - b[shared].to_numpy(), level)
+        some = "" if len(shared) == len(a) == len(b) else f" shared of {len(a)} and {len(b)}"
+        return Interval(r.estimate, r.low, r.high, f"paired t, {len(shared)} seeds{some}" if r.defined else
+                        f"{len(shared)} seed: no interval")
     diff = a.mean() - b.mean() if len(a) and len(b) else math.nan
     if len(a) < 2 or len(b) < 2:
         return _no_interval(diff, f"{len(a)} and {len(b)} seeds: no interval")

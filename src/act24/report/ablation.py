@@ -2,7 +2,8 @@
 
 `analysis.table1` maps each of the paper's rows to the variant that mirrors it. Losses are the runs' final
 validation losses; a run whose training loss became non-finite (train.on_nonfinite: stop) has none. Every
-difference is per seed where both variants ran the same seeds (paired t), else Welch t (act24.intervals).
+difference is per seed over the seeds both variants ran (paired t, at least two shared), else Welch t
+(act24.intervals).
 
 C6a, the order: Kendall's tau between our mean losses and the paper's, with the exact permutation p-value over
 the five recipe rows. C6b, the effect sizes: for each ablation, whether our interval of its difference to the
