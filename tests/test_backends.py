@@ -70,9 +70,9 @@ def test_the_auto_fp8_backend_names_every_gemm_it_cannot_run():
     assert "; act24: no CUDA device; cusparselt: no CUDA device" in why
 
 
-def test_cusparselt_search_times_only_correct_algorithms_and_caches_the_fastest(monkeypatch):
-    """Algorithm 1 is the fastest and wrong: never chosen. The first algorithm id cuSPARSELt rejects ends the list.
-    A second search of the shape is the cached choice; a shape where every algorithm is wrong is an error."""
+def test_cusparselt_search_tries_algorithm_ids_until_one_is_rejected(monkeypatch):
+    """The search's wiring (the routine itself: the autotune test): algorithm ids from 0 until cuSPARSELt rejects
+    one, checked against the dense GEMM; the choice is cached per shape and named in `choices`."""
     from act24.kernels import cusparselt as CS
 
     g = torch.Generator().manual_seed(0)
@@ -92,13 +92,11 @@ def test_cusparselt_search_times_only_correct_algorithms_and_caches_the_fastest(
     monkeypatch.setattr(torch, "_cslt_sparse_mm", fake_sparse_mm)
     monkeypatch.setattr(CS, "gpu_name", lambda: "a GPU")
     choice = CS.search(64, 32, 16, torch.float32)
-    assert choice.alg_id == 3 and choice.ms == 0.5
+    assert choice.pick == 3 and choice.ms == 0.5
     assert [t.split(":")[0] for t in choice.tried] == ["alg 0", "alg 1", "alg 2", "alg 3", "alg 4"]
     assert "wrong" in choice.tried[1] and "rejected" in choice.tried[4]
-    assert "1 gave wrong results" in choice.describe()
-    n = len(calls)
-    assert CS.search(64, 32, 16, torch.float32) is choice and len(calls) == n
-    assert list(CS.choices()) == ["64 x 32 x 16 float32"]
+    assert CS.search(64, 32, 16, torch.float32) is choice
+    assert CS.choices() == {"64 x 32 x 16 float32": "alg 3 (0.500 ms; 5 tried, 1 wrong or failed)"}
     wrong.update(ms)
     with pytest.raises(RuntimeError, match="no algorithm gives correct results for 64 x 32 x 8"):
         CS.search(64, 32, 8, torch.float32)
@@ -163,3 +161,47 @@ class WrongDenseBackend(B.ReferenceBackend):
 def test_the_dense_mm_of_a_backend_is_checked_too():
     status = B.check_backend(WrongDenseBackend(), device="cpu")
     assert not status.usable and "at mm (256, 512) @ (512, 128)" in status.verdict
+
+
+def test_autotune_checks_then_times_then_caches_the_fastest_correct_candidate():
+    """Every per-shape search runs this routine. The fastest candidate is wrong and another raises: neither is
+    chosen, both are lines of what was tried; an unavailable one is never run; `end_on` ends the list (the first
+    candidate's error propagates); with `refine` the finalists' second timing decides; a cached key runs nothing;
+    no correct candidate is an error naming every line."""
+    from act24.kernels.autotune import Candidate, autotune
+
+    ref, ran = torch.ones(4), []
+    ms = {"fast-wrong": 0.1, "raises": 0.2, "a": 3.0, "b": 2.0, "c": 2.5}
+
+    def call(pick, scale=1.0):
+        def run():
+            ran.append(pick)
+            if pick == "raises":
+                raise ValueError("bad launch")
+            if pick == "end":
+                raise RuntimeError("no such algorithm")
+            return ref * (2 if pick == "fast-wrong" else scale)
+        return run
+
+    picks = ["fast-wrong", "raises", "a", "b", "c", "end", "after the end"]
+    candidates = [Candidate("gone", "gone", None, "no GPU")] + [Candidate(p, f"<{p}>", call(p)) for p in picks]
+    time = lambda fn: (fn(), ms[ran[-1]])[1]  # noqa: E731
+    refined = {}
+    cache = {}
+    choice = autotune(cache, "shape", candidates, ref, 1e-3, time, what="none correct", end_on=RuntimeError,
+                      finalists=2, refine=lambda calls: refined.update(calls) or {"b": 2.2, "c": 1.9},
+                      annotate=lambda pick: f"note {pick}")
+    assert (choice.pick, choice.label, choice.ms) == ("c", "<c>", 1.9) and set(refined) == {"b", "c"}
+    assert choice.tried[0] == "gone: unavailable (no GPU)" and "gone" not in ran and "after the end" not in ran
+    assert choice.tried[1] == "<fast-wrong>: wrong (relative error 1)"
+    assert choice.tried[2] == "<raises>: failed (ValueError: bad launch)"
+    assert choice.tried[3] == "<a>: 3.000 ms (relative error 0.0e+00), note a"
+    assert choice.tried[5].endswith(", note c, 1.900 ms sustained")
+    assert choice.tried[6].startswith("<end>: rejected, the end of the list (no such algorithm")
+    assert choice.describe() == "<c> (1.900 ms; 7 tried, 2 wrong or failed)"
+    n = len(ran)
+    assert autotune(cache, "shape", candidates, ref, 1e-3, time, what="x") is choice and len(ran) == n
+    with pytest.raises(RuntimeError, match="no such algorithm"):  # the first candidate's error is no end of a list
+        autotune({}, "k", [Candidate("end", "<end>", call("end"))], ref, 1e-3, time, what="x", end_on=RuntimeError)
+    with pytest.raises(RuntimeError, match=r"none correct: gone: unavailable \(no GPU\); <fast-wrong>: wrong"):
+        autotune({}, "k", candidates[:3], ref, 1e-3, time, what="none correct")

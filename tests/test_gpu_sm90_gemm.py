@@ -78,7 +78,7 @@ def test_search_checks_every_launch_and_keeps_a_correct_one():
     choice = sm90_gemm.search(2048, 1536, 512)
     print(f"\n[search 2048 x 1536 x 512] {choice.describe()}")
     assert len(choice.tried) == len(launches()) and choice.ms > 0
-    assert choice.launch in launches() and "wrong" not in " ".join(choice.tried)
+    assert choice.pick in launches() and "wrong" not in " ".join(choice.tried)
     assert sm90_gemm.choices()["2048 x 1536 x 512"] == choice.describe()
 
 

@@ -104,9 +104,10 @@ def test_a_failing_build_is_a_reason_with_the_error_and_the_log(tmp_path, monkey
     assert not build.library_path().exists()  # nothing half-built is left to be loaded
 
 
-def test_search_times_only_correct_launches_and_caches_the_fastest(monkeypatch):
-    """The fastest launch gives wrong results and another fails: neither is chosen. A second search is the cached
-    choice; a shape where no launch is correct is an error."""
+def test_search_tries_every_launch_and_times_the_fastest_again_sustained(monkeypatch):
+    """The search's wiring (the routine itself: the autotune test in test_backends.py): every launch checked against
+    cuBLAS on the same operands, the FINALISTS fastest correct ones timed again; the choice cached per shape; a
+    shape the GEMM cannot take is a ValueError before anything runs."""
     launches = gemm.launches()
     ms = {launch: 1.0 + i for i, launch in enumerate(launches)}
     fastest_wrong, failing, best = launches[0], launches[1], launches[2]
@@ -127,14 +128,11 @@ def test_search_times_only_correct_launches_and_caches_the_fastest(monkeypatch):
     monkeypatch.setattr(gemm, "event_ms", lambda fn, **_: (fn(), ms[ran[-1]])[1])
     monkeypatch.setattr(gemm, "gpu_name", lambda: "a GPU")
     choice = gemm.search(128, 256, 64)
-    assert choice.launch == best and choice.ms == ms[best] and len(choice.tried) == len(launches)
+    assert choice.pick == best and choice.ms == ms[best] and len(choice.tried) == len(launches)
     finalists = [t for t in choice.tried if "sustained" in t]
     assert len(finalists) == gemm.FINALISTS and f"{ms[best]:.3f} ms sustained" in choice.tried[2]
     assert "wrong" in choice.tried[0] and "failed (sm90a" not in choice.tried[1] and "Invalid Problem" in choice.tried[1]
-    assert "2 wrong or failed" in choice.describe()
-    n = len(ran)
-    assert gemm.search(128, 256, 64) is choice and len(ran) == n
-    assert list(gemm.choices()) == ["128 x 256 x 64"]
+    assert gemm.search(128, 256, 64) is choice and list(gemm.choices()) == ["128 x 256 x 64"]
     broken.update(launches)
     with pytest.raises(RuntimeError, match="no launch gives correct results for 128 x 256 x 128"):
         gemm.search(128, 256, 128)

@@ -106,7 +106,8 @@ def select_backend(name: str, device: torch.device | str, check: bool = True) ->
         for candidate in AUTO_ORDER:
             status = check_backend(get_backend(candidate), device=device)
             if status.usable:
-                return get_backend(candidate), f"auto: {candidate} (correctness check ok, rel. error {status.rel_error:.2g})"
+                return get_backend(candidate), (f"auto: {candidate} (correctness check ok, rel. error "
+                                                f"{status.rel_error:.2g})")
             rejected.append(f"{candidate}: {status.verdict}")
         return ReferenceBackend(), "auto: reference, no GPU 2:4 backend usable (" + "; ".join(rejected) + ")"
     backend = get_backend(name)

@@ -14,31 +14,18 @@ values as every other FP8 path's: the scheme changes no numerics, it costs that 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
 
 import torch
 
 from ..sparsity.pattern import mask24
-from .timing import event_ms, gpu_name, rel_error
+from .autotune import Candidate, Choice, autotune
+from .timing import event_ms, gpu_name
 
 MAX_ALGORITHMS = 64  # a cap; the first algorithm id cuSPARSELt rejects ends the search
 # Against the dense GEMM of the same operands: both round to bf16 (~3e-3 apart); a wrong algorithm lands near 1.
 TOLERANCE = 2e-2
 TIMED_CALLS = 5  # per algorithm, after one untimed call
-
-
-@dataclass(frozen=True)
-class Choice:
-    """The algorithm `search` chose for one GEMM shape, and what it saw of every algorithm."""
-
-    alg_id: int
-    ms: float
-    tried: tuple[str, ...]
-
-    def describe(self) -> str:
-        wrong = sum("wrong" in t for t in self.tried)
-        return (f"alg {self.alg_id} ({self.ms:.3f} ms; {len(self.tried)} algorithms tried"
-                + (f", {wrong} gave wrong results" if wrong else "") + ")")
 
 
 _CHOICES: dict[tuple, Choice] = {}
@@ -62,38 +49,22 @@ def _dense(a: torch.Tensor, bt: torch.Tensor) -> torch.Tensor:
 
 
 def search(m: int, k: int, n: int, dtype: torch.dtype, row_major_b: bool = False, seed: int = 0) -> Choice:
-    """The fastest correct cuSPARSELt algorithm for (M x K, 2:4) @ (K x N, column-major unless row_major_b) in
-    `dtype` (FP8: bf16 out); RuntimeError when none is correct."""
+    """The fastest correct cuSPARSELt algorithm (`Choice.pick`, its id) for (M x K, 2:4) @ (K x N, column-major unless
+    row_major_b) in `dtype` (FP8: bf16 out); RuntimeError when none is correct."""
     key = (gpu_name(), m, k, n, str(dtype), row_major_b)
     if key in _CHOICES:
         return _CHOICES[key]
     a, b = _operands(m, k, n, dtype, seed)
     compressed, bt = torch._cslt_compress(a), (b.t().contiguous() if row_major_b else b.t())
-    ref = _dense(a, bt)
     out_dtype = torch.bfloat16 if dtype == torch.float8_e4m3fn else None
-    tried, best = [], None
-    for alg in range(MAX_ALGORITHMS):
-        def run(alg=alg):
-            return torch._cslt_sparse_mm(compressed, bt, out_dtype=out_dtype, alg_id=alg)
-        try:
-            err = rel_error(run(), ref)
-        except RuntimeError as exc:
-            if alg == 0:
-                raise
-            tried.append(f"alg {alg}: rejected, the end of the list ({str(exc).splitlines()[0][:80]})")
-            break
-        if not err <= TOLERANCE:
-            tried.append(f"alg {alg}: wrong (relative error {err:.2g})")
-            continue
-        ms = event_ms(run, calls=TIMED_CALLS)
-        tried.append(f"alg {alg}: {ms:.3f} ms (relative error {err:.1e})")
-        if best is None or ms < best[1]:
-            best = (alg, ms)
-    if best is None:
-        raise RuntimeError(f"cuSPARSELt: no algorithm gives correct results for {m} x {k} x {n} {dtype}: "
-                           + "; ".join(tried))
-    _CHOICES[key] = Choice(best[0], best[1], tuple(tried))
-    return _CHOICES[key]
+
+    def call(alg: int) -> torch.Tensor:
+        return torch._cslt_sparse_mm(compressed, bt, out_dtype=out_dtype, alg_id=alg)
+
+    candidates = (Candidate(alg, f"alg {alg}", functools.partial(call, alg)) for alg in range(MAX_ALGORITHMS))
+    return autotune(_CHOICES, key, candidates, _dense(a, bt), TOLERANCE, lambda call: event_ms(call, calls=TIMED_CALLS),
+                    what=f"cuSPARSELt: no algorithm gives correct results for {m} x {k} x {n} {dtype}",
+                    end_on=RuntimeError)
 
 
 def choices() -> dict[str, str]:
@@ -107,7 +78,7 @@ def sparse_mm(compressed: torch.Tensor, b: torch.Tensor, m: int) -> torch.Tensor
     out, or FP8 in and bf16 out (then b column-major, the transpose of a contiguous (N x K))."""
     k, n = b.shape
     fp8 = compressed.dtype == torch.float8_e4m3fn
-    alg = search(m, k, n, compressed.dtype, row_major_b=b.stride(1) == 1 and b.stride(0) != 1).alg_id
+    alg = search(m, k, n, compressed.dtype, row_major_b=b.stride(1) == 1 and b.stride(0) != 1).pick
     return torch._cslt_sparse_mm(compressed, b, out_dtype=torch.bfloat16 if fp8 else None, alg_id=alg)
 
 

@@ -14,6 +14,7 @@ import torch
 
 from ..sparsity.pattern import mask24
 from . import cslt_layout, cusparselt, sm90_gemm, sm90_layout, timing
+from .autotune import Candidate, Choice, autotune
 from .backend import cusparselt_missing, sm90_missing
 from .cuda12 import import_xformers_ops
 from .fp8 import quantize_rowwise_fp8, scaled_mm_rowwise
@@ -114,7 +115,7 @@ class AutoGemm(SparseFp8Gemm):
 
     name = "auto"
     CANDIDATES = (XformersGemm(), Act24Gemm(), CusparseltGemm())
-    decided: dict[tuple[int, int, int], dict] = {}  # shared by every instance: one decision per shape and process
+    decided: dict[tuple[int, int, int], Choice] = {}  # shared by every instance: one decision per shape and process
 
     def probe(self):
         missing = {gemm: why for gemm, why in self.gemms().items() if why}
@@ -129,8 +130,8 @@ class AutoGemm(SparseFp8Gemm):
     def gemm_for(self, m: int, k: int, n: int) -> SparseFp8Gemm:
         if (m, k, n) not in self.decided:
             self.decided[m, k, n] = choose(self.CANDIDATES, m, k, n)
-            print(f"2:4 FP8 GEMM {m} x {k} x {n}: {self.decided[m, k, n]['note']}", flush=True)
-        return self.decided[m, k, n]["gemm"]
+            print(f"2:4 FP8 GEMM {m} x {k} x {n}: {note(self.decided[m, k, n])}", flush=True)
+        return self.decided[m, k, n].pick
 
     def layout_for(self, m, k, n):
         return self.gemm_for(m, k, n).layout
@@ -139,15 +140,20 @@ class AutoGemm(SparseFp8Gemm):
         return self.gemm_for(*shape_of(a, b8))(a, b8, b_scale)
 
     def choices(self):
-        return {**{f"{m} x {k} x {n}": c["note"] for (m, k, n), c in self.decided.items()},
+        return {**{f"{m} x {k} x {n}": note(c) for (m, k, n), c in self.decided.items()},
                 **{f"cuSPARSELt {shape}": alg for shape, alg in cusparselt.choices().items()},
                 **{f"act24 sm90a {shape}": launch for shape, launch in sm90_gemm.choices().items()}}
 
 
-def choose(gemms, m: int, k: int, n: int, calls: int = 10, seed: int = 0) -> dict:
-    """Run every GEMM of `gemms` that runs here on a random 2:4 (M x K) @ (K x N) packed by the fused kernel in its
-    layout, check each against the dense FP8 GEMM of the same quantized operands, time the correct ones (median of
-    `calls`) and pick the fastest: {"gemm", "note"}. RuntimeError when none is correct."""
+def note(choice: Choice) -> str:
+    """The GEMM chosen for a shape and what every candidate did: the line the run's log and summary get."""
+    return f"{choice.label} (" + "; ".join(choice.tried) + ")"
+
+
+def choose(gemms, m: int, k: int, n: int, calls: int = 10, seed: int = 0) -> Choice:
+    """The fastest of `gemms` (`Choice.pick`) on a random 2:4 (M x K) @ (K x N), packed by the fused kernel in each
+    one's layout and checked against the dense FP8 GEMM of the same quantized operands (`autotune`; median of
+    `calls`); RuntimeError when none is correct."""
     from .fused import PLAIN, sparsify24_rows
 
     g = torch.Generator(device="cuda").manual_seed(seed)
@@ -156,24 +162,20 @@ def choose(gemms, m: int, k: int, n: int, calls: int = 10, seed: int = 0) -> dic
     b = torch.randn(k, n, device="cuda", generator=g, dtype=torch.bfloat16)
     bt8, b_scale = quantize_rowwise_fp8(b.t().contiguous())
     ref = scaled_mm_rowwise(*quantize_rowwise_fp8(a), bt8, b_scale)
-    b8, b_row = bt8.t(), b_scale.t().contiguous()
-    seen, times = [], {}
-    for gemm in gemms:
-        if why := gemm.probe():
-            seen.append(f"{gemm.name} unavailable ({why})")
-            continue
+
+    def packed_call(gemm: SparseFp8Gemm):
         try:
-            run = functools.partial(gemm, sparsify24_rows(a, mode=PLAIN, layout=gemm.layout)[0], b8, b_row)
-            err = timing.rel_error(run(), ref)
-        except Exception as exc:  # a failing kernel is a result
-            seen.append(f"{gemm.name} failed ({type(exc).__name__}: {str(exc)[:100]})")
-            continue
-        if not err <= cusparselt.TOLERANCE:
-            seen.append(f"{gemm.name} wrong (relative error {err:.2g})")
-            continue
-        times[gemm] = timing.event_ms(run, calls=calls)
-        seen.append(f"{gemm.name} {times[gemm]:.3f} ms" + (f", {how}" if (how := gemm.describe(m, k, n)) else ""))
-    if not times:
-        raise RuntimeError(f"2:4 FP8 GEMM {m} x {k} x {n}: no GEMM gives correct results here: " + "; ".join(seen))
-    best = min(times, key=times.get)
-    return {"gemm": best, "note": f"{best.name} (" + "; ".join(seen) + ")"}
+            packed = sparsify24_rows(a, mode=PLAIN, layout=gemm.layout)[0]
+        except Exception as exc:  # noqa: BLE001 - the candidate fails with it when checked
+            return functools.partial(_raise, exc)
+        return functools.partial(gemm, packed, bt8.t(), b_scale.t().contiguous())
+
+    candidates = (Candidate(gemm, gemm.name, None, why) if (why := gemm.probe()) else
+                  Candidate(gemm, gemm.name, packed_call(gemm)) for gemm in gemms)
+    return autotune({}, None, candidates, ref, cusparselt.TOLERANCE, lambda call: timing.event_ms(call, calls=calls),
+                    what=f"2:4 FP8 GEMM {m} x {k} x {n}: no GEMM gives correct results here",
+                    annotate=lambda gemm: gemm.describe(m, k, n))
+
+
+def _raise(exc: Exception):
+    raise exc

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..timing import event_ms, gpu_name, rel_error
+from ..autotune import Candidate, Choice, autotune
+from ..timing import event_ms, gpu_name
 from .build import Sm90GemmUnavailable, load
 from .configs import CONFIGS, RASTERS, SM_CAPS, SWIZZLES, GemmConfig
 
@@ -42,20 +43,6 @@ class Launch:
     def describe(self) -> str:
         cap = f" {self.sms} SMs" if self.sms else ""
         return f"{self.config.name} raster {'MN'[self.raster]} swizzle {self.swizzle}{cap}"
-
-
-@dataclass(frozen=True)
-class Choice:
-    """What `search` chose for one shape, and what it saw of every launch."""
-
-    launch: Launch
-    ms: float
-    tried: tuple[str, ...]
-
-    def describe(self) -> str:
-        wrong = sum("wrong" in t or "failed" in t for t in self.tried)
-        return (f"{self.launch.describe()} ({self.ms:.3f} ms; {len(self.tried)} launches tried"
-                + (f", {wrong} wrong or failed" if wrong else "") + ")")
 
 
 _CHOICES: dict[tuple, Choice] = {}
@@ -152,7 +139,7 @@ def _launch(launch: Launch, m, k, n, values, meta, b8, a_scale, b_scale) -> torc
 def sparse_fp8_gemm(values, meta, b8, a_scale, b_scale) -> torch.Tensor:
     """`run` with the launch `search` chose for the shape."""
     m, k, n = _check(values, meta, b8, a_scale, b_scale)
-    return _launch(search(m, k, n).launch, m, k, n, values, meta, b8, a_scale, b_scale)
+    return _launch(search(m, k, n).pick, m, k, n, values, meta, b8, a_scale, b_scale)
 
 
 def launches() -> list[Launch]:
@@ -177,7 +164,7 @@ def random_operands(m: int, k: int, n: int, seed: int = 0) -> dict:
 
 
 def search(m: int, k: int, n: int, seed: int = 0) -> Choice:
-    """The fastest correct launch for (M x K, 2:4) @ (K x N); RuntimeError when none is correct."""
+    """The fastest correct launch (`Choice.pick`) for (M x K, 2:4) @ (K x N); RuntimeError when none is correct."""
     key = (gpu_name(), m, k, n)
     if key in _CHOICES:
         return _CHOICES[key]
@@ -185,33 +172,19 @@ def search(m: int, k: int, n: int, seed: int = 0) -> Choice:
         raise ValueError(why)
     ops = random_operands(m, k, n, seed)
     p = ops["packed"]
-    tried, screened = {}, {}
-    for launch in launches():
-        call = functools.partial(run, launch, p.values, p.meta, ops["b8"], p.scale.reshape(-1), ops["b_scale"])
-        try:
-            err = rel_error(call(), ops["dense"])
-        except RuntimeError as exc:  # a configuration that cannot run this shape is a result
-            tried[launch] = f"{launch.describe()}: failed ({str(exc)[:120]})"
-            continue
-        if not err <= TOLERANCE:
-            tried[launch] = f"{launch.describe()}: wrong (relative error {err:.2g})"
-            continue
-        screened[launch] = (event_ms(call, calls=SCREEN_CALLS), call)
-        tried[launch] = f"{launch.describe()}: {screened[launch][0]:.3f} ms screened (relative error {err:.1e})"
-    if not screened:
-        raise RuntimeError(f"sm90a 2:4 FP8 GEMM: no launch gives correct results for {m} x {k} x {n}: "
-                           + "; ".join(tried.values()))
-    finalists = sorted(screened, key=lambda launch: screened[launch][0])[:FINALISTS]
-    rounds = {launch: [] for launch in finalists}
-    for _ in range(FINAL_ROUNDS):
-        for launch in finalists:
-            rounds[launch].append(event_ms(screened[launch][1], budget_ms=FINAL_ROUND_MS))
-    final = {launch: statistics.median(t) for launch, t in rounds.items()}
-    for launch, ms in final.items():
-        tried[launch] += f", {ms:.3f} ms sustained"
-    best = min(final, key=final.get)
-    _CHOICES[key] = Choice(best, final[best], tuple(tried.values()))
-    return _CHOICES[key]
+    candidates = [Candidate(launch, launch.describe(), functools.partial(
+        run, launch, p.values, p.meta, ops["b8"], p.scale.reshape(-1), ops["b_scale"])) for launch in launches()]
+
+    def sustained(calls: dict) -> dict:  # interleaved rounds of back-to-back calls
+        rounds = {launch: [] for launch in calls}
+        for _ in range(FINAL_ROUNDS):
+            for launch, call in calls.items():
+                rounds[launch].append(event_ms(call, budget_ms=FINAL_ROUND_MS))
+        return {launch: statistics.median(t) for launch, t in rounds.items()}
+
+    return autotune(_CHOICES, key, candidates, ops["dense"], TOLERANCE, lambda call: event_ms(call, calls=SCREEN_CALLS),
+                    what=f"sm90a 2:4 FP8 GEMM: no launch gives correct results for {m} x {k} x {n}",
+                    finalists=FINALISTS, refine=sustained)
 
 
 def choices() -> dict[str, str]:
