@@ -69,7 +69,7 @@ def difference(a: pd.Series, b: pd.Series, level: float = LEVEL) -> Interval:
 
     a, b = a.astype(float), b.astype(float)
     shared = sorted(set(a.index) & set(b.index)) if a.index.is_unique and b.index.is_unique else []
-    if len(a) and len(shared) == len(a) == len(b) or len(shared) >= 2:
+    if (len(a) and len(shared) == len(a) == len(b)) or len(shared) >= 2:
         r = mean_interval(a[shared].to_numpy() - b[shared].to_numpy(), level)
         some = "" if len(shared) == len(a) == len(b) else f" shared of {len(a)} and {len(b)}"
         return Interval(r.estimate, r.low, r.high, f"paired t, {len(shared)} seeds{some}" if r.defined else

@@ -14,12 +14,11 @@ import torch
 from ..io import SetupError
 from ..sparsity.pattern import mask24
 from .backend import Backend, BackendStatus, ReferenceBackend
-from .fused_fp8 import FusedFp8Backend, fused_fp8_auto, fused_fp8_cusparselt, fused_fp8_sm90, fused_fp8_tuned
+from .fused_fp8 import fused_fp8_auto, fused_fp8_cusparselt, fused_fp8_sm90, fused_fp8_tuned
 from .stock import CuSparseLtBackend, XformersCusparseLtBackend, XformersCutlassBackend, XformersFp8Sm90Backend
 
-__all__ = ["AUTO_ORDER", "BACKENDS", "Backend", "BackendStatus", "BackendUnavailable", "FusedFp8Backend",
-           "ReferenceBackend", "backend_statuses", "check_backend", "get_backend", "random_24_operand",
-           "select_backend"]
+__all__ = ["AUTO_ORDER", "BACKENDS", "Backend", "BackendStatus", "BackendUnavailable", "ReferenceBackend",
+           "backend_statuses", "check_backend", "get_backend", "random_24_operand", "select_backend"]
 
 # One maker per name of act24.config.BACKEND_NAMES (the names the config accepts; a test checks they agree).
 BACKENDS: dict[str, Callable[[], Backend]] = {
