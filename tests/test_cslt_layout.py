@@ -6,12 +6,16 @@ import json
 import pytest
 import torch
 
+import sys
+
 from act24.kernels import cslt_layout as C
-from act24.kernels import layout_probe as P
 from act24.kernels import sm90_layout as L
 from act24.sparsity.pattern import mask24
 
 from conftest import REPO
+
+sys.path.insert(0, str(REPO / "workflow" / "experiments"))
+import layout_probe as P  # noqa: E402 - an experiment's module, not the package's
 
 PROBED = REPO / "reference" / "h200" / "cslt_layout" / "bench" / "cslt_layout.json"
 FP8, BF16 = torch.float8_e4m3fn, torch.bfloat16

@@ -3,7 +3,7 @@
     python workflow/experiments/cslt_layout_probe.py OUT_DIR [negative-zero]
 
 For each probed shape and value type, `torch._cslt_compress` is run on the probe matrices of
-`act24.kernels.layout_probe`; OUT_DIR/cslt_layout.npz gets, per shape, the group that owns each metadata bit
+`layout_probe` (this folder); OUT_DIR/cslt_layout.npz gets, per shape, the group that owns each metadata bit
 (-1: no probe flips it), and OUT_DIR/cslt_layout.json the buffer sizes, whether the values region equals
 CUTLASS's sm90 values, the 4-bit code of every index pair, the map from a code's position to its row and group
 (`layout_probe.basis`: the (row, group) of each power of two, and whether the whole map is their sum), and
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from act24.kernels import layout_probe as P
+import layout_probe as P  # this folder
 from act24.kernels import sm90_layout as L
 
 FP8, BF16 = torch.float8_e4m3fn, torch.bfloat16

@@ -1,6 +1,6 @@
 """The packed 2:4 format of cuSPARSELt 0.8 on sm90 (`torch._cslt_compress`), in torch.
 
-Recovered on an H200 with `kernels.layout_probe` (`workflow/experiments/cslt_layout_probe.py`; what it found is
+Recovered on an H200 with `workflow/experiments/layout_probe.py` (`cslt_layout_probe.py` there; what it found is
 in `reference/h200/cslt_layout/`, and a test checks this module against every probed shape):
 
 - One flat buffer: the values, then the metadata.
